@@ -1,0 +1,37 @@
+/* dpv2 datapath ABI: named counters.
+ *
+ * Backends keep one u64 per counter (per CPU or per lcore) plus one per drop
+ * reason (abi/drop.h). Counter ids index the per-CPU counter array map in BPF
+ * and the counter arrays of the sim and DPDK backends alike.
+ *
+ *   counters[DPV2_CNT_PACKETS] += 1;
+ */
+#ifndef DPV2_ABI_COUNTERS_H_
+#define DPV2_ABI_COUNTERS_H_
+
+#define DPV2_COUNTERS(X)                                        \
+  X(DPV2_CNT_PACKETS, 0, "packets")                             \
+  X(DPV2_CNT_BYTES, 1, "bytes")                                 \
+  X(DPV2_CNT_PASSED, 2, "passed")                               \
+  X(DPV2_CNT_REDIRECTED, 3, "redirected")                       \
+  X(DPV2_CNT_TX, 4, "transmitted")                              \
+  X(DPV2_CNT_DROPPED, 5, "dropped")                             \
+  X(DPV2_CNT_REJECTED, 6, "rejected")                           \
+  X(DPV2_CNT_SERVICE_NEW, 7, "service_new_connections")         \
+  X(DPV2_CNT_SERVICE_ESTABLISHED, 8, "service_established_packets") \
+  X(DPV2_CNT_REV_NAT, 9, "reverse_nat_packets")                 \
+  X(DPV2_CNT_CT_CREATED, 10, "conntrack_created")               \
+  X(DPV2_CNT_CT_REOPENED, 11, "conntrack_reopened")             \
+  X(DPV2_CNT_AFFINITY_HIT, 12, "affinity_hits")                 \
+  X(DPV2_CNT_POLICY_ALLOWED, 13, "policy_allowed")              \
+  X(DPV2_CNT_POLICY_DENIED, 14, "policy_denied")                \
+  X(DPV2_CNT_EVENTS_LOST, 15, "events_lost")
+
+enum dpv2_counter {
+#define DPV2_X_ENUM(name, value, label) name = value,
+  DPV2_COUNTERS(DPV2_X_ENUM)
+#undef DPV2_X_ENUM
+  DPV2_CNT_MAX
+};
+
+#endif /* DPV2_ABI_COUNTERS_H_ */

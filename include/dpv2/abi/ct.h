@@ -1,0 +1,64 @@
+/* dpv2 datapath ABI: connection tracking.
+ *
+ * Entries are keyed by the tuple in the direction of the packet that created
+ * them. A service connection owns two entries (as in Cilium): a SERVICE entry
+ * keyed on client -> frontend that remembers the chosen backend, and a flow
+ * entry keyed on client -> backend that carries the reverse-NAT address for
+ * replies. A reply is found by looking up its reversed tuple.
+ *
+ *   struct dpv2_ct_key k = tuple_of(pkt);   // then swap for the reply lookup
+ */
+#ifndef DPV2_ABI_CT_H_
+#define DPV2_ABI_CT_H_
+
+#include "types.h"
+
+/* dpv2_ct_key.flags */
+#define DPV2_CT_KEY_SERVICE (1u << 0)
+
+struct dpv2_ct_key {
+  struct dpv2_addr saddr;
+  struct dpv2_addr daddr;
+  __be16 sport; /* ICMP echo: the identifier; 0 otherwise for ICMP */
+  __be16 dport;
+  __u8 proto;
+  __u8 family;
+  __u8 flags;
+  __u8 pad;
+};
+
+/* dpv2_ct_value.flags */
+#define DPV2_CT_F_TX_CLOSING (1u << 0)   /* FIN/RST seen from the originator */
+#define DPV2_CT_F_RX_CLOSING (1u << 1)   /* FIN/RST seen from the replier */
+#define DPV2_CT_F_SEEN_NON_SYN (1u << 2) /* established lifetime applies */
+#define DPV2_CT_F_REPLY_SEEN (1u << 3)
+#define DPV2_CT_F_REV_NAT (1u << 4)      /* replies get source = nat_addr:nat_port */
+#define DPV2_CT_F_NODEPORT (1u << 5)
+#define DPV2_CT_F_POLICY_DENIED (1u << 6)
+
+struct dpv2_ct_value {
+  __u64 expires_ns;  /* monotonic clock; the entry is dead when now >= expires */
+  __u64 created_ns;
+  __u64 packets;
+  __u64 bytes;
+  struct dpv2_addr nat_addr; /* the frontend, for reverse NAT */
+  __be16 nat_port;
+  __u16 flags;       /* DPV2_CT_F_* */
+  __u32 backend_id;  /* SERVICE entries: the chosen backend */
+  __u32 service_id;
+  __u32 src_identity;
+  __u32 dst_identity;
+  __u8 tcp_flags_seen; /* union of TCP flags seen (both directions) */
+  __u8 pad[3];
+};
+
+/* Default timeouts, seconds (Cilium's; SEMANTICS.md section 3). */
+#define DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S 8000
+#define DPV2_CT_TIMEOUT_TCP_SYN_S 60
+#define DPV2_CT_TIMEOUT_TCP_CLOSE_S 10
+#define DPV2_CT_TIMEOUT_NON_TCP_S 60
+
+#define DPV2_CT_DEFAULT_TCP_ENTRIES 524288
+#define DPV2_CT_DEFAULT_OTHER_ENTRIES 262144
+
+#endif /* DPV2_ABI_CT_H_ */

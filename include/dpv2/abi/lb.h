@@ -1,0 +1,92 @@
+/* dpv2 datapath ABI: service load-balancing tables.
+ *
+ * A frontend (address, port, protocol, scope) maps to a dpv2_lb_value that
+ * names a lookup table (a Maglev table of backend ids, size a prime M). Lookup
+ * tables are immutable once written: a change writes a new table id, then
+ * repoints the frontend, then deletes the old table, so a packet never sees a
+ * partial table. Backends are shared by id across frontends.
+ *
+ *   key = {.addr = vip, .port = htons(80), .proto = DPV2_PROTO_TCP,
+ *          .family = DPV2_FAMILY_V4, .scope = DPV2_LB_SCOPE_EXT};
+ *   backend_id = table[hash(tuple) % M];
+ */
+#ifndef DPV2_ABI_LB_H_
+#define DPV2_ABI_LB_H_
+
+#include "types.h"
+
+/* Scope of a frontend entry. Every frontend has an EXT entry; a frontend whose
+ * internal traffic sees a different backend set (externalTrafficPolicy Local on
+ * a NodePort/LB/external IP) also has an INT entry and the EXT value carries
+ * DPV2_LB_F_TWO_SCOPES. Traffic from a local pod uses INT when present. */
+#define DPV2_LB_SCOPE_EXT 0
+#define DPV2_LB_SCOPE_INT 1
+
+/* dpv2_lb_value.flags */
+#define DPV2_LB_F_AFFINITY (1u << 0)      /* sessionAffinity ClientIP */
+#define DPV2_LB_F_SOURCE_RANGES (1u << 1) /* check dpv2_src_range_key */
+#define DPV2_LB_F_EMPTY_DROP (1u << 2)    /* no backend: drop (Local), not reject */
+#define DPV2_LB_F_TWO_SCOPES (1u << 3)    /* an INT-scope entry exists */
+#define DPV2_LB_F_RANDOM (1u << 4)        /* random slot instead of tuple hash */
+#define DPV2_LB_F_NODEPORT (1u << 5)      /* frontend is a NodePort on a node address */
+#define DPV2_LB_F_LOADBALANCER (1u << 6)  /* LB ingress IP or external IP */
+#define DPV2_LB_F_LOCAL (1u << 7)         /* traffic policy Local: no SNAT */
+
+struct dpv2_lb_key {
+  struct dpv2_addr addr;
+  __be16 port;
+  __u8 proto;
+  __u8 family;
+  __u8 scope;
+  __u8 pad[3];
+};
+
+struct dpv2_lb_value {
+  __u32 service_id;         /* stable per frontend; keys affinity and source ranges */
+  __u32 table_id;           /* dpv2 lookup table; 0 when backend_count == 0 */
+  __u32 affinity_timeout_s; /* with DPV2_LB_F_AFFINITY */
+  __u16 backend_count;      /* distinct usable backends in the table */
+  __u16 flags;              /* DPV2_LB_F_* */
+};
+
+/* dpv2_backend.flags */
+#define DPV2_BACKEND_F_LOCAL (1u << 0) /* the backend pod runs on this node */
+
+struct dpv2_backend {
+  struct dpv2_addr addr;
+  __be16 port;
+  __u8 proto;
+  __u8 family;
+  __u8 flags;
+  __u8 pad[3];
+};
+
+/* Lookup tables: id -> __u32 backend ids[M]. M is a prime, the same for every
+ * table of one datapath (configured at load). Backend id 0 is never used. */
+#define DPV2_MAGLEV_DEFAULT_SIZE 16381
+
+/* sessionAffinity ClientIP state, keyed per frontend and client address. */
+struct dpv2_affinity_key {
+  struct dpv2_addr client;
+  __u32 service_id;
+  __u8 family;
+  __u8 pad[3];
+};
+
+struct dpv2_affinity_value {
+  __u64 last_used_ns;
+  __u32 backend_id;
+  __u32 pad;
+};
+
+/* loadBalancerSourceRanges: an LPM key; prefixlen counts the service_id and
+ * family words (64 bits) plus the CIDR bits. Presence means allowed. */
+struct dpv2_src_range_key {
+  __u32 prefixlen;
+  __u32 service_id;
+  __u8 family;
+  __u8 pad[3];
+  struct dpv2_addr addr;
+};
+
+#endif /* DPV2_ABI_LB_H_ */

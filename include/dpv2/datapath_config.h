@@ -1,0 +1,47 @@
+// dpv2 datapath configuration shared by every backend: table sizes and
+// conntrack timeouts.
+//
+// Defaults follow Cilium's (SEMANTICS.md section 3 and 6). Each backend's
+// options struct embeds one DatapathConfig, so that the same numbers mean the
+// same thing everywhere.
+//
+//   dpv2::DatapathConfig cfg{.maglev_table_size = 65521};
+//   cfg.timeouts.tcp_established_s = 21600;
+#ifndef DPV2_DATAPATH_CONFIG_H_
+#define DPV2_DATAPATH_CONFIG_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "dpv2/abi/abi.h"
+
+namespace dpv2 {
+
+struct ConntrackTimeouts {
+  uint32_t tcp_established_s = DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S;
+  uint32_t tcp_syn_s = DPV2_CT_TIMEOUT_TCP_SYN_S;
+  uint32_t tcp_close_s = DPV2_CT_TIMEOUT_TCP_CLOSE_S;
+  uint32_t non_tcp_s = DPV2_CT_TIMEOUT_NON_TCP_S;
+};
+
+struct DatapathConfig {
+  uint32_t maglev_table_size = DPV2_MAGLEV_DEFAULT_SIZE;  // a prime
+  uint32_t max_services = 65536;   // frontend entries
+  uint32_t max_backends = 65536;   // service-backend entries
+  uint32_t max_tables = 65536;     // lookup tables (one per frontend scope)
+  uint32_t ct_tcp_entries = DPV2_CT_DEFAULT_TCP_ENTRIES;
+  uint32_t ct_other_entries = DPV2_CT_DEFAULT_OTHER_ENTRIES;
+  uint32_t max_affinity = 65536;
+  uint32_t max_source_ranges = 16384;
+  uint32_t max_endpoints = 4096;
+  uint32_t max_ipcache = 524288;
+  uint32_t max_policy_entries = 1048576;
+  ConntrackTimeouts timeouts;
+
+  // Names the bad field: "datapath config: maglev_table_size 16380 is not a prime".
+  absl::Status Validate() const;
+};
+
+}  // namespace dpv2
+
+#endif  // DPV2_DATAPATH_CONFIG_H_
