@@ -125,6 +125,9 @@ struct ParsedPacket {
   IpAddr inner_dst;
   uint16_t inner_sport = 0;
   uint16_t inner_dport = 0;
+  // The quote holds the first 8 bytes of the inner L4 header (false for a
+  // non-first fragment), so inner ports or echo identifier are meaningful.
+  bool inner_has_l4 = false;
 
   FiveTuple tuple() const;        // {src, dst, sport, dport, proto}
   FiveTuple inner_tuple() const;  // of the quoted packet (as it was sent)
@@ -320,6 +323,9 @@ class PacketBuilder {
   uint8_t icmp_type_ = 0;
   uint8_t icmp_code_ = 0;
   uint32_t icmp_rest_ = 0;
+  bool icmp_echo_ = false;  // type chosen by family at Build()
+  bool icmp_echo_reply_ = false;
+  std::vector<uint8_t> icmp_quote_;
   std::vector<uint8_t> payload_;
   bool bad_l4_csum_ = false;
   bool bad_ip_csum_ = false;
