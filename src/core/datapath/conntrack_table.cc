@@ -1,0 +1,142 @@
+#include "core/datapath/conntrack_table.h"
+
+namespace dpv2 {
+namespace {
+
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpSyn = 0x02;
+constexpr uint8_t kTcpRst = 0x04;
+constexpr uint16_t kClosing = DPV2_CT_F_TX_CLOSING | DPV2_CT_F_RX_CLOSING;
+
+}  // namespace
+
+CtUpdateResult UpdateConntrackEntry(dpv2_ct_value& value, uint8_t proto, CtDirection dir,
+                                    uint8_t tcp_flags, uint32_t bytes, uint64_t now_ns,
+                                    const ConntrackTimeouts& timeouts) {
+  CtUpdateResult result = CtUpdateResult::kRefreshed;
+  uint64_t lifetime_s = timeouts.non_tcp_s;
+  if (proto == DPV2_PROTO_TCP) {
+    if (tcp_flags & kTcpRst) {
+      value.flags |= kClosing;
+    } else if (tcp_flags & kTcpFin) {
+      value.flags |= dir == CtDirection::kOriginal ? DPV2_CT_F_TX_CLOSING : DPV2_CT_F_RX_CLOSING;
+    } else if ((tcp_flags & kTcpSyn) && dir == CtDirection::kOriginal &&
+               (value.flags & kClosing)) {
+      value.flags &= static_cast<uint16_t>(~(kClosing | DPV2_CT_F_SEEN_NON_SYN));
+      result = CtUpdateResult::kReopened;
+    }
+    if (!(tcp_flags & kTcpSyn)) {
+      value.flags |= DPV2_CT_F_SEEN_NON_SYN;
+    }
+    if ((value.flags & kClosing) == kClosing) {
+      lifetime_s = timeouts.tcp_close_s;
+    } else if (value.flags & DPV2_CT_F_SEEN_NON_SYN) {
+      lifetime_s = timeouts.tcp_established_s;
+    } else {
+      lifetime_s = timeouts.tcp_syn_s;
+    }
+    value.tcp_flags_seen |= tcp_flags;
+  }
+  if (dir == CtDirection::kReply) {
+    value.flags |= DPV2_CT_F_REPLY_SEEN;
+  }
+  value.packets += 1;
+  value.bytes += bytes;
+  value.expires_ns = now_ns + lifetime_s * kNanosPerSecond;
+  return result;
+}
+
+ConntrackTable::ConntrackTable(const DatapathConfig& config)
+    : timeouts_(config.timeouts),
+      tcp_capacity_(config.ct_tcp_entries),
+      other_capacity_(config.ct_other_entries) {}
+
+void ConntrackTable::Count(uint8_t proto, int delta) {
+  if (proto == DPV2_PROTO_TCP) {
+    tcp_entries_ += delta;
+  } else {
+    other_entries_ += delta;
+  }
+}
+
+dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& key, uint64_t now_ns) {
+  auto it = entries_.find(Key(key));
+  if (it == entries_.end() || now_ns >= it->second.expires_ns) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+dpv2_ct_value* ConntrackTable::FindAny(const dpv2_ct_key& key) {
+  auto it = entries_.find(Key(key));
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& key, const dpv2_ct_value& value) {
+  const Key k(key);
+  if (auto it = entries_.find(k); it != entries_.end()) {
+    it->second = value;
+    return &it->second;
+  }
+  const bool tcp = key.proto == DPV2_PROTO_TCP;
+  if (tcp ? tcp_entries_ >= tcp_capacity_ : other_entries_ >= other_capacity_) {
+    return nullptr;
+  }
+  Count(key.proto, +1);
+  return &entries_.emplace(k, value).first->second;
+}
+
+bool ConntrackTable::Erase(const dpv2_ct_key& key) {
+  if (entries_.erase(Key(key)) == 0) {
+    return false;
+  }
+  Count(key.proto, -1);
+  return true;
+}
+
+std::vector<dpv2_ct_key> ConntrackTable::ExpiredKeys(uint64_t now_ns) const {
+  std::vector<dpv2_ct_key> keys;
+  for (const auto& [key, value] : entries_) {
+    if (now_ns >= value.expires_ns) {
+      keys.push_back(key.raw);
+    }
+  }
+  return keys;
+}
+
+bool ConntrackTable::EraseIfExpired(const dpv2_ct_key& key, uint64_t now_ns) {
+  auto it = entries_.find(Key(key));
+  if (it == entries_.end() || now_ns < it->second.expires_ns) {
+    return false;
+  }
+  entries_.erase(it);
+  Count(key.proto, -1);
+  return true;
+}
+
+GcStats ConntrackTable::CollectGarbage(uint64_t now_ns) {
+  GcStats stats{.scanned = entries_.size()};
+  for (const dpv2_ct_key& key : ExpiredKeys(now_ns)) {
+    if (EraseIfExpired(key, now_ns)) {
+      ++stats.deleted;
+    }
+  }
+  return stats;
+}
+
+void ConntrackTable::Flush() {
+  entries_.clear();
+  tcp_entries_ = 0;
+  other_entries_ = 0;
+}
+
+std::vector<ConntrackEntry> ConntrackTable::Dump() const {
+  std::vector<ConntrackEntry> out;
+  out.reserve(entries_.size());
+  for (const auto& [key, value] : entries_) {
+    out.push_back({.key = key.raw, .value = value});
+  }
+  return out;
+}
+
+}  // namespace dpv2

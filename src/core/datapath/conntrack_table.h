@@ -1,0 +1,102 @@
+// ConntrackTable: the connection tracking table of one in-memory datapath
+// instance (the sim backend, or one DPDK lcore), keyed and valued by the ABI
+// layouts dpv2_ct_key / dpv2_ct_value so that dumps read alike on every
+// backend.
+//
+// Capacity is fixed (TCP and non-TCP entries counted separately, as the two
+// BPF maps are); a full table refuses new entries and the datapath drops the
+// packet with DPV2_DROP_CT_FULL. Timeouts follow SEMANTICS.md section 3 and
+// are computed by UpdateConntrackEntry, the one statement of the TCP state
+// machine. Garbage collection deletes an entry only if it is still expired at
+// the moment of deletion, so an entry the datapath refreshed after the
+// collector read it survives. Not thread-safe: one owner thread.
+//
+//   ConntrackTable ct(config);
+//   dpv2_ct_value* v = ct.Find(key, now);
+//   if (v == nullptr) v = ct.Create(key, initial, now);   // nullptr: full
+#ifndef DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_
+#define DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/datapath/abi_key.h"
+#include "dpv2/abi/abi.h"
+#include "dpv2/backend.h"
+#include "dpv2/datapath_config.h"
+
+namespace dpv2 {
+
+inline constexpr uint64_t kNanosPerSecond = 1'000'000'000;
+
+// Which way a packet travels relative to the entry's key.
+enum class CtDirection : uint8_t {
+  kOriginal,  // the direction of the packet that created the entry
+  kReply,
+};
+
+enum class CtUpdateResult : uint8_t {
+  kRefreshed,
+  kReopened,  // a SYN on a closing TCP entry reopened it
+};
+
+// Applies one packet to an entry: counters, TCP flags, closing bits and the
+// new expiry (now + the lifetime of the resulting state):
+//  - RST (either way) marks both directions closing;
+//  - FIN marks the sender's direction closing;
+//  - a SYN without RST/FIN in the original direction on an entry with a
+//    closing bit clears both bits and SEEN_NON_SYN: the entry is reopened;
+//  - any TCP packet without SYN sets SEEN_NON_SYN;
+//  - lifetime: both closing => tcp_close_s; else SEEN_NON_SYN =>
+//    tcp_established_s; else tcp_syn_s. Non-TCP protocols: non_tcp_s.
+CtUpdateResult UpdateConntrackEntry(dpv2_ct_value& value, uint8_t proto, CtDirection dir,
+                                    uint8_t tcp_flags, uint32_t bytes, uint64_t now_ns,
+                                    const ConntrackTimeouts& timeouts);
+
+class ConntrackTable {
+ public:
+  explicit ConntrackTable(const DatapathConfig& config);
+
+  // The live entry for `key` (now < expires_ns), or nullptr.
+  dpv2_ct_value* Find(const dpv2_ct_key& key, uint64_t now_ns);
+  // The entry for `key` whether or not it expired (GC may not have run).
+  dpv2_ct_value* FindAny(const dpv2_ct_key& key);
+  // Inserts `value` under `key`, overwriting an entry of the same key (live
+  // or expired) without counting against the capacity. Returns nullptr when
+  // the key is new and its table (TCP or other) is full. May rehash: pointers
+  // from earlier Find/Create calls are invalid afterwards.
+  dpv2_ct_value* Create(const dpv2_ct_key& key, const dpv2_ct_value& value);
+  bool Erase(const dpv2_ct_key& key);
+
+  // Garbage collection in two steps, as a concurrent collector would run:
+  // the keys that were expired when scanned, then a conditional delete.
+  std::vector<dpv2_ct_key> ExpiredKeys(uint64_t now_ns) const;
+  // Deletes `key` only if it is still present and still expired at now_ns.
+  bool EraseIfExpired(const dpv2_ct_key& key, uint64_t now_ns);
+  GcStats CollectGarbage(uint64_t now_ns);
+
+  void Flush();
+  std::vector<ConntrackEntry> Dump() const;
+
+  size_t tcp_entries() const { return tcp_entries_; }
+  size_t other_entries() const { return other_entries_; }
+  size_t size() const { return entries_.size(); }
+  const ConntrackTimeouts& timeouts() const { return timeouts_; }
+
+ private:
+  using Key = AbiKey<dpv2_ct_key>;
+
+  void Count(uint8_t proto, int delta);
+
+  ConntrackTimeouts timeouts_;
+  uint32_t tcp_capacity_;
+  uint32_t other_capacity_;
+  size_t tcp_entries_ = 0;
+  size_t other_entries_ = 0;
+  absl::flat_hash_map<Key, dpv2_ct_value> entries_;
+};
+
+}  // namespace dpv2
+
+#endif  // DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_

@@ -1,0 +1,479 @@
+#include "core/datapath/datapath_tables.h"
+
+#include <optional>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "dpv2/net.h"
+
+namespace dpv2 {
+namespace {
+
+bool ValidFamily(uint8_t family) { return FamilyBits(family) != 0; }
+
+absl::string_view ProtoName(uint8_t proto) {
+  switch (proto) {
+    case DPV2_PROTO_TCP:
+      return "TCP";
+    case DPV2_PROTO_UDP:
+      return "UDP";
+    case DPV2_PROTO_SCTP:
+      return "SCTP";
+    case DPV2_PROTO_ICMP:
+      return "ICMP";
+    case DPV2_PROTO_ICMPV6:
+      return "ICMPv6";
+    default:
+      return "proto";
+  }
+}
+
+std::string DescribeAddr(const dpv2_addr& addr, uint8_t family) {
+  if (!ValidFamily(family)) {
+    return absl::StrCat("<family ", family, ">");
+  }
+  return IpAddr::FromAbi(addr, static_cast<Family>(family)).ToString();
+}
+
+absl::Status Full(absl::string_view table, uint32_t capacity) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("apply: ", table, " table full (", capacity, " entries)"));
+}
+
+// The number of entries a table holds after a batch: the distinct upserted
+// keys not yet present are added, the distinct deleted keys present after the
+// upserts are removed.
+template <typename Key, typename UpsertRange, typename DeleteRange, typename KeyOfUpsert,
+          typename ExistsFn>
+size_t SizeAfter(size_t current, const UpsertRange& upserts, const DeleteRange& deletes,
+                 KeyOfUpsert key_of, ExistsFn exists) {
+  absl::flat_hash_set<Key> added;
+  for (const auto& u : upserts) {
+    Key k = key_of(u);
+    if (!exists(k)) {
+      added.insert(k);
+    }
+  }
+  absl::flat_hash_set<Key> removed;
+  for (const auto& d : deletes) {
+    Key k(d);
+    if (exists(k) || added.contains(k)) {
+      removed.insert(k);
+    }
+  }
+  return current + added.size() - removed.size();
+}
+
+}  // namespace
+
+std::string DescribeServiceKey(const dpv2_lb_key& key) {
+  const uint16_t port = static_cast<uint16_t>((reinterpret_cast<const uint8_t*>(&key.port)[0] << 8) |
+                                              reinterpret_cast<const uint8_t*>(&key.port)[1]);
+  std::string addr = DescribeAddr(key.addr, key.family);
+  if (key.family == DPV2_FAMILY_V6) {
+    addr = absl::StrCat("[", addr, "]");
+  }
+  return absl::StrCat(ProtoName(key.proto), " ", addr, ":", port,
+                      key.scope == DPV2_LB_SCOPE_INT ? " INT" : " EXT");
+}
+
+absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
+  const uint32_t table_size = config_.maglev_table_size;
+
+  // Final state of every key the batch touches (later upserts win, deletes
+  // come after every upsert).
+  absl::flat_hash_set<uint32_t> backends_deleted(batch.backends_delete.begin(),
+                                                 batch.backends_delete.end());
+  absl::flat_hash_set<uint32_t> backends_upserted;
+  for (const BackendEntry& b : batch.backends_upsert) {
+    if (b.id == 0) {
+      return absl::InvalidArgumentError("apply: backend id must not be 0");
+    }
+    if (!ValidFamily(b.value.family)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "apply: backend ", b.id, ": family ", b.value.family, " is not 4 or 6"));
+    }
+    backends_upserted.insert(b.id);
+  }
+  auto backend_after = [&](uint32_t id) {
+    return (backends_upserted.contains(id) || backends_.contains(id)) &&
+           !backends_deleted.contains(id);
+  };
+
+  absl::flat_hash_set<uint32_t> tables_deleted(batch.tables_delete.begin(),
+                                               batch.tables_delete.end());
+  absl::flat_hash_map<uint32_t, const LookupTable*> tables_final;
+  for (const LookupTable& t : batch.tables_upsert) {
+    if (t.id == 0) {
+      return absl::InvalidArgumentError("apply: lookup table id must not be 0");
+    }
+    if (t.slots.size() != table_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: lookup table ", t.id, ": ", t.slots.size(),
+                       " slots, want maglev_table_size ", table_size));
+    }
+    absl::flat_hash_set<uint32_t> checked;
+    for (size_t i = 0; i < t.slots.size(); ++i) {
+      const uint32_t id = t.slots[i];
+      if (!checked.insert(id).second) {
+        continue;
+      }
+      if (id == 0 || !backend_after(id)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("apply: lookup table ", t.id, ": slot ", i, " names backend ", id,
+                         ", absent after the batch"));
+      }
+    }
+    tables_final[t.id] = &t;
+  }
+  auto table_after = [&](uint32_t id) {
+    return (tables_final.contains(id) || tables_.contains(id)) && !tables_deleted.contains(id);
+  };
+
+  for (const dpv2_src_range_key& r : batch.source_ranges_upsert) {
+    if (r.service_id == 0) {
+      return absl::InvalidArgumentError("apply: source range: service_id must not be 0");
+    }
+    const int bits = FamilyBits(r.family);
+    if (bits == 0 || r.prefixlen < 64 || r.prefixlen > 64u + bits) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: source range of service ", r.service_id, ": family ", r.family,
+                       " prefixlen ", r.prefixlen, " out of range"));
+    }
+  }
+  for (const EndpointEntry& e : batch.endpoints_upsert) {
+    const std::string name =
+        absl::StrCat("apply: endpoint ", DescribeAddr(e.key.addr, e.key.family));
+    if (!ValidFamily(e.key.family)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: endpoint: family ", e.key.family, " is not 4 or 6"));
+    }
+    if (e.value.endpoint_id == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": endpoint_id must not be 0"));
+    }
+    if (e.value.ifindex == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ifindex must not be 0"));
+    }
+  }
+  for (const IpcacheEntry& e : batch.ipcache_upsert) {
+    const int bits = FamilyBits(e.key.family);
+    if (bits == 0 || e.key.prefixlen < 32 || e.key.prefixlen > 32u + bits) {
+      return absl::InvalidArgumentError(absl::StrCat("apply: ipcache: family ", e.key.family,
+                                                     " prefixlen ", e.key.prefixlen,
+                                                     " out of range"));
+    }
+  }
+  for (const dpv2_ipcache_key& k : batch.ipcache_delete) {
+    const int bits = FamilyBits(k.family);
+    if (bits == 0 || k.prefixlen < 32 || k.prefixlen > 32u + bits) {
+      return absl::InvalidArgumentError(absl::StrCat("apply: ipcache delete: family ", k.family,
+                                                     " prefixlen ", k.prefixlen,
+                                                     " out of range"));
+    }
+  }
+  for (const dpv2_src_range_key& r : batch.source_ranges_delete) {
+    const int bits = FamilyBits(r.family);
+    if (bits == 0 || r.prefixlen < 64 || r.prefixlen > 64u + bits) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: source range delete of service ", r.service_id, ": family ",
+                       r.family, " prefixlen ", r.prefixlen, " out of range"));
+    }
+  }
+  for (const PolicyEntry& p : batch.policy_upsert) {
+    DPV2_RETURN_IF_ERROR(ValidatePolicyEntry(p));
+    if (p.key.endpoint_id == 0) {
+      return absl::InvalidArgumentError("apply: policy entry: endpoint_id must not be 0");
+    }
+  }
+  for (const dpv2_policy_key& k : batch.policy_delete) {
+    DPV2_RETURN_IF_ERROR(ValidatePolicyKey(k));
+  }
+
+  absl::flat_hash_set<ServiceKey> services_deleted;
+  for (const dpv2_lb_key& k : batch.services_delete) {
+    services_deleted.insert(ServiceKey(k));
+  }
+  absl::flat_hash_map<ServiceKey, const dpv2_lb_value*> services_final;
+  for (const ServiceEntry& s : batch.services_upsert) {
+    const std::string name = absl::StrCat("apply: service ", DescribeServiceKey(s.key));
+    if (!ValidFamily(s.key.family)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: service: family ", s.key.family, " is not 4 or 6"));
+    }
+    if (s.key.scope != DPV2_LB_SCOPE_EXT && s.key.scope != DPV2_LB_SCOPE_INT) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": scope ", s.key.scope, " is not EXT (0) or INT (1)"));
+    }
+    if (s.value.service_id == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": service_id must not be 0"));
+    }
+    if (s.value.backend_count > 0 && !table_after(s.value.table_id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": table_id ", s.value.table_id, " absent after the batch"));
+    }
+    services_final[ServiceKey(s.key)] = &s.value;
+  }
+
+  // A table deleted while a service keeps pointing at it.
+  if (!batch.tables_delete.empty()) {
+    absl::flat_hash_map<uint32_t, int64_t> users;
+    auto count = [&](uint32_t table_id, int64_t delta) {
+      if (table_id != 0) {
+        users[table_id] += delta;
+      }
+    };
+    absl::flat_hash_set<ServiceKey> touched;
+    for (const auto& [key, value] : services_final) {
+      touched.insert(key);
+    }
+    for (const ServiceKey& key : services_deleted) {
+      touched.insert(key);
+    }
+    for (const ServiceKey& key : touched) {
+      if (auto it = services_.find(key); it != services_.end()) {
+        count(it->second.table_id, -1);
+      }
+      if (services_deleted.contains(key)) {
+        continue;
+      }
+      if (auto it = services_final.find(key); it != services_final.end()) {
+        count(it->second->table_id, +1);
+      }
+    }
+    for (uint32_t id : tables_deleted) {
+      int64_t n = users[id];
+      if (auto it = table_users_.find(id); it != table_users_.end()) {
+        n += it->second;
+      }
+      if (n > 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "apply: lookup table ", id, ": deleted while ", n, " service(s) still use it"));
+      }
+    }
+  }
+
+  // A backend deleted while a lookup table keeps naming it.
+  if (!batch.backends_delete.empty()) {
+    absl::flat_hash_map<uint32_t, int64_t> users;
+    auto count_table = [&](const std::vector<uint32_t>& slots, int64_t delta) {
+      absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
+      for (uint32_t id : distinct) {
+        users[id] += delta;
+      }
+    };
+    absl::flat_hash_set<uint32_t> touched = tables_deleted;
+    for (const auto& [id, table] : tables_final) {
+      touched.insert(id);
+    }
+    for (uint32_t id : touched) {
+      if (auto it = tables_.find(id); it != tables_.end()) {
+        count_table(it->second, -1);
+      }
+      if (tables_deleted.contains(id)) {
+        continue;
+      }
+      if (auto it = tables_final.find(id); it != tables_final.end()) {
+        count_table(it->second->slots, +1);
+      }
+    }
+    for (uint32_t id : backends_deleted) {
+      int64_t n = users[id];
+      if (auto it = backend_users_.find(id); it != backend_users_.end()) {
+        n += it->second;
+      }
+      if (n > 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "apply: backend ", id, ": deleted while ", n, " lookup table(s) still name it"));
+      }
+    }
+  }
+
+  // Capacities, counted on the contents after the batch.
+  const size_t services_after = SizeAfter<ServiceKey>(
+      services_.size(), batch.services_upsert, batch.services_delete,
+      [](const ServiceEntry& s) { return ServiceKey(s.key); },
+      [&](const ServiceKey& k) { return services_.contains(k); });
+  if (services_after > config_.max_services) {
+    return Full("services", config_.max_services);
+  }
+  const size_t backends_after = SizeAfter<uint32_t>(
+      backends_.size(), batch.backends_upsert, batch.backends_delete,
+      [](const BackendEntry& b) { return b.id; },
+      [&](uint32_t id) { return backends_.contains(id); });
+  if (backends_after > config_.max_backends) {
+    return Full("backends", config_.max_backends);
+  }
+  const size_t tables_after = SizeAfter<uint32_t>(
+      tables_.size(), batch.tables_upsert, batch.tables_delete,
+      [](const LookupTable& t) { return t.id; },
+      [&](uint32_t id) { return tables_.contains(id); });
+  if (tables_after > config_.max_tables) {
+    return Full("lookup tables", config_.max_tables);
+  }
+  using RangeKey = AbiKey<dpv2_src_range_key>;
+  const size_t ranges_after = SizeAfter<RangeKey>(
+      source_ranges_.size(), batch.source_ranges_upsert, batch.source_ranges_delete,
+      [](const dpv2_src_range_key& r) { return RangeKey(r); },
+      [&](const RangeKey& k) {
+        return source_ranges_.Contains(k.raw.service_id, k.raw.family, k.raw.addr,
+                                       static_cast<int>(k.raw.prefixlen) - 64);
+      });
+  if (ranges_after > config_.max_source_ranges) {
+    return Full("source ranges", config_.max_source_ranges);
+  }
+  const size_t endpoints_after = SizeAfter<EndpointKey>(
+      endpoints_.size(), batch.endpoints_upsert, batch.endpoints_delete,
+      [](const EndpointEntry& e) { return EndpointKey(e.key); },
+      [&](const EndpointKey& k) { return endpoints_.contains(k); });
+  if (endpoints_after > config_.max_endpoints) {
+    return Full("endpoints", config_.max_endpoints);
+  }
+  using IpcacheKey = AbiKey<dpv2_ipcache_key>;
+  const size_t ipcache_after = SizeAfter<IpcacheKey>(
+      ipcache_.size(), batch.ipcache_upsert, batch.ipcache_delete,
+      [](const IpcacheEntry& e) { return IpcacheKey(e.key); },
+      [&](const IpcacheKey& k) {
+        return ipcache_.Contains(0, k.raw.family, k.raw.addr,
+                                 static_cast<int>(k.raw.prefixlen) - 32);
+      });
+  if (ipcache_after > config_.max_ipcache) {
+    return Full("ipcache", config_.max_ipcache);
+  }
+  using PolicyKey = AbiKey<dpv2_policy_key>;
+  const size_t policy_after = SizeAfter<PolicyKey>(
+      policy_.size(), batch.policy_upsert, batch.policy_delete,
+      [](const PolicyEntry& p) { return PolicyKey(p.key); },
+      [&](const PolicyKey& k) { return policy_.Find(k.raw).has_value(); });
+  if (policy_after > config_.max_policy_entries) {
+    return Full("policy", config_.max_policy_entries);
+  }
+  return absl::OkStatus();
+}
+
+void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
+  auto add_table_users = [this](const std::vector<uint32_t>& slots, int delta) {
+    absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
+    for (uint32_t id : distinct) {
+      if ((backend_users_[id] += delta) == 0) {
+        backend_users_.erase(id);
+      }
+    }
+  };
+  auto add_service_user = [this](uint32_t table_id, int delta) {
+    if (table_id != 0 && (table_users_[table_id] += delta) == 0) {
+      table_users_.erase(table_id);
+    }
+  };
+
+  // Upserts: backends, lookup tables, source ranges, endpoints, ipcache,
+  // policy, services.
+  for (const BackendEntry& b : batch.backends_upsert) {
+    backends_[b.id] = b.value;
+  }
+  for (const LookupTable& t : batch.tables_upsert) {
+    auto [it, inserted] = tables_.try_emplace(t.id);
+    if (!inserted) {
+      add_table_users(it->second, -1);
+    }
+    it->second = t.slots;
+    add_table_users(it->second, +1);
+  }
+  for (const dpv2_src_range_key& r : batch.source_ranges_upsert) {
+    source_ranges_.Upsert(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64, 1);
+  }
+  for (const EndpointEntry& e : batch.endpoints_upsert) {
+    endpoints_[EndpointKey(e.key)] = e.value;
+  }
+  for (const IpcacheEntry& e : batch.ipcache_upsert) {
+    ipcache_.Upsert(0, e.key.family, e.key.addr, static_cast<int>(e.key.prefixlen) - 32,
+                    e.value);
+  }
+  for (const PolicyEntry& p : batch.policy_upsert) {
+    // Validated above: cannot fail.
+    policy_.Upsert(p.key, p.value).IgnoreError();
+  }
+  for (const ServiceEntry& s : batch.services_upsert) {
+    auto [it, inserted] = services_.try_emplace(ServiceKey(s.key));
+    if (!inserted) {
+      add_service_user(it->second.table_id, -1);
+    }
+    it->second = s.value;
+    add_service_user(it->second.table_id, +1);
+  }
+
+  // Deletes: services, policy, ipcache, endpoints, source ranges, lookup
+  // tables, backends.
+  for (const dpv2_lb_key& k : batch.services_delete) {
+    if (auto it = services_.find(ServiceKey(k)); it != services_.end()) {
+      add_service_user(it->second.table_id, -1);
+      services_.erase(it);
+    }
+  }
+  for (const dpv2_policy_key& k : batch.policy_delete) {
+    policy_.Erase(k);
+  }
+  for (const dpv2_ipcache_key& k : batch.ipcache_delete) {
+    ipcache_.Erase(0, k.family, k.addr, static_cast<int>(k.prefixlen) - 32);
+  }
+  for (const dpv2_endpoint_key& k : batch.endpoints_delete) {
+    endpoints_.erase(EndpointKey(k));
+  }
+  for (const dpv2_src_range_key& r : batch.source_ranges_delete) {
+    source_ranges_.Erase(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64);
+  }
+  for (uint32_t id : batch.tables_delete) {
+    if (auto it = tables_.find(id); it != tables_.end()) {
+      add_table_users(it->second, -1);
+      tables_.erase(it);
+    }
+  }
+  for (uint32_t id : batch.backends_delete) {
+    backends_.erase(id);
+  }
+}
+
+absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
+  DPV2_RETURN_IF_ERROR(Validate(batch));
+  ApplyValidated(batch);
+  return absl::OkStatus();
+}
+
+const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
+  auto it = services_.find(ServiceKey(key));
+  return it == services_.end() ? nullptr : &it->second;
+}
+
+const dpv2_backend* DatapathTables::FindBackend(uint32_t backend_id) const {
+  auto it = backends_.find(backend_id);
+  return it == backends_.end() ? nullptr : &it->second;
+}
+
+absl::Span<const uint32_t> DatapathTables::FindTable(uint32_t table_id) const {
+  auto it = tables_.find(table_id);
+  if (it == tables_.end()) {
+    return {};
+  }
+  return it->second;
+}
+
+bool DatapathTables::SourceRangeAllows(uint32_t service_id, uint8_t family,
+                                       const dpv2_addr& client) const {
+  return source_ranges_.Lookup(service_id, family, client) != nullptr;
+}
+
+const dpv2_endpoint_value* DatapathTables::FindEndpoint(uint8_t family,
+                                                        const dpv2_addr& addr) const {
+  dpv2_endpoint_key key{};
+  key.addr = addr;
+  key.family = family;
+  auto it = endpoints_.find(EndpointKey(key));
+  return it == endpoints_.end() ? nullptr : &it->second;
+}
+
+const dpv2_ipcache_value* DatapathTables::LookupIpcache(uint8_t family,
+                                                        const dpv2_addr& addr) const {
+  return ipcache_.Lookup(0, family, addr);
+}
+
+}  // namespace dpv2

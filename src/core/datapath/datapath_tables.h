@@ -1,0 +1,90 @@
+// DatapathTables: the configuration tables of the in-memory datapaths (sim,
+// DPDK), i.e. everything in include/dpv2/abi that the control plane writes:
+// services, backends, lookup tables, source ranges, endpoints, ipcache and
+// policy.
+//
+// Apply() validates a whole ChangeBatch against the contents the tables would
+// have after it (ids, table sizes, dangling references, capacities), and only
+// then applies it in the order of include/dpv2/batch.h; a rejected batch
+// changes nothing. Apply is deterministic, so a DPDK backend can keep two
+// copies (one read by the lcores, one being updated) and apply the same batch
+// to each. Lookups are hash probes: their cost does not grow with the number
+// of entries.
+//
+//   DatapathTables tables(config);
+//   DPV2_RETURN_IF_ERROR(tables.Apply(batch));
+//   const dpv2_lb_value* svc = tables.FindService(key);
+#ifndef DPV2_CORE_DATAPATH_DATAPATH_TABLES_H_
+#define DPV2_CORE_DATAPATH_DATAPATH_TABLES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "core/datapath/abi_key.h"
+#include "core/datapath/lpm_table.h"
+#include "core/policy/policy_map.h"
+#include "dpv2/abi/abi.h"
+#include "dpv2/batch.h"
+#include "dpv2/datapath_config.h"
+
+namespace dpv2 {
+
+class DatapathTables {
+ public:
+  explicit DatapathTables(const DatapathConfig& config) : config_(config) {}
+
+  // All or nothing; see the file comment. Deleting an absent key is not an
+  // error (a batch may be re-applied after a restart).
+  absl::Status Apply(const ChangeBatch& batch);
+
+  const dpv2_lb_value* FindService(const dpv2_lb_key& key) const;
+  const dpv2_backend* FindBackend(uint32_t backend_id) const;
+  // The slots of a lookup table (maglev_table_size of them), empty if absent.
+  absl::Span<const uint32_t> FindTable(uint32_t table_id) const;
+  // loadBalancerSourceRanges: whether some range of `service_id` holds `client`.
+  bool SourceRangeAllows(uint32_t service_id, uint8_t family, const dpv2_addr& client) const;
+  const dpv2_endpoint_value* FindEndpoint(uint8_t family, const dpv2_addr& addr) const;
+  // Longest-prefix match; nullptr when no prefix holds `addr`.
+  const dpv2_ipcache_value* LookupIpcache(uint8_t family, const dpv2_addr& addr) const;
+  const PolicyMap& policy() const { return policy_; }
+
+  const DatapathConfig& config() const { return config_; }
+  size_t service_count() const { return services_.size(); }
+  size_t backend_count() const { return backends_.size(); }
+  size_t table_count() const { return tables_.size(); }
+  size_t source_range_count() const { return source_ranges_.size(); }
+  size_t endpoint_count() const { return endpoints_.size(); }
+  size_t ipcache_count() const { return ipcache_.size(); }
+  size_t policy_count() const { return policy_.size(); }
+
+ private:
+  using ServiceKey = AbiKey<dpv2_lb_key>;
+  using EndpointKey = AbiKey<dpv2_endpoint_key>;
+
+  absl::Status Validate(const ChangeBatch& batch) const;
+  void ApplyValidated(const ChangeBatch& batch);
+
+  DatapathConfig config_;
+  absl::flat_hash_map<ServiceKey, dpv2_lb_value> services_;
+  absl::flat_hash_map<uint32_t, dpv2_backend> backends_;
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> tables_;
+  LpmTable<char> source_ranges_;  // scope = service_id; presence means allowed
+  absl::flat_hash_map<EndpointKey, dpv2_endpoint_value> endpoints_;
+  LpmTable<dpv2_ipcache_value> ipcache_;  // scope 0
+  PolicyMap policy_;
+  // Reference counts that let Apply reject a delete of something still in
+  // use without scanning: services per table id, tables per backend id.
+  absl::flat_hash_map<uint32_t, uint32_t> table_users_;
+  absl::flat_hash_map<uint32_t, uint32_t> backend_users_;
+};
+
+// "TCP 10.96.0.10:80 EXT" for error messages.
+std::string DescribeServiceKey(const dpv2_lb_key& key);
+
+}  // namespace dpv2
+
+#endif  // DPV2_CORE_DATAPATH_DATAPATH_TABLES_H_

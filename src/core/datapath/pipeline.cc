@@ -1,0 +1,638 @@
+// The datapath of docs/datapath.md. The order of the stages is the contract
+// every backend follows: parse, (ND bypass), anti-spoofing, fragments, ICMP
+// errors related to a tracked flow, the reply direction, service
+// connections, plain flows; policy after translation; delivery.
+#include "core/datapath/pipeline.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <optional>
+
+#include "dpv2/abi/hash.h"
+#include "dpv2/packet.h"
+
+namespace dpv2 {
+namespace {
+
+constexpr uint16_t kCtClosing = DPV2_CT_F_TX_CLOSING | DPV2_CT_F_RX_CLOSING;
+
+uint8_t AbiFamily(Family f) { return static_cast<uint8_t>(f); }
+
+bool IsIcmp(uint8_t proto) { return proto == DPV2_PROTO_ICMP || proto == DPV2_PROTO_ICMPV6; }
+
+bool HasPorts(uint8_t proto) {
+  return proto == DPV2_PROTO_TCP || proto == DPV2_PROTO_UDP || proto == DPV2_PROTO_SCTP;
+}
+
+// Conntrack keys: ICMP keeps the echo identifier in sport and 0 in dport in
+// both directions, so that a request and its reply are one flow.
+dpv2_ct_key MakeCtKey(const dpv2_addr& saddr, const dpv2_addr& daddr, uint16_t sport,
+                      uint16_t dport, uint8_t proto, uint8_t family, uint8_t flags) {
+  dpv2_ct_key key{};
+  key.saddr = saddr;
+  key.daddr = daddr;
+  key.sport = htons(sport);
+  key.dport = IsIcmp(proto) ? 0 : htons(dport);
+  key.proto = proto;
+  key.family = family;
+  key.flags = flags;
+  return key;
+}
+
+bool IsNeighborDiscovery(const ParsedPacket& pkt) {
+  return pkt.family == Family::kV6 && pkt.proto == DPV2_PROTO_ICMPV6 && pkt.icmp_type >= 133 &&
+         pkt.icmp_type <= 137;
+}
+
+// A TCP SYN (without RST/FIN) on an entry with a closing bit reopens it.
+bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) {
+  return proto == DPV2_PROTO_TCP && (tcp_flags & kTcpSyn) && !(tcp_flags & (kTcpRst | kTcpFin)) &&
+         (value.flags & kCtClosing) != 0;
+}
+
+class PacketRun {
+ public:
+  PacketRun(const DatapathTables& tables, DatapathState& state, Entry entry, uint32_t ifindex,
+            absl::Span<uint8_t> frame, uint64_t now_ns, std::vector<dpv2_event>* collected)
+      : tables_(tables),
+        state_(state),
+        entry_(entry),
+        ifindex_(ifindex),
+        frame_(frame),
+        now_(now_ns),
+        collected_(collected) {}
+
+  FrameResult Run();
+
+ private:
+  // The packet as it leaves (after translation), for events and policy.
+  struct Flow {
+    dpv2_addr saddr{};
+    dpv2_addr daddr{};
+    uint16_t sport = 0;
+    uint16_t dport = 0;
+    dpv2_addr orig_daddr{};  // the frontend when translated
+    uint16_t orig_dport = 0;
+    uint32_t service_id = 0;
+    uint32_t backend_id = 0;
+    uint32_t src_identity = 0;
+    uint32_t dst_identity = 0;
+  };
+
+  FrameResult HandleRelatedIcmp(bool* handled);
+  FrameResult HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key);
+  FrameResult HandleService(const dpv2_lb_value& svc);
+  FrameResult HandlePlainFlow();
+
+  // Policy after translation; NONE when allowed. Emits verdict events for a
+  // new connection.
+  dpv2_drop_reason CheckPolicy(Flow& flow, bool new_connection);
+  uint32_t IdentityOf(const dpv2_addr& addr) const;
+
+  FrameResult Deliver(const dpv2_addr& daddr);
+  FrameResult Drop(dpv2_drop_reason reason, const Flow* flow);
+  FrameResult Reject(const Flow& flow);
+  void Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, const Flow* flow,
+            uint32_t policy_match_id = 0);
+  Flow PacketFlow() const;
+
+  const DatapathTables& tables_;
+  DatapathState& state_;
+  Entry entry_;
+  uint32_t ifindex_;
+  absl::Span<uint8_t> frame_;
+  uint64_t now_;
+  std::vector<dpv2_event>* collected_;
+
+  ParsedPacket pkt_;
+  uint8_t family_ = 0;
+  uint8_t proto_ = 0;
+  dpv2_addr saddr_{};
+  dpv2_addr daddr_{};
+};
+
+FrameResult PacketRun::Run() {
+  state_.counters[DPV2_CNT_PACKETS] += 1;
+  state_.counters[DPV2_CNT_BYTES] += frame_.size();
+
+  ParseResult parsed = ParsePacket(frame_);
+  if (parsed.drop != DPV2_DROP_NONE) {
+    return Drop(parsed.drop, nullptr);
+  }
+  if (!parsed.is_ip) {
+    // ARP and other non-IP frames are not the datapath's business.
+    state_.counters[DPV2_CNT_PASSED] += 1;
+    return FrameResult{.verdict = Verdict::kPass};
+  }
+  pkt_ = parsed.pkt;
+  family_ = AbiFamily(pkt_.family);
+  proto_ = pkt_.proto;
+  saddr_ = pkt_.src.ToAbi();
+  daddr_ = pkt_.dst.ToAbi();
+
+  // Neighbor discovery uses link-local and unspecified sources a pod's
+  // endpoint entry does not list; it never reaches services or policy.
+  if (IsNeighborDiscovery(pkt_)) {
+    state_.counters[DPV2_CNT_PASSED] += 1;
+    return FrameResult{.verdict = Verdict::kPass};
+  }
+
+  if (entry_ == Entry::kFromPod) {
+    const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, saddr_);
+    if (ep == nullptr || ep->ifindex != ifindex_) {
+      Flow flow = PacketFlow();
+      return Drop(DPV2_DROP_SPOOFED_SOURCE, &flow);
+    }
+  }
+
+  if (pkt_.is_fragment) {
+    Flow flow = PacketFlow();
+    return Drop(DPV2_DROP_FRAGMENT, &flow);
+  }
+
+  if (pkt_.is_icmp_error && pkt_.has_inner) {
+    bool handled = false;
+    FrameResult r = HandleRelatedIcmp(&handled);
+    if (handled) {
+      return r;
+    }
+  }
+
+  // The reply direction first: a reply of a tracked flow is never a new
+  // connection, whatever its destination port.
+  const dpv2_ct_key reply_key =
+      MakeCtKey(daddr_, saddr_, IsIcmp(proto_) ? pkt_.sport : pkt_.dport, pkt_.sport, proto_,
+                family_, 0);
+  if (dpv2_ct_value* entry = state_.conntrack.Find(reply_key, now_); entry != nullptr) {
+    return HandleReply(*entry, reply_key);
+  }
+
+  if (HasPorts(proto_)) {
+    dpv2_lb_key key{};
+    key.addr = daddr_;
+    key.port = htons(pkt_.dport);
+    key.proto = proto_;
+    key.family = family_;
+    key.scope = DPV2_LB_SCOPE_EXT;
+    const dpv2_lb_value* svc = tables_.FindService(key);
+    if (svc != nullptr && (svc->flags & DPV2_LB_F_TWO_SCOPES) && entry_ == Entry::kFromPod) {
+      key.scope = DPV2_LB_SCOPE_INT;
+      if (const dpv2_lb_value* internal = tables_.FindService(key); internal != nullptr) {
+        svc = internal;
+      }
+    }
+    if (svc != nullptr) {
+      return HandleService(*svc);
+    }
+  }
+  return HandlePlainFlow();
+}
+
+PacketRun::Flow PacketRun::PacketFlow() const {
+  Flow flow;
+  flow.saddr = saddr_;
+  flow.daddr = daddr_;
+  flow.sport = pkt_.sport;
+  flow.dport = pkt_.dport;
+  flow.orig_daddr = daddr_;
+  flow.orig_dport = pkt_.dport;
+  return flow;
+}
+
+FrameResult PacketRun::HandleRelatedIcmp(bool* handled) {
+  const uint8_t inner_proto = pkt_.inner_proto;
+  const dpv2_addr inner_src = pkt_.inner_src.ToAbi();
+  const dpv2_addr inner_dst = pkt_.inner_dst.ToAbi();
+  // The quoted packet travelled in the flow's original direction (e.g. a
+  // client's packet after DNAT), or in its reply direction.
+  const dpv2_ct_key original = MakeCtKey(inner_src, inner_dst, pkt_.inner_sport,
+                                         pkt_.inner_dport, inner_proto, family_, 0);
+  dpv2_ct_value* entry = state_.conntrack.Find(original, now_);
+  if (entry == nullptr) {
+    const dpv2_ct_key reverse =
+        MakeCtKey(inner_dst, inner_src, IsIcmp(inner_proto) ? pkt_.inner_sport : pkt_.inner_dport,
+                  pkt_.inner_sport, inner_proto, family_, 0);
+    entry = state_.conntrack.Find(reverse, now_);
+    if (entry == nullptr) {
+      return {};
+    }
+  } else if (entry->flags & DPV2_CT_F_REV_NAT) {
+    // The client sees the frontend: the quote names it, and so does the
+    // outer source when the backend itself sent the error.
+    const IpAddr frontend = IpAddr::FromAbi(entry->nat_addr, pkt_.family);
+    const uint16_t frontend_port = ntohs(entry->nat_port);
+    const bool from_backend = pkt_.src == pkt_.inner_dst;
+    RewriteInnerDestination(frame_, pkt_, frontend, frontend_port);
+    if (from_backend) {
+      RewriteSource(frame_, pkt_, frontend, 0);
+    }
+    state_.counters[DPV2_CNT_REV_NAT] += 1;
+  }
+  *handled = true;
+  // Related packets bypass policy, like replies.
+  return Deliver(daddr_);
+}
+
+FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key) {
+  const bool first_reply = (entry.flags & DPV2_CT_F_REPLY_SEEN) == 0;
+  UpdateConntrackEntry(entry, proto_, CtDirection::kReply, pkt_.tcp_flags,
+                       static_cast<uint32_t>(frame_.size()), now_, state_.conntrack.timeouts());
+  Flow flow = PacketFlow();
+  flow.service_id = entry.service_id;
+  flow.backend_id = entry.backend_id;
+  uint16_t flags = DPV2_EV_F_REPLY;
+  if (entry.flags & DPV2_CT_F_REV_NAT) {
+    const IpAddr frontend = IpAddr::FromAbi(entry.nat_addr, pkt_.family);
+    const uint16_t frontend_port = ntohs(entry.nat_port);
+    RewriteSource(frame_, pkt_, frontend, frontend_port);
+    state_.counters[DPV2_CNT_REV_NAT] += 1;
+    flags |= DPV2_EV_F_TRANSLATED;
+    flow.saddr = entry.nat_addr;
+    flow.sport = frontend_port;
+    flow.orig_daddr = entry.nat_addr;
+    flow.orig_dport = frontend_port;
+    // Keep the SERVICE entry's TCP state in step with the connection, so that
+    // it closes (and can be reopened) with it.
+    const dpv2_ct_key service_key = MakeCtKey(key.saddr, entry.nat_addr, ntohs(key.sport),
+                                              frontend_port, proto_, family_,
+                                              DPV2_CT_KEY_SERVICE);
+    if (dpv2_ct_value* service = state_.conntrack.Find(service_key, now_); service != nullptr) {
+      UpdateConntrackEntry(*service, proto_, CtDirection::kReply, pkt_.tcp_flags,
+                           static_cast<uint32_t>(frame_.size()), now_,
+                           state_.conntrack.timeouts());
+    }
+  }
+  flow.src_identity = entry.dst_identity;
+  flow.dst_identity = entry.src_identity;
+  if (first_reply) {
+    Emit(DPV2_EVENT_TRACE, flags, DPV2_DROP_NONE, &flow);
+  }
+  return Deliver(flow.daddr);
+}
+
+FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
+  const uint32_t bytes = static_cast<uint32_t>(frame_.size());
+  const ConntrackTimeouts& timeouts = state_.conntrack.timeouts();
+  Flow flow = PacketFlow();
+  flow.service_id = svc.service_id;
+
+  const dpv2_ct_key service_key = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_,
+                                            family_, DPV2_CT_KEY_SERVICE);
+  dpv2_ct_value* service_entry = state_.conntrack.Find(service_key, now_);
+  const dpv2_backend* backend = nullptr;
+  bool reopened = false;
+  if (service_entry != nullptr) {
+    reopened = ReopensEntry(*service_entry, proto_, pkt_.tcp_flags);
+    if (!reopened) {
+      // Established: keep the backend, even if it left the lookup table
+      // (terminating); choose again only if it was deleted.
+      backend = tables_.FindBackend(service_entry->backend_id);
+    }
+  }
+
+  if (backend != nullptr) {
+    flow.backend_id = service_entry->backend_id;
+    flow.daddr = backend->addr;
+    flow.dport = ntohs(backend->port);
+    const dpv2_ct_key flow_key =
+        MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
+    dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, now_);
+    flow.src_identity = IdentityOf(flow.saddr);
+    flow.dst_identity = IdentityOf(flow.daddr);
+    if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
+      return Drop(r, &flow);
+    }
+    if (flow_entry == nullptr) {
+      // The flow entry expired or was collected on its own: recreate it.
+      dpv2_ct_value value{};
+      value.created_ns = now_;
+      value.nat_addr = daddr_;
+      value.nat_port = htons(pkt_.dport);
+      value.flags = DPV2_CT_F_REV_NAT | (service_entry->flags & DPV2_CT_F_NODEPORT);
+      value.backend_id = flow.backend_id;
+      value.service_id = svc.service_id;
+      value.src_identity = flow.src_identity;
+      value.dst_identity = flow.dst_identity;
+      flow_entry = state_.conntrack.Create(flow_key, value);
+      if (flow_entry == nullptr) {
+        return Drop(DPV2_DROP_CT_FULL, &flow);
+      }
+      state_.counters[DPV2_CNT_CT_CREATED] += 1;
+      service_entry = state_.conntrack.FindAny(service_key);  // Create may rehash
+    }
+    UpdateConntrackEntry(*service_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes,
+                         now_, timeouts);
+    UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                         timeouts);
+    state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
+    RewriteDestination(frame_, pkt_, IpAddr::FromAbi(backend->addr, pkt_.family), flow.dport);
+    return Deliver(flow.daddr);
+  }
+
+  // A new connection (or a reopened one, or one whose backend was deleted).
+  if ((svc.flags & DPV2_LB_F_SOURCE_RANGES) &&
+      !tables_.SourceRangeAllows(svc.service_id, family_, saddr_)) {
+    return Drop(DPV2_DROP_SOURCE_RANGE, &flow);
+  }
+  if (svc.backend_count == 0) {
+    if (svc.flags & DPV2_LB_F_EMPTY_DROP) {
+      return Drop(DPV2_DROP_LOCAL_NO_BACKEND, &flow);
+    }
+    return Reject(flow);
+  }
+
+  uint32_t backend_id = 0;
+  dpv2_affinity_key affinity_key{};
+  if (svc.flags & DPV2_LB_F_AFFINITY) {
+    affinity_key.client = saddr_;
+    affinity_key.service_id = svc.service_id;
+    affinity_key.family = family_;
+    const dpv2_affinity_value* a =
+        state_.affinity.Find(affinity_key, svc.affinity_timeout_s, now_);
+    if (a != nullptr && tables_.FindBackend(a->backend_id) != nullptr) {
+      backend_id = a->backend_id;
+      state_.counters[DPV2_CNT_AFFINITY_HIT] += 1;
+    }
+  }
+  if (backend_id == 0) {
+    absl::Span<const uint32_t> table = tables_.FindTable(svc.table_id);
+    if (table.empty()) {
+      return Drop(DPV2_DROP_NO_LOOKUP_TABLE, &flow);
+    }
+    uint64_t slot;
+    if (svc.flags & DPV2_LB_F_RANDOM) {
+      slot = state_.NextRandom() % table.size();
+    } else {
+      const dpv2_ct_key tuple = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_,
+                                          family_, 0);
+      slot = dpv2_tuple_hash(&tuple.saddr, &tuple.daddr, tuple.sport, tuple.dport, tuple.proto,
+                             tuple.family) %
+             table.size();
+    }
+    backend_id = table[slot];
+  }
+  backend = tables_.FindBackend(backend_id);
+  if (backend == nullptr) {
+    return Drop(DPV2_DROP_BACKEND_MISSING, &flow);
+  }
+  flow.backend_id = backend_id;
+  flow.daddr = backend->addr;
+  flow.dport = ntohs(backend->port);
+  flow.src_identity = IdentityOf(flow.saddr);
+  flow.dst_identity = IdentityOf(flow.daddr);
+  if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/true); r != DPV2_DROP_NONE) {
+    return Drop(r, &flow);
+  }
+
+  dpv2_ct_value value{};
+  value.created_ns = now_;
+  value.nat_addr = daddr_;
+  value.nat_port = htons(pkt_.dport);
+  value.flags = (svc.flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0;
+  value.backend_id = backend_id;
+  value.service_id = svc.service_id;
+  value.src_identity = flow.src_identity;
+  value.dst_identity = flow.dst_identity;
+  // A reopened or re-chosen connection overwrites its SERVICE entry in place,
+  // so only a brand-new one can find the table full.
+  const bool replaces_service = state_.conntrack.FindAny(service_key) != nullptr;
+  dpv2_ct_value* new_service = state_.conntrack.Create(service_key, value);
+  if (new_service == nullptr) {
+    return Drop(DPV2_DROP_CT_FULL, &flow);
+  }
+  const dpv2_ct_key flow_key =
+      MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
+  value.flags |= DPV2_CT_F_REV_NAT;
+  dpv2_ct_value* new_flow = state_.conntrack.Create(flow_key, value);
+  if (new_flow == nullptr) {
+    if (!replaces_service) {
+      state_.conntrack.Erase(service_key);
+    }
+    return Drop(DPV2_DROP_CT_FULL, &flow);
+  }
+  // Create may rehash: look the SERVICE entry up again before updating it.
+  new_service = state_.conntrack.FindAny(service_key);
+  UpdateConntrackEntry(*new_flow, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                       timeouts);
+  UpdateConntrackEntry(*new_service, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                       timeouts);
+  if (svc.flags & DPV2_LB_F_AFFINITY) {
+    state_.affinity.Record(affinity_key, backend_id, now_);
+  }
+  state_.counters[DPV2_CNT_SERVICE_NEW] += 1;
+  state_.counters[DPV2_CNT_CT_CREATED] += 2;
+  if (reopened) {
+    state_.counters[DPV2_CNT_CT_REOPENED] += 1;
+  }
+  Emit(DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, &flow);
+  RewriteDestination(frame_, pkt_, IpAddr::FromAbi(backend->addr, pkt_.family), flow.dport);
+  return Deliver(flow.daddr);
+}
+
+FrameResult PacketRun::HandlePlainFlow() {
+  const uint32_t bytes = static_cast<uint32_t>(frame_.size());
+  Flow flow = PacketFlow();
+  const dpv2_endpoint_value* dst_ep = tables_.FindEndpoint(family_, daddr_);
+  // Only connections of local pods are tracked (for policy and replies);
+  // other transit traffic passes untouched. ICMP errors that match no flow
+  // are never tracked themselves.
+  const bool tracked = (entry_ == Entry::kFromPod || dst_ep != nullptr) && !pkt_.is_icmp_error;
+  flow.src_identity = IdentityOf(flow.saddr);
+  flow.dst_identity = IdentityOf(flow.daddr);
+  if (!tracked) {
+    if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
+      return Drop(r, &flow);
+    }
+    return Deliver(daddr_);
+  }
+
+  const dpv2_ct_key key = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_, family_, 0);
+  dpv2_ct_value* entry = state_.conntrack.Find(key, now_);
+  const bool reopened = entry != nullptr && ReopensEntry(*entry, proto_, pkt_.tcp_flags);
+  const bool new_connection = entry == nullptr || reopened;
+  if (dpv2_drop_reason r = CheckPolicy(flow, new_connection); r != DPV2_DROP_NONE) {
+    return Drop(r, &flow);
+  }
+  if (entry == nullptr) {
+    dpv2_ct_value value{};
+    value.created_ns = now_;
+    value.src_identity = flow.src_identity;
+    value.dst_identity = flow.dst_identity;
+    entry = state_.conntrack.Create(key, value);
+    if (entry == nullptr) {
+      return Drop(DPV2_DROP_CT_FULL, &flow);
+    }
+    state_.counters[DPV2_CNT_CT_CREATED] += 1;
+  }
+  UpdateConntrackEntry(*entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                       state_.conntrack.timeouts());
+  if (reopened) {
+    state_.counters[DPV2_CNT_CT_REOPENED] += 1;
+  }
+  if (new_connection) {
+    Emit(DPV2_EVENT_TRACE, DPV2_EV_F_NEW, DPV2_DROP_NONE, &flow);
+  }
+  return Deliver(daddr_);
+}
+
+uint32_t PacketRun::IdentityOf(const dpv2_addr& addr) const {
+  if (const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, addr); ep != nullptr) {
+    return ep->identity;
+  }
+  if (const dpv2_ipcache_value* v = tables_.LookupIpcache(family_, addr); v != nullptr) {
+    return v->identity;
+  }
+  return DPV2_IDENTITY_WORLD;
+}
+
+dpv2_drop_reason PacketRun::CheckPolicy(Flow& flow, bool new_connection) {
+  const uint16_t dport = IsIcmp(proto_) ? 0 : flow.dport;
+  struct Direction {
+    const dpv2_endpoint_value* ep;
+    uint8_t dir;
+    uint32_t flag;
+    uint32_t peer;
+  };
+  const dpv2_endpoint_value* src_ep =
+      entry_ == Entry::kFromPod ? tables_.FindEndpoint(family_, flow.saddr) : nullptr;
+  const dpv2_endpoint_value* dst_ep = tables_.FindEndpoint(family_, flow.daddr);
+  const Direction directions[] = {
+      {src_ep, DPV2_DIR_EGRESS, DPV2_EP_F_EGRESS_POLICY, flow.dst_identity},
+      {dst_ep, DPV2_DIR_INGRESS, DPV2_EP_F_INGRESS_POLICY, flow.src_identity},
+  };
+  for (const Direction& d : directions) {
+    if (d.ep == nullptr || !(d.ep->flags & d.flag)) {
+      continue;  // not isolated in this direction: allowed, not logged
+    }
+    const PolicyDecision decision =
+        tables_.policy().Lookup(d.ep->endpoint_id, d.dir, d.peer, proto_, dport);
+    const bool allowed = decision.allowed();
+    state_.counters[allowed ? DPV2_CNT_POLICY_ALLOWED : DPV2_CNT_POLICY_DENIED] += 1;
+    if (new_connection) {
+      uint16_t flags = allowed ? DPV2_EV_F_ALLOWED : 0;
+      if (d.dir == DPV2_DIR_EGRESS) {
+        flags |= DPV2_EV_F_EGRESS;
+      }
+      Emit(DPV2_EVENT_POLICY_VERDICT, flags, DPV2_DROP_NONE, &flow, decision.match_id);
+    }
+    if (!allowed) {
+      return DPV2_DROP_POLICY_DENY;
+    }
+  }
+  return DPV2_DROP_NONE;
+}
+
+FrameResult PacketRun::Deliver(const dpv2_addr& daddr) {
+  if (const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, daddr); ep != nullptr) {
+    SetEthernet(frame_, ep->mac, ep->host_mac);
+    state_.counters[DPV2_CNT_REDIRECTED] += 1;
+    return FrameResult{.verdict = Verdict::kRedirect, .out_ifindex = ep->ifindex};
+  }
+  state_.counters[DPV2_CNT_PASSED] += 1;
+  return FrameResult{.verdict = Verdict::kPass};
+}
+
+FrameResult PacketRun::Drop(dpv2_drop_reason reason, const Flow* flow) {
+  state_.counters[DPV2_CNT_DROPPED] += 1;
+  state_.drops[reason] += 1;
+  Emit(DPV2_EVENT_DROP, 0, reason, flow);
+  return FrameResult{.verdict = Verdict::kDrop, .drop_reason = reason};
+}
+
+FrameResult PacketRun::Reject(const Flow& flow) {
+  FrameResult result{.verdict = Verdict::kTx,
+                     .drop_reason = DPV2_DROP_SERVICE_NO_BACKEND,
+                     .out_ifindex = ifindex_};
+  result.reply = proto_ == DPV2_PROTO_TCP ? BuildTcpReset(frame_, pkt_)
+                                          : BuildPortUnreachable(frame_, pkt_);
+  state_.counters[DPV2_CNT_TX] += 1;
+  state_.counters[DPV2_CNT_REJECTED] += 1;
+  state_.drops[DPV2_DROP_SERVICE_NO_BACKEND] += 1;
+  Emit(DPV2_EVENT_DROP, DPV2_EV_F_REJECTED, DPV2_DROP_SERVICE_NO_BACKEND, &flow);
+  return result;
+}
+
+void PacketRun::Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, const Flow* flow,
+                     uint32_t policy_match_id) {
+  if (state_.events == nullptr && collected_ == nullptr) {
+    return;
+  }
+  dpv2_event ev;
+  std::memset(&ev, 0, sizeof(ev));
+  ev.timestamp_ns = now_;
+  ev.type = type;
+  ev.obs_point = entry_ == Entry::kFromPod ? DPV2_OBS_FROM_POD : DPV2_OBS_FROM_NETWORK;
+  ev.drop_reason = static_cast<uint16_t>(reason);
+  ev.flags = flags;
+  ev.ifindex = ifindex_;
+  ev.pkt_len = static_cast<uint32_t>(frame_.size());
+  ev.policy_match_id = policy_match_id;
+  if (flow != nullptr) {
+    ev.family = family_;
+    ev.proto = proto_;
+    ev.src_identity = flow->src_identity;
+    ev.dst_identity = flow->dst_identity;
+    ev.service_id = flow->service_id;
+    ev.backend_id = flow->backend_id;
+    ev.saddr = flow->saddr;
+    ev.daddr = flow->daddr;
+    ev.sport = htons(flow->sport);
+    ev.dport = htons(flow->dport);
+    ev.orig_daddr = flow->orig_daddr;
+    ev.orig_dport = htons(flow->orig_dport);
+    ev.tcp_flags = pkt_.tcp_flags;
+  }
+  if (collected_ != nullptr) {
+    collected_->push_back(ev);
+  }
+  if (state_.events != nullptr && !state_.events->Emit(ev)) {
+    state_.counters[DPV2_CNT_EVENTS_LOST] += 1;
+  }
+}
+
+}  // namespace
+
+uint64_t DatapathState::NextRandom() {
+  random_state ^= random_state >> 12;
+  random_state ^= random_state << 25;
+  random_state ^= random_state >> 27;
+  return random_state * 0x2545F4914F6CDD1DULL;
+}
+
+FrameResult ProcessFrame(const DatapathTables& tables, DatapathState& state, Entry entry,
+                         uint32_t ifindex, absl::Span<uint8_t> frame, uint64_t now_ns,
+                         std::vector<dpv2_event>* collected) {
+  return PacketRun(tables, state, entry, ifindex, frame, now_ns, collected).Run();
+}
+
+PacketOutcome Process(const DatapathTables& tables, DatapathState& state,
+                      const PacketInput& input, uint64_t now_ns) {
+  std::vector<uint8_t> frame = input.frame;
+  std::vector<dpv2_event> events;
+  FrameResult r = ProcessFrame(tables, state, input.entry, input.ifindex,
+                               absl::MakeSpan(frame), now_ns, &events);
+  PacketOutcome out;
+  out.verdict = r.verdict;
+  out.drop_reason = r.drop_reason;
+  switch (r.verdict) {
+    case Verdict::kPass:
+    case Verdict::kRedirect:
+      out.outputs.push_back(
+          {.verdict = r.verdict, .out_ifindex = r.out_ifindex, .frame = std::move(frame)});
+      break;
+    case Verdict::kTx:
+      out.outputs.push_back(
+          {.verdict = Verdict::kTx, .out_ifindex = r.out_ifindex, .frame = std::move(r.reply)});
+      break;
+    case Verdict::kDrop:
+      break;
+  }
+  out.events.reserve(events.size());
+  for (const dpv2_event& ev : events) {
+    out.events.push_back(FlowEvent::FromAbi(ev));
+  }
+  return out;
+}
+
+}  // namespace dpv2

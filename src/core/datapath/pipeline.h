@@ -1,0 +1,79 @@
+// The per-packet datapath of docs/datapath.md, once, in portable C++ over byte
+// spans: the sim backend runs it on vectors and the DPDK backend on mbuf data
+// from its lcores; the BPF programs reimplement it and the conformance suite
+// checks that all three agree byte for byte.
+//
+// Process() reads the configuration tables (DatapathTables, shared and
+// read-only) and updates one instance's mutable state (DatapathState:
+// conntrack, affinity, counters, the event sink). Per-packet work is a fixed
+// number of hash probes: it never grows with the number of services, backends
+// or policies.
+//
+//   DatapathState state(config, &sink);
+//   FrameResult r = ProcessFrame(tables, state, Entry::kFromPod, 7, frame_span, now_ns);
+//   if (r.verdict == Verdict::kRedirect) send(frame_span, r.out_ifindex);
+#ifndef DPV2_CORE_DATAPATH_PIPELINE_H_
+#define DPV2_CORE_DATAPATH_PIPELINE_H_
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "core/datapath/affinity_table.h"
+#include "core/datapath/conntrack_table.h"
+#include "core/datapath/datapath_tables.h"
+#include "dpv2/abi/abi.h"
+#include "dpv2/backend.h"
+#include "dpv2/datapath_config.h"
+
+namespace dpv2 {
+
+// Where the datapath's event records go (a bounded queue, a DPDK ring...).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // False when the record could not be queued; the datapath counts it as
+  // DPV2_CNT_EVENTS_LOST.
+  virtual bool Emit(const dpv2_event& event) = 0;
+};
+
+// The mutable state of one datapath instance; owned by one thread.
+struct DatapathState {
+  DatapathState(const DatapathConfig& config, EventSink* sink, uint64_t random_seed = 1)
+      : conntrack(config), affinity(config.max_affinity), events(sink),
+        random_state(random_seed == 0 ? 1 : random_seed) {}
+
+  // A uniformly spread 64-bit value (xorshift64*) for random backend selection.
+  uint64_t NextRandom();
+
+  ConntrackTable conntrack;
+  AffinityTable affinity;
+  std::array<uint64_t, DPV2_CNT_MAX> counters{};
+  std::array<uint64_t, DPV2_DROP_MAX> drops{};
+  EventSink* events;  // not owned; may be null
+  uint64_t random_state;
+};
+
+struct FrameResult {
+  Verdict verdict = Verdict::kDrop;
+  dpv2_drop_reason drop_reason = DPV2_DROP_NONE;
+  uint32_t out_ifindex = 0;     // kRedirect: the endpoint; kTx: the input interface
+  std::vector<uint8_t> reply;   // kTx: the generated RST / ICMP error frame
+};
+
+// Runs one Ethernet frame through the datapath. The frame is rewritten in
+// place (NAT, MACs); its length never changes. With kTx the input is dropped
+// and `reply` is to be sent out of `ifindex`. `collected`, when not null,
+// also receives every event record of this packet (for RunPacket).
+FrameResult ProcessFrame(const DatapathTables& tables, DatapathState& state, Entry entry,
+                         uint32_t ifindex, absl::Span<uint8_t> frame, uint64_t now_ns,
+                         std::vector<dpv2_event>* collected = nullptr);
+
+// ProcessFrame on a copy of input.frame, reported as a PacketOutcome.
+PacketOutcome Process(const DatapathTables& tables, DatapathState& state,
+                      const PacketInput& input, uint64_t now_ns);
+
+}  // namespace dpv2
+
+#endif  // DPV2_CORE_DATAPATH_PIPELINE_H_
