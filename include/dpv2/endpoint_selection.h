@@ -51,7 +51,9 @@ struct ServiceTopologyInfo {
   // ignored when false.
   bool externally_accessible = false;
 
-  // kube-proxy's ServicePort.UsesClusterEndpoints / UsesLocalEndpoints.
+  // kube-proxy's ServicePort.UsesClusterEndpoints / UsesLocalEndpoints. Cluster
+  // endpoints are also used by externally accessible ports under
+  // externalTrafficPolicy Local (pod traffic to their external addresses).
   bool UsesClusterEndpoints() const;
   bool UsesLocalEndpoints() const;
 };

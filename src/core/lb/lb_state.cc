@@ -1,11 +1,631 @@
+// LbState: compiles each Service into frontend entries, backends and lookup
+// tables, keeps ids stable with reference counts, and diffs the desired records
+// against the ones the backend acknowledged.
+//
+// Work per mutation is proportional to the Service changed: each Service's
+// compiled form is kept, and shared records (backends, lookup tables, service
+// ids) are reference counted. Lookup tables are shared by content (the sorted
+// set of selected backends), so the ClusterIP and NodePort frontends of one
+// port use one table, and a table is computed once per distinct backend set.
 #include "dpv2/lb_state.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "dpv2/endpoint_selection.h"
+#include "dpv2/maglev.h"
+#include "core/status_macros.h"
+
 namespace dpv2 {
+namespace {
+
+// ABI records have explicit padding (zeroed), so bytes order them.
+template <typename T>
+struct AbiLess {
+  bool operator()(const T& a, const T& b) const { return std::memcmp(&a, &b, sizeof(T)) < 0; }
+};
+template <typename T>
+bool AbiEqual(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+struct BackendKey {
+  IpAddr addr;
+  uint16_t port = 0;
+  L4Proto proto = L4Proto::kTCP;
+
+  friend bool operator==(const BackendKey&, const BackendKey&) = default;
+  friend auto operator<=>(const BackendKey&, const BackendKey&) = default;
+  std::string Endpoint() const { return EndpointString(addr, port); }
+  // The Maglev identity: the same on every node.
+  std::string Identity() const { return absl::StrCat(Endpoint(), "/", L4ProtoName(proto)); }
+};
+
+// A frontend address shared by its EXT and INT scope entries; owns a service_id.
+struct FrontendAddr {
+  IpAddr addr;
+  uint16_t port = 0;
+  L4Proto proto = L4Proto::kTCP;
+
+  friend bool operator==(const FrontendAddr&, const FrontendAddr&) = default;
+  friend auto operator<=>(const FrontendAddr&, const FrontendAddr&) = default;
+  std::string ToString() const {
+    return absl::StrCat(EndpointString(addr, port), "/", L4ProtoName(proto));
+  }
+};
+
+using TableContent = std::vector<BackendKey>;  // sorted, distinct
+
+dpv2_lb_key MakeLbKey(const FrontendAddr& fa, uint8_t scope) {
+  dpv2_lb_key k;
+  std::memset(&k, 0, sizeof(k));
+  k.addr = fa.addr.ToAbi();
+  k.port = htons(fa.port);
+  k.proto = static_cast<uint8_t>(fa.proto);
+  k.family = static_cast<uint8_t>(fa.addr.family());
+  k.scope = scope;
+  return k;
+}
+
+dpv2_src_range_key MakeRangeKey(uint32_t service_id, const Prefix& p) {
+  dpv2_src_range_key k;
+  std::memset(&k, 0, sizeof(k));
+  k.prefixlen = 64 + static_cast<uint32_t>(p.length());
+  k.service_id = service_id;
+  k.family = static_cast<uint8_t>(p.family());
+  k.addr = p.addr().ToAbi();
+  return k;
+}
+
+// One frontend scope of a compiled Service, before ids are assigned.
+struct FrontendRecord {
+  FrontendAddr addr;
+  uint8_t scope = DPV2_LB_SCOPE_EXT;
+  FrontendKind kind = FrontendKind::kClusterIP;
+  std::string port_name;
+  uint16_t flags = 0;
+  uint32_t affinity_timeout_s = 0;
+  TableContent selected;        // the lookup table's backends
+  std::vector<Prefix> ranges;   // source ranges (EXT scope entry only)
+
+  dpv2_lb_key Key() const { return MakeLbKey(addr, scope); }
+};
+
+struct CompiledService {
+  std::vector<FrontendRecord> frontends;
+  // Every backend the Service's endpoints name, including ones not selected
+  // (terminating, not ready): established connections keep using them.
+  std::map<BackendKey, bool> backends;  // -> local to this node
+};
+
+struct BackendRecord {
+  uint32_t id = 0;
+  uint32_t refs = 0;  // Services that reference it
+  dpv2_backend value;
+};
+
+struct TableRecord {
+  TableContent content;
+  uint32_t refs = 0;  // frontend scopes that point to it
+  std::shared_ptr<const std::vector<uint32_t>> slots;
+};
+
+struct ServiceIdRecord {
+  uint32_t id = 0;
+  uint32_t refs = 0;  // frontend scopes
+};
+
+absl::Status CapacityError(const std::string& service, size_t need, absl::string_view field,
+                           uint32_t capacity) {
+  return absl::ResourceExhaustedError(absl::StrCat("service ", service, ": needs ", need, " ",
+                                                   field == "max_services" ? "frontend entries"
+                                                   : field == "max_backends" ? "backends"
+                                                   : field == "max_tables" ? "lookup tables"
+                                                                           : "source ranges",
+                                                   ", above datapath ", field, " ", capacity));
+}
+
+}  // namespace
 
 struct LbState::State {
   LbStateOptions options;
   NodeInfo node;
+  std::optional<MaglevTable> maglev;
+
+  std::map<std::string, ServiceSpec> specs;
+  std::map<std::string, CompiledService> compiled;
+
+  // Shared records, kept while desired (refs > 0) or held by the backend.
+  std::map<BackendKey, BackendRecord> backends;
+  std::map<uint32_t, BackendKey> backend_by_id;
+  std::map<TableContent, uint32_t> table_by_content;
+  std::map<uint32_t, TableRecord> tables;
+  std::map<FrontendAddr, ServiceIdRecord> service_ids;
+  uint32_t next_backend_id = 1;
+  uint32_t next_table_id = 1;
+  uint32_t next_service_id = 1;
+  size_t live_backends = 0;  // records with refs > 0
+  size_t live_tables = 0;
+
+  // Desired records not derivable from the reference counts.
+  std::map<dpv2_lb_key, dpv2_lb_value, AbiLess<dpv2_lb_key>> desired_services;
+  std::map<dpv2_lb_key, std::string, AbiLess<dpv2_lb_key>> frontend_owner;
+  std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> desired_ranges;
+
+  // What the backend holds (after Acknowledge).
+  std::map<dpv2_lb_key, dpv2_lb_value, AbiLess<dpv2_lb_key>> acked_services;
+  std::map<uint32_t, dpv2_backend> acked_backends;
+  std::set<uint32_t> acked_tables;
+  std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> acked_ranges;
+
+  absl::StatusOr<CompiledService> Compile(const ServiceSpec& spec) const;
+  absl::Status Check(const std::string& key, const CompiledService& next) const;
+  void Commit(const std::string& key, std::optional<CompiledService> next);
+  void ReleaseUnused();
+  std::vector<uint32_t> BuildSlots(const TableContent& content) const;
 };
+
+namespace {
+
+std::vector<Endpoint> EndpointsFor(const ServiceSpec& spec, const ServicePortSpec& port,
+                                   Family family, const NodeInfo& node) {
+  std::vector<Endpoint> out;
+  std::map<std::string, size_t> index;  // endpoint string -> position in out
+  for (const EndpointSliceSpec& slice : spec.endpoint_slices) {
+    if (slice.address_type != family) {
+      continue;
+    }
+    uint16_t target = 0;
+    for (const EndpointPortSpec& p : slice.ports) {
+      if (p.name == port.name && p.protocol == port.protocol && p.port != 0) {
+        target = p.port;
+        break;
+      }
+    }
+    if (target == 0) {
+      continue;
+    }
+    for (const EndpointSpec& es : slice.endpoints) {
+      const IpAddr& addr = es.addresses.front();
+      Endpoint ep{
+          .endpoint = EndpointString(addr, target),
+          .addr = addr,
+          .port = target,
+          .is_local = !node.name.empty() && es.node_name == node.name,
+          .ready = es.conditions.IsReady(),
+          .serving = es.conditions.IsServing(),
+          .terminating = es.conditions.IsTerminating(),
+          .zone_hints = es.hints.for_zones,
+          .node_hints = es.hints.for_nodes,
+          .node_name = es.node_name,
+          .zone = es.zone,
+      };
+      // The same endpoint in two slices (a slice being replaced): a ready
+      // copy wins over an unready one, as in kube-proxy's slice cache.
+      auto [it, fresh] = index.emplace(ep.endpoint, out.size());
+      if (fresh) {
+        out.push_back(std::move(ep));
+      } else if (ep.ready && !out[it->second].ready) {
+        out[it->second] = std::move(ep);
+      }
+    }
+  }
+  return out;
+}
+
+TableContent ContentOf(const std::vector<Endpoint>& endpoints, L4Proto proto) {
+  TableContent c;
+  for (const Endpoint& ep : endpoints) {
+    c.push_back({.addr = ep.addr, .port = ep.port, .proto = proto});
+  }
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec) const {
+  DPV2_RETURN_IF_ERROR(spec.Validate(options.node_port_range));
+  CompiledService out;
+  const std::string key = spec.Key();
+  std::set<dpv2_lb_key, AbiLess<dpv2_lb_key>> seen;  // first frontend of a key wins
+
+  uint16_t common_flags = 0;
+  uint32_t affinity_timeout = 0;
+  if (spec.session_affinity == SessionAffinity::kClientIP) {
+    common_flags |= DPV2_LB_F_AFFINITY;
+    affinity_timeout = spec.affinity_timeout_s;
+  }
+  if (options.selection == BackendSelection::kRandom) {
+    common_flags |= DPV2_LB_F_RANDOM;
+  }
+  const bool itp_local = spec.internal_traffic_policy == TrafficPolicy::kLocal;
+
+  // Each family is served only if the Service has a cluster IP of that family
+  // (kube-proxy runs one proxier per family and skips the others).
+  for (const IpAddr& cluster_ip : spec.cluster_ips) {
+    const Family family = cluster_ip.family();
+    auto of_family = [family](const std::vector<IpAddr>& addrs) {
+      std::vector<IpAddr> v;
+      for (const IpAddr& a : addrs) {
+        if (a.family() == family) {
+          v.push_back(a);
+        }
+      }
+      return v;
+    };
+    const std::vector<IpAddr> lb_ips = spec.type == ServiceType::kLoadBalancer
+                                           ? of_family(spec.load_balancer_ips)
+                                           : std::vector<IpAddr>();
+    const std::vector<IpAddr> external_ips = of_family(spec.external_ips);
+    const std::vector<IpAddr> node_ips = of_family(node.addresses);
+    std::vector<Prefix> ranges;
+    for (const Prefix& p : spec.load_balancer_source_ranges) {
+      if (p.family() == family) {
+        ranges.push_back(p);
+      }
+    }
+
+    for (const ServicePortSpec& port : spec.ports) {
+      const bool has_node_port = spec.type != ServiceType::kClusterIP && port.node_port != 0;
+      const ServiceTopologyInfo topo{
+          .internal_policy_local = itp_local,
+          .external_policy_local = spec.external_traffic_policy == TrafficPolicy::kLocal,
+          .externally_accessible = has_node_port || !lb_ips.empty() || !external_ips.empty(),
+      };
+      const std::vector<Endpoint> endpoints = EndpointsFor(spec, port, family, node);
+      for (const Endpoint& ep : endpoints) {
+        out.backends[{.addr = ep.addr, .port = ep.port, .proto = port.protocol}] = ep.is_local;
+      }
+      const CategorizedEndpoints cat = CategorizeEndpoints(endpoints, topo, node);
+      const TableContent cluster = cat.cluster ? ContentOf(*cat.cluster, port.protocol)
+                                               : TableContent();
+      const TableContent local = cat.local ? ContentOf(*cat.local, port.protocol) : TableContent();
+
+      auto add = [&](FrontendRecord rec) -> absl::Status {
+        if (rec.selected.size() > options.datapath.maglev_table_size ||
+            rec.selected.size() > UINT16_MAX) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "service ", key, ": port \"", port.name, "\": ", rec.selected.size(),
+              " backends do not fit a lookup table of ", options.datapath.maglev_table_size));
+        }
+        if (seen.insert(rec.Key()).second) {
+          out.frontends.push_back(std::move(rec));
+        }
+        return absl::OkStatus();
+      };
+      // A scope whose policy is Local and has nothing local drops while other
+      // nodes have endpoints; with no endpoint anywhere it rejects.
+      auto scope_flags = [&](bool policy_local, const TableContent& selected) {
+        uint16_t f = common_flags;
+        if (policy_local) {
+          f |= DPV2_LB_F_LOCAL;
+          if (selected.empty() && cat.has_any_endpoints) {
+            f |= DPV2_LB_F_EMPTY_DROP;
+          }
+        }
+        return f;
+      };
+
+      // ClusterIP: internal traffic, internalTrafficPolicy.
+      {
+        const TableContent& sel = itp_local ? local : cluster;
+        DPV2_RETURN_IF_ERROR(add({
+            .addr = {.addr = cluster_ip, .port = port.port, .proto = port.protocol},
+            .scope = DPV2_LB_SCOPE_EXT,
+            .kind = FrontendKind::kClusterIP,
+            .port_name = port.name,
+            .flags = scope_flags(itp_local, sel),
+            .affinity_timeout_s = affinity_timeout,
+            .selected = sel,
+        }));
+      }
+
+      // External frontends: externalTrafficPolicy for traffic from the
+      // network; under Local, an INT entry gives local pods Cluster semantics.
+      const bool etp_local = topo.external_policy_local && topo.externally_accessible;
+      auto add_external = [&](const FrontendAddr& fa, FrontendKind kind, uint16_t kind_flag,
+                              const std::vector<Prefix>& fa_ranges) -> absl::Status {
+        uint16_t flags = kind_flag;
+        if (!fa_ranges.empty()) {
+          flags |= DPV2_LB_F_SOURCE_RANGES;
+        }
+        const TableContent& sel = etp_local ? local : cluster;
+        DPV2_RETURN_IF_ERROR(add({
+            .addr = fa,
+            .scope = DPV2_LB_SCOPE_EXT,
+            .kind = kind,
+            .port_name = port.name,
+            .flags = static_cast<uint16_t>(scope_flags(etp_local, sel) | flags |
+                                           (etp_local ? DPV2_LB_F_TWO_SCOPES : 0)),
+            .affinity_timeout_s = affinity_timeout,
+            .selected = sel,
+            .ranges = fa_ranges,
+        }));
+        if (etp_local) {
+          DPV2_RETURN_IF_ERROR(add({
+              .addr = fa,
+              .scope = DPV2_LB_SCOPE_INT,
+              .kind = kind,
+              .port_name = port.name,
+              .flags = static_cast<uint16_t>(common_flags | flags),
+              .affinity_timeout_s = affinity_timeout,
+              .selected = cluster,
+          }));
+        }
+        return absl::OkStatus();
+      };
+      if (has_node_port) {
+        for (const IpAddr& a : node_ips) {
+          DPV2_RETURN_IF_ERROR(add_external(
+              {.addr = a, .port = port.node_port, .proto = port.protocol}, FrontendKind::kNodePort,
+              DPV2_LB_F_NODEPORT, {}));
+        }
+      }
+      // loadBalancerSourceRanges guard the LB ingress IPs only (kube-proxy's
+      // firewall chain); external IPs are not filtered.
+      for (const IpAddr& a : lb_ips) {
+        DPV2_RETURN_IF_ERROR(add_external({.addr = a, .port = port.port, .proto = port.protocol},
+                                          FrontendKind::kLoadBalancer, DPV2_LB_F_LOADBALANCER,
+                                          ranges));
+      }
+      for (const IpAddr& a : external_ips) {
+        DPV2_RETURN_IF_ERROR(add_external({.addr = a, .port = port.port, .proto = port.protocol},
+                                          FrontendKind::kExternalIP, DPV2_LB_F_LOADBALANCER, {}));
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status LbState::State::Check(const std::string& key, const CompiledService& next) const {
+  static const CompiledService kEmpty;
+  auto it = compiled.find(key);
+  const CompiledService& prev = it == compiled.end() ? kEmpty : it->second;
+
+  std::set<dpv2_lb_key, AbiLess<dpv2_lb_key>> prev_keys;
+  size_t prev_ranges = 0;
+  std::map<TableContent, uint32_t> prev_table_refs;
+  for (const FrontendRecord& f : prev.frontends) {
+    prev_keys.insert(f.Key());
+    prev_ranges += f.ranges.size();
+    if (!f.selected.empty()) {
+      ++prev_table_refs[f.selected];
+    }
+  }
+
+  size_t services = desired_services.size() - prev_keys.size();
+  size_t ranges = desired_ranges.size() - prev_ranges;
+  std::set<TableContent> next_tables;
+  for (const FrontendRecord& f : next.frontends) {
+    const dpv2_lb_key k = f.Key();
+    if (auto owner = frontend_owner.find(k); owner != frontend_owner.end() && owner->second != key) {
+      return absl::AlreadyExistsError(absl::StrCat("service ", key, ": frontend ",
+                                                   f.addr.ToString(), " is already served by service ",
+                                                   owner->second));
+    }
+    ++services;
+    ranges += f.ranges.size();
+    if (!f.selected.empty()) {
+      next_tables.insert(f.selected);
+    }
+  }
+
+  // Live counts after the change: a shared record stays live while some
+  // other Service or frontend still references it.
+  std::map<TableContent, int> next_table_refs;
+  for (const FrontendRecord& f : next.frontends) {
+    if (!f.selected.empty()) {
+      ++next_table_refs[f.selected];
+    }
+  }
+  long tables = static_cast<long>(live_tables);
+  auto table_delta = [&](const TableContent& content) {
+    auto t = table_by_content.find(content);
+    const long cur = t == table_by_content.end() ? 0 : this->tables.at(t->second).refs;
+    auto p = prev_table_refs.find(content);
+    auto n = next_table_refs.find(content);
+    const long after = cur - (p == prev_table_refs.end() ? 0 : p->second) +
+                       (n == next_table_refs.end() ? 0 : n->second);
+    tables += (after > 0 ? 1 : 0) - (cur > 0 ? 1 : 0);
+  };
+  for (const auto& [content, n] : prev_table_refs) {
+    table_delta(content);
+  }
+  for (const auto& [content, n] : next_table_refs) {
+    if (!prev_table_refs.contains(content)) {
+      table_delta(content);
+    }
+  }
+
+  long backend_count = static_cast<long>(live_backends);
+  for (const auto& [bk, local] : prev.backends) {
+    if (!next.backends.contains(bk) && this->backends.at(bk).refs == 1) {
+      --backend_count;
+    }
+  }
+  for (const auto& [bk, local] : next.backends) {
+    auto b = this->backends.find(bk);
+    if (b == this->backends.end() || b->second.refs == 0) {
+      ++backend_count;
+    }
+  }
+
+  const DatapathConfig& cfg = options.datapath;
+  if (services > cfg.max_services) {
+    return CapacityError(key, services, "max_services", cfg.max_services);
+  }
+  if (backend_count > static_cast<long>(cfg.max_backends)) {
+    return CapacityError(key, backend_count, "max_backends", cfg.max_backends);
+  }
+  if (tables > static_cast<long>(cfg.max_tables)) {
+    return CapacityError(key, tables, "max_tables", cfg.max_tables);
+  }
+  if (ranges > cfg.max_source_ranges) {
+    return CapacityError(key, ranges, "max_source_ranges", cfg.max_source_ranges);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint32_t> LbState::State::BuildSlots(const TableContent& content) const {
+  std::vector<uint32_t> ids;
+  ids.reserve(content.size());
+  for (const BackendKey& bk : content) {
+    ids.push_back(backends.at(bk).id);
+  }
+  if (options.selection == BackendSelection::kRandom) {
+    // Random selection picks a uniform slot: fill the table evenly.
+    std::vector<uint32_t> slots(options.datapath.maglev_table_size);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      slots[i] = ids[i % ids.size()];
+    }
+    return slots;
+  }
+  std::vector<MaglevBackend> mb;
+  mb.reserve(content.size());
+  for (size_t i = 0; i < content.size(); ++i) {
+    mb.push_back({.id = ids[i], .identity = content[i].Identity()});
+  }
+  // Cannot fail: ids are non-zero, identities distinct, the size was checked.
+  absl::StatusOr<std::vector<uint32_t>> slots = maglev->Populate(mb);
+  return slots.ok() ? *std::move(slots) : std::vector<uint32_t>();
+}
+
+void LbState::State::Commit(const std::string& key, std::optional<CompiledService> next) {
+  CompiledService prev;
+  if (auto it = compiled.find(key); it != compiled.end()) {
+    prev = std::move(it->second);
+    compiled.erase(it);
+  }
+
+  // Take the new references before dropping the old ones, so that anything
+  // both use keeps its id.
+  if (next) {
+    for (const auto& [bk, local] : next->backends) {
+      BackendRecord& rec = backends[bk];
+      if (rec.id == 0) {
+        rec.id = next_backend_id++;
+        backend_by_id[rec.id] = bk;
+      }
+      if (rec.refs++ == 0) {
+        ++live_backends;
+      }
+      std::memset(&rec.value, 0, sizeof(rec.value));
+      rec.value.addr = bk.addr.ToAbi();
+      rec.value.port = htons(bk.port);
+      rec.value.proto = static_cast<uint8_t>(bk.proto);
+      rec.value.family = static_cast<uint8_t>(bk.addr.family());
+      rec.value.flags = local ? DPV2_BACKEND_F_LOCAL : 0;
+    }
+    for (const FrontendRecord& f : next->frontends) {
+      uint32_t table_id = 0;
+      if (!f.selected.empty()) {
+        auto [t, fresh] = table_by_content.emplace(f.selected, 0);
+        if (fresh) {
+          t->second = next_table_id++;
+          tables[t->second] = {.content = f.selected,
+                               .refs = 0,
+                               .slots = std::make_shared<const std::vector<uint32_t>>(
+                                   BuildSlots(f.selected))};
+        }
+        table_id = t->second;
+        if (tables[table_id].refs++ == 0) {
+          ++live_tables;
+        }
+      }
+      ServiceIdRecord& sid = service_ids[f.addr];
+      if (sid.id == 0) {
+        sid.id = next_service_id++;
+      }
+      ++sid.refs;
+      dpv2_lb_value v;
+      std::memset(&v, 0, sizeof(v));
+      v.service_id = sid.id;
+      v.table_id = table_id;
+      v.affinity_timeout_s = f.affinity_timeout_s;
+      v.backend_count = static_cast<uint16_t>(f.selected.size());
+      v.flags = f.flags;
+      desired_services[f.Key()] = v;
+      frontend_owner[f.Key()] = key;
+    }
+  }
+
+  std::set<dpv2_lb_key, AbiLess<dpv2_lb_key>> next_keys;
+  if (next) {
+    for (const FrontendRecord& f : next->frontends) {
+      next_keys.insert(f.Key());
+    }
+  }
+  for (const FrontendRecord& f : prev.frontends) {
+    const dpv2_lb_key k = f.Key();
+    ServiceIdRecord& sid = service_ids.at(f.addr);
+    for (const Prefix& p : f.ranges) {
+      desired_ranges.erase(MakeRangeKey(sid.id, p));
+    }
+    if (!next_keys.contains(k)) {
+      desired_services.erase(k);
+      frontend_owner.erase(k);
+    }
+    if (!f.selected.empty()) {
+      if (--tables.at(table_by_content.at(f.selected)).refs == 0) {
+        --live_tables;
+      }
+    }
+    --sid.refs;
+  }
+  for (const auto& [bk, local] : prev.backends) {
+    if (--backends.at(bk).refs == 0) {
+      --live_backends;
+    }
+  }
+  if (next) {
+    for (const FrontendRecord& f : next->frontends) {
+      for (const Prefix& p : f.ranges) {
+        desired_ranges.insert(MakeRangeKey(service_ids.at(f.addr).id, p));
+      }
+    }
+    compiled[key] = *std::move(next);
+  }
+  ReleaseUnused();
+}
+
+// Forgets records that are neither desired nor held by the backend, so that
+// ids and tables do not accumulate.
+void LbState::State::ReleaseUnused() {
+  for (auto it = backends.begin(); it != backends.end();) {
+    if (it->second.refs == 0 && !acked_backends.contains(it->second.id)) {
+      backend_by_id.erase(it->second.id);
+      it = backends.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = tables.begin(); it != tables.end();) {
+    if (it->second.refs == 0 && !acked_tables.contains(it->first)) {
+      table_by_content.erase(it->second.content);
+      it = tables.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = service_ids.begin(); it != service_ids.end();) {
+    const bool held = acked_services.contains(MakeLbKey(it->first, DPV2_LB_SCOPE_EXT)) ||
+                      acked_services.contains(MakeLbKey(it->first, DPV2_LB_SCOPE_INT));
+    if (it->second.refs == 0 && !held) {
+      it = service_ids.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
 
 absl::string_view FrontendKindName(FrontendKind kind) {
   switch (kind) {
@@ -22,8 +642,18 @@ absl::string_view FrontendKindName(FrontendKind kind) {
 }
 
 absl::StatusOr<LbState> LbState::Create(const LbStateOptions& options) {
+  DPV2_RETURN_IF_ERROR(options.datapath.Validate());
+  if (options.node_port_range.first == 0 || options.node_port_range.first > options.node_port_range.last) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lb state: node_port_range ", options.node_port_range.first, "-",
+        options.node_port_range.last, " is empty or starts at 0"));
+  }
   auto state = std::make_unique<State>();
   state->options = options;
+  DPV2_ASSIGN_OR_RETURN(MaglevTable maglev,
+                        MaglevTable::Create({.table_size = options.datapath.maglev_table_size,
+                                             .seed = options.maglev_seed}));
+  state->maglev = maglev;
   return LbState(std::move(state));
 }
 
@@ -33,22 +663,182 @@ LbState& LbState::operator=(LbState&&) noexcept = default;
 LbState::~LbState() = default;
 
 absl::Status LbState::SetNode(const NodeInfo& node) {
-  state_->node = node;
+  // Every Service depends on the node: recompile all of them on a copy and
+  // keep it only if all succeed.
+  auto next = std::make_unique<State>(*state_);
+  next->node = node;
+  for (const auto& [key, spec] : next->specs) {
+    DPV2_ASSIGN_OR_RETURN(CompiledService c, next->Compile(spec));
+    DPV2_RETURN_IF_ERROR(next->Check(key, c));
+    next->Commit(key, std::move(c));
+  }
+  state_ = std::move(next);
   return absl::OkStatus();
 }
-absl::Status LbState::UpsertService(const ServiceSpec&) {
-  return absl::UnimplementedError("LbState::UpsertService: not yet implemented");
+
+absl::Status LbState::UpsertService(const ServiceSpec& service) {
+  DPV2_ASSIGN_OR_RETURN(CompiledService c, state_->Compile(service));
+  const std::string key = service.Key();
+  DPV2_RETURN_IF_ERROR(state_->Check(key, c));
+  state_->specs[key] = service;
+  state_->Commit(key, std::move(c));
+  return absl::OkStatus();
 }
-absl::Status LbState::RemoveService(absl::string_view, absl::string_view) {
-  return absl::UnimplementedError("LbState::RemoveService: not yet implemented");
+
+absl::Status LbState::RemoveService(absl::string_view namespace_name, absl::string_view name) {
+  const std::string key = absl::StrCat(namespace_name, "/", name);
+  if (!state_->specs.contains(key)) {
+    return absl::NotFoundError(absl::StrCat("service ", key, ": not found"));
+  }
+  state_->specs.erase(key);
+  state_->Commit(key, std::nullopt);
+  return absl::OkStatus();
 }
-ChangeBatch LbState::Diff() const { return {}; }
-void LbState::Acknowledge(const ChangeBatch&) {}
-void LbState::ResetAcknowledged() {}
-std::vector<FrontendView> LbState::Frontends() const { return {}; }
-std::vector<BackendView> LbState::Backends() const { return {}; }
+
+ChangeBatch LbState::Diff() const {
+  const State& s = *state_;
+  ChangeBatch b;
+  for (const auto& [id, bk] : s.backend_by_id) {
+    const BackendRecord& rec = s.backends.at(bk);
+    auto acked = s.acked_backends.find(id);
+    if (rec.refs > 0) {
+      if (acked == s.acked_backends.end() || !AbiEqual(acked->second, rec.value)) {
+        b.backends_upsert.push_back({.id = id, .value = rec.value});
+      }
+    }
+  }
+  for (const auto& [id, value] : s.acked_backends) {
+    auto bk = s.backend_by_id.find(id);
+    if (bk == s.backend_by_id.end() || s.backends.at(bk->second).refs == 0) {
+      b.backends_delete.push_back(id);
+    }
+  }
+  for (const auto& [id, rec] : s.tables) {
+    if (rec.refs > 0 && !s.acked_tables.contains(id)) {
+      b.tables_upsert.push_back({.id = id, .slots = *rec.slots});
+    }
+  }
+  for (uint32_t id : s.acked_tables) {
+    auto t = s.tables.find(id);
+    if (t == s.tables.end() || t->second.refs == 0) {
+      b.tables_delete.push_back(id);
+    }
+  }
+  for (const dpv2_src_range_key& k : s.desired_ranges) {
+    if (!s.acked_ranges.contains(k)) {
+      b.source_ranges_upsert.push_back(k);
+    }
+  }
+  for (const dpv2_src_range_key& k : s.acked_ranges) {
+    if (!s.desired_ranges.contains(k)) {
+      b.source_ranges_delete.push_back(k);
+    }
+  }
+  for (const auto& [k, v] : s.desired_services) {
+    auto acked = s.acked_services.find(k);
+    if (acked == s.acked_services.end() || !AbiEqual(acked->second, v)) {
+      b.services_upsert.push_back({.key = k, .value = v});
+    }
+  }
+  for (const auto& [k, v] : s.acked_services) {
+    if (!s.desired_services.contains(k)) {
+      b.services_delete.push_back(k);
+    }
+  }
+  return b;
+}
+
+void LbState::Acknowledge(const ChangeBatch& batch) {
+  State& s = *state_;
+  for (const BackendEntry& e : batch.backends_upsert) {
+    s.acked_backends[e.id] = e.value;
+  }
+  for (const LookupTable& t : batch.tables_upsert) {
+    s.acked_tables.insert(t.id);
+  }
+  for (const dpv2_src_range_key& k : batch.source_ranges_upsert) {
+    s.acked_ranges.insert(k);
+  }
+  for (const ServiceEntry& e : batch.services_upsert) {
+    s.acked_services[e.key] = e.value;
+  }
+  for (const dpv2_lb_key& k : batch.services_delete) {
+    s.acked_services.erase(k);
+  }
+  for (const dpv2_src_range_key& k : batch.source_ranges_delete) {
+    s.acked_ranges.erase(k);
+  }
+  for (uint32_t id : batch.tables_delete) {
+    s.acked_tables.erase(id);
+  }
+  for (uint32_t id : batch.backends_delete) {
+    s.acked_backends.erase(id);
+  }
+  s.ReleaseUnused();
+}
+
+void LbState::ResetAcknowledged() {
+  State& s = *state_;
+  s.acked_services.clear();
+  s.acked_backends.clear();
+  s.acked_tables.clear();
+  s.acked_ranges.clear();
+  s.ReleaseUnused();
+}
+
+std::vector<FrontendView> LbState::Frontends() const {
+  const State& s = *state_;
+  std::vector<FrontendView> out;
+  for (const auto& [key, c] : s.compiled) {
+    for (const FrontendRecord& f : c.frontends) {
+      const dpv2_lb_value& v = s.desired_services.at(f.Key());
+      FrontendView view{
+          .service = key,
+          .port_name = f.port_name,
+          .kind = f.kind,
+          .address = f.addr.addr,
+          .port = f.addr.port,
+          .protocol = f.addr.proto,
+          .scope = f.scope,
+          .service_id = v.service_id,
+          .table_id = v.table_id,
+          .flags = v.flags,
+          .affinity_timeout_s = v.affinity_timeout_s,
+      };
+      for (const BackendKey& bk : f.selected) {
+        view.backends.push_back(bk.Endpoint());
+      }
+      std::sort(view.backends.begin(), view.backends.end());
+      out.push_back(std::move(view));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const FrontendView& a, const FrontendView& b) {
+    return std::tie(a.service, a.address, a.port, a.protocol, a.scope) <
+           std::tie(b.service, b.address, b.port, b.protocol, b.scope);
+  });
+  return out;
+}
+
+std::vector<BackendView> LbState::Backends() const {
+  const State& s = *state_;
+  std::vector<BackendView> out;
+  for (const auto& [id, bk] : s.backend_by_id) {
+    const BackendRecord& rec = s.backends.at(bk);
+    if (rec.refs == 0) {
+      continue;
+    }
+    out.push_back({.id = id,
+                   .address = bk.addr,
+                   .port = bk.port,
+                   .protocol = bk.proto,
+                   .local = (rec.value.flags & DPV2_BACKEND_F_LOCAL) != 0,
+                   .references = rec.refs});
+  }
+  return out;
+}
+
 const NodeInfo& LbState::node() const { return state_->node; }
-size_t LbState::service_count() const { return 0; }
+size_t LbState::service_count() const { return state_->specs.size(); }
 const LbStateOptions& LbState::options() const { return state_->options; }
 
 }  // namespace dpv2

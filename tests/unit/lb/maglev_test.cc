@@ -1,0 +1,163 @@
+// Maglev tables: balance, minimal disruption, determinism, weights, errors.
+#include "dpv2/maglev.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace dpv2 {
+namespace {
+
+std::vector<MaglevBackend> Backends(int n, int first_id = 1) {
+  std::vector<MaglevBackend> v;
+  for (int i = 0; i < n; ++i) {
+    v.push_back({.id = static_cast<uint32_t>(first_id + i),
+                 .identity = absl::StrCat("10.0.", i / 250, ".", i % 250 + 1, ":8080/TCP")});
+  }
+  return v;
+}
+
+std::map<uint32_t, int> Counts(const std::vector<uint32_t>& slots) {
+  std::map<uint32_t, int> c;
+  for (uint32_t id : slots) {
+    ++c[id];
+  }
+  return c;
+}
+
+TEST_CASE("Maglev fills every slot with a given backend and balances within 1%") {
+  const MaglevTable m = *MaglevTable::Create({});  // 16381 slots, > 100 x 100 backends
+  const std::vector<MaglevBackend> backends = Backends(100);
+  const std::vector<uint32_t> slots = *m.Populate(backends);
+  REQUIRE(slots.size() == 16381);
+  const std::map<uint32_t, int> counts = Counts(slots);
+  REQUIRE(counts.size() == 100);
+  const double ideal = 16381.0 / 100;
+  for (const auto& [id, n] : counts) {
+    CHECK(id >= 1);
+    CHECK(id <= 100);
+    // The paper's population gives each backend floor or ceil of M/N.
+    CHECK(std::abs(n - ideal) <= 0.01 * ideal + 1);
+  }
+}
+
+TEST_CASE("Maglev removing one of N backends moves about M/N slots, none between survivors") {
+  const MaglevTable m = *MaglevTable::Create({.table_size = 65521, .seed = 42});
+  const int n = 50;
+  std::vector<MaglevBackend> backends = Backends(n);
+  const std::vector<uint32_t> before = *m.Populate(backends);
+  const uint32_t removed = backends[17].id;
+  backends.erase(backends.begin() + 17);
+  const std::vector<uint32_t> after = *m.Populate(backends);
+
+  int moved = 0;
+  int moved_between_survivors = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (before[i] != after[i]) {
+      ++moved;
+      if (before[i] != removed) {
+        ++moved_between_survivors;
+      }
+    }
+    CHECK(after[i] != removed);
+  }
+  const double m_over_n = 65521.0 / n;
+  CHECK(moved >= m_over_n * 0.9);
+  CHECK(moved <= m_over_n * 1.3 + 16);
+  // Maglev is not perfectly stable: a few survivor slots shuffle (the paper
+  // measures a small fraction); bound it to a small share of the table.
+  CHECK(moved_between_survivors <= 0.3 * m_over_n);
+}
+
+TEST_CASE("Maglev adding one backend takes about M/(N+1) slots") {
+  const MaglevTable m = *MaglevTable::Create({.seed = 3});
+  std::vector<MaglevBackend> backends = Backends(40);
+  const std::vector<uint32_t> before = *m.Populate(backends);
+  backends.push_back({.id = 999, .identity = "10.9.9.9:8080/TCP"});
+  const std::vector<uint32_t> after = *m.Populate(backends);
+  int moved = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    moved += before[i] != after[i] ? 1 : 0;
+  }
+  const double share = 16381.0 / 41;
+  CHECK(Counts(after).at(999) >= share - 2);
+  CHECK(moved <= share * 1.3 + 16);
+}
+
+TEST_CASE("Maglev is independent of input order and of ids, and depends on the seed") {
+  const MaglevTable m = *MaglevTable::Create({.table_size = 251, .seed = 9});
+  std::vector<MaglevBackend> backends = Backends(7);
+  const std::vector<uint32_t> a = *m.Populate(backends);
+  std::mt19937 rng(1);
+  std::shuffle(backends.begin(), backends.end(), rng);
+  CHECK(*m.Populate(backends) == a);
+
+  // Other ids, same identities: the same slot pattern under the id renaming.
+  std::vector<MaglevBackend> renamed = Backends(7, 100);
+  const std::vector<uint32_t> b = *m.Populate(renamed);
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(b[i] == a[i] + 99);
+  }
+
+  const MaglevTable other_seed = *MaglevTable::Create({.table_size = 251, .seed = 10});
+  CHECK(*other_seed.Populate(Backends(7)) != a);
+}
+
+TEST_CASE("Maglev hash and tables are pinned: every node and version computes the same") {
+  // A change here changes every node's tables during an upgrade (connections
+  // move): it must be deliberate.
+  CHECK(MaglevHash("", 0) == 0xf52a15e9a9b5e89bULL);
+  CHECK(MaglevHash("10.0.0.1:80/TCP", 1) == 0x0713e5dcc933b5e9ULL);
+  CHECK(MaglevHash("10.0.0.1:80/TCP", 2) == 0x83197194d18a55c0ULL);
+  const MaglevTable m = *MaglevTable::Create({.table_size = 7});
+  CHECK(*m.Populate({{.id = 1, .identity = "a"}, {.id = 2, .identity = "b"}}) ==
+        std::vector<uint32_t>{1, 2, 2, 1, 1, 1, 2});
+}
+
+TEST_CASE("Maglev weights give proportional shares") {
+  const MaglevTable m = *MaglevTable::Create({.seed = 5});
+  std::vector<MaglevBackend> backends = {
+      {.id = 1, .identity = "a", .weight = 1},
+      {.id = 2, .identity = "b", .weight = 2},
+      {.id = 3, .identity = "c", .weight = 5},
+      {.id = 4, .identity = "d", .weight = 0},
+  };
+  const std::map<uint32_t, int> counts = Counts(*m.Populate(backends));
+  CHECK_FALSE(counts.contains(4));
+  const double unit = 16381.0 / 8;
+  CHECK(std::abs(counts.at(1) - unit) <= unit * 0.02);
+  CHECK(std::abs(counts.at(2) - 2 * unit) <= unit * 0.04);
+  CHECK(std::abs(counts.at(3) - 5 * unit) <= unit * 0.1);
+}
+
+TEST_CASE("Maglev with no weighted backend yields an empty table") {
+  const MaglevTable m = *MaglevTable::Create({.table_size = 7});
+  CHECK(m.Populate({})->empty());
+  CHECK(m.Populate({{.id = 1, .identity = "a", .weight = 0}})->empty());
+}
+
+TEST_CASE("Maglev rejects non-prime and oversized tables") {
+  CHECK(MaglevTable::Create({.table_size = 16380}).status().message() ==
+        "maglev: table_size 16380 is not a prime");
+  CHECK_FALSE(MaglevTable::Create({.table_size = 0}).ok());
+  CHECK_FALSE(MaglevTable::Create({.table_size = 1}).ok());
+  CHECK_FALSE(MaglevTable::Create({.table_size = 1u << 25}).ok());
+  CHECK(MaglevTable::Create({.table_size = 65521}).ok());
+}
+
+TEST_CASE("Maglev rejects id 0, duplicate identities and more backends than slots") {
+  const MaglevTable m = *MaglevTable::Create({.table_size = 5});
+  CHECK(m.Populate({{.id = 0, .identity = "a"}}).status().message() ==
+        "maglev: backends[0] \"a\": id 0 is reserved");
+  CHECK(m.Populate({{.id = 1, .identity = "a"}, {.id = 2, .identity = "a"}}).status().message() ==
+        "maglev: backends[1] \"a\": duplicate identity");
+  CHECK(m.Populate(Backends(6)).status().message() == "maglev: 6 backends do not fit in 5 slots");
+  CHECK(m.Populate(Backends(5)).ok());
+}
+
+}  // namespace
+}  // namespace dpv2
