@@ -238,6 +238,8 @@ struct ContainerPort {
   std::string name;                  // may be empty; a named port needs it
   L4Proto protocol = L4Proto::kTCP;  // TCP when absent in the manifest
   int32_t container_port = 0;
+
+  friend bool operator==(const ContainerPort&, const ContainerPort&) = default;
 };
 
 struct PodInfo {
