@@ -115,8 +115,8 @@ struct ParsedPacket {
   // Destination unreachable, time exceeded, parameter problem (and v4
   // redirect, source quench; v6 packet too big).
   bool is_icmp_error = false;
-  // The packet an ICMP error quotes: its IP header plus at least the first
-  // 8 bytes of its L4 header (the ports). Same family as the outer packet.
+  // The packet an ICMP error quotes (same family as the outer packet): its
+  // IP header, and when inner_has_l4 the first 8 bytes of its L4 header.
   bool has_inner = false;
   size_t inner_l3_offset = 0;
   size_t inner_l4_offset = 0;
@@ -125,8 +125,10 @@ struct ParsedPacket {
   IpAddr inner_dst;
   uint16_t inner_sport = 0;
   uint16_t inner_dport = 0;
-  // The quote holds the first 8 bytes of the inner L4 header (false for a
-  // non-first fragment), so inner ports or echo identifier are meaningful.
+  // The quote holds the first 8 bytes of the inner L4 header, so the inner
+  // ports or echo identifier are meaningful. False for a non-first fragment
+  // or a quote cut short (RFC 792 asks for 8 bytes; an IPv6 quote of 48
+  // bytes may end inside extension headers); inner ports are then 0.
   bool inner_has_l4 = false;
 
   FiveTuple tuple() const;        // {src, dst, sport, dport, proto}
@@ -154,8 +156,9 @@ struct ParseResult {
 //  BAD_EXT_HEADER: more than kMaxIPv6ExtHeaders, or hop-by-hop not first.
 //  BAD_L4_HEADER: TCP data offset < 5 or past the IP packet; UDP length < 8
 //    or past the IP packet (unfragmented only).
-//  BAD_ICMP: an ICMP error whose quoted packet lacks a full IP header plus 8
-//    bytes of L4, or is of the other family.
+//  BAD_ICMP: an ICMP error whose quote is not a whole IP header of the
+//    outer family (version, IHL >= 5, IHL*4 or 40 bytes present) or has
+//    malformed IPv6 extension headers (too many, hop-by-hop not first).
 // L4 checksums are not verified. Unknown L4 protocols parse with ports 0.
 ParseResult ParsePacket(absl::Span<const uint8_t> frame);
 

@@ -49,6 +49,9 @@ dpv2_drop_reason WalkIPv6(const uint8_t* f, size_t off, size_t end, ExtWalk* wal
     if (nh == kIPv6HopByHop && count != 0) {
       return DPV2_DROP_BAD_EXT_HEADER;  // RFC 8200 4.1: only right after the header
     }
+    // Where the walk stopped, for a caller that accepts a cut chain.
+    walk->proto = nh;
+    walk->l4_offset = cur;
     if (end - cur < 8) {
       return DPV2_DROP_TRUNCATED;
     }
@@ -130,7 +133,8 @@ void FillPorts(const uint8_t* f, size_t l4, uint8_t proto, bool v6, uint16_t* sp
 }
 
 // The quoted packet of an ICMP error, from `off` to `end` (it is cut short
-// by design, so its own length fields are not checked against `end`).
+// by design, so its own length fields are not checked against `end`). Its IP
+// header must be whole; its L4 header may be missing.
 dpv2_drop_reason ParseInner(const uint8_t* f, size_t off, size_t end, ParsedPacket* p) {
   bool v6 = p->family == Family::kV6;
   size_t avail = end - off;
@@ -155,22 +159,23 @@ dpv2_drop_reason ParseInner(const uint8_t* f, size_t off, size_t end, ParsedPack
       return DPV2_DROP_BAD_ICMP;
     }
     ExtWalk walk;
-    if (WalkIPv6(f, off, end, &walk) != DPV2_DROP_NONE) {
+    dpv2_drop_reason drop = WalkIPv6(f, off, end, &walk);
+    if (drop != DPV2_DROP_NONE && drop != DPV2_DROP_TRUNCATED) {
       return DPV2_DROP_BAD_ICMP;
     }
     proto = walk.proto;
     l4 = walk.l4_offset;
-    non_first_fragment = walk.non_first_fragment;
+    // A quote cut inside the extension headers has no L4 header.
+    non_first_fragment = walk.non_first_fragment || drop == DPV2_DROP_TRUNCATED;
     p->inner_src = IpAddr::V6Bytes(f + off + wire::kIPv6SrcOffset);
     p->inner_dst = IpAddr::V6Bytes(f + off + wire::kIPv6DstOffset);
   }
   p->inner_l3_offset = off;
   p->inner_l4_offset = l4;
   p->inner_proto = proto;
-  if (!non_first_fragment) {
-    if (end - l4 < 8) {
-      return DPV2_DROP_BAD_ICMP;  // RFC 792: the quote holds 64 bits of L4
-    }
+  // RFC 792 asks for 64 bits of L4, but a shorter quote still names the
+  // flow's addresses; without the ports the datapath matches no NAT entry.
+  if (!non_first_fragment && end - l4 >= 8) {
     FillPorts(f, l4, proto, v6, &p->inner_sport, &p->inner_dport);
     p->inner_has_l4 = true;
   }
