@@ -1,0 +1,332 @@
+#include "core/datapath/datapath_tables.h"
+
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "dpv2/net.h"
+
+namespace dpv2 {
+namespace {
+
+constexpr uint32_t kM = 7;
+
+DatapathConfig Config() {
+  DatapathConfig c;
+  c.maglev_table_size = kM;
+  c.max_services = 4;
+  c.max_backends = 4;
+  c.max_tables = 4;
+  return c;
+}
+
+dpv2_addr Addr(const char* text) { return IpAddr::Parse(text)->ToAbi(); }
+
+BackendEntry Backend(uint32_t id, const char* ip, uint16_t port = 8080) {
+  BackendEntry b{.id = id, .value = {}};
+  b.value.addr = Addr(ip);
+  b.value.port = htons(port);
+  b.value.proto = DPV2_PROTO_TCP;
+  b.value.family = DPV2_FAMILY_V4;
+  return b;
+}
+
+LookupTable Table(uint32_t id, std::vector<uint32_t> backends) {
+  LookupTable t{.id = id, .slots = {}};
+  for (uint32_t i = 0; i < kM; ++i) {
+    t.slots.push_back(backends[i % backends.size()]);
+  }
+  return t;
+}
+
+dpv2_lb_key ServiceKey(const char* ip, uint16_t port) {
+  dpv2_lb_key k{};
+  k.addr = Addr(ip);
+  k.port = htons(port);
+  k.proto = DPV2_PROTO_TCP;
+  k.family = DPV2_FAMILY_V4;
+  k.scope = DPV2_LB_SCOPE_EXT;
+  return k;
+}
+
+ServiceEntry Service(const char* ip, uint16_t port, uint32_t service_id, uint32_t table_id,
+                     uint16_t backend_count) {
+  ServiceEntry s{.key = ServiceKey(ip, port), .value = {}};
+  s.value.service_id = service_id;
+  s.value.table_id = table_id;
+  s.value.backend_count = backend_count;
+  return s;
+}
+
+// One service 10.96.0.1:80 -> table 1 -> backends 1, 2.
+ChangeBatch BaseBatch() {
+  ChangeBatch b;
+  b.backends_upsert = {Backend(1, "10.0.0.1"), Backend(2, "10.0.0.2")};
+  b.tables_upsert = {Table(1, {1, 2})};
+  b.services_upsert = {Service("10.96.0.1", 80, 100, 1, 2)};
+  return b;
+}
+
+// Everything a rejected batch could have touched is as before.
+void RequireUnchanged(const DatapathTables& t) {
+  CHECK(t.service_count() == 1);
+  CHECK(t.backend_count() == 2);
+  CHECK(t.table_count() == 1);
+  CHECK(t.endpoint_count() == 0);
+  CHECK(t.ipcache_count() == 0);
+  REQUIRE(t.FindService(ServiceKey("10.96.0.1", 80)) != nullptr);
+  CHECK(t.FindService(ServiceKey("10.96.0.1", 80))->table_id == 1);
+  CHECK(t.FindTable(1).size() == kM);
+  CHECK(t.FindBackend(1) != nullptr);
+  CHECK(t.FindBackend(2) != nullptr);
+}
+
+TEST_CASE("a valid batch makes services, tables and backends visible") {
+  DatapathTables t(Config());
+  REQUIRE(t.Apply(BaseBatch()).ok());
+  RequireUnchanged(t);
+  CHECK(t.FindService(ServiceKey("10.96.0.1", 81)) == nullptr);
+}
+
+TEST_CASE("key padding does not affect service lookups") {
+  DatapathTables t(Config());
+  REQUIRE(t.Apply(BaseBatch()).ok());
+  dpv2_lb_key k = ServiceKey("10.96.0.1", 80);
+  std::memset(k.pad, 0xab, sizeof(k.pad));
+  CHECK(t.FindService(k) != nullptr);
+}
+
+TEST_CASE("a batch with an invalid entry is rejected whole and changes nothing") {
+  DatapathTables t(Config());
+  REQUIRE(t.Apply(BaseBatch()).ok());
+
+  SECTION("backend id 0") {
+    ChangeBatch b;
+    b.backends_upsert = {Backend(3, "10.0.0.3"), Backend(0, "10.0.0.4")};
+    absl::Status s = t.Apply(b);
+    CHECK(absl::IsInvalidArgument(s));
+    CHECK(s.message() == "apply: backend id must not be 0");
+    CHECK(t.FindBackend(3) == nullptr);
+  }
+  SECTION("a lookup table of the wrong size") {
+    ChangeBatch b;
+    b.tables_upsert = {LookupTable{.id = 2, .slots = {1, 2, 1}}};
+    absl::Status s = t.Apply(b);
+    CHECK(s.message() == "apply: lookup table 2: 3 slots, want maglev_table_size 7");
+  }
+  SECTION("a table slot naming a backend that is absent after the batch") {
+    ChangeBatch b;
+    b.tables_upsert = {Table(2, {1, 9})};
+    CHECK(t.Apply(b).message() ==
+          "apply: lookup table 2: slot 1 names backend 9, absent after the batch");
+  }
+  SECTION("a table slot naming a backend the same batch deletes") {
+    ChangeBatch b;
+    b.backends_upsert = {Backend(3, "10.0.0.3")};
+    b.tables_upsert = {Table(2, {3})};
+    b.backends_delete = {3};
+    CHECK_FALSE(t.Apply(b).ok());
+    CHECK(t.FindBackend(3) == nullptr);
+  }
+  SECTION("a service naming a table absent after the batch") {
+    ChangeBatch b;
+    b.services_upsert = {Service("10.96.0.2", 80, 101, 5, 1)};
+    CHECK(t.Apply(b).message() ==
+          "apply: service TCP 10.96.0.2:80 EXT: table_id 5 absent after the batch");
+  }
+  SECTION("service id 0") {
+    ChangeBatch b;
+    b.services_upsert = {Service("10.96.0.2", 80, 0, 1, 2)};
+    CHECK(t.Apply(b).message() == "apply: service TCP 10.96.0.2:80 EXT: service_id must not be 0");
+  }
+  SECTION("a service with a bad scope") {
+    ChangeBatch b;
+    ServiceEntry s = Service("10.96.0.2", 80, 101, 1, 2);
+    s.key.scope = 7;
+    b.services_upsert = {s};
+    CHECK_FALSE(t.Apply(b).ok());
+  }
+  SECTION("deleting a table a service still uses") {
+    ChangeBatch b;
+    b.tables_delete = {1};
+    CHECK(absl::IsFailedPrecondition(t.Apply(b)));
+  }
+  SECTION("deleting a backend a table still names") {
+    ChangeBatch b;
+    b.backends_delete = {2};
+    CHECK(t.Apply(b).message() == "apply: backend 2: deleted while 1 lookup table(s) still name it");
+  }
+  SECTION("an endpoint with ifindex 0") {
+    ChangeBatch b;
+    EndpointEntry e{};
+    e.key.addr = Addr("10.0.1.5");
+    e.key.family = DPV2_FAMILY_V4;
+    e.value.endpoint_id = 1;
+    b.endpoints_upsert = {e};
+    CHECK(t.Apply(b).message() == "apply: endpoint 10.0.1.5: ifindex must not be 0");
+  }
+  SECTION("an ipcache prefix longer than the address") {
+    ChangeBatch b;
+    IpcacheEntry e{};
+    e.key.family = DPV2_FAMILY_V4;
+    e.key.prefixlen = 32 + 33;
+    b.ipcache_upsert = {e};
+    CHECK_FALSE(t.Apply(b).ok());
+  }
+  SECTION("a source range with an unknown family") {
+    ChangeBatch b;
+    dpv2_src_range_key r{};
+    r.service_id = 100;
+    r.family = 5;
+    r.prefixlen = 64;
+    b.source_ranges_upsert = {r};
+    CHECK_FALSE(t.Apply(b).ok());
+  }
+  SECTION("a policy entry with a prefix length out of range") {
+    ChangeBatch b;
+    PolicyEntry p{};
+    p.key.prefixlen = 3;
+    p.key.endpoint_id = 1;
+    p.value.verdict = DPV2_POLICY_ALLOW;
+    b.policy_upsert = {p};
+    CHECK_FALSE(t.Apply(b).ok());
+  }
+  RequireUnchanged(t);
+}
+
+TEST_CASE("a table is replaced by writing a new id, repointing the service and deleting the old") {
+  DatapathTables t(Config());
+  REQUIRE(t.Apply(BaseBatch()).ok());
+  ChangeBatch b;
+  b.backends_upsert = {Backend(3, "10.0.0.3")};
+  b.tables_upsert = {Table(2, {1, 3})};
+  b.services_upsert = {Service("10.96.0.1", 80, 100, 2, 2)};
+  b.tables_delete = {1};
+  b.backends_delete = {2};
+  REQUIRE(t.Apply(b).ok());
+  CHECK(t.FindService(ServiceKey("10.96.0.1", 80))->table_id == 2);
+  CHECK(t.FindTable(1).empty());
+  CHECK(t.FindBackend(2) == nullptr);
+  CHECK(t.FindBackend(3) != nullptr);
+}
+
+TEST_CASE("a service without backends needs no lookup table") {
+  DatapathTables t(Config());
+  ChangeBatch b;
+  b.services_upsert = {Service("10.96.0.9", 80, 7, 0, 0)};
+  REQUIRE(t.Apply(b).ok());
+  CHECK(t.FindService(ServiceKey("10.96.0.9", 80))->backend_count == 0);
+}
+
+TEST_CASE("capacities count the entries after the batch and name the full table") {
+  DatapathTables t(Config());
+  REQUIRE(t.Apply(BaseBatch()).ok());
+  ChangeBatch fill;
+  for (uint16_t port = 81; port <= 83; ++port) {
+    fill.services_upsert.push_back(Service("10.96.0.1", port, 100 + port, 1, 2));
+  }
+  REQUIRE(t.Apply(fill).ok());
+  CHECK(t.service_count() == 4);
+
+  ChangeBatch over;
+  over.services_upsert = {Service("10.96.0.1", 84, 200, 1, 2)};
+  absl::Status s = t.Apply(over);
+  CHECK(absl::IsResourceExhausted(s));
+  CHECK(s.message() == "apply: services table full (4 entries)");
+  CHECK(t.service_count() == 4);
+
+  // Updating existing keys, or adding one while deleting another, fits.
+  ChangeBatch update;
+  update.services_upsert = {Service("10.96.0.1", 81, 181, 1, 2)};
+  CHECK(t.Apply(update).ok());
+  ChangeBatch swap;
+  swap.services_upsert = {Service("10.96.0.1", 84, 200, 1, 2)};
+  swap.services_delete = {ServiceKey("10.96.0.1", 81)};
+  CHECK(t.Apply(swap).ok());
+  CHECK(t.FindService(ServiceKey("10.96.0.1", 84)) != nullptr);
+  CHECK(t.FindService(ServiceKey("10.96.0.1", 81)) == nullptr);
+}
+
+TEST_CASE("deleting an absent key is not an error") {
+  DatapathTables t(Config());
+  ChangeBatch b;
+  b.services_delete = {ServiceKey("10.96.0.7", 80)};
+  b.backends_delete = {42};
+  b.tables_delete = {42};
+  CHECK(t.Apply(b).ok());
+}
+
+IpcacheEntry Ipcache(const char* ip, int length, uint32_t identity) {
+  IpcacheEntry e{};
+  const IpAddr a = *IpAddr::Parse(ip);
+  e.key.family = static_cast<uint8_t>(a.family());
+  e.key.prefixlen = 32 + length;
+  e.key.addr = a.ToAbi();
+  e.value.identity = identity;
+  return e;
+}
+
+TEST_CASE("the ipcache answers with the longest matching prefix") {
+  DatapathTables t(Config());
+  ChangeBatch b;
+  b.ipcache_upsert = {Ipcache("10.0.0.0", 8, 300), Ipcache("10.1.0.0", 16, 301),
+                      Ipcache("10.1.2.3", 32, 302), Ipcache("fd00::", 8, 400)};
+  REQUIRE(t.Apply(b).ok());
+  auto id = [&](const char* ip) -> uint32_t {
+    const IpAddr a = *IpAddr::Parse(ip);
+    const dpv2_ipcache_value* v = t.LookupIpcache(static_cast<uint8_t>(a.family()), a.ToAbi());
+    return v == nullptr ? 0 : v->identity;
+  };
+  CHECK(id("10.9.9.9") == 300);
+  CHECK(id("10.1.9.9") == 301);
+  CHECK(id("10.1.2.3") == 302);
+  CHECK(id("11.0.0.1") == 0);
+  CHECK(id("fd00::5") == 400);
+
+  ChangeBatch del;
+  del.ipcache_delete = {Ipcache("10.1.0.0", 16, 0).key};
+  REQUIRE(t.Apply(del).ok());
+  CHECK(id("10.1.9.9") == 300);
+  CHECK(t.ipcache_count() == 3);
+}
+
+TEST_CASE("source ranges are looked up per service") {
+  DatapathTables t(Config());
+  ChangeBatch b;
+  dpv2_src_range_key r{};
+  r.service_id = 100;
+  r.family = DPV2_FAMILY_V4;
+  r.prefixlen = 64 + 24;
+  r.addr = Addr("203.0.113.0");
+  b.source_ranges_upsert = {r};
+  REQUIRE(t.Apply(b).ok());
+  CHECK(t.SourceRangeAllows(100, DPV2_FAMILY_V4, Addr("203.0.113.77")));
+  CHECK_FALSE(t.SourceRangeAllows(100, DPV2_FAMILY_V4, Addr("203.0.114.1")));
+  CHECK_FALSE(t.SourceRangeAllows(101, DPV2_FAMILY_V4, Addr("203.0.113.77")));
+}
+
+TEST_CASE("two copies that apply the same batches answer alike (RCU double buffer)") {
+  DatapathTables a(Config());
+  DatapathTables b(Config());
+  ChangeBatch second;
+  second.backends_upsert = {Backend(3, "10.0.0.3")};
+  second.tables_upsert = {Table(2, {3, 1})};
+  second.services_upsert = {Service("10.96.0.1", 80, 100, 2, 2)};
+  second.tables_delete = {1};
+  for (DatapathTables* t : {&a, &b}) {
+    REQUIRE(t->Apply(BaseBatch()).ok());
+    REQUIRE(t->Apply(second).ok());
+  }
+  DatapathTables copy = a;
+  for (const DatapathTables* t : {&b, &copy}) {
+    CHECK(t->service_count() == a.service_count());
+    CHECK(t->FindService(ServiceKey("10.96.0.1", 80))->table_id == 2);
+    absl::Span<const uint32_t> sa = a.FindTable(2);
+    absl::Span<const uint32_t> sb = t->FindTable(2);
+    CHECK(std::vector<uint32_t>(sa.begin(), sa.end()) == std::vector<uint32_t>(sb.begin(), sb.end()));
+  }
+}
+
+}  // namespace
+}  // namespace dpv2
