@@ -153,6 +153,11 @@ struct LbState::State {
   uint32_t next_service_id = 1;
   size_t live_backends = 0;  // records with refs > 0
   size_t live_tables = 0;
+  // Records that lost their last reference or acknowledgement: the only ones
+  // ReleaseUnused looks at, so a mutation costs what it touches.
+  std::set<BackendKey> release_backends;
+  std::set<uint32_t> release_tables;
+  std::set<FrontendAddr> release_service_ids;
 
   // Desired records not derivable from the reference counts.
   std::map<dpv2_lb_key, dpv2_lb_value, AbiLess<dpv2_lb_key>> desired_services;
@@ -575,15 +580,20 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       frontend_owner.erase(k);
     }
     if (!f.selected.empty()) {
-      if (--tables.at(table_by_content.at(f.selected)).refs == 0) {
+      const uint32_t id = table_by_content.at(f.selected);
+      if (--tables.at(id).refs == 0) {
         --live_tables;
+        release_tables.insert(id);
       }
     }
-    --sid.refs;
+    if (--sid.refs == 0) {
+      release_service_ids.insert(f.addr);
+    }
   }
   for (const auto& [bk, local] : prev.backends) {
     if (--backends.at(bk).refs == 0) {
       --live_backends;
+      release_backends.insert(bk);
     }
   }
   if (next) {
@@ -600,31 +610,31 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
 // Forgets records that are neither desired nor held by the backend, so that
 // ids and tables do not accumulate.
 void LbState::State::ReleaseUnused() {
-  for (auto it = backends.begin(); it != backends.end();) {
-    if (it->second.refs == 0 && !acked_backends.contains(it->second.id)) {
+  for (const BackendKey& bk : release_backends) {
+    auto it = backends.find(bk);
+    if (it != backends.end() && it->second.refs == 0 && !acked_backends.contains(it->second.id)) {
       backend_by_id.erase(it->second.id);
-      it = backends.erase(it);
-    } else {
-      ++it;
+      backends.erase(it);
     }
   }
-  for (auto it = tables.begin(); it != tables.end();) {
-    if (it->second.refs == 0 && !acked_tables.contains(it->first)) {
+  release_backends.clear();
+  for (uint32_t id : release_tables) {
+    auto it = tables.find(id);
+    if (it != tables.end() && it->second.refs == 0 && !acked_tables.contains(id)) {
       table_by_content.erase(it->second.content);
-      it = tables.erase(it);
-    } else {
-      ++it;
+      tables.erase(it);
     }
   }
-  for (auto it = service_ids.begin(); it != service_ids.end();) {
-    const bool held = acked_services.contains(MakeLbKey(it->first, DPV2_LB_SCOPE_EXT)) ||
-                      acked_services.contains(MakeLbKey(it->first, DPV2_LB_SCOPE_INT));
-    if (it->second.refs == 0 && !held) {
-      it = service_ids.erase(it);
-    } else {
-      ++it;
+  release_tables.clear();
+  for (const FrontendAddr& fa : release_service_ids) {
+    auto it = service_ids.find(fa);
+    const bool held = acked_services.contains(MakeLbKey(fa, DPV2_LB_SCOPE_EXT)) ||
+                      acked_services.contains(MakeLbKey(fa, DPV2_LB_SCOPE_INT));
+    if (it != service_ids.end() && it->second.refs == 0 && !held) {
+      service_ids.erase(it);
     }
   }
+  release_service_ids.clear();
 }
 
 absl::string_view FrontendKindName(FrontendKind kind) {
@@ -764,15 +774,23 @@ void LbState::Acknowledge(const ChangeBatch& batch) {
   }
   for (const dpv2_lb_key& k : batch.services_delete) {
     s.acked_services.erase(k);
+    s.release_service_ids.insert(
+        {.addr = IpAddr::FromAbi(k.addr, static_cast<Family>(k.family)),
+         .port = ntohs(k.port),
+         .proto = static_cast<L4Proto>(k.proto)});
   }
   for (const dpv2_src_range_key& k : batch.source_ranges_delete) {
     s.acked_ranges.erase(k);
   }
   for (uint32_t id : batch.tables_delete) {
     s.acked_tables.erase(id);
+    s.release_tables.insert(id);
   }
   for (uint32_t id : batch.backends_delete) {
     s.acked_backends.erase(id);
+    if (auto bk = s.backend_by_id.find(id); bk != s.backend_by_id.end()) {
+      s.release_backends.insert(bk->second);
+    }
   }
   s.ReleaseUnused();
 }
@@ -783,6 +801,15 @@ void LbState::ResetAcknowledged() {
   s.acked_backends.clear();
   s.acked_tables.clear();
   s.acked_ranges.clear();
+  for (const auto& [bk, rec] : s.backends) {
+    s.release_backends.insert(bk);
+  }
+  for (const auto& [id, rec] : s.tables) {
+    s.release_tables.insert(id);
+  }
+  for (const auto& [fa, rec] : s.service_ids) {
+    s.release_service_ids.insert(fa);
+  }
   s.ReleaseUnused();
 }
 
