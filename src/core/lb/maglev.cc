@@ -41,9 +41,8 @@ uint64_t Mix64(uint64_t x) {
 struct Walker {
   uint32_t id;
   uint32_t weight;
-  uint64_t offset;
-  uint64_t skip;
-  uint64_t next = 0;    // index into this backend's permutation
+  uint32_t skip;
+  uint32_t pos;         // current slot of the permutation: offset + j * skip mod M
   uint64_t credit = 0;  // weighted turns accumulated
 };
 
@@ -110,8 +109,9 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
     walkers.push_back({
         .id = b->id,
         .weight = b->weight,
-        .offset = MaglevHash(b->identity, options_.seed) % m,
-        .skip = m == 1 ? 1 : MaglevHash(b->identity, options_.seed ^ kSkipSeedSalt) % (m - 1) + 1,
+        .skip = static_cast<uint32_t>(MaglevHash(b->identity, options_.seed ^ kSkipSeedSalt) %
+                                          (m - 1) + 1),
+        .pos = static_cast<uint32_t>(MaglevHash(b->identity, options_.seed) % m),
     });
   }
 
@@ -124,13 +124,18 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
       w.credit += w.weight;
       while (w.credit >= max_weight) {
         w.credit -= max_weight;
-        uint64_t slot = (w.offset + w.next * w.skip) % m;
-        while (slots[slot] != kEmpty) {
-          ++w.next;
-          slot = (w.offset + w.next * w.skip) % m;
+        // Step along the permutation without a division: pos + skip < 2M.
+        auto advance = [&w, m] {
+          w.pos += w.skip;
+          if (w.pos >= m) {
+            w.pos -= static_cast<uint32_t>(m);
+          }
+        };
+        while (slots[w.pos] != kEmpty) {
+          advance();
         }
-        slots[slot] = w.id;
-        ++w.next;
+        slots[w.pos] = w.id;
+        advance();
         if (++filled == m) {
           return slots;
         }
