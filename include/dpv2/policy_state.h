@@ -89,7 +89,8 @@ class PolicyState {
                                          absl::string_view name) const;
   const NamespaceInfo* FindNamespace(absl::string_view name) const;
   const PodInfo* FindPod(absl::string_view namespace_name, absl::string_view name) const;
-  const PodInfo* FindPodByIp(const IpAddr& ip) const;
+  const PodInfo* FindPodByIp(const IpAddr& ip) const;  // hostNetwork pods excluded
+  const NodeInfo* FindNodeByIp(const IpAddr& ip) const;
   std::optional<uint32_t> EndpointId(absl::string_view namespace_name,
                                      absl::string_view name) const;
   // What the ipcache says for an address (longest prefix; world if none).

@@ -1870,6 +1870,17 @@ const PodInfo* PolicyState::FindPodByIp(const IpAddr& ip) const {
   return it == state_->pod_by_ip.end() ? nullptr : &state_->pods.at(it->second).info;
 }
 
+const NodeInfo* PolicyState::FindNodeByIp(const IpAddr& ip) const {
+  for (const auto& [name, node] : state_->nodes) {
+    for (const IpAddr& a : node.addresses) {
+      if (a == ip) {
+        return &node;
+      }
+    }
+  }
+  return nullptr;
+}
+
 std::optional<uint32_t> PolicyState::EndpointId(absl::string_view namespace_name,
                                                 absl::string_view name) const {
   auto it = state_->pods.find(PodKey(namespace_name, name));
