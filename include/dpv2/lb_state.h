@@ -10,7 +10,10 @@
 // NodePorts, per LB/external IP; EXT/INT scopes; Local policies; affinity;
 // source ranges). Ids are stable: a backend (addr, port, proto) keeps its id
 // while referenced, a frontend keeps its service_id; a lookup table is never
-// rewritten: different slot content gets a new table id.
+// rewritten: different slot content gets a new table id. Two choices follow
+// kube-proxy rather than the wider reading: loadBalancerSourceRanges guard the
+// LB ingress IPs only (not externalIPs), and a family is served only when the
+// Service has a cluster IP of that family.
 //
 //   absl::StatusOr<dpv2::LbState> lb = dpv2::LbState::Create({.maglev_seed = 1});
 //   DPV2_RETURN_IF_ERROR(lb->SetNode(node)); DPV2_RETURN_IF_ERROR(lb->UpsertService(svc));
@@ -73,6 +76,15 @@ struct BackendView {
   uint32_t references = 0;  // frontend scopes and services that hold it
 };
 
+// A Service with a healthCheckNodePort (LoadBalancer, externalTrafficPolicy
+// Local): the agent's health server answers 200 when local_endpoints > 0.
+struct HealthCheckView {
+  std::string namespace_name;
+  std::string name;
+  uint16_t health_check_node_port = 0;
+  uint32_t local_endpoints = 0;  // ready endpoints on this node, summed over ports
+};
+
 class LbState {
  public:
   // Validates options.datapath (the Maglev size must be a prime).
@@ -103,6 +115,7 @@ class LbState {
   // Read access for tooling, sorted by service, address, port, protocol, scope.
   std::vector<FrontendView> Frontends() const;
   std::vector<BackendView> Backends() const;  // desired backends, by id
+  std::vector<HealthCheckView> HealthChecks() const;  // by namespace/name
   const NodeInfo& node() const;
   size_t service_count() const;
   const LbStateOptions& options() const;

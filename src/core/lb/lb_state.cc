@@ -103,6 +103,8 @@ struct CompiledService {
   // Every backend the Service's endpoints name, including ones not selected
   // (terminating, not ready): established connections keep using them.
   std::map<BackendKey, bool> backends;  // -> local to this node
+  // kube-proxy's LocalReadyEndpoints: summed over ports (and families).
+  uint32_t local_ready_endpoints = 0;
 };
 
 struct BackendRecord {
@@ -274,7 +276,7 @@ absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec)
     const std::vector<IpAddr> node_ips = of_family(node.addresses);
     std::vector<Prefix> ranges;
     for (const Prefix& p : spec.load_balancer_source_ranges) {
-      if (p.family() == family) {
+      if (p.family() == family && std::find(ranges.begin(), ranges.end(), p) == ranges.end()) {
         ranges.push_back(p);
       }
     }
@@ -289,6 +291,9 @@ absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec)
       const std::vector<Endpoint> endpoints = EndpointsFor(spec, port, family, node);
       for (const Endpoint& ep : endpoints) {
         out.backends[{.addr = ep.addr, .port = ep.port, .proto = port.protocol}] = ep.is_local;
+        if (ep.is_local && ep.ready) {
+          ++out.local_ready_endpoints;
+        }
       }
       const CategorizedEndpoints cat = CategorizeEndpoints(endpoints, topo, node);
       const TableContent cluster = cat.cluster ? ContentOf(*cat.cluster, port.protocol)
@@ -860,6 +865,20 @@ std::vector<BackendView> LbState::Backends() const {
                    .protocol = bk.proto,
                    .local = (rec.value.flags & DPV2_BACKEND_F_LOCAL) != 0,
                    .references = rec.refs});
+  }
+  return out;
+}
+
+std::vector<HealthCheckView> LbState::HealthChecks() const {
+  std::vector<HealthCheckView> out;
+  for (const auto& [key, spec] : state_->specs) {
+    if (spec.health_check_node_port == 0) {
+      continue;
+    }
+    out.push_back({.namespace_name = spec.namespace_name,
+                   .name = spec.name,
+                   .health_check_node_port = spec.health_check_node_port,
+                   .local_endpoints = state_->compiled.at(key).local_ready_endpoints});
   }
   return out;
 }

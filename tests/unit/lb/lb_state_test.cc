@@ -661,3 +661,70 @@ TEST_CASE("a service removed and re-added before acknowledgement causes no churn
 
 }  // namespace
 }  // namespace dpv2
+
+namespace dpv2 {
+namespace {
+
+TEST_CASE("HealthChecks counts this node's ready endpoints for healthCheckNodePort services") {
+  LbState lb = MakeState();
+  ServiceSpec svc = ClusterIpService({Ep("10.0.1.1", "node-1"), Ep("10.0.1.2", "node-1", false),
+                                      Ep("10.0.1.3", "node-2")});
+  svc.type = ServiceType::kLoadBalancer;
+  svc.external_traffic_policy = TrafficPolicy::kLocal;
+  svc.health_check_node_port = 32000;
+  REQUIRE(lb.UpsertService(svc).ok());
+  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1", "node-1")}, "plain", "10.96.0.2")).ok());
+  const std::vector<HealthCheckView> hc = lb.HealthChecks();
+  REQUIRE(hc.size() == 1);
+  CHECK(hc[0].name == "web");
+  CHECK(hc[0].health_check_node_port == 32000);
+  CHECK(hc[0].local_endpoints == 1);
+  REQUIRE(lb.SetNode({.name = "node-3"}).ok());
+  CHECK(lb.HealthChecks()[0].local_endpoints == 0);
+}
+
+TEST_CASE("slice ports that are absent (0) are ignored and a ready duplicate wins") {
+  LbState lb = MakeState();
+  ServiceSpec svc = ClusterIpService({Ep("10.0.1.1", "node-2", false)});
+  // A slice whose port is absent contributes nothing.
+  svc.endpoint_slices.push_back(Slice("web-2", {Ep("10.0.1.9")}, 0));
+  // The same endpoint, ready, in a slice that replaces the first.
+  svc.endpoint_slices.push_back(Slice("web-3", {Ep("10.0.1.1")}));
+  REQUIRE(lb.UpsertService(svc).ok());
+  const std::vector<FrontendView> f = lb.Frontends();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].backends == std::vector<std::string>{"10.0.1.1:8080"});
+  CHECK(lb.Backends().size() == 1);
+}
+
+TEST_CASE("a repeated source range is written once") {
+  LbState lb = MakeState({.datapath = {.maglev_table_size = kM, .max_source_ranges = 1}});
+  ServiceSpec svc = ClusterIpService({Ep("10.0.1.1")});
+  svc.type = ServiceType::kLoadBalancer;
+  svc.load_balancer_ips = {Ip("203.0.113.5")};
+  svc.load_balancer_source_ranges = {*Prefix::Parse("198.51.100.0/24"),
+                                     *Prefix::Parse("198.51.100.0/24")};
+  REQUIRE(lb.UpsertService(svc).ok());
+  CHECK(lb.Diff().source_ranges_upsert.size() == 1);
+  REQUIRE(lb.UpsertService(svc).ok());  // replacing counts the old ranges out
+}
+
+TEST_CASE("Acknowledging a stale batch converges on the next Diff") {
+  LbState lb = MakeState();
+  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1")})).ok());
+  const ChangeBatch stale = lb.Diff();
+  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.2")})).ok());
+  lb.Acknowledge(stale);  // the backend applied the older batch
+  const ChangeBatch b = lb.Diff();
+  CHECK(b.backends_delete.size() == 1);
+  CHECK(b.tables_delete.size() == 1);
+  CHECK(b.backends_upsert.size() == 1);
+  CHECK(b.tables_upsert.size() == 1);
+  CHECK(b.services_upsert.size() == 1);
+  lb.Acknowledge(b);
+  CHECK(lb.Diff().empty());
+  CHECK(lb.Frontends()[0].backends == std::vector<std::string>{"10.0.1.2:8080"});
+}
+
+}  // namespace
+}  // namespace dpv2
