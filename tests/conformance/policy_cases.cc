@@ -1,0 +1,164 @@
+// Policy enforcement by the datapath: ingress at the destination pod, egress
+// at the source pod after service translation, one verdict event per new
+// connection, replies bypassing policy, established flows re-checked.
+#include "core/policy/policy_map.h"
+#include "fixtures.h"
+
+namespace dpv2::conformance {
+namespace {
+
+constexpr uint32_t kRemoteIdentity = 5000;
+constexpr uint32_t kMatchId = 9;
+
+// Pods A and B, with B isolated for ingress and/or A for egress.
+std::vector<EndpointEntry> Pods(uint32_t a_flags, uint32_t b_flags) {
+  std::vector<EndpointEntry> pods = LocalPods();
+  for (EndpointEntry& e : pods) {
+    e.value.flags = e.value.endpoint_id == kPodA.endpoint_id ? a_flags : b_flags;
+  }
+  return pods;
+}
+
+PolicyEntry Allow(const Pod& pod, uint8_t direction, uint32_t peer, uint16_t port) {
+  return PolicyEntry{
+      .key = MakePolicyKey(pod.endpoint_id, peer, direction, DPV2_PROTO_TCP, port,
+                           kPolicyVariableBits),
+      .value = {.verdict = DPV2_POLICY_ALLOW, .tier = DPV2_POLICY_TIER_NETWORK,
+                .match_id = kMatchId}};
+}
+
+IpcacheEntry RemotePods() {
+  IpcacheEntry e{};
+  e.key.family = DPV2_FAMILY_V4;
+  e.key.prefixlen = 32 + 24;
+  e.key.addr = A("10.0.2.0").ToAbi();
+  e.value.identity = kRemoteIdentity;
+  return e;
+}
+
+ExpectedEvent Verdict(bool egress, bool allowed, FiveTuple tuple, const char* frontend = nullptr,
+                      uint16_t frontend_port = 0) {
+  return {.type = DPV2_EVENT_POLICY_VERDICT,
+          .flags = static_cast<uint16_t>((egress ? DPV2_EV_F_EGRESS : 0) |
+                                         (allowed ? DPV2_EV_F_ALLOWED : 0)),
+          .tuple = tuple,
+          .orig_dst = frontend ? A(frontend) : tuple.dst,
+          .orig_dport = frontend ? frontend_port : tuple.dport};
+}
+
+}  // namespace
+
+std::vector<ConformanceCase> PolicyCases() {
+  const DatapathConfig cfg = SmallConfig();
+  std::vector<ConformanceCase> cases;
+  const FiveTuple a_to_b = T(L4Proto::kTCP, kPodA.v4, 40000, kPodB.v4, 8080);
+  cases.push_back({
+      .proves = "a pod isolated for ingress accepts a connection its policy allows, with one "
+                "ingress verdict event for the connection",
+      .config = cfg,
+      .endpoints = Pods(0, DPV2_EP_F_INGRESS_POLICY),
+      .policy = {Allow(kPodB, DPV2_DIR_INGRESS, kPodA.identity, 8080)},
+      .steps = {Counters(Events(Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4)
+                                                            .Tcp(40000, 8080, kTcpSyn)),
+                                         kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpSyn)),
+                                {Verdict(false, true, a_to_b), TraceNewPlain(a_to_b)}),
+                         {{DPV2_CNT_POLICY_ALLOWED, 1}}),
+                Events(Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                                kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                       {})},
+  });
+  cases.push_back({
+      .proves = "a pod isolated for ingress drops a connection to a port no policy allows, "
+                "with a deny verdict event",
+      .config = cfg,
+      .endpoints = Pods(0, DPV2_EP_F_INGRESS_POLICY),
+      .policy = {Allow(kPodB, DPV2_DIR_INGRESS, kPodA.identity, 8080)},
+      .steps = {Ct(Drops(Events(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4)
+                                                            .Tcp(40000, 9090, kTcpSyn)),
+                                         DPV2_DROP_POLICY_DENY),
+                                {Verdict(false, false,
+                                         T(L4Proto::kTCP, kPodA.v4, 40000, kPodB.v4, 9090)),
+                                 DropEvent(DPV2_DROP_POLICY_DENY,
+                                           T(L4Proto::kTCP, kPodA.v4, 40000, kPodB.v4, 9090))}),
+                         {{DPV2_DROP_POLICY_DENY, 1}}),
+                   0)},
+  });
+  cases.push_back({
+      .proves = "egress policy sees the backend, not the ClusterIP: a pod allowed to reach the "
+                "backend identity on the target port connects through the Service",
+      .config = cfg,
+      .services = {WebService()},
+      .endpoints = Pods(DPV2_EP_F_EGRESS_POLICY, 0),
+      .ipcache = {RemotePods()},
+      .policy = {Allow(kPodA, DPV2_DIR_EGRESS, kRemoteIdentity, 8080)},
+      .steps = {Events(ClientToBackend(kWebConn, kTcpSyn),
+                       {Verdict(true, true, T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080),
+                                kVip4, 80),
+                        TraceNew(T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080), kVip4,
+                                 80)})},
+  });
+  cases.push_back({
+      .proves = "egress policy that allows only the frontend port, not the backend's target "
+                "port, drops the service connection after translation",
+      .config = cfg,
+      .services = {WebService()},
+      .endpoints = Pods(DPV2_EP_F_EGRESS_POLICY, 0),
+      .ipcache = {RemotePods()},
+      .policy = {Allow(kPodA, DPV2_DIR_EGRESS, kRemoteIdentity, 80)},
+      .steps = {Ct(Events(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kVip4).Tcp(40000, 80, kTcpSyn)),
+                                   DPV2_DROP_POLICY_DENY),
+                          {Verdict(true, false,
+                                   T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080), kVip4,
+                                   80),
+                           DropTranslated(DPV2_DROP_POLICY_DENY,
+                                          T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080),
+                                          kVip4, 80)}),
+                   0)},
+  });
+  cases.push_back({
+      .proves = "replies of an allowed connection bypass the replying pod's egress policy",
+      .config = cfg,
+      .endpoints = Pods(DPV2_EP_F_EGRESS_POLICY, 0),  // A may send nothing on its own
+      .steps = {Redirect(FromPod(kPodB, Pkt(kPodB.v4, kPodA.v4).Tcp(41000, 8080, kTcpSyn)), kPodA,
+                         Pkt(kPodB.v4, kPodA.v4).Tcp(41000, 8080, kTcpSyn)),
+                Events(Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4)
+                                                   .Tcp(8080, 41000, kTcpSyn | kTcpAck)),
+                                kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(8080, 41000, kTcpSyn | kTcpAck)),
+                       {TraceReplyPlain(T(L4Proto::kTCP, kPodA.v4, 8080, kPodB.v4, 41000))}),
+                Events(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(42000, 8080, kTcpSyn)),
+                                DPV2_DROP_POLICY_DENY),
+                       {Verdict(true, false, T(L4Proto::kTCP, kPodA.v4, 42000, kPodB.v4, 8080)),
+                        DropEvent(DPV2_DROP_POLICY_DENY,
+                                  T(L4Proto::kTCP, kPodA.v4, 42000, kPodB.v4, 8080))})},
+  });
+  {
+    Step revoked = Events(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                                   DPV2_DROP_POLICY_DENY),
+                          {DropEvent(DPV2_DROP_POLICY_DENY, a_to_b)});
+    revoked.apply.policy_delete = {Allow(kPodB, DPV2_DIR_INGRESS, kPodA.identity, 8080).key};
+    cases.push_back({
+        .proves = "forward packets of an established connection are re-checked: removing the "
+                  "allow drops the next packet without a new verdict event",
+        .config = cfg,
+        .endpoints = Pods(0, DPV2_EP_F_INGRESS_POLICY),
+        .policy = {Allow(kPodB, DPV2_DIR_INGRESS, kPodA.identity, 8080)},
+        .steps = {Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpSyn)),
+                           kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpSyn)),
+                  revoked},
+    });
+  }
+  cases.push_back({
+      .proves = "traffic from the network to an ingress-isolated pod is judged with the world "
+                "identity",
+      .config = cfg,
+      .endpoints = Pods(0, DPV2_EP_F_INGRESS_POLICY),
+      .policy = {Allow(kPodB, DPV2_DIR_INGRESS, DPV2_IDENTITY_WORLD, 443)},
+      .steps = {Redirect(FromNet(Pkt(kClient4, kPodB.v4).Tcp(50000, 443, kTcpSyn)), kPodB,
+                         Pkt(kClient4, kPodB.v4).Tcp(50000, 443, kTcpSyn)),
+                DropStep(FromNet(Pkt(kClient4, kPodB.v4).Tcp(50000, 80, kTcpSyn)),
+                         DPV2_DROP_POLICY_DENY)},
+  });
+  return cases;
+}
+
+}  // namespace dpv2::conformance
