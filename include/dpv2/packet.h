@@ -142,17 +142,20 @@ struct ParseResult {
   ParsedPacket pkt;  // filled as far as parsing got
 };
 
-// Drop reasons, in the order of the checks (the BPF parser does the same):
+// Drop reasons (a BPF parser matches these by doing the checks in the order
+// of src/core/packet/parse.cc: L2, IP header, lengths, options/extension
+// headers, L4):
 //  TRUNCATED: the frame ends before an Ethernet/VLAN/IP header, the IP total
 //    length (or 40 + IPv6 payload length) exceeds the frame, or the IP packet
 //    ends before a fixed L4 header (TCP 20, UDP 8, SCTP 12, ICMP 8) or an
 //    IPv6 extension header.
-//  BAD_L2: a second 802.1Q tag (stacked VLANs are not supported).
+//  BAD_L2: an 802.1ad (0x88a8) tag or a second 802.1Q tag (stacked VLANs
+//    are not supported).
 //  BAD_IP_VERSION: the version nibble disagrees with the ethertype.
 //  BAD_IP_HEADER: IPv4 IHL < 5, or a malformed IPv4 option (length < 2 or
 //    past the header). The IPv4 header checksum is NOT verified.
 //  BAD_IP_LENGTH: IPv4 total length < IHL*4; IPv6 payload length 0 with a
-//    hop-by-hop header (jumbograms are not supported).
+//    hop-by-hop header (jumbograms are not supported) or above 65495.
 //  BAD_EXT_HEADER: more than kMaxIPv6ExtHeaders, or hop-by-hop not first.
 //  BAD_L4_HEADER: TCP data offset < 5 or past the IP packet; UDP length < 8
 //    or past the IP packet (unfragmented only).
@@ -160,6 +163,9 @@ struct ParseResult {
 //    outer family (version, IHL >= 5, IHL*4 or 40 bytes present) or has
 //    malformed IPv6 extension headers (too many, hop-by-hop not first).
 // L4 checksums are not verified. Unknown L4 protocols parse with ports 0.
+// Fragments are recognised, not dropped: the datapath decides (FRAGMENT).
+// IPv6 extension headers walked: hop-by-hop, routing, fragment, destination
+// options, AH, mobility, HIP, shim6; ESP or anything else ends the walk.
 ParseResult ParsePacket(absl::Span<const uint8_t> frame);
 
 // In-place translation of the source or destination address and port, with
