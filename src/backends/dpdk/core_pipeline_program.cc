@@ -1,0 +1,98 @@
+// The core pipeline as a DPDK DatapathProgram, and the public factory that
+// runs it.
+#include <memory>
+
+#include "backends/dpdk/datapath_program.h"
+#include "backends/dpdk/dpdk_backend.h"
+#include "core/datapath/datapath_tables.h"
+#include "core/datapath/pipeline.h"
+#include "core/status_macros.h"
+#include "dpv2/dpdk.h"
+
+namespace dpv2 {
+namespace dpdk {
+namespace {
+
+class CoreLcoreDatapath : public LcoreDatapath {
+ public:
+  CoreLcoreDatapath(const DatapathTables* copies, const DatapathConfig& config,
+                    EventSink* events, uint64_t seed)
+      : copies_(copies), state_(config, events, seed) {}
+
+  FrameResult Process(int copy, Entry entry, uint32_t ifindex, absl::Span<uint8_t> frame,
+                      uint64_t now_ns, std::vector<dpv2_event>* collected) override {
+    return ProcessFrame(copies_[copy], state_, entry, ifindex, frame, now_ns, collected);
+  }
+  void AddCounters(Counters* total) const override {
+    for (size_t i = 0; i < state_.counters.size(); ++i) {
+      total->counters[i] += state_.counters[i];
+    }
+    for (size_t i = 0; i < state_.drops.size(); ++i) {
+      total->drops[i] += state_.drops[i];
+    }
+  }
+  void DumpConntrack(std::vector<ConntrackEntry>* out) const override {
+    std::vector<ConntrackEntry> entries = state_.conntrack.Dump();
+    out->insert(out->end(), entries.begin(), entries.end());
+  }
+  void FlushConntrack() override {
+    state_.conntrack.Flush();
+    state_.affinity.Flush();
+  }
+  GcStats CollectGarbage(uint64_t now_ns) override {
+    GcStats ct = state_.conntrack.CollectGarbage(now_ns);
+    GcStats aff = state_.affinity.CollectGarbage(now_ns);
+    return {.scanned = ct.scanned + aff.scanned, .deleted = ct.deleted + aff.deleted};
+  }
+
+ private:
+  const DatapathTables* copies_;  // [2], owned by the program
+  DatapathState state_;
+};
+
+class CorePipelineProgram : public DatapathProgram {
+ public:
+  explicit CorePipelineProgram(const DatapathConfig& config)
+      : config_(config), copies_{DatapathTables(config), DatapathTables(config)} {}
+
+  absl::Status Apply(int copy, const ChangeBatch& batch) override {
+    return copies_[copy].Apply(batch);
+  }
+  absl::Status Resync(int to, int from) override {
+    copies_[to] = copies_[from];
+    return absl::OkStatus();
+  }
+  std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
+    return std::make_unique<CoreLcoreDatapath>(copies_, config_, events, random_seed);
+  }
+
+ private:
+  DatapathConfig config_;
+  DatapathTables copies_[2];
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DatapathProgram>> MakeCorePipelineProgram(
+    const DatapathConfig& config) {
+  DPV2_RETURN_IF_ERROR(config.Validate());
+  return std::make_unique<CorePipelineProgram>(config);
+}
+
+absl::StatusOr<std::unique_ptr<DpdkBackend>> MakeCorePipelineDpdkBackend(
+    const DpdkOptions& options) {
+  DPV2_RETURN_IF_ERROR(options.Validate());
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<DatapathProgram> program,
+                        MakeCorePipelineProgram(options.config));
+  return DpdkBackend::Create(options, std::move(program));
+}
+
+}  // namespace dpdk
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeDpdkBackend(const DpdkOptions& options) {
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<dpdk::DpdkBackend> backend,
+                        dpdk::MakeCorePipelineDpdkBackend(options));
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace dpv2
