@@ -15,6 +15,7 @@
 #define DPV2_SERVICE_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -122,6 +123,7 @@ struct ServiceSpec {
 // The node this dataplane runs on.
 struct NodeInfo {
   std::string name;
+  std::map<std::string, std::string> labels;  // policy: ANP `nodes` selectors
   std::string zone;               // label topology.kubernetes.io/zone
   std::vector<IpAddr> addresses;  // node IPs that serve NodePorts
 };
