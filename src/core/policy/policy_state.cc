@@ -326,7 +326,10 @@ struct PolicyState::State {
   size_t desired_policy_entries = 0;
 
   // Pending recomputation.
-  absl::flat_hash_set<uint32_t> pending_endpoints;
+  absl::flat_hash_set<uint32_t> pending_endpoints;  // full recompute
+  // Endpoints whose policies changed without touching wildcard rules: only
+  // the groups of these identities (plus any-peer and host) can change.
+  absl::flat_hash_map<uint32_t, absl::flat_hash_set<uint32_t>> pending_partial;
   absl::flat_hash_set<GroupKey> pending_groups;
   bool pending_retag = false;
 
@@ -615,6 +618,7 @@ struct PolicyState::State {
     }
     endpoints.erase(it);
     pending_endpoints.erase(ep_id);
+    pending_partial.erase(ep_id);
     free_endpoint_ids.push_back(ep_id);
   }
 
@@ -1025,19 +1029,45 @@ struct PolicyState::State {
            cp.subject_pods->pod_selector.Matches(rec.info.labels);
   }
 
-  // Endpoints a change of policy `cp` may concern.
-  void MarkPolicyCandidates(const CompiledPolicy& cp) {
-    for (uint32_t ep : cp.endpoints) {
-      pending_endpoints.insert(ep);
+  static bool HasAnyPeerRule(const CompiledPolicy& cp) {
+    for (const auto& rules : cp.rules) {
+      for (const CompiledRule& r : rules) {
+        if (r.any_peer) return true;
+      }
     }
+    return false;
+  }
+
+  // Endpoints a change of policy `cp` may concern, and the identities whose
+  // groups it may change (those its selectors match).
+  void MarkPolicyCandidates(const CompiledPolicy& cp) {
+    std::vector<uint32_t> eps(cp.endpoints.begin(), cp.endpoints.end());
     if (cp.ref.kind == PolicyRef::Kind::kNetworkPolicy) {
       if (auto it = endpoints_by_namespace.find(cp.np_namespace); it != endpoints_by_namespace.end()) {
-        pending_endpoints.insert(it->second.begin(), it->second.end());
+        eps.insert(eps.end(), it->second.begin(), it->second.end());
       }
     } else {
       for (const auto& [ep, rec] : endpoints) {
-        pending_endpoints.insert(ep);
+        eps.push_back(ep);
       }
+    }
+    // Wildcard rules touch every group; address selectors re-tag identities
+    // (Retag), whose new groups only a full recompute finds.
+    bool full = HasAnyPeerRule(cp);
+    for (uint32_t sid : cp.selector_refs) {
+      full = full || selectors.at(sid).kind != Selector::Kind::kPods;
+    }
+    if (full) {
+      pending_endpoints.insert(eps.begin(), eps.end());
+      return;
+    }
+    absl::flat_hash_set<uint32_t> ids;
+    for (uint32_t sid : cp.selector_refs) {
+      const Selector& sel = selectors.at(sid);
+      ids.insert(sel.members.begin(), sel.members.end());
+    }
+    for (uint32_t ep : eps) {
+      pending_partial[ep].insert(ids.begin(), ids.end());
     }
   }
 
@@ -1303,7 +1333,7 @@ struct PolicyState::State {
                              g.direction));
   }
 
-  void RecomputeEndpoint(uint32_t ep_id) {
+  void RecomputeEndpoint(uint32_t ep_id, const absl::flat_hash_set<uint32_t>* only = nullptr) {
     auto eit = endpoints.find(ep_id);
     if (eit == endpoints.end()) {
       return;
@@ -1345,6 +1375,7 @@ struct PolicyState::State {
     }
     for (int dir : {kIngress, kEgress}) {
       DirectionState& d = ep.dirs[dir];
+      const bool was_enabled = d.enabled, was_isolated = d.np_isolated;
       d.rules.clear();
       d.np_isolated = false;
       bool admin_rules = false;
@@ -1369,6 +1400,27 @@ struct PolicyState::State {
         }
       }
       d.enabled = d.np_isolated || admin_rules;
+      if (only != nullptr && was_enabled == d.enabled && was_isolated == d.np_isolated) {
+        // Only groups of identities the changed policies name can differ.
+        auto recompute = [&](uint32_t id) {
+          const GroupKey g{ep_id, id, static_cast<uint8_t>(dir)};
+          if (d.enabled && GroupNeeded(d, id, dir)) {
+            d.groups.insert(id);
+            SetGroup(g, ComputeGroup(ep_id, pod, d, id, dir));
+          } else {
+            d.groups.erase(id);
+            SetGroup(g, {});
+          }
+        };
+        recompute(kAnyPeer);
+        recompute(DPV2_IDENTITY_HOST);
+        for (uint32_t id : *only) {
+          if (id != kAnyPeer && id != DPV2_IDENTITY_HOST) {
+            recompute(id);
+          }
+        }
+        continue;
+      }
       absl::flat_hash_set<uint32_t> needed;
       if (d.enabled) {
         needed.insert(kAnyPeer);
@@ -1407,6 +1459,13 @@ struct PolicyState::State {
       RecomputeEndpoint(ep);
     }
     absl::flat_hash_set<uint32_t> done(eps.begin(), eps.end());
+    auto partial = std::move(pending_partial);
+    pending_partial.clear();
+    for (const auto& [ep, ids] : partial) {
+      if (!done.contains(ep)) {
+        RecomputeEndpoint(ep, &ids);
+      }
+    }
     std::vector<GroupKey> groups(pending_groups.begin(), pending_groups.end());
     pending_groups.clear();
     for (const GroupKey& g : groups) {
