@@ -51,6 +51,15 @@ struct ServiceTopologyInfo {
   // ignored when false.
   bool externally_accessible = false;
 
+  // spec.trafficDistribution and the service.kubernetes.io/topology-mode
+  // (formerly topology-aware-hints) annotation. Current kube-proxy ignores
+  // both: the EndpointSlice controller writes hints only when they ask for it.
+  std::string traffic_distribution;
+  std::string hints_annotation;
+  // kube-proxy 1.27-1.32 behaviour: honour hints only when hints_annotation is
+  // "Auto"/"auto" or traffic_distribution names a Prefer* mode. Off by default.
+  bool require_topology_opt_in = false;
+
   // kube-proxy's ServicePort.UsesClusterEndpoints / UsesLocalEndpoints. Cluster
   // endpoints are also used by externally accessible ports under
   // externalTrafficPolicy Local (pod traffic to their external addresses).

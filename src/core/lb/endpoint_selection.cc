@@ -20,7 +20,14 @@ bool Contains(const std::vector<std::string>& values, absl::string_view v) {
 // Node hints win when every ready endpoint has one and one names this node;
 // else zone hints under the same rule; else no filtering. Only ready endpoints
 // count: an unready endpoint's hints neither enable nor disable topology.
-TopologyMode TopologyModeFromHints(absl::Span<const Endpoint> endpoints, const NodeInfo& node) {
+TopologyMode TopologyModeFromHints(absl::Span<const Endpoint> endpoints,
+                                   const ServiceTopologyInfo& service, const NodeInfo& node) {
+  if (service.require_topology_opt_in && service.hints_annotation != "Auto" &&
+      service.hints_annotation != "auto" && service.traffic_distribution != "PreferClose" &&
+      service.traffic_distribution != "PreferSameZone" &&
+      service.traffic_distribution != "PreferSameNode") {
+    return TopologyMode::kNone;
+  }
   bool has_ready = false;
   bool has_for_node = false;
   bool all_have_node_hints = true;
@@ -117,7 +124,7 @@ CategorizedEndpoints CategorizeEndpoints(absl::Span<const Endpoint> endpoints,
 
   TopologyMode mode = TopologyMode::kNone;
   if (uses_cluster) {
-    mode = TopologyModeFromHints(endpoints, node);
+    mode = TopologyModeFromHints(endpoints, service, node);
     out.cluster = Filter(endpoints, [&](const Endpoint& ep) {
       return ep.ready && AvailableForTopology(ep, mode, node);
     });

@@ -287,6 +287,7 @@ absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec)
           .internal_policy_local = itp_local,
           .external_policy_local = spec.external_traffic_policy == TrafficPolicy::kLocal,
           .externally_accessible = has_node_port || !lb_ips.empty() || !external_ips.empty(),
+          .traffic_distribution = spec.traffic_distribution,
       };
       const std::vector<Endpoint> endpoints = EndpointsFor(spec, port, family, node);
       for (const Endpoint& ep : endpoints) {

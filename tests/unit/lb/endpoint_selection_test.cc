@@ -240,3 +240,28 @@ TEST_CASE("UsesClusterEndpoints and UsesLocalEndpoints follow the traffic polici
 
 }  // namespace
 }  // namespace dpv2
+
+namespace dpv2 {
+namespace {
+
+TEST_CASE("legacy opt-in: hints are honoured only with topology-mode Auto or a trafficDistribution") {
+  const std::vector<Endpoint> eps = Make({{"10.1.2.3:80", true, false, false, false, {"zone-a"}},
+                                          {"10.1.2.4:80", true, false, false, false, {"zone-b"}}});
+  auto cluster_of = [&](ServiceTopologyInfo svc) {
+    svc.require_topology_opt_in = true;
+    return Names(*CategorizeEndpoints(eps, svc, kNodeA).cluster);
+  };
+  const Set all{"10.1.2.3:80", "10.1.2.4:80"};
+  const Set zone_a{"10.1.2.3:80"};
+  CHECK(cluster_of({}) == all);
+  CHECK(cluster_of({.hints_annotation = "disabled"}) == all);
+  CHECK(cluster_of({.hints_annotation = "aUto"}) == all);
+  CHECK(cluster_of({.hints_annotation = "auto"}) == zone_a);
+  CHECK(cluster_of({.hints_annotation = "Auto"}) == zone_a);
+  CHECK(cluster_of({.traffic_distribution = "PreferClose"}) == zone_a);
+  // Without the legacy switch, hints alone decide.
+  CHECK(Names(*CategorizeEndpoints(eps, {}, kNodeA).cluster) == zone_a);
+}
+
+}  // namespace
+}  // namespace dpv2
