@@ -325,6 +325,12 @@ std::vector<ServiceSpec> ToServiceSpecs(const std::vector<VirtualService>& servi
     // One EndpointSlice per backend port: a slice carries one port per name.
     std::map<uint16_t, EndpointSliceSpec> slices;
     for (const VirtualBackend& b : vs.backends) {
+      if (b.health == BackendHealth::kDown) {
+        // Left out, not merely "not serving": LbState then deletes the
+        // backend record and the datapath moves its established flows
+        // (a not-ready endpoint would keep them, as Kubernetes does).
+        continue;
+      }
       EndpointSliceSpec& slice = slices[b.port];
       if (slice.name.empty()) {
         slice.name = absl::StrCat(vs.name, "-", b.port);
@@ -340,7 +346,6 @@ std::vector<ServiceSpec> ToServiceSpecs(const std::vector<VirtualService>& servi
           ep.conditions = {.ready = false, .serving = true, .terminating = true};
           break;
         case BackendHealth::kDown:
-          ep.conditions = {.ready = false, .serving = false, .terminating = false};
           break;
       }
       slice.endpoints.push_back(ep);

@@ -26,8 +26,8 @@
 namespace dpv2::lb {
 
 // up: takes new flows. draining: keeps its flows, takes new ones only when
-// no backend is up (Kubernetes' serving+terminating). down: gone; its flows
-// move to other backends.
+// no backend is up (Kubernetes' serving+terminating). down: left out of the
+// Service, so its backend record is deleted and its flows move elsewhere.
 enum class BackendHealth : uint8_t { kUp, kDraining, kDown };
 
 struct VirtualBackend {

@@ -64,7 +64,7 @@ TEST_CASE("JSON config files are accepted") {
   CHECK(cfg->services.at(0).backends.at(0).port == 8443);
 }
 
-TEST_CASE("virtual services become ClusterIP-shaped ServiceSpecs whose endpoint conditions carry backend health") {
+TEST_CASE("virtual services become ClusterIP-shaped ServiceSpecs whose endpoint conditions carry backend health, down backends left out") {
   absl::StatusOr<LbConfig> cfg = ParseLbConfig(kGood);
   REQUIRE(cfg.ok());
   std::vector<ServiceSpec> specs = ToServiceSpecs(cfg->services);
@@ -75,8 +75,8 @@ TEST_CASE("virtual services become ClusterIP-shaped ServiceSpecs whose endpoint 
   CHECK(web.cluster_ips == std::vector<IpAddr>{*IpAddr::Parse("10.0.0.100")});
   CHECK(web.session_affinity == SessionAffinity::kClientIP);
   CHECK(web.affinity_timeout_s == 600);
-  // Two backend ports: two slices.
-  REQUIRE(web.endpoint_slices.size() == 2);
+  // The down backend (the only one on port 9090) is left out entirely.
+  REQUIRE(web.endpoint_slices.size() == 1);
   const EndpointSliceSpec& s8080 = web.endpoint_slices[0];
   CHECK(s8080.ports.at(0).port == 8080);
   REQUIRE(s8080.endpoints.size() == 2);
@@ -84,8 +84,6 @@ TEST_CASE("virtual services become ClusterIP-shaped ServiceSpecs whose endpoint 
   CHECK_FALSE(s8080.endpoints[1].conditions.IsReady());
   CHECK(s8080.endpoints[1].conditions.IsServing());
   CHECK(s8080.endpoints[1].conditions.IsTerminating());
-  const EndpointSliceSpec& s9090 = web.endpoint_slices[1];
-  CHECK_FALSE(s9090.endpoints.at(0).conditions.IsServing());
   CHECK(specs[1].endpoint_slices.at(0).address_type == Family::kV6);
 }
 
