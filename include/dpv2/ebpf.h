@@ -1,0 +1,57 @@
+// dpv2 eBPF backend: the datapath as tc and XDP programs in the Linux kernel.
+//
+// MakeEbpfBackend loads the BPF programs (libbpf; needs root or CAP_BPF +
+// CAP_NET_ADMIN), sizes their maps from the DatapathConfig and returns a
+// Backend: Apply writes the maps, RunPacket runs a frame through the real
+// program with BPF_PROG_TEST_RUN, counters come from per-CPU arrays and events
+// from a BPF ring buffer. With a pin path, maps live on in bpffs so that a
+// restarted process finds its state (and established connections) again.
+// Only present when the library was built with the eBPF backend.
+//
+//   absl::StatusOr<std::unique_ptr<dpv2::Backend>> b = dpv2::MakeEbpfBackend(
+//       {.config = {}, .pin_path = "/sys/fs/bpf/dpv2/node-a"});
+//   DPV2_RETURN_IF_ERROR((*b)->Apply(batch));
+#ifndef DPV2_EBPF_H_
+#define DPV2_EBPF_H_
+
+#include "dpv2_build_config.h"
+
+#if DPV2_HAVE_EBPF
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dpv2/backend.h"
+#include "dpv2/datapath_config.h"
+
+namespace dpv2 {
+
+// The datapath clock: CLOCK_MONOTONIC plus this offset. Conntrack and
+// affinity timestamps (DumpConntrack) are in this clock; the offset lets a
+// test age entries by moving them back in time without wrapping below zero.
+inline constexpr uint64_t kEbpfClockOffsetNs = uint64_t{1} << 50;
+
+struct EbpfOptions {
+  DatapathConfig config;
+  // A directory on a bpffs mount owned by this datapath instance. Maps are
+  // pinned there and reused when they exist (a restart keeps conntrack and
+  // configuration). Empty: nothing is pinned; the maps die with the backend.
+  std::string pin_path;
+  // Attach the from-pod program at tc ingress of every endpoint's ifindex as
+  // endpoints are applied (replacing what is there, atomically).
+  bool attach_to_endpoints = false;
+  // The node's external device: tc ingress gets the from-network program,
+  // and with `xdp` also the XDP program (native mode when the driver has it).
+  uint32_t external_ifindex = 0;
+  bool xdp = false;
+  uint32_t event_ring_bytes = 1 << 20;  // a power of two, >= 4096
+};
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options);
+
+}  // namespace dpv2
+
+#endif  // DPV2_HAVE_EBPF
+#endif  // DPV2_EBPF_H_

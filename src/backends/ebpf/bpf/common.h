@@ -1,0 +1,96 @@
+/* dpv2 BPF: includes, the packet context abstraction and small shared types.
+ *
+ * The datapath is written once over a context type DPV2_CTX and compiled
+ * twice: for tc (struct __sk_buff) and for XDP (struct xdp_md). Every packet
+ * access goes through the ctx_* functions here, so the pipeline headers never
+ * name one hook's helpers.
+ *
+ *   __u8 eth[14];
+ *   if (ctx_load(ctx, 0, eth, sizeof(eth)) < 0) return -DPV2_DROP_TRUNCATED;
+ */
+#ifndef DPV2_BPF_COMMON_H_
+#define DPV2_BPF_COMMON_H_
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "dpv2/abi/abi.h"
+#include "dpv2/abi/hash.h"
+
+#ifndef DPV2_CTX_XDP
+#define DPV2_CTX struct __sk_buff
+#else
+#define DPV2_CTX struct xdp_md
+#endif
+
+/* What the pipeline decided for a frame (the C++ side maps it to Verdict). */
+#define DPV2_V_PASS 0
+#define DPV2_V_REDIRECT 1
+#define DPV2_V_TX 2
+#define DPV2_V_DROP 3
+
+/* Where the test entry programs leave the outcome of BPF_PROG_TEST_RUN:
+ * __sk_buff.cb words, returned to user space in ctx_out. */
+#define DPV2_CB_IN_IFINDEX 0  /* in: the ingress ifindex the frame claims */
+#define DPV2_CB_OUT_VERDICT 0 /* out: DPV2_V_* */
+#define DPV2_CB_OUT_DROP 1    /* out: enum dpv2_drop_reason */
+#define DPV2_CB_OUT_IFINDEX 2 /* out: redirect / TX interface */
+
+/* A global (non-static, not inlined) function is verified once, on its
+ * own, instead of once per path that reaches it: the heavy, loop-bearing
+ * steps use it to keep verification time and state counts small. Pointer
+ * arguments may be NULL as far as the verifier knows: check them. */
+#define DPV2_VERIFIED_ALONE __attribute__((noinline))
+
+static __always_inline __u32 ctx_len(DPV2_CTX *ctx) {
+#ifndef DPV2_CTX_XDP
+  return ctx->len;
+#else
+  return bpf_xdp_get_buff_len(ctx);
+#endif
+}
+
+static __always_inline long ctx_load(DPV2_CTX *ctx, __u32 off, void *to, __u32 len) {
+#ifndef DPV2_CTX_XDP
+  return bpf_skb_load_bytes(ctx, off, to, len);
+#else
+  return bpf_xdp_load_bytes(ctx, off, to, len);
+#endif
+}
+
+static __always_inline long ctx_store(DPV2_CTX *ctx, __u32 off, const void *from, __u32 len) {
+#ifndef DPV2_CTX_XDP
+  return bpf_skb_store_bytes(ctx, off, from, len, 0);
+#else
+  return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
+#endif
+}
+
+/* Every ABI record keeps its addresses 4-byte aligned, so 32-bit words are
+ * safe on the stack and in map values (the verifier rejects misaligned stack
+ * access). */
+static __always_inline int addr_eq(const struct dpv2_addr *a, const struct dpv2_addr *b) {
+  const __u32 *x = (const __u32 *)a;
+  const __u32 *y = (const __u32 *)b;
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+static __always_inline void addr_copy(struct dpv2_addr *to, const struct dpv2_addr *from) {
+  __u32 *x = (__u32 *)to;
+  const __u32 *y = (const __u32 *)from;
+  x[0] = y[0];
+  x[1] = y[1];
+  x[2] = y[2];
+  x[3] = y[3];
+}
+
+/* Size of an address on the wire. */
+static __always_inline __u32 addr_len(__u8 family) {
+  return family == DPV2_FAMILY_V4 ? 4 : 16;
+}
+
+#endif /* DPV2_BPF_COMMON_H_ */

@@ -1,0 +1,28 @@
+/* dpv2 BPF: tunables, set by the loader through the skeleton before load.
+ *
+ * const volatile globals land in .rodata, so the verifier sees them as
+ * constants: a feature that is off costs nothing at run time.
+ *
+ *   skel->rodata->cfg_maglev_size = options.config.maglev_table_size;
+ */
+#ifndef DPV2_BPF_CONFIG_H_
+#define DPV2_BPF_CONFIG_H_
+
+#include "common.h"
+
+#define DPV2_NS_PER_S 1000000000ull
+
+const volatile __u32 cfg_maglev_size = DPV2_MAGLEV_DEFAULT_SIZE;
+const volatile __u64 cfg_ct_tcp_established_ns = DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S * DPV2_NS_PER_S;
+const volatile __u64 cfg_ct_tcp_syn_ns = DPV2_CT_TIMEOUT_TCP_SYN_S * DPV2_NS_PER_S;
+const volatile __u64 cfg_ct_tcp_close_ns = DPV2_CT_TIMEOUT_TCP_CLOSE_S * DPV2_NS_PER_S;
+const volatile __u64 cfg_ct_non_tcp_ns = DPV2_CT_TIMEOUT_NON_TCP_S * DPV2_NS_PER_S;
+/* The datapath clock is CLOCK_MONOTONIC + this offset (dpv2::kEbpfClockOffsetNs,
+ * set by the loader), so that stored timestamps can be aged in place. */
+const volatile __u64 cfg_clock_offset_ns = 0;
+/* Anti-spoofing of pod sources (off only for benchmarks of the bare path). */
+const volatile __u8 cfg_enforce_source = 1;
+
+static __always_inline __u64 datapath_now(void) { return bpf_ktime_get_ns() + cfg_clock_offset_ns; }
+
+#endif /* DPV2_BPF_CONFIG_H_ */

@@ -1,0 +1,609 @@
+/* dpv2 BPF: the datapath pipeline shared by every entry program.
+ *
+ * docs/datapath.md is the specification and src/core/datapath/pipeline.cc
+ * the reference the conformance suite compares against; the stages run in the
+ * same order: parse, neighbor discovery bypass, anti-spoofing, fragments, ICMP
+ * errors related to a tracked flow, the reply direction, service
+ * connections, plain flows; policy after translation; delivery. Steps return
+ * >= 0 to continue or a negative drop reason.
+ *
+ *   struct dpv2_result res;
+ *   datapath_run(ctx, ifindex, DPV2_OBS_FROM_POD, &res);
+ */
+#ifndef DPV2_BPF_DATAPATH_H_
+#define DPV2_BPF_DATAPATH_H_
+
+#include "common.h"
+#include "config.h"
+#include "conntrack.h"
+#include "counters.h"
+#include "endpoint.h"
+#include "events.h"
+#include "lb.h"
+#include "maglev.h"
+#include "nat.h"
+#include "parse.h"
+#include "policy.h"
+#include "reject.h"
+
+struct dpv2_result {
+  __u32 verdict;     /* DPV2_V_* */
+  __u32 drop_reason; /* enum dpv2_drop_reason */
+  __u32 ifindex;     /* REDIRECT / TX target */
+};
+
+/* The connection as it leaves the datapath (after translation): what events
+ * report and what policy sees. */
+struct dpv2_flow {
+  struct dpv2_addr saddr;
+  struct dpv2_addr daddr;
+  struct dpv2_addr orig_daddr; /* the frontend when translated */
+  __be16 sport;
+  __be16 dport;
+  __be16 orig_dport;
+  __u16 pad;
+  __u32 service_id;
+  __u32 backend_id;
+  __u32 src_identity;
+  __u32 dst_identity;
+};
+
+/* Per-CPU working memory: the BPF stack (512 bytes) cannot hold it all. */
+struct dpv2_scratch {
+  struct dpv2_pkt pkt;
+  struct dpv2_flow flow;
+  struct dpv2_ct_value ct;
+  struct dpv2_ct_key key;
+  struct dpv2_ct_key key2;
+  struct dpv2_addr dnat_addr; /* handle_service's verdict: DNAT to this */
+  __be16 dnat_port;
+  __u8 dnat;
+  __u8 from_pod;
+  __u32 ifindex; /* ingress interface */
+  __u8 obs;      /* DPV2_OBS_* */
+  __u8 pad[3];
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct dpv2_scratch);
+} dpv2_scratch_map SEC(".maps");
+
+static __always_inline int proto_is_icmp(__u8 proto) {
+  return proto == DPV2_PROTO_ICMP || proto == DPV2_PROTO_ICMPV6;
+}
+
+static __always_inline int proto_has_ports(__u8 proto) {
+  return proto == DPV2_PROTO_TCP || proto == DPV2_PROTO_UDP || proto == DPV2_PROTO_SCTP;
+}
+
+/* Conntrack keys: ICMP keeps the echo identifier in sport and 0 in dport in
+ * both directions, so that a request and its reply are one flow. */
+static __always_inline void ct_make_key(struct dpv2_ct_key *k, const struct dpv2_addr *saddr,
+                                        const struct dpv2_addr *daddr, __be16 sport,
+                                        __be16 dport, __u8 proto, __u8 family, __u8 flags) {
+  __builtin_memset(k, 0, sizeof(*k));
+  addr_copy(&k->saddr, saddr);
+  addr_copy(&k->daddr, daddr);
+  k->sport = sport;
+  k->dport = proto_is_icmp(proto) ? 0 : dport;
+  k->proto = proto;
+  k->family = family;
+  k->flags = flags;
+}
+
+static __always_inline void flow_from_packet(struct dpv2_flow *f, const struct dpv2_pkt *p) {
+  __builtin_memset(f, 0, sizeof(*f));
+  addr_copy(&f->saddr, &p->saddr);
+  addr_copy(&f->daddr, &p->daddr);
+  addr_copy(&f->orig_daddr, &p->daddr);
+  f->sport = p->sport;
+  f->dport = p->dport;
+  f->orig_dport = p->dport;
+}
+
+/* One event; `flow` NULL for a frame that did not parse. */
+static __always_inline void emit(struct dpv2_scratch *s, __u8 type, __u16 flags, __u32 reason,
+                                 const struct dpv2_flow *flow, __u32 match_id) {
+  struct dpv2_event *ev = bpf_ringbuf_reserve(&dpv2_events, sizeof(*ev), 0);
+  if (!ev) {
+    count(DPV2_CNT_EVENTS_LOST, 1);
+    return;
+  }
+  __builtin_memset(ev, 0, sizeof(*ev));
+  ev->timestamp_ns = bpf_ktime_get_ns();
+  ev->type = type;
+  ev->obs_point = s->obs;
+  ev->drop_reason = reason;
+  ev->flags = flags;
+  ev->ifindex = s->ifindex;
+  ev->pkt_len = s->pkt.len;
+  ev->policy_match_id = match_id;
+  if (flow) {
+    ev->family = s->pkt.family;
+    ev->proto = s->pkt.proto;
+    ev->src_identity = flow->src_identity;
+    ev->dst_identity = flow->dst_identity;
+    ev->service_id = flow->service_id;
+    ev->backend_id = flow->backend_id;
+    addr_copy(&ev->saddr, &flow->saddr);
+    addr_copy(&ev->daddr, &flow->daddr);
+    ev->sport = flow->sport;
+    ev->dport = flow->dport;
+    addr_copy(&ev->orig_daddr, &flow->orig_daddr);
+    ev->orig_dport = flow->orig_dport;
+    ev->tcp_flags = s->pkt.tcp_flags;
+  }
+  bpf_ringbuf_submit(ev, 0);
+}
+
+/* A drop: counted per reason, reported with the connection as far as known. */
+static __always_inline int drop(struct dpv2_scratch *s, struct dpv2_result *res, __u32 reason,
+                                const struct dpv2_flow *flow) {
+  count(DPV2_CNT_DROPPED, 1);
+  if (reason < DPV2_DROP_MAX) {
+    count_drop(reason);
+  }
+  emit(s, DPV2_EVENT_DROP, 0, reason, flow, 0);
+  res->verdict = DPV2_V_DROP;
+  res->drop_reason = reason;
+  return 0;
+}
+
+static __always_inline __u32 identity_of(const struct dpv2_addr *addr, __u8 family) {
+  struct dpv2_endpoint_value *ep = endpoint_lookup(addr, family);
+  if (ep) {
+    return ep->identity;
+  }
+  return policy_identity_of(addr, family);
+}
+
+/* Policy after translation: egress at a local source pod (from pods only),
+ * then ingress at a local destination pod, each only when isolated. Verdict
+ * events for new connections. 0 when allowed, else a drop reason. */
+DPV2_VERIFIED_ALONE int datapath_policy(struct dpv2_scratch *s, int new_connection) {
+  if (!s) {
+    return DPV2_DROP_INTERNAL;
+  }
+  struct dpv2_flow *flow = &s->flow;
+  __u8 family = s->pkt.family;
+  __u8 proto = s->pkt.proto;
+  __be16 dport = proto_is_icmp(proto) ? 0 : flow->dport;
+  struct dpv2_endpoint_value *src_ep = s->from_pod ? endpoint_lookup(&flow->saddr, family) : 0;
+  struct dpv2_endpoint_value *dst_ep = endpoint_lookup(&flow->daddr, family);
+  struct dpv2_policy_value pv;
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    struct dpv2_endpoint_value *ep = i == 0 ? src_ep : dst_ep;
+    __u8 dir = i == 0 ? DPV2_DIR_EGRESS : DPV2_DIR_INGRESS;
+    __u32 flag = i == 0 ? DPV2_EP_F_EGRESS_POLICY : DPV2_EP_F_INGRESS_POLICY;
+    __u32 peer = i == 0 ? flow->dst_identity : flow->src_identity;
+    if (!ep || !(ep->flags & flag)) {
+      continue;
+    }
+    int allowed = policy_lookup(ep->endpoint_id, peer, dir, proto, dport, &pv);
+    count(allowed ? DPV2_CNT_POLICY_ALLOWED : DPV2_CNT_POLICY_DENIED, 1);
+    if (new_connection) {
+      __u16 flags = (allowed ? DPV2_EV_F_ALLOWED : 0) | (i == 0 ? DPV2_EV_F_EGRESS : 0);
+      emit(s, DPV2_EVENT_POLICY_VERDICT, flags, DPV2_DROP_NONE, flow, pv.match_id);
+    }
+    if (!allowed) {
+      return DPV2_DROP_POLICY_DENY;
+    }
+  }
+  return 0;
+}
+
+static __always_inline int deliver(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                   const struct dpv2_addr *daddr, struct dpv2_result *res) {
+  struct dpv2_endpoint_value *ep = endpoint_lookup(daddr, s->pkt.family);
+  if (ep) {
+    if (ctx_store(ctx, 0, ep->mac, 6) < 0 || ctx_store(ctx, 6, ep->host_mac, 6) < 0) {
+      return drop(s, res, DPV2_DROP_INTERNAL, &s->flow);
+    }
+    count(DPV2_CNT_REDIRECTED, 1);
+    res->verdict = DPV2_V_REDIRECT;
+    res->ifindex = ep->ifindex;
+    return 0;
+  }
+  count(DPV2_CNT_PASSED, 1);
+  res->verdict = DPV2_V_PASS;
+  return 0;
+}
+
+/* An ICMP error about a tracked flow: reverse NAT of the quote (and of the
+ * outer source when the backend sent it); no policy, like replies. Returns 1
+ * when handled. */
+static __always_inline int handle_related_icmp(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                               struct dpv2_result *res, __u64 now) {
+  struct dpv2_pkt *p = &s->pkt;
+  ct_make_key(&s->key, &p->inner_saddr, &p->inner_daddr, p->inner_sport, p->inner_dport,
+              p->inner_proto, p->family, 0);
+  struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+  if (!e) {
+    ct_make_key(&s->key, &p->inner_daddr, &p->inner_saddr,
+                proto_is_icmp(p->inner_proto) ? p->inner_sport : p->inner_dport, p->inner_sport,
+                p->inner_proto, p->family, 0);
+    if (!ct_lookup(&s->key, now)) {
+      return 0;
+    }
+  } else if (e->flags & DPV2_CT_F_REV_NAT) {
+    struct dpv2_addr frontend;
+    addr_copy(&frontend, &e->nat_addr);
+    __be16 frontend_port = e->nat_port;
+    int from_backend = addr_eq(&p->saddr, &p->inner_daddr);
+    int rc = nat_rewrite_inner_dst(ctx, p, &frontend, frontend_port);
+    if (rc == 0 && from_backend) {
+      rc = nat_rewrite(ctx, p, NAT_SRC, &frontend, 0);
+    }
+    if (rc < 0) {
+      drop(s, res, -rc, &s->flow);
+      return 1;
+    }
+    count(DPV2_CNT_REV_NAT, 1);
+  }
+  deliver(ctx, s, &s->flow.daddr, res);
+  return 1;
+}
+
+static __always_inline int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                        struct dpv2_ct_value *e, struct dpv2_result *res,
+                                        __u64 now) {
+  struct dpv2_pkt *p = &s->pkt;
+  struct dpv2_flow *flow = &s->flow;
+  int first = !(e->flags & DPV2_CT_F_REPLY_SEEN);
+  ct_track(e, p->proto, p->tcp_flags, 1, p->len, now);
+  flow->service_id = e->service_id;
+  flow->backend_id = e->backend_id;
+  flow->src_identity = e->dst_identity;
+  flow->dst_identity = e->src_identity;
+  __u16 flags = DPV2_EV_F_REPLY;
+  if (e->flags & DPV2_CT_F_REV_NAT) {
+    struct dpv2_addr frontend;
+    addr_copy(&frontend, &e->nat_addr);
+    __be16 frontend_port = e->nat_port;
+    int rc = nat_rewrite(ctx, p, NAT_SRC, &frontend, frontend_port);
+    if (rc < 0) {
+      return drop(s, res, -rc, flow);
+    }
+    count(DPV2_CNT_REV_NAT, 1);
+    flags |= DPV2_EV_F_TRANSLATED;
+    addr_copy(&flow->saddr, &frontend);
+    flow->sport = frontend_port;
+    addr_copy(&flow->orig_daddr, &frontend);
+    flow->orig_dport = frontend_port;
+    /* Keep the SERVICE entry's TCP state in step with the connection. */
+    ct_make_key(&s->key2, &s->key.saddr, &frontend, s->key.sport, frontend_port, p->proto,
+                p->family, DPV2_CT_KEY_SERVICE);
+    struct dpv2_ct_value *svc_entry = ct_lookup(&s->key2, now);
+    if (svc_entry) {
+      ct_track(svc_entry, p->proto, p->tcp_flags, 1, p->len, now);
+    }
+  }
+  if (first) {
+    emit(s, DPV2_EVENT_TRACE, flags, DPV2_DROP_NONE, flow, 0);
+  }
+  return deliver(ctx, s, &flow->daddr, res);
+}
+
+/* A TCP SYN (without RST/FIN) on an entry with a closing bit reopens it. */
+static __always_inline int ct_reopens(const struct dpv2_ct_value *v, const struct dpv2_pkt *p) {
+  return p->proto == DPV2_PROTO_TCP && (p->tcp_flags & DPV2_TCP_SYN) &&
+         !(p->tcp_flags & (DPV2_TCP_RST | DPV2_TCP_FIN)) && ct_is_closing(v);
+}
+
+static __always_inline int handle_reject(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                         struct dpv2_result *res) {
+  int rc = reject_build(ctx, &s->pkt);
+  if (rc < 0) {
+    return drop(s, res, -rc, &s->flow);
+  }
+  count(DPV2_CNT_TX, 1);
+  count(DPV2_CNT_REJECTED, 1);
+  count_drop(DPV2_DROP_SERVICE_NO_BACKEND);
+  emit(s, DPV2_EVENT_DROP, DPV2_EV_F_REJECTED, DPV2_DROP_SERVICE_NO_BACKEND, &s->flow, 0);
+  res->verdict = DPV2_V_TX;
+  res->drop_reason = DPV2_DROP_SERVICE_NO_BACKEND;
+  res->ifindex = s->ifindex;
+  return 0;
+}
+
+/* Picks the backend of a new connection: affinity first, then the lookup
+ * table slot. 0 or a drop reason. */
+static __always_inline int select_backend(struct dpv2_scratch *s, const struct dpv2_lb_value *svc,
+                                          __u64 now, __u32 *backend_id) {
+  struct dpv2_pkt *p = &s->pkt;
+  if (svc->flags & DPV2_LB_F_AFFINITY) {
+    struct dpv2_affinity_key akey;
+    lb_affinity_key(&akey, svc->service_id, p);
+    struct dpv2_affinity_value *a = bpf_map_lookup_elem(&dpv2_affinity, &akey);
+    if (a && !(now < a->last_used_ns ||
+               now - a->last_used_ns >= (__u64)svc->affinity_timeout_s * DPV2_NS_PER_S) &&
+        lb_lookup_backend(a->backend_id)) {
+      *backend_id = a->backend_id;
+      count(DPV2_CNT_AFFINITY_HIT, 1);
+      return 0;
+    }
+  }
+  __u32 hash;
+  if (svc->flags & DPV2_LB_F_RANDOM) {
+    hash = bpf_get_prandom_u32();
+  } else {
+    ct_make_key(&s->key2, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
+    hash = dpv2_tuple_hash(&s->key2.saddr, &s->key2.daddr, s->key2.sport, s->key2.dport,
+                           s->key2.proto, s->key2.family);
+  }
+  int rc = maglev_pick(svc->table_id, hash, backend_id);
+  return rc < 0 ? -rc : 0;
+}
+
+DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                       struct dpv2_lb_value *svc, struct dpv2_result *res) {
+  if (!s || !svc || !res) {
+    return 0;
+  }
+  __u64 now = datapath_now();
+  struct dpv2_pkt *p = &s->pkt;
+  struct dpv2_flow *flow = &s->flow;
+  flow->service_id = svc->service_id;
+  ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
+              DPV2_CT_KEY_SERVICE);
+  struct dpv2_ct_value *se = ct_lookup(&s->key, now);
+  struct dpv2_backend *be = 0;
+  int reopened = 0;
+  if (se) {
+    reopened = ct_reopens(se, p);
+    if (!reopened) {
+      /* Established: keep the backend even if it left the lookup table
+       * (terminating); choose again only if it was deleted. */
+      be = lb_lookup_backend(se->backend_id);
+    }
+  }
+  int rc;
+  if (se && be) {
+    flow->backend_id = se->backend_id;
+    addr_copy(&flow->daddr, &be->addr);
+    flow->dport = be->port;
+    ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+    struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
+    flow->src_identity = identity_of(&flow->saddr, p->family);
+    flow->dst_identity = identity_of(&flow->daddr, p->family);
+    rc = datapath_policy(s, 0);
+    if (rc) {
+      return drop(s, res, rc, flow);
+    }
+    if (!fe) {
+      /* The flow entry expired or was collected on its own: recreate it. */
+      struct dpv2_ct_value *v = &s->ct;
+      __builtin_memset(v, 0, sizeof(*v));
+      v->created_ns = now;
+      addr_copy(&v->nat_addr, &p->daddr);
+      v->nat_port = p->dport;
+      v->flags = DPV2_CT_F_REV_NAT | (se->flags & DPV2_CT_F_NODEPORT);
+      v->backend_id = flow->backend_id;
+      v->service_id = svc->service_id;
+      v->src_identity = flow->src_identity;
+      v->dst_identity = flow->dst_identity;
+      ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
+      if (ct_insert(&s->key2, v) < 0) {
+        return drop(s, res, DPV2_DROP_CT_FULL, flow);
+      }
+      count(DPV2_CNT_CT_CREATED, 1);
+    } else {
+      ct_track(fe, p->proto, p->tcp_flags, 0, p->len, now);
+    }
+    ct_track(se, p->proto, p->tcp_flags, 0, p->len, now);
+    count(DPV2_CNT_SERVICE_ESTABLISHED, 1);
+    /* The caller rewrites: its stack frame is smaller than this one. */
+    addr_copy(&s->dnat_addr, &be->addr);
+    s->dnat_port = be->port;
+    s->dnat = 1;
+    return 0;
+  }
+
+  /* A new connection (or a reopened one, or one whose backend was deleted). */
+  if (lb_check_source_range(svc, p) < 0) {
+    return drop(s, res, DPV2_DROP_SOURCE_RANGE, flow);
+  }
+  if (svc->backend_count == 0) {
+    if (svc->flags & DPV2_LB_F_EMPTY_DROP) {
+      return drop(s, res, DPV2_DROP_LOCAL_NO_BACKEND, flow);
+    }
+    return handle_reject(ctx, s, res);
+  }
+  __u32 backend_id = 0;
+  rc = select_backend(s, svc, now, &backend_id);
+  if (rc) {
+    return drop(s, res, rc, flow);
+  }
+  be = lb_lookup_backend(backend_id);
+  if (!be) {
+    return drop(s, res, DPV2_DROP_BACKEND_MISSING, flow);
+  }
+  addr_copy(&s->dnat_addr, &be->addr);
+  s->dnat_port = be->port;
+  flow->backend_id = backend_id;
+  addr_copy(&flow->daddr, &be->addr);
+  flow->dport = be->port;
+  flow->src_identity = identity_of(&flow->saddr, p->family);
+  flow->dst_identity = identity_of(&flow->daddr, p->family);
+  rc = datapath_policy(s, 1);
+  if (rc) {
+    return drop(s, res, rc, flow);
+  }
+  struct dpv2_ct_value *v = &s->ct;
+  __builtin_memset(v, 0, sizeof(*v));
+  v->created_ns = now;
+  addr_copy(&v->nat_addr, &p->daddr);
+  v->nat_port = p->dport;
+  v->flags = (svc->flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0;
+  v->backend_id = backend_id;
+  v->service_id = svc->service_id;
+  v->src_identity = flow->src_identity;
+  v->dst_identity = flow->dst_identity;
+  ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
+  /* A reopened or re-chosen connection overwrites its SERVICE entry, so
+   * only a brand-new one can find the table full. */
+  int replaces_service = bpf_map_lookup_elem(ct_map(p->proto), &s->key) != 0;
+  if (ct_insert(&s->key, v) < 0) {
+    return drop(s, res, DPV2_DROP_CT_FULL, flow);
+  }
+  ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto, p->family,
+              0);
+  v->flags |= DPV2_CT_F_REV_NAT;
+  if (ct_insert(&s->key2, v) < 0) {
+    if (!replaces_service) {
+      bpf_map_delete_elem(ct_map(p->proto), &s->key);
+    }
+    return drop(s, res, DPV2_DROP_CT_FULL, flow);
+  }
+  if (svc->flags & DPV2_LB_F_AFFINITY) {
+    struct dpv2_affinity_key akey;
+    lb_affinity_key(&akey, svc->service_id, p);
+    struct dpv2_affinity_value av = {.last_used_ns = now, .backend_id = backend_id};
+    bpf_map_update_elem(&dpv2_affinity, &akey, &av, BPF_ANY);
+  }
+  count(DPV2_CNT_SERVICE_NEW, 1);
+  count(DPV2_CNT_CT_CREATED, 2);
+  if (reopened) {
+    count(DPV2_CNT_CT_REOPENED, 1);
+  }
+  emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, flow, 0);
+  s->dnat = 1;
+  return 0;
+}
+
+static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                             struct dpv2_result *res, __u64 now) {
+  struct dpv2_pkt *p = &s->pkt;
+  struct dpv2_flow *flow = &s->flow;
+  struct dpv2_endpoint_value *dst_ep = endpoint_lookup(&p->daddr, p->family);
+  /* Only connections of local pods are tracked (for policy and replies);
+   * transit traffic passes untouched; ICMP errors that match no flow are
+   * never tracked themselves. */
+  int tracked = (s->from_pod || dst_ep) && !p->is_icmp_error;
+  flow->src_identity = identity_of(&flow->saddr, p->family);
+  flow->dst_identity = identity_of(&flow->daddr, p->family);
+  int rc;
+  if (!tracked) {
+    rc = datapath_policy(s, 0);
+    if (rc) {
+      return drop(s, res, rc, flow);
+    }
+    return deliver(ctx, s, &p->daddr, res);
+  }
+  ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
+  struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+  int reopened = e && ct_reopens(e, p);
+  int new_connection = !e || reopened;
+  rc = datapath_policy(s, new_connection);
+  if (rc) {
+    return drop(s, res, rc, flow);
+  }
+  if (!e) {
+    struct dpv2_ct_value *v = &s->ct;
+    __builtin_memset(v, 0, sizeof(*v));
+    v->created_ns = now;
+    v->src_identity = flow->src_identity;
+    v->dst_identity = flow->dst_identity;
+    ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
+    if (ct_insert(&s->key, v) < 0) {
+      return drop(s, res, DPV2_DROP_CT_FULL, flow);
+    }
+    count(DPV2_CNT_CT_CREATED, 1);
+  } else {
+    ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
+  }
+  if (reopened) {
+    count(DPV2_CNT_CT_REOPENED, 1);
+  }
+  if (new_connection) {
+    emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW, DPV2_DROP_NONE, flow, 0);
+  }
+  return deliver(ctx, s, &p->daddr, res);
+}
+
+static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                             struct dpv2_result *res) {
+  struct dpv2_pkt *p = &s->pkt;
+  int rc = parse_frame(ctx, p);
+  if (rc < 0) {
+    return drop(s, res, -rc, 0);
+  }
+  if (!p->is_ip) {
+    /* ARP and other non-IP frames are not the datapath's business. */
+    count(DPV2_CNT_PASSED, 1);
+    res->verdict = DPV2_V_PASS;
+    return 0;
+  }
+  /* Neighbor discovery uses addresses no endpoint entry lists. */
+  if (p->family == DPV2_FAMILY_V6 && p->proto == DPV2_PROTO_ICMPV6 && p->icmp_type >= 133 &&
+      p->icmp_type <= 137) {
+    count(DPV2_CNT_PASSED, 1);
+    res->verdict = DPV2_V_PASS;
+    return 0;
+  }
+  flow_from_packet(&s->flow, p);
+  if (s->from_pod && cfg_enforce_source) {
+    struct dpv2_endpoint_value *ep = endpoint_lookup(&p->saddr, p->family);
+    if (!ep || ep->ifindex != s->ifindex) {
+      return drop(s, res, DPV2_DROP_SPOOFED_SOURCE, &s->flow);
+    }
+  }
+  if (p->is_fragment) {
+    return drop(s, res, DPV2_DROP_FRAGMENT, &s->flow);
+  }
+  __u64 now = datapath_now();
+  if (p->is_icmp_error && p->has_inner && handle_related_icmp(ctx, s, res, now)) {
+    return 0;
+  }
+  /* The reply direction first: a reply of a tracked flow is never a new
+   * connection, whatever its destination port. */
+  ct_make_key(&s->key, &p->daddr, &p->saddr, proto_is_icmp(p->proto) ? p->sport : p->dport,
+              p->sport, p->proto, p->family, 0);
+  struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+  if (e) {
+    return handle_reply(ctx, s, e, res, now);
+  }
+  if (proto_has_ports(p->proto)) {
+    struct dpv2_lb_value *svc = lb_lookup_service(p, s->from_pod);
+    if (svc) {
+      s->dnat = 0;
+      handle_service(ctx, s, svc, res);
+      if (!s->dnat) {
+        return 0;
+      }
+      rc = nat_rewrite(ctx, p, NAT_DST, &s->dnat_addr, s->dnat_port);
+      if (rc < 0) {
+        return drop(s, res, -rc, &s->flow);
+      }
+      return deliver(ctx, s, &s->flow.daddr, res);
+    }
+  }
+  return handle_plain_flow(ctx, s, res, now);
+}
+
+static __always_inline void datapath_run(DPV2_CTX *ctx, __u32 ifindex, __u8 obs,
+                                         struct dpv2_result *res) {
+  res->verdict = DPV2_V_DROP;
+  res->drop_reason = DPV2_DROP_NONE;
+  res->ifindex = 0;
+  count(DPV2_CNT_PACKETS, 1);
+  count(DPV2_CNT_BYTES, ctx_len(ctx));
+  __u32 zero = 0;
+  struct dpv2_scratch *s = bpf_map_lookup_elem(&dpv2_scratch_map, &zero);
+  if (!s) {
+    count(DPV2_CNT_DROPPED, 1);
+    count_drop(DPV2_DROP_INTERNAL);
+    res->drop_reason = DPV2_DROP_INTERNAL;
+    return;
+  }
+  s->ifindex = ifindex;
+  s->obs = obs;
+  s->from_pod = obs == DPV2_OBS_FROM_POD;
+  datapath_pipeline(ctx, s, res);
+}
+
+#endif /* DPV2_BPF_DATAPATH_H_ */

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0-only)
+/* dpv2 BPF: tc entry programs.
+ *
+ * dpv2_from_pod runs at tc ingress on the host side of every pod veth;
+ * dpv2_from_network at tc ingress of the node's external device. The *_test
+ * twins are the same pipeline for BPF_PROG_TEST_RUN: they take the ingress
+ * ifindex from __sk_buff.cb (a test run has no real ingress device) and leave
+ * the outcome in cb, which the kernel copies back to user space.
+ */
+#include "datapath.h"
+
+static __always_inline int tc_action(struct __sk_buff *skb, const struct dpv2_result *res) {
+  switch (res->verdict) {
+    case DPV2_V_PASS:
+      return TC_ACT_OK;
+    case DPV2_V_REDIRECT:
+    case DPV2_V_TX:
+      return bpf_redirect(res->ifindex, 0);
+    default:
+      return TC_ACT_SHOT;
+  }
+}
+
+static __always_inline int tc_entry(struct __sk_buff *skb, __u8 obs) {
+  struct dpv2_result res;
+  datapath_run(skb, skb->ifindex, obs, &res);
+  return tc_action(skb, &res);
+}
+
+static __always_inline int tc_test_entry(struct __sk_buff *skb, __u8 obs) {
+  struct dpv2_result res;
+  datapath_run(skb, skb->cb[DPV2_CB_IN_IFINDEX], obs, &res);
+  skb->cb[DPV2_CB_OUT_VERDICT] = res.verdict;
+  skb->cb[DPV2_CB_OUT_DROP] = res.drop_reason;
+  skb->cb[DPV2_CB_OUT_IFINDEX] = res.ifindex;
+  return tc_action(skb, &res);
+}
+
+SEC("tc")
+int dpv2_from_pod(struct __sk_buff *skb) { return tc_entry(skb, DPV2_OBS_FROM_POD); }
+
+SEC("tc")
+int dpv2_from_network(struct __sk_buff *skb) { return tc_entry(skb, DPV2_OBS_FROM_NETWORK); }
+
+SEC("tc")
+int dpv2_from_pod_test(struct __sk_buff *skb) { return tc_test_entry(skb, DPV2_OBS_FROM_POD); }
+
+SEC("tc")
+int dpv2_from_network_test(struct __sk_buff *skb) {
+  return tc_test_entry(skb, DPV2_OBS_FROM_NETWORK);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

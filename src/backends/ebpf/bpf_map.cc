@@ -1,0 +1,75 @@
+#include "backends/ebpf/bpf_map.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <string.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace dpv2::ebpf {
+
+absl::Status BpfMap::Error(const char* op, int err) const {
+  std::string msg = absl::StrCat("bpf map ", name_, ": ", op, ": ", strerror(err));
+  if (err == E2BIG || err == ENOMEM || err == ENOSPC) {
+    return absl::ResourceExhaustedError(msg);
+  }
+  if (err == EPERM || err == EACCES) {
+    return absl::PermissionDeniedError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+absl::Status BpfMap::Update(const void* key, const void* value, uint64_t flags) const {
+  if (bpf_map_update_elem(fd_, key, value, flags) != 0) {
+    return Error("update", errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BpfMap::Delete(const void* key) const {
+  if (bpf_map_delete_elem(fd_, key) != 0 && errno != ENOENT) {
+    return Error("delete", errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> BpfMap::Lookup(const void* key, void* value) const {
+  if (bpf_map_lookup_elem(fd_, key, value) != 0) {
+    if (errno == ENOENT) {
+      return false;
+    }
+    return Error("lookup", errno);
+  }
+  return true;
+}
+
+absl::StatusOr<bool> BpfMap::LookupAndDelete(const void* key, void* value) const {
+  if (bpf_map_lookup_and_delete_elem(fd_, key, value) != 0) {
+    if (errno == ENOENT) {
+      return false;
+    }
+    return Error("lookup and delete", errno);
+  }
+  return true;
+}
+
+absl::StatusOr<std::vector<std::string>> BpfMap::Keys() const {
+  std::vector<std::string> keys;
+  std::string cur(key_size_, '\0');
+  std::string next(key_size_, '\0');
+  const void* prev = nullptr;  // NULL: the first key
+  while (true) {
+    if (bpf_map_get_next_key(fd_, prev, next.data()) != 0) {
+      if (errno == ENOENT) {
+        break;
+      }
+      return Error("iterate", errno);
+    }
+    keys.push_back(next);
+    cur = next;
+    prev = cur.data();
+  }
+  return keys;
+}
+
+}  // namespace dpv2::ebpf

@@ -1,0 +1,54 @@
+// BpfMap: one BPF map reached by file descriptor, with every syscall's
+// failure turned into an absl::Status that names the map and the operation.
+//
+// The backend keeps one per map of the skeleton; the descriptor belongs to the
+// skeleton (or, for an inner lookup table, to the caller), never to BpfMap.
+//
+//   BpfMap services(bpf_map__fd(skel->maps.dpv2_services), "dpv2_services");
+//   DPV2_RETURN_IF_ERROR(services.Update(&key, &value));
+#ifndef DPV2_BACKENDS_EBPF_BPF_MAP_H_
+#define DPV2_BACKENDS_EBPF_BPF_MAP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace dpv2::ebpf {
+
+class BpfMap {
+ public:
+  BpfMap() = default;
+  BpfMap(int fd, std::string name, size_t key_size, size_t value_size)
+      : fd_(fd), name_(std::move(name)), key_size_(key_size), value_size_(value_size) {}
+
+  int fd() const { return fd_; }
+  const std::string& name() const { return name_; }
+  size_t key_size() const { return key_size_; }
+  size_t value_size() const { return value_size_; }
+
+  // flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST.
+  absl::Status Update(const void* key, const void* value, uint64_t flags = 0) const;
+  // Deleting an absent key is OK.
+  absl::Status Delete(const void* key) const;
+  // False when the key is absent.
+  absl::StatusOr<bool> Lookup(const void* key, void* value) const;
+  // Atomically reads and deletes (hash maps); false when absent.
+  absl::StatusOr<bool> LookupAndDelete(const void* key, void* value) const;
+  // Every key, as raw bytes of key_size (a snapshot: the map may change).
+  absl::StatusOr<std::vector<std::string>> Keys() const;
+
+ private:
+  absl::Status Error(const char* op, int err) const;
+
+  int fd_ = -1;
+  std::string name_;
+  size_t key_size_ = 0;
+  size_t value_size_ = 0;
+};
+
+}  // namespace dpv2::ebpf
+
+#endif  // DPV2_BACKENDS_EBPF_BPF_MAP_H_

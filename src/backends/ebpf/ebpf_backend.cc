@@ -1,0 +1,637 @@
+// The eBPF backend: configuration into BPF maps, packets through
+// BPF_PROG_TEST_RUN, observations out of per-CPU arrays and a ring buffer.
+//
+// Apply validates a batch against a DatapathTables model of the maps (the
+// same validation the sim backend runs, so both accept and reject the same
+// batches), then writes the maps in the order of include/dpv2/batch.h,
+// recording the previous value of every key it touches. A map write that
+// still fails (the kernel ran out of memory) is undone from that record, so
+// the datapath keeps the state it had.
+//
+// Garbage collection and the refresh race: the datapath refreshes a live
+// entry in place, without locks. The collector removes an entry only with
+// BPF_MAP_LOOKUP_AND_DELETE_ELEM, which returns the value as it was at the
+// moment of deletion; if that value is no longer expired (a packet refreshed
+// it after the collector's scan), the entry is put back with BPF_NOEXIST (a
+// new entry the datapath created meanwhile wins). An entry is only a
+// candidate once it has been expired for kGcGraceNs, longer than any BPF
+// program runs, so a packet that found the entry alive has finished its
+// in-place write before the collector may take it.
+#include "backends/ebpf/ebpf_backend.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/pkt_cls.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace dpv2::ebpf {
+namespace {
+
+constexpr uint64_t kNsPerSecond = 1'000'000'000ull;
+constexpr uint64_t kGcGraceNs = 10'000'000ull;  // 10 ms
+constexpr uint64_t kMaxAffinityIdleNs = 86400ull * kNsPerSecond;
+constexpr size_t kMaxPendingEvents = 1 << 16;
+
+// Outcome codes the *_test programs leave in __sk_buff.cb (bpf/common.h).
+constexpr uint32_t kCbVerdictPass = 0;
+constexpr uint32_t kCbVerdictRedirect = 1;
+constexpr uint32_t kCbVerdictTx = 2;
+
+std::string Bytes(const void* p, size_t n) {
+  return std::string(static_cast<const char*>(p), n);
+}
+
+absl::Status Errno(absl::string_view what, int err) {
+  return absl::InternalError(absl::StrCat("ebpf backend: ", what, ": ", strerror(err)));
+}
+
+// One map write with what it replaced, so that it can be undone.
+struct UndoRecord {
+  const BpfMap* map;
+  std::string key;
+  std::optional<std::string> old_value;
+  int old_inner_fd = -1;  // lookup tables: the replaced inner map
+};
+
+class MapTransaction {
+ public:
+  ~MapTransaction() {
+    for (UndoRecord& r : log_) {
+      if (r.old_inner_fd >= 0) {
+        close(r.old_inner_fd);
+      }
+    }
+  }
+
+  absl::Status Put(const BpfMap& map, const void* key, const void* value) {
+    DPV2_RETURN_IF_ERROR(Record(map, key, /*inner=*/false));
+    return map.Update(key, value);
+  }
+  absl::Status Remove(const BpfMap& map, const void* key) {
+    DPV2_RETURN_IF_ERROR(Record(map, key, /*inner=*/false));
+    return map.Delete(key);
+  }
+  // Outer hash-of-maps: the value written is an fd, the value read an id.
+  absl::Status PutTable(const BpfMap& outer, uint32_t id, int inner_fd) {
+    DPV2_RETURN_IF_ERROR(Record(outer, &id, /*inner=*/true));
+    uint32_t fd = static_cast<uint32_t>(inner_fd);
+    return outer.Update(&id, &fd);
+  }
+  absl::Status RemoveTable(const BpfMap& outer, uint32_t id) {
+    DPV2_RETURN_IF_ERROR(Record(outer, &id, /*inner=*/true));
+    return outer.Delete(&id);
+  }
+
+  // Best effort, newest first: a failure here leaves the maps as they are.
+  void Undo() {
+    for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
+      if (!it->old_value.has_value()) {
+        it->map->Delete(it->key.data()).IgnoreError();
+      } else if (it->old_inner_fd >= 0) {
+        uint32_t fd = static_cast<uint32_t>(it->old_inner_fd);
+        it->map->Update(it->key.data(), &fd).IgnoreError();
+      } else {
+        it->map->Update(it->key.data(), it->old_value->data()).IgnoreError();
+      }
+    }
+  }
+
+ private:
+  absl::Status Record(const BpfMap& map, const void* key, bool inner) {
+    UndoRecord r{.map = &map, .key = Bytes(key, map.key_size())};
+    std::string old(map.value_size(), '\0');
+    DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(key, old.data()));
+    if (found) {
+      if (inner) {
+        uint32_t id;
+        std::memcpy(&id, old.data(), sizeof(id));
+        r.old_inner_fd = bpf_map_get_fd_by_id(id);
+        if (r.old_inner_fd < 0) {
+          return Errno(absl::StrCat(map.name(), ": reopen inner map ", id), errno);
+        }
+      }
+      r.old_value = std::move(old);
+    }
+    log_.push_back(std::move(r));
+    return absl::OkStatus();
+  }
+
+  std::vector<UndoRecord> log_;
+};
+
+template <typename K, typename V>
+BpfMap MapOf(bpf_map* m) {
+  return BpfMap(bpf_map__fd(m), bpf_map__name(m), sizeof(K), sizeof(V));
+}
+
+}  // namespace
+
+uint64_t EbpfBackend::Now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * kNsPerSecond + static_cast<uint64_t>(ts.tv_nsec) +
+         kEbpfClockOffsetNs;
+}
+
+EbpfBackend::EbpfBackend(const EbpfOptions& options) : options_(options) {}
+
+EbpfBackend::~EbpfBackend() {
+  if (ring_ != nullptr) {
+    ring_buffer__free(ring_);
+  }
+  // A pinned instance keeps its programs attached: the next process replaces
+  // them atomically and established connections never see a gap.
+  if (options_.pin_path.empty()) {
+    for (uint32_t ifindex : attached_) {
+      DetachTc(ifindex).IgnoreError();
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<EbpfBackend>> EbpfBackend::Create(const EbpfOptions& options) {
+  DPV2_RETURN_IF_ERROR(options.config.Validate());
+  const uint32_t ring = options.event_ring_bytes;
+  if (ring < 4096 || (ring & (ring - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ebpf options: event_ring_bytes ", ring, " is not a power of two >= 4096"));
+  }
+  std::unique_ptr<EbpfBackend> b(new EbpfBackend(options));
+  DPV2_RETURN_IF_ERROR(b->Init());
+  return b;
+}
+
+absl::Status EbpfBackend::Init() {
+  DPV2_ASSIGN_OR_RETURN(skel_, DatapathSkeleton::Open());
+  DPV2_RETURN_IF_ERROR(
+      skel_->Configure(options_.config, options_.event_ring_bytes, kEbpfClockOffsetNs));
+  if (!options_.pin_path.empty()) {
+    DPV2_RETURN_IF_ERROR(skel_->PinUnder(options_.pin_path));
+  }
+  DPV2_RETURN_IF_ERROR(skel_->Load());
+  auto& m = skel_->get()->maps;
+  services_ = MapOf<dpv2_lb_key, dpv2_lb_value>(m.dpv2_services);
+  backends_ = MapOf<uint32_t, dpv2_backend>(m.dpv2_backends);
+  tables_ = MapOf<uint32_t, uint32_t>(m.dpv2_lookup_tables);
+  source_ranges_ = MapOf<dpv2_src_range_key, uint8_t>(m.dpv2_source_ranges);
+  endpoints_ = MapOf<dpv2_endpoint_key, dpv2_endpoint_value>(m.dpv2_endpoints);
+  ipcache_ = MapOf<dpv2_ipcache_key, dpv2_ipcache_value>(m.dpv2_ipcache);
+  policy_ = MapOf<dpv2_policy_key, dpv2_policy_value>(m.dpv2_policy);
+  ct_tcp_ = MapOf<dpv2_ct_key, dpv2_ct_value>(m.dpv2_ct_tcp);
+  ct_other_ = MapOf<dpv2_ct_key, dpv2_ct_value>(m.dpv2_ct_other);
+  affinity_ = MapOf<dpv2_affinity_key, dpv2_affinity_value>(m.dpv2_affinity);
+  counters_ = MapOf<uint32_t, uint64_t>(m.dpv2_counters);
+  drops_ = MapOf<uint32_t, uint64_t>(m.dpv2_drops);
+  ring_ = ring_buffer__new(bpf_map__fd(m.dpv2_events), &EbpfBackend::OnEvent, this, nullptr);
+  if (ring_ == nullptr) {
+    return Errno("ring buffer dpv2_events", errno);
+  }
+  // Pinned maps may hold a previous process's state: the model starts from it.
+  DPV2_RETURN_IF_ERROR(RebuildModelFromMaps());
+  if (options_.external_ifindex != 0) {
+    DPV2_RETURN_IF_ERROR(AttachTc(options_.external_ifindex, from_network_fd()));
+  }
+  return absl::OkStatus();
+}
+
+int EbpfBackend::from_pod_fd() const {
+  return bpf_program__fd(skel_->get()->progs.dpv2_from_pod);
+}
+int EbpfBackend::from_network_fd() const {
+  return bpf_program__fd(skel_->get()->progs.dpv2_from_network);
+}
+int EbpfBackend::from_pod_test_fd() const {
+  return bpf_program__fd(skel_->get()->progs.dpv2_from_pod_test);
+}
+int EbpfBackend::from_network_test_fd() const {
+  return bpf_program__fd(skel_->get()->progs.dpv2_from_network_test);
+}
+
+absl::Status EbpfBackend::AttachTc(uint32_t ifindex, int prog_fd) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
+              .attach_point = BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err != 0 && err != -EEXIST) {
+    return Errno(absl::StrCat("tc hook on ifindex ", ifindex), -err);
+  }
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = 1,
+              .priority = 1);
+  if (err = bpf_tc_attach(&hook, &opts); err != 0) {
+    return Errno(absl::StrCat("tc attach on ifindex ", ifindex), -err);
+  }
+  for (uint32_t i : attached_) {
+    if (i == ifindex) {
+      return absl::OkStatus();
+    }
+  }
+  attached_.push_back(ifindex);
+  return absl::OkStatus();
+}
+
+absl::Status EbpfBackend::DetachTc(uint32_t ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex),
+              .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 1, .priority = 1);
+  if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENOENT && err != -ENODEV) {
+    return Errno(absl::StrCat("tc detach on ifindex ", ifindex), -err);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EbpfBackend::AttachFromPod(uint32_t ifindex) {
+  return AttachTc(ifindex, from_pod_fd());
+}
+
+absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
+  absl::MutexLock lock(&mu_);
+  // The model rejects a bad batch before any map changes.
+  DPV2_RETURN_IF_ERROR(model_->Apply(batch));
+  if (absl::Status s = ApplyToMaps(batch); !s.ok()) {
+    // The maps were restored; make the model agree with them again.
+    if (absl::Status r = RebuildModelFromMaps(); !r.ok()) {
+      return absl::InternalError(absl::StrCat(s.message(), "; then: ", r.message()));
+    }
+    return s;
+  }
+  if (options_.attach_to_endpoints) {
+    for (const EndpointEntry& e : batch.endpoints_upsert) {
+      DPV2_RETURN_IF_ERROR(AttachFromPod(e.value.ifindex));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
+  MapTransaction tx;
+  const uint8_t present = 1;
+  auto body = [&]() -> absl::Status {
+    for (const BackendEntry& e : b.backends_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(backends_, &e.id, &e.value));
+    }
+    for (const LookupTable& t : b.tables_upsert) {
+      // A new inner array per table, complete before anything points to it.
+      LIBBPF_OPTS(bpf_map_create_opts, create_opts);
+      int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "dpv2_table", sizeof(uint32_t),
+                              sizeof(uint32_t), options_.config.maglev_table_size, &create_opts);
+      if (fd < 0) {
+        return Errno(absl::StrCat("lookup table ", t.id, ": create inner map"), errno);
+      }
+      absl::Cleanup close_fd = [fd] { close(fd); };
+      std::vector<uint32_t> keys(t.slots.size());
+      for (uint32_t i = 0; i < keys.size(); ++i) {
+        keys[i] = i;
+      }
+      uint32_t count = static_cast<uint32_t>(keys.size());
+      LIBBPF_OPTS(bpf_map_batch_opts, batch_opts);
+      if (bpf_map_update_batch(fd, keys.data(), t.slots.data(), &count, &batch_opts) != 0) {
+        return Errno(absl::StrCat("lookup table ", t.id, ": fill"), errno);
+      }
+      DPV2_RETURN_IF_ERROR(tx.PutTable(tables_, t.id, fd));
+    }
+    for (const dpv2_src_range_key& k : b.source_ranges_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(source_ranges_, &k, &present));
+    }
+    for (const EndpointEntry& e : b.endpoints_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(endpoints_, &e.key, &e.value));
+    }
+    for (const IpcacheEntry& e : b.ipcache_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(ipcache_, &e.key, &e.value));
+    }
+    for (const PolicyEntry& e : b.policy_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(policy_, &e.key, &e.value));
+    }
+    for (const ServiceEntry& e : b.services_upsert) {
+      DPV2_RETURN_IF_ERROR(tx.Put(services_, &e.key, &e.value));
+    }
+    for (const dpv2_lb_key& k : b.services_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(services_, &k));
+    }
+    for (const dpv2_policy_key& k : b.policy_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(policy_, &k));
+    }
+    for (const dpv2_ipcache_key& k : b.ipcache_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(ipcache_, &k));
+    }
+    for (const dpv2_endpoint_key& k : b.endpoints_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(endpoints_, &k));
+    }
+    for (const dpv2_src_range_key& k : b.source_ranges_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(source_ranges_, &k));
+    }
+    for (uint32_t id : b.tables_delete) {
+      DPV2_RETURN_IF_ERROR(tx.RemoveTable(tables_, id));
+    }
+    for (uint32_t id : b.backends_delete) {
+      DPV2_RETURN_IF_ERROR(tx.Remove(backends_, &id));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status s = body();
+  if (!s.ok()) {
+    tx.Undo();
+  }
+  return s;
+}
+
+absl::Status EbpfBackend::RebuildModelFromMaps() {
+  ChangeBatch b;
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, backends_.Keys());
+  for (const std::string& k : keys) {
+    BackendEntry e{};
+    std::memcpy(&e.id, k.data(), sizeof(e.id));
+    DPV2_ASSIGN_OR_RETURN(bool found, backends_.Lookup(&e.id, &e.value));
+    if (found) {
+      b.backends_upsert.push_back(e);
+    }
+  }
+  DPV2_ASSIGN_OR_RETURN(keys, tables_.Keys());
+  for (const std::string& k : keys) {
+    LookupTable t;
+    std::memcpy(&t.id, k.data(), sizeof(t.id));
+    uint32_t inner_id = 0;
+    DPV2_ASSIGN_OR_RETURN(bool found, tables_.Lookup(&t.id, &inner_id));
+    if (!found) {
+      continue;
+    }
+    int fd = bpf_map_get_fd_by_id(inner_id);
+    if (fd < 0) {
+      return Errno(absl::StrCat("lookup table ", t.id, ": open inner map"), errno);
+    }
+    absl::Cleanup close_fd = [fd] { close(fd); };
+    t.slots.resize(options_.config.maglev_table_size);
+    for (uint32_t i = 0; i < t.slots.size(); ++i) {
+      if (bpf_map_lookup_elem(fd, &i, &t.slots[i]) != 0) {
+        return Errno(absl::StrCat("lookup table ", t.id, ": read slot ", i), errno);
+      }
+    }
+    b.tables_upsert.push_back(std::move(t));
+  }
+  DPV2_ASSIGN_OR_RETURN(keys, source_ranges_.Keys());
+  for (const std::string& k : keys) {
+    dpv2_src_range_key key;
+    std::memcpy(&key, k.data(), sizeof(key));
+    b.source_ranges_upsert.push_back(key);
+  }
+  auto read_all = [](const BpfMap& map, auto& out) -> absl::Status {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> ks, map.Keys());
+    for (const std::string& k : ks) {
+      typename std::decay_t<decltype(out)>::value_type e{};
+      std::memcpy(&e.key, k.data(), sizeof(e.key));
+      DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(&e.key, &e.value));
+      if (found) {
+        out.push_back(e);
+      }
+    }
+    return absl::OkStatus();
+  };
+  DPV2_RETURN_IF_ERROR(read_all(endpoints_, b.endpoints_upsert));
+  DPV2_RETURN_IF_ERROR(read_all(ipcache_, b.ipcache_upsert));
+  DPV2_RETURN_IF_ERROR(read_all(policy_, b.policy_upsert));
+  DPV2_RETURN_IF_ERROR(read_all(services_, b.services_upsert));
+  auto model = std::make_unique<DatapathTables>(options_.config);
+  if (absl::Status s = model->Apply(b); !s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("ebpf backend: pinned maps hold an inconsistent state: ", s.message()));
+  }
+  model_ = std::move(model);
+  return absl::OkStatus();
+}
+
+int EbpfBackend::OnEvent(void* self, void* data, size_t size) {
+  auto* b = static_cast<EbpfBackend*>(self);
+  if (size < sizeof(dpv2_event)) {
+    return 0;
+  }
+  dpv2_event ev;
+  std::memcpy(&ev, data, sizeof(ev));
+  if (b->pending_.size() >= kMaxPendingEvents) {
+    b->pending_.pop_front();
+  }
+  b->pending_.push_back(ev);
+  return 0;
+}
+
+absl::Status EbpfBackend::ConsumeRing() {
+  if (int n = ring_buffer__consume(ring_); n < 0) {
+    return Errno("ring buffer dpv2_events: consume", -n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PacketOutcome> EbpfBackend::RunPacket(const PacketInput& input) {
+  absl::MutexLock lock(&mu_);
+  DPV2_RETURN_IF_ERROR(ConsumeRing());
+  const size_t events_before = pending_.size();
+  PacketOutcome out;
+  if (input.frame.size() < 14) {
+    // The kernel never hands a program a frame shorter than an Ethernet
+    // header (BPF_PROG_TEST_RUN refuses one too).
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ebpf RunPacket: frame of ", input.frame.size(), " bytes is shorter than Ethernet"));
+  }
+  const int prog = input.entry == Entry::kFromPod ? from_pod_test_fd() : from_network_test_fd();
+  __sk_buff ctx_in{};
+  ctx_in.cb[0] = input.ifindex;
+  __sk_buff ctx_out{};
+  std::vector<uint8_t> data_out(input.frame.size() + 512);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = input.frame.data(),
+              .data_out = data_out.data(),
+              .data_size_in = static_cast<uint32_t>(input.frame.size()),
+              .data_size_out = static_cast<uint32_t>(data_out.size()), .ctx_in = &ctx_in,
+              .ctx_out = &ctx_out, .ctx_size_in = sizeof(ctx_in), .ctx_size_out = sizeof(ctx_out),
+              .repeat = 1);
+  if (bpf_prog_test_run_opts(prog, &opts) != 0) {
+    return Errno("BPF_PROG_TEST_RUN", errno);
+  }
+  data_out.resize(opts.data_size_out);
+  const uint32_t verdict = ctx_out.cb[0];
+  out.drop_reason = ctx_out.cb[1] < DPV2_DROP_MAX ? static_cast<dpv2_drop_reason>(ctx_out.cb[1])
+                                                  : DPV2_DROP_INTERNAL;
+  const uint32_t out_ifindex = ctx_out.cb[2];
+  switch (verdict) {
+    case kCbVerdictPass:
+      out.verdict = Verdict::kPass;
+      break;
+    case kCbVerdictRedirect:
+      out.verdict = Verdict::kRedirect;
+      break;
+    case kCbVerdictTx:
+      out.verdict = Verdict::kTx;
+      break;
+    default:
+      out.verdict = Verdict::kDrop;
+      break;
+  }
+  if (out.verdict != Verdict::kDrop) {
+    out.outputs.push_back(
+        {.verdict = out.verdict, .out_ifindex = out_ifindex, .frame = std::move(data_out)});
+  }
+  DPV2_RETURN_IF_ERROR(ConsumeRing());
+  for (size_t i = events_before; i < pending_.size(); ++i) {
+    out.events.push_back(FlowEvent::FromAbi(pending_[i]));
+  }
+  return out;
+}
+
+absl::StatusOr<Counters> EbpfBackend::ReadCounters() {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    return Errno("number of CPUs", -cpus);
+  }
+  std::vector<uint64_t> per_cpu(cpus);
+  Counters c;
+  auto sum = [&](const BpfMap& map, uint32_t key) -> absl::StatusOr<uint64_t> {
+    DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(&key, per_cpu.data()));
+    uint64_t total = 0;
+    if (found) {
+      for (uint64_t v : per_cpu) {
+        total += v;
+      }
+    }
+    return total;
+  };
+  for (uint32_t i = 0; i < DPV2_CNT_MAX; ++i) {
+    DPV2_ASSIGN_OR_RETURN(c.counters[i], sum(counters_, i));
+  }
+  for (uint32_t i = 0; i < DPV2_DROP_MAX; ++i) {
+    DPV2_ASSIGN_OR_RETURN(c.drops[i], sum(drops_, i));
+  }
+  return c;
+}
+
+absl::StatusOr<std::vector<FlowEvent>> EbpfBackend::DrainEvents(size_t max_events) {
+  absl::MutexLock lock(&mu_);
+  DPV2_RETURN_IF_ERROR(ConsumeRing());
+  std::vector<FlowEvent> out;
+  while (!pending_.empty() && out.size() < max_events) {
+    out.push_back(FlowEvent::FromAbi(pending_.front()));
+    pending_.pop_front();
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ConntrackEntry>> EbpfBackend::DumpConntrack() {
+  std::vector<ConntrackEntry> out;
+  for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
+    for (const std::string& k : keys) {
+      ConntrackEntry e{};
+      std::memcpy(&e.key, k.data(), sizeof(e.key));
+      DPV2_ASSIGN_OR_RETURN(bool found, map->Lookup(&e.key, &e.value));
+      if (found) {
+        out.push_back(e);
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status EbpfBackend::FlushConntrack() {
+  for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
+    for (const std::string& k : keys) {
+      DPV2_RETURN_IF_ERROR(map->Delete(k.data()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GcStats> EbpfBackend::CollectGarbage() {
+  GcStats stats;
+  const uint64_t now = Now();
+  for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
+    for (const std::string& k : keys) {
+      ++stats.scanned;
+      dpv2_ct_value v;
+      DPV2_ASSIGN_OR_RETURN(bool found, map->Lookup(k.data(), &v));
+      if (!found || now < v.expires_ns + kGcGraceNs) {
+        continue;
+      }
+      DPV2_ASSIGN_OR_RETURN(found, map->LookupAndDelete(k.data(), &v));
+      if (!found) {
+        continue;
+      }
+      if (Now() < v.expires_ns) {
+        // Refreshed between the scan and the delete: put it back, unless the
+        // datapath already made a new entry for the same key.
+        absl::Status s = map->Update(k.data(), &v, BPF_NOEXIST);
+        if (!s.ok() && !absl::IsInternal(s)) {
+          return s;
+        }
+        continue;
+      }
+      ++stats.deleted;
+    }
+  }
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, affinity_.Keys());
+  for (const std::string& k : keys) {
+    ++stats.scanned;
+    dpv2_affinity_value v;
+    DPV2_ASSIGN_OR_RETURN(bool found, affinity_.Lookup(k.data(), &v));
+    if (!found || now < v.last_used_ns || now - v.last_used_ns < kMaxAffinityIdleNs + kGcGraceNs) {
+      continue;
+    }
+    DPV2_ASSIGN_OR_RETURN(found, affinity_.LookupAndDelete(k.data(), &v));
+    if (!found) {
+      continue;
+    }
+    if (Now() - v.last_used_ns < kMaxAffinityIdleNs) {
+      affinity_.Update(k.data(), &v, BPF_NOEXIST).IgnoreError();
+      continue;
+    }
+    ++stats.deleted;
+  }
+  return stats;
+}
+
+absl::Status EbpfBackend::AgeState(uint64_t ns) {
+  if (ns > kEbpfClockOffsetNs / 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ebpf AgeState: ", ns, " ns is beyond the clock offset's room"));
+  }
+  for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
+    for (const std::string& k : keys) {
+      dpv2_ct_value v;
+      DPV2_ASSIGN_OR_RETURN(bool found, map->Lookup(k.data(), &v));
+      if (!found) {
+        continue;
+      }
+      v.expires_ns = v.expires_ns > ns ? v.expires_ns - ns : 0;
+      v.created_ns = v.created_ns > ns ? v.created_ns - ns : 0;
+      DPV2_RETURN_IF_ERROR(map->Update(k.data(), &v, BPF_EXIST));
+    }
+  }
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, affinity_.Keys());
+  for (const std::string& k : keys) {
+    dpv2_affinity_value v;
+    DPV2_ASSIGN_OR_RETURN(bool found, affinity_.Lookup(k.data(), &v));
+    if (!found) {
+      continue;
+    }
+    v.last_used_ns = v.last_used_ns > ns ? v.last_used_ns - ns : 0;
+    DPV2_RETURN_IF_ERROR(affinity_.Update(k.data(), &v, BPF_EXIST));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dpv2::ebpf
+
+namespace dpv2 {
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options) {
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<ebpf::EbpfBackend> b, ebpf::EbpfBackend::Create(options));
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+}  // namespace dpv2

@@ -1,0 +1,82 @@
+// EbpfBackend: the Backend over the BPF datapath (see include/dpv2/ebpf.h).
+//
+// This header is internal: it adds what tests and tools need beyond the
+// Backend interface, such as aging the datapath's timestamps (the kernel's
+// clock cannot be faked, so conntrack and affinity entries are moved back in
+// time instead).
+//
+//   auto* ebpf = dynamic_cast<dpv2::ebpf::EbpfBackend*>(backend.get());
+//   DPV2_RETURN_IF_ERROR(ebpf->AgeState(61'000'000'000));   // 61 s later
+#ifndef DPV2_BACKENDS_EBPF_EBPF_BACKEND_H_
+#define DPV2_BACKENDS_EBPF_EBPF_BACKEND_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "backends/ebpf/bpf_map.h"
+#include "backends/ebpf/skeleton.h"
+#include "core/datapath/datapath_tables.h"
+#include "dpv2/backend.h"
+#include "dpv2/ebpf.h"
+
+struct ring_buffer;
+
+namespace dpv2::ebpf {
+
+class EbpfBackend : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<EbpfBackend>> Create(const EbpfOptions& options);
+  ~EbpfBackend() override;
+
+  absl::string_view Name() const override { return "ebpf"; }
+  absl::Status Apply(const ChangeBatch& batch) override;
+  absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override;
+  absl::StatusOr<Counters> ReadCounters() override;
+  absl::StatusOr<std::vector<FlowEvent>> DrainEvents(size_t max_events) override;
+  absl::StatusOr<std::vector<ConntrackEntry>> DumpConntrack() override;
+  absl::Status FlushConntrack() override;
+  absl::StatusOr<GcStats> CollectGarbage() override;
+
+  // Makes every stored conntrack and affinity timestamp `ns` older, as if
+  // the datapath clock had advanced by `ns`.
+  absl::Status AgeState(uint64_t ns);
+  // The datapath clock now (CLOCK_MONOTONIC + kEbpfClockOffsetNs).
+  static uint64_t Now();
+  // Program file descriptors, for attaching and benchmarks.
+  int from_pod_fd() const;
+  int from_network_fd() const;
+  int from_pod_test_fd() const;
+  int from_network_test_fd() const;
+  // Attaches the from-pod program at tc ingress of `ifindex` (atomic replace).
+  absl::Status AttachFromPod(uint32_t ifindex);
+
+ private:
+  explicit EbpfBackend(const EbpfOptions& options);
+  absl::Status Init();
+  absl::Status ApplyToMaps(const ChangeBatch& batch);
+  absl::Status RebuildModelFromMaps();
+  absl::Status ConsumeRing();
+  absl::Status AttachTc(uint32_t ifindex, int prog_fd);
+  absl::Status DetachTc(uint32_t ifindex);
+
+  static int OnEvent(void* self, void* data, size_t size);
+
+  EbpfOptions options_;
+  absl::Mutex mu_;
+  std::unique_ptr<DatapathSkeleton> skel_;
+  // What the maps hold, for validating batches exactly as the sim does.
+  std::unique_ptr<DatapathTables> model_;
+  BpfMap services_, backends_, tables_, source_ranges_, endpoints_, ipcache_, policy_;
+  BpfMap ct_tcp_, ct_other_, affinity_, counters_, drops_;
+  ring_buffer* ring_ = nullptr;
+  std::deque<dpv2_event> pending_;
+  std::vector<uint32_t> attached_;  // tc ingress hooks this instance attached
+};
+
+}  // namespace dpv2::ebpf
+
+#endif  // DPV2_BACKENDS_EBPF_EBPF_BACKEND_H_

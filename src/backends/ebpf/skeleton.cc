@@ -1,0 +1,125 @@
+#include "backends/ebpf/skeleton.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace dpv2::ebpf {
+namespace {
+
+absl::Status LibbpfError(absl::string_view what, int err) {
+  if (err < 0) {
+    err = -err;
+  }
+  std::string msg = absl::StrCat("ebpf datapath: ", what, ": ", strerror(err));
+  if (err == EPERM || err == EACCES) {
+    return absl::PermissionDeniedError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+absl::Status SetSize(bpf_map* map, uint32_t entries) {
+  if (entries == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ebpf datapath: map ", bpf_map__name(map), ": size 0"));
+  }
+  if (int err = bpf_map__set_max_entries(map, entries); err != 0) {
+    return LibbpfError(absl::StrCat("map ", bpf_map__name(map), ": set size ", entries), err);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open() {
+  dpv2_tc* skel = dpv2_tc__open();
+  if (skel == nullptr) {
+    return LibbpfError("open BPF object dpv2_tc", errno);
+  }
+  return std::unique_ptr<DatapathSkeleton>(new DatapathSkeleton(skel));
+}
+
+DatapathSkeleton::~DatapathSkeleton() {
+  dpv2_tc__destroy(skel_);
+  if (inner_template_fd_ >= 0) {
+    close(inner_template_fd_);
+  }
+}
+
+absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event_ring_bytes,
+                                         uint64_t clock_offset_ns) {
+  if (loaded_) {
+    return absl::FailedPreconditionError("ebpf datapath: Configure after Load");
+  }
+  constexpr uint64_t kNs = 1'000'000'000ull;
+  skel_->rodata->cfg_maglev_size = c.maglev_table_size;
+  skel_->rodata->cfg_ct_tcp_established_ns = c.timeouts.tcp_established_s * kNs;
+  skel_->rodata->cfg_ct_tcp_syn_ns = c.timeouts.tcp_syn_s * kNs;
+  skel_->rodata->cfg_ct_tcp_close_ns = c.timeouts.tcp_close_s * kNs;
+  skel_->rodata->cfg_ct_non_tcp_ns = c.timeouts.non_tcp_s * kNs;
+  skel_->rodata->cfg_clock_offset_ns = clock_offset_ns;
+
+  auto& m = skel_->maps;
+  // The inner-map template says how large every lookup table is. libbpf 1.1
+  // cannot resize its own template (it crashes), so hand it one of size M.
+  LIBBPF_OPTS(bpf_map_create_opts, create_opts);
+  inner_template_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "dpv2_table_tpl", sizeof(uint32_t),
+                                      sizeof(uint32_t), c.maglev_table_size, &create_opts);
+  if (inner_template_fd_ < 0) {
+    return LibbpfError("create lookup table template", errno);
+  }
+  if (int err = bpf_map__set_inner_map_fd(m.dpv2_lookup_tables, inner_template_fd_); err != 0) {
+    return LibbpfError("set lookup table template", err);
+  }
+  for (auto [map, size] : {std::pair{m.dpv2_lookup_tables, c.max_tables},
+                           {m.dpv2_services, c.max_services},
+                           {m.dpv2_backends, c.max_backends},
+                           {m.dpv2_source_ranges, c.max_source_ranges},
+                           {m.dpv2_affinity, c.max_affinity},
+                           {m.dpv2_ct_tcp, c.ct_tcp_entries},
+                           {m.dpv2_ct_other, c.ct_other_entries},
+                           {m.dpv2_endpoints, c.max_endpoints},
+                           {m.dpv2_ipcache, c.max_ipcache},
+                           {m.dpv2_policy, c.max_policy_entries},
+                           {m.dpv2_events, event_ring_bytes}}) {
+    if (absl::Status s = SetSize(map, size); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
+  if (loaded_) {
+    return absl::FailedPreconditionError("ebpf datapath: PinUnder after Load");
+  }
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return LibbpfError(absl::StrCat("pin directory ", dir), errno);
+  }
+  auto& m = skel_->maps;
+  for (bpf_map* map : {m.dpv2_counters, m.dpv2_drops, m.dpv2_events, m.dpv2_lookup_tables,
+                       m.dpv2_services, m.dpv2_backends, m.dpv2_source_ranges, m.dpv2_affinity,
+                       m.dpv2_ct_tcp, m.dpv2_ct_other, m.dpv2_endpoints, m.dpv2_ipcache,
+                       m.dpv2_policy}) {
+    std::string path = absl::StrCat(dir, "/", bpf_map__name(map));
+    if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0) {
+      return LibbpfError(absl::StrCat("pin path ", path), err);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DatapathSkeleton::Load() {
+  if (int err = dpv2_tc__load(skel_); err != 0) {
+    return LibbpfError("load (verifier or pinned map mismatch; see libbpf log)", err);
+  }
+  loaded_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace dpv2::ebpf
