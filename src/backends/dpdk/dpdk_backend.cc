@@ -1,6 +1,7 @@
 #include "backends/dpdk/dpdk_backend.h"
 
 #include "backends/dpdk/rte.h"
+#include <pthread.h>
 #include <time.h>
 
 #include <algorithm>
@@ -157,6 +158,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Written by the worker only, read by anyone (relaxed).
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> busy_tsc{0};
+  clockid_t cpu_clock{};
+  std::atomic<bool> cpu_clock_ready{false};
   alignas(RTE_CACHE_LINE_SIZE) std::atomic<ControlCommand*> mailbox{nullptr};
   std::atomic<bool> stop{false};
 };
@@ -314,6 +317,9 @@ int WorkerMain(void* arg) {
   WorkerShared& shared = *w.shared;
   rte_mbuf* burst[kMaxBurst];
   uint64_t last_drain = rte_rdtsc();
+  if (pthread_getcpuclockid(pthread_self(), &w.cpu_clock) == 0) {
+    w.cpu_clock_ready.store(true, std::memory_order_release);
+  }
   shared.epoch.SetOnline(w.index);
   while (!w.stop.load(std::memory_order_relaxed)) {
     // The top of the loop holds no reference into the tables: a quiescent
@@ -835,11 +841,18 @@ std::vector<WorkerStats> DpdkBackend::ReadWorkerStats() const {
   std::vector<WorkerStats> out;
   const double ns_per_tsc = 1e9 / static_cast<double>(rte_get_tsc_hz());
   for (const auto& w : workers_) {
+    uint64_t cpu_ns = 0;
+    timespec ts;
+    if (w->cpu_clock_ready.load(std::memory_order_acquire) &&
+        clock_gettime(w->cpu_clock, &ts) == 0) {
+      cpu_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    }
     out.push_back({.lcore = w->lcore,
                    .packets = w->packets.load(std::memory_order_relaxed),
                    .busy_ns = static_cast<uint64_t>(
                        static_cast<double>(w->busy_tsc.load(std::memory_order_relaxed)) *
-                       ns_per_tsc)});
+                       ns_per_tsc),
+                   .cpu_ns = cpu_ns});
   }
   return out;
 }

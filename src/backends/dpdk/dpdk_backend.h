@@ -53,6 +53,9 @@ struct WorkerStats {
   unsigned lcore = 0;
   uint64_t packets = 0;
   uint64_t busy_ns = 0;
+  // CPU time the worker thread got from the kernel (busy and idle polls);
+  // on a shared machine it is less than the wall time.
+  uint64_t cpu_ns = 0;
 };
 
 class DpdkBackend : public Backend {
