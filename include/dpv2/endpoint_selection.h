@@ -86,8 +86,7 @@ struct CategorizedEndpoints {
 // controller writes hints only when trafficDistribution or the
 // topology-mode annotation asks for them). Input order is preserved.
 CategorizedEndpoints CategorizeEndpoints(absl::Span<const Endpoint> endpoints,
-                                         const ServiceTopologyInfo& service,
-                                         const NodeInfo& node);
+                                         const ServiceTopologyInfo& service, const NodeInfo& node);
 
 }  // namespace dpv2
 

@@ -42,7 +42,7 @@ enum class BackendSelection : uint8_t {
 };
 
 struct LbStateOptions {
-  DatapathConfig datapath;  // maglev_table_size, max_services/backends/tables/source_ranges
+  DatapathConfig datapath;   // maglev_table_size, max_services/backends/tables/source_ranges
   uint64_t maglev_seed = 0;  // the same on every node of a cluster
   BackendSelection selection = BackendSelection::kMaglev;
   PortRange node_port_range;
@@ -72,7 +72,7 @@ struct BackendView {
   IpAddr address;
   uint16_t port = 0;  // host order
   L4Proto protocol = L4Proto::kTCP;
-  bool local = false;   // DPV2_BACKEND_F_LOCAL
+  bool local = false;       // DPV2_BACKEND_F_LOCAL
   uint32_t references = 0;  // frontend scopes and services that hold it
 };
 
@@ -114,7 +114,7 @@ class LbState {
 
   // Read access for tooling, sorted by service, address, port, protocol, scope.
   std::vector<FrontendView> Frontends() const;
-  std::vector<BackendView> Backends() const;  // desired backends, by id
+  std::vector<BackendView> Backends() const;          // desired backends, by id
   std::vector<HealthCheckView> HealthChecks() const;  // by namespace/name
   const NodeInfo& node() const;
   size_t service_count() const;

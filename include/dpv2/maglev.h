@@ -7,8 +7,8 @@
 // seed, never from ids or input order: every node computes the same table.
 //
 //   absl::StatusOr<dpv2::MaglevTable> m = dpv2::MaglevTable::Create({.seed = 7});
-//   absl::StatusOr<std::vector<uint32_t>> slots =
-//       m->Populate({{.id = 1, .identity = "10.0.0.1:80/TCP"}, {.id = 2, .identity = "10.0.0.2:80/TCP"}});
+//   absl::StatusOr<std::vector<uint32_t>> slots = m->Populate(
+//       {{.id = 1, .identity = "10.0.0.1:80/TCP"}, {.id = 2, .identity = "10.0.0.2:80/TCP"}});
 #ifndef DPV2_MAGLEV_H_
 #define DPV2_MAGLEV_H_
 

@@ -38,7 +38,7 @@ inline constexpr uint32_t kMaxAffinityTimeoutS = 86400;
 // spec.ports[]: targetPort is not here because the EndpointSlices carry the
 // resolved port per ServicePort name (a named targetPort may differ per pod).
 struct ServicePortSpec {
-  std::string name;  // may be empty when the Service has a single port
+  std::string name;                  // may be empty when the Service has a single port
   L4Proto protocol = L4Proto::kTCP;  // TCP, UDP or SCTP
   uint16_t port = 0;
   uint16_t node_port = 0;  // 0: none (ClusterIP, or allocateLoadBalancerNodePorts=false)
@@ -124,8 +124,8 @@ struct ServiceSpec {
 struct NodeInfo {
   std::string name;
   std::map<std::string, std::string> labels;  // policy: ANP `nodes` selectors
-  std::string zone;               // label topology.kubernetes.io/zone
-  std::vector<IpAddr> addresses;  // node IPs that serve NodePorts
+  std::string zone;                           // label topology.kubernetes.io/zone
+  std::vector<IpAddr> addresses;              // node IPs that serve NodePorts
 };
 
 }  // namespace dpv2

@@ -105,8 +105,7 @@ bool ServiceTopologyInfo::UsesLocalEndpoints() const {
 }
 
 CategorizedEndpoints CategorizeEndpoints(absl::Span<const Endpoint> endpoints,
-                                         const ServiceTopologyInfo& service,
-                                         const NodeInfo& node) {
+                                         const ServiceTopologyInfo& service, const NodeInfo& node) {
   CategorizedEndpoints out;
   const bool uses_cluster = service.UsesClusterEndpoints();
   const bool uses_local = service.UsesLocalEndpoints();
@@ -131,9 +130,8 @@ CategorizedEndpoints CategorizeEndpoints(absl::Span<const Endpoint> endpoints,
     // No ready endpoint for the chosen topology means no ready endpoint at all
     // (the mode falls back to kNone otherwise): use serving-terminating ones.
     if (out.cluster->empty()) {
-      out.cluster = Filter(endpoints, [](const Endpoint& ep) {
-        return ep.serving && ep.terminating;
-      });
+      out.cluster =
+          Filter(endpoints, [](const Endpoint& ep) { return ep.serving && ep.terminating; });
     }
     if (!out.cluster->empty()) {
       out.has_any_endpoints = true;
@@ -161,9 +159,8 @@ CategorizedEndpoints CategorizeEndpoints(absl::Span<const Endpoint> endpoints,
     out.local = Filter(endpoints, [](const Endpoint& ep) { return ep.is_local && ep.ready; });
   } else if (has_local_serving_terminating) {
     use_serving_terminating = true;
-    out.local = Filter(endpoints, [](const Endpoint& ep) {
-      return ep.is_local && ep.serving && ep.terminating;
-    });
+    out.local = Filter(
+        endpoints, [](const Endpoint& ep) { return ep.is_local && ep.serving && ep.terminating; });
   }
 
   if (!uses_cluster) {

@@ -19,9 +19,9 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "dpv2/endpoint_selection.h"
 #include "dpv2/maglev.h"
-#include "core/status_macros.h"
 
 namespace dpv2 {
 namespace {
@@ -92,8 +92,8 @@ struct FrontendRecord {
   std::string port_name;
   uint16_t flags = 0;
   uint32_t affinity_timeout_s = 0;
-  TableContent selected;        // the lookup table's backends
-  std::vector<Prefix> ranges;   // source ranges (EXT scope entry only)
+  TableContent selected;       // the lookup table's backends
+  std::vector<Prefix> ranges;  // source ranges (EXT scope entry only)
 
   dpv2_lb_key Key() const { return MakeLbKey(addr, scope); }
 };
@@ -127,10 +127,10 @@ struct ServiceIdRecord {
 absl::Status CapacityError(const std::string& service, size_t need, absl::string_view field,
                            uint32_t capacity) {
   return absl::ResourceExhaustedError(absl::StrCat("service ", service, ": needs ", need, " ",
-                                                   field == "max_services" ? "frontend entries"
+                                                   field == "max_services"   ? "frontend entries"
                                                    : field == "max_backends" ? "backends"
-                                                   : field == "max_tables" ? "lookup tables"
-                                                                           : "source ranges",
+                                                   : field == "max_tables"   ? "lookup tables"
+                                                                             : "source ranges",
                                                    ", above datapath ", field, " ", capacity));
 }
 
@@ -297,8 +297,8 @@ absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec)
         }
       }
       const CategorizedEndpoints cat = CategorizeEndpoints(endpoints, topo, node);
-      const TableContent cluster = cat.cluster ? ContentOf(*cat.cluster, port.protocol)
-                                               : TableContent();
+      const TableContent cluster =
+          cat.cluster ? ContentOf(*cat.cluster, port.protocol) : TableContent();
       const TableContent local = cat.local ? ContentOf(*cat.local, port.protocol) : TableContent();
 
       auto add = [&](FrontendRecord rec) -> absl::Status {
@@ -376,9 +376,9 @@ absl::StatusOr<CompiledService> LbState::State::Compile(const ServiceSpec& spec)
       };
       if (has_node_port) {
         for (const IpAddr& a : node_ips) {
-          DPV2_RETURN_IF_ERROR(add_external(
-              {.addr = a, .port = port.node_port, .proto = port.protocol}, FrontendKind::kNodePort,
-              DPV2_LB_F_NODEPORT, {}));
+          DPV2_RETURN_IF_ERROR(
+              add_external({.addr = a, .port = port.node_port, .proto = port.protocol},
+                           FrontendKind::kNodePort, DPV2_LB_F_NODEPORT, {}));
         }
       }
       // loadBalancerSourceRanges guard the LB ingress IPs only (kube-proxy's
@@ -418,10 +418,11 @@ absl::Status LbState::State::Check(const std::string& key, const CompiledService
   std::set<TableContent> next_tables;
   for (const FrontendRecord& f : next.frontends) {
     const dpv2_lb_key k = f.Key();
-    if (auto owner = frontend_owner.find(k); owner != frontend_owner.end() && owner->second != key) {
-      return absl::AlreadyExistsError(absl::StrCat("service ", key, ": frontend ",
-                                                   f.addr.ToString(), " is already served by service ",
-                                                   owner->second));
+    if (auto owner = frontend_owner.find(k);
+        owner != frontend_owner.end() && owner->second != key) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("service ", key, ": frontend ", f.addr.ToString(),
+                       " is already served by service ", owner->second));
     }
     ++services;
     ranges += f.ranges.size();
@@ -542,10 +543,10 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
         auto [t, fresh] = table_by_content.emplace(f.selected, 0);
         if (fresh) {
           t->second = next_table_id++;
-          tables[t->second] = {.content = f.selected,
-                               .refs = 0,
-                               .slots = std::make_shared<const std::vector<uint32_t>>(
-                                   BuildSlots(f.selected))};
+          tables[t->second] = {
+              .content = f.selected,
+              .refs = 0,
+              .slots = std::make_shared<const std::vector<uint32_t>>(BuildSlots(f.selected))};
         }
         table_id = t->second;
         if (tables[table_id].refs++ == 0) {
@@ -659,10 +660,11 @@ absl::string_view FrontendKindName(FrontendKind kind) {
 
 absl::StatusOr<LbState> LbState::Create(const LbStateOptions& options) {
   DPV2_RETURN_IF_ERROR(options.datapath.Validate());
-  if (options.node_port_range.first == 0 || options.node_port_range.first > options.node_port_range.last) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lb state: node_port_range ", options.node_port_range.first, "-",
-        options.node_port_range.last, " is empty or starts at 0"));
+  if (options.node_port_range.first == 0 ||
+      options.node_port_range.first > options.node_port_range.last) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lb state: node_port_range ", options.node_port_range.first, "-",
+                     options.node_port_range.last, " is empty or starts at 0"));
   }
   auto state = std::make_unique<State>();
   state->options = options;
@@ -780,10 +782,9 @@ void LbState::Acknowledge(const ChangeBatch& batch) {
   }
   for (const dpv2_lb_key& k : batch.services_delete) {
     s.acked_services.erase(k);
-    s.release_service_ids.insert(
-        {.addr = IpAddr::FromAbi(k.addr, static_cast<Family>(k.family)),
-         .port = ntohs(k.port),
-         .proto = static_cast<L4Proto>(k.proto)});
+    s.release_service_ids.insert({.addr = IpAddr::FromAbi(k.addr, static_cast<Family>(k.family)),
+                                  .port = ntohs(k.port),
+                                  .proto = static_cast<L4Proto>(k.proto)});
   }
   for (const dpv2_src_range_key& k : batch.source_ranges_delete) {
     s.acked_ranges.erase(k);

@@ -60,7 +60,7 @@ uint64_t MaglevHash(absl::string_view data, uint64_t seed) {
 absl::StatusOr<MaglevTable> MaglevTable::Create(const MaglevOptions& options) {
   if (options.table_size > kMaxTableSize) {
     return absl::InvalidArgumentError(absl::StrCat("maglev: table_size ", options.table_size,
-                                                    " is above the limit ", kMaxTableSize));
+                                                   " is above the limit ", kMaxTableSize));
   }
   if (!IsPrime(options.table_size)) {
     return absl::InvalidArgumentError(
@@ -92,16 +92,17 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
     max_weight = std::max(max_weight, b.weight);
   }
   if (sorted.size() > m) {
-    return absl::InvalidArgumentError(absl::StrCat("maglev: ", sorted.size(),
-                                                   " backends do not fit in ", m, " slots"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("maglev: ", sorted.size(), " backends do not fit in ", m, " slots"));
   }
   if (sorted.empty()) {
     return std::vector<uint32_t>();
   }
   // The turn order follows identities, not the caller's order, so that every
   // node computes the same table from the same set.
-  std::sort(sorted.begin(), sorted.end(),
-            [](const MaglevBackend* a, const MaglevBackend* b) { return a->identity < b->identity; });
+  std::sort(sorted.begin(), sorted.end(), [](const MaglevBackend* a, const MaglevBackend* b) {
+    return a->identity < b->identity;
+  });
 
   std::vector<Walker> walkers;
   walkers.reserve(sorted.size());
@@ -109,8 +110,8 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
     walkers.push_back({
         .id = b->id,
         .weight = b->weight,
-        .skip = static_cast<uint32_t>(MaglevHash(b->identity, options_.seed ^ kSkipSeedSalt) %
-                                          (m - 1) + 1),
+        .skip = static_cast<uint32_t>(
+            MaglevHash(b->identity, options_.seed ^ kSkipSeedSalt) % (m - 1) + 1),
         .pos = static_cast<uint32_t>(MaglevHash(b->identity, options_.seed) % m),
     });
   }

@@ -85,8 +85,7 @@ absl::Status ServiceSpec::Validate(const PortRange& node_port_range) const {
                    " like clusterIPs[0]: dual stack needs one address of each family");
   }
   if (IsHeadless() && type != ServiceType::kClusterIP) {
-    return invalid("spec.clusterIPs: a ", ServiceTypeName(type),
-                   " Service cannot be headless");
+    return invalid("spec.clusterIPs: a ", ServiceTypeName(type), " Service cannot be headless");
   }
   if (!IsHeadless() && ports.empty()) {
     return invalid("spec.ports must have at least one port");
@@ -139,8 +138,8 @@ absl::Status ServiceSpec::Validate(const PortRange& node_port_range) const {
   }
   for (size_t i = 0; i < load_balancer_ips.size(); ++i) {
     if (IsUnspecified(load_balancer_ips[i])) {
-      return invalid("status.loadBalancer.ingress[", i, "].ip ",
-                     load_balancer_ips[i].ToString(), " is not a usable address");
+      return invalid("status.loadBalancer.ingress[", i, "].ip ", load_balancer_ips[i].ToString(),
+                     " is not a usable address");
     }
   }
   if (session_affinity == SessionAffinity::kClientIP &&
@@ -154,8 +153,7 @@ absl::Status ServiceSpec::Validate(const PortRange& node_port_range) const {
         "spec.externalTrafficPolicy Local needs type NodePort or LoadBalancer, or externalIPs");
   }
   if (health_check_node_port != 0) {
-    if (type != ServiceType::kLoadBalancer ||
-        external_traffic_policy != TrafficPolicy::kLocal) {
+    if (type != ServiceType::kLoadBalancer || external_traffic_policy != TrafficPolicy::kLocal) {
       return invalid(
           "spec.healthCheckNodePort is only for type LoadBalancer with externalTrafficPolicy "
           "Local");
@@ -190,9 +188,8 @@ absl::Status ServiceSpec::Validate(const PortRange& node_port_range) const {
       }
       for (size_t a = 0; a < ep.addresses.size(); ++a) {
         if (ep.addresses[a].family() != slice.address_type) {
-          return invalid(at, "endpoints[", i, "].addresses[", a, "] ",
-                         ep.addresses[a].ToString(), " is not ", FamilyName(slice.address_type),
-                         " (addressType)");
+          return invalid(at, "endpoints[", i, "].addresses[", a, "] ", ep.addresses[a].ToString(),
+                         " is not ", FamilyName(slice.address_type), " (addressType)");
         }
       }
     }

@@ -27,8 +27,8 @@ dpv2::ServiceSpec Service(int i, int endpoints, int generation) {
                       .name = absl::StrCat("svc-", i),
                       .type = dpv2::ServiceType::kNodePort,
                       .cluster_ips = {V4(0x0a600000u + static_cast<uint32_t>(i))}};
-  s.ports.push_back({.name = "http", .port = 80,
-                     .node_port = static_cast<uint16_t>(30000 + i % 2768)});
+  s.ports.push_back(
+      {.name = "http", .port = 80, .node_port = static_cast<uint16_t>(30000 + i % 2768)});
   if (i >= 2768) {
     s.type = dpv2::ServiceType::kClusterIP;
     s.ports[0].node_port = 0;
@@ -36,9 +36,8 @@ dpv2::ServiceSpec Service(int i, int endpoints, int generation) {
   dpv2::EndpointSliceSpec slice{.name = absl::StrCat("svc-", i, "-1")};
   slice.ports.push_back({.name = "http", .port = 8080});
   for (int e = 0; e < endpoints + generation; ++e) {
-    slice.endpoints.push_back(
-        {.addresses = {V4(0x0a010000u + static_cast<uint32_t>(i * 64 + e))},
-         .node_name = absl::StrCat("node-", e % 50)});
+    slice.endpoints.push_back({.addresses = {V4(0x0a010000u + static_cast<uint32_t>(i * 64 + e))},
+                               .node_name = absl::StrCat("node-", e % 50)});
   }
   s.endpoint_slices.push_back(std::move(slice));
   return s;

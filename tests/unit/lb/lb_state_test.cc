@@ -5,9 +5,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <set>
-
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -158,7 +157,8 @@ TEST_CASE("a backend change writes a new table, repoints the frontend and delete
   const ChangeBatch first = Sync(lb);
   const ServiceEntry before = *FindService(first, Key("10.96.0.10", 80));
 
-  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1"), Ep("10.0.1.2"), Ep("10.0.1.3")})).ok());
+  REQUIRE(
+      lb.UpsertService(ClusterIpService({Ep("10.0.1.1"), Ep("10.0.1.2"), Ep("10.0.1.3")})).ok());
   const ChangeBatch b = lb.Diff();
   CHECK(b.backends_upsert.size() == 1);  // only the new backend
   CHECK(b.backends_delete.empty());
@@ -253,8 +253,8 @@ TEST_CASE("a dual-stack service uses each family's endpoints for that family's f
                   .cluster_ips = {Ip("10.96.0.10"), Ip("fd00:96::10")}};
   svc.ports.push_back({.name = "http", .port = 80, .node_port = 30080});
   svc.endpoint_slices.push_back(Slice("web-v4", {Ep("10.0.1.1")}));
-  svc.endpoint_slices.push_back(Slice("web-v6", {Ep("fd00:10::1"), Ep("fd00:10::2")}, 8080,
-                                      Family::kV6));
+  svc.endpoint_slices.push_back(
+      Slice("web-v6", {Ep("fd00:10::1"), Ep("fd00:10::2")}, 8080, Family::kV6));
   REQUIRE(lb.UpsertService(svc).ok());
   const ChangeBatch b = lb.Diff();
   CHECK(b.services_upsert.size() == 4);
@@ -387,8 +387,8 @@ TEST_CASE("loadBalancerSourceRanges guard LB IPs of the same family only") {
   for (const dpv2_src_range_key& k : b.source_ranges_upsert) {
     CHECK(k.service_id == lbe->value.service_id);
     CHECK(k.family == DPV2_FAMILY_V4);
-    ranges.insert(absl::StrCat(IpAddr::FromAbi(k.addr, Family::kV4).ToString(), "/",
-                               k.prefixlen - 64));
+    ranges.insert(
+        absl::StrCat(IpAddr::FromAbi(k.addr, Family::kV4).ToString(), "/", k.prefixlen - 64));
   }
   CHECK(ranges == std::set<std::string>{"198.51.100.0/24", "10.0.0.0/8"});
 
@@ -404,8 +404,8 @@ TEST_CASE("loadBalancerSourceRanges guard LB IPs of the same family only") {
 
 TEST_CASE("terminating endpoints keep their backend and serve only when nothing is ready") {
   LbState lb = MakeState();
-  REQUIRE(lb.UpsertService(ClusterIpService(
-                  {Ep("10.0.1.1"), Ep("10.0.1.2", "node-2", false, /*terminating=*/true)}))
+  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1"), Ep("10.0.1.2", "node-2", false,
+                                                                /*terminating=*/true)}))
               .ok());
   ChangeBatch b = Sync(lb);
   auto names = BackendNames(b);
@@ -477,7 +477,8 @@ TEST_CASE("SetNode recomputes local backends and NodePort addresses") {
 
 TEST_CASE("random selection flags frontends and fills the table evenly") {
   LbState lb = MakeState({.selection = BackendSelection::kRandom});
-  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1"), Ep("10.0.1.2"), Ep("10.0.1.3")})).ok());
+  REQUIRE(
+      lb.UpsertService(ClusterIpService({Ep("10.0.1.1"), Ep("10.0.1.2"), Ep("10.0.1.3")})).ok());
   const ChangeBatch b = lb.Diff();
   CHECK(b.services_upsert[0].value.flags == DPV2_LB_F_RANDOM);
   std::map<uint32_t, int> counts;
@@ -490,7 +491,8 @@ TEST_CASE("random selection flags frontends and fills the table evenly") {
   }
 }
 
-TEST_CASE("every batch is self-consistent: tables name present backends, frontends present tables") {
+TEST_CASE(
+    "every batch is self-consistent: tables name present backends, frontends present tables") {
   LbState lb = MakeState();
   std::set<uint32_t> backends;
   std::set<uint32_t> tables;
@@ -542,7 +544,8 @@ TEST_CASE("an invalid service is refused with its message and nothing changes") 
   bad.type = ServiceType::kNodePort;
   bad.ports[0].node_port = 80;
   const absl::Status s = lb.UpsertService(bad);
-  CHECK(s.message() == "service default/web: ports[0] \"http\": nodePort 80 out of range 30000-32767");
+  CHECK(s.message() ==
+        "service default/web: ports[0] \"http\": nodePort 80 out of range 30000-32767");
   CHECK(lb.Diff().empty());
   REQUIRE(lb.Frontends().size() == 1);
   CHECK(lb.Frontends()[0].backends == std::vector<std::string>{"10.0.1.1:8080"});
@@ -565,7 +568,8 @@ TEST_CASE("capacity limits refuse a service by name and leave the state unchange
     svc.ports[0].node_port = 30080;
     REQUIRE(lb.UpsertService(svc).ok());  // 2 frontends
     Sync(lb);
-    const absl::Status s = lb.UpsertService(ClusterIpService({Ep("10.0.1.1")}, "other", "10.96.0.2"));
+    const absl::Status s =
+        lb.UpsertService(ClusterIpService({Ep("10.0.1.1")}, "other", "10.96.0.2"));
     CHECK(s.code() == absl::StatusCode::kResourceExhausted);
     CHECK(s.message() ==
           "service default/other: needs 3 frontend entries, above datapath max_services 2");
@@ -667,13 +671,14 @@ namespace {
 
 TEST_CASE("HealthChecks counts this node's ready endpoints for healthCheckNodePort services") {
   LbState lb = MakeState();
-  ServiceSpec svc = ClusterIpService({Ep("10.0.1.1", "node-1"), Ep("10.0.1.2", "node-1", false),
-                                      Ep("10.0.1.3", "node-2")});
+  ServiceSpec svc = ClusterIpService(
+      {Ep("10.0.1.1", "node-1"), Ep("10.0.1.2", "node-1", false), Ep("10.0.1.3", "node-2")});
   svc.type = ServiceType::kLoadBalancer;
   svc.external_traffic_policy = TrafficPolicy::kLocal;
   svc.health_check_node_port = 32000;
   REQUIRE(lb.UpsertService(svc).ok());
-  REQUIRE(lb.UpsertService(ClusterIpService({Ep("10.0.1.1", "node-1")}, "plain", "10.96.0.2")).ok());
+  REQUIRE(
+      lb.UpsertService(ClusterIpService({Ep("10.0.1.1", "node-1")}, "plain", "10.96.0.2")).ok());
   const std::vector<HealthCheckView> hc = lb.HealthChecks();
   REQUIRE(hc.size() == 1);
   CHECK(hc[0].name == "web");

@@ -2,10 +2,9 @@
 #include "dpv2/maglev.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <map>
 #include <random>
-
-#include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 

@@ -39,7 +39,8 @@ TEST_CASE("Service validation rejects malformed ports") {
   ServiceSpec s = Web();
   s.ports[1].name = "";
   CHECK(Error(s) ==
-        "service default/web: ports[1] \"\": name must be set when the Service has more than one port");
+        "service default/web: ports[1] \"\": name must be set when the Service has more than one "
+        "port");
   s = Web();
   s.ports[1].name = "http";
   CHECK(Error(s) == "service default/web: ports[1] \"http\": duplicate name (also ports[0])");
@@ -137,8 +138,7 @@ TEST_CASE("Service validation checks traffic policy and health check node port")
   s.external_traffic_policy = TrafficPolicy::kLocal;
   CHECK(s.Validate().ok());
   s.health_check_node_port = 100;
-  CHECK(Error(s) ==
-        "service default/web: spec.healthCheckNodePort 100 out of range 30000-32767");
+  CHECK(Error(s) == "service default/web: spec.healthCheckNodePort 100 out of range 30000-32767");
 }
 
 TEST_CASE("Service validation checks EndpointSlices") {
