@@ -1,5 +1,7 @@
 #include "core/datapath/datapath_tables.h"
 
+#include <arpa/inet.h>
+
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
@@ -68,8 +70,7 @@ size_t SizeAfter(size_t current, const UpsertRange& upserts, const DeleteRange& 
 }  // namespace
 
 std::string DescribeServiceKey(const dpv2_lb_key& key) {
-  const uint16_t port = static_cast<uint16_t>((reinterpret_cast<const uint8_t*>(&key.port)[0] << 8) |
-                                              reinterpret_cast<const uint8_t*>(&key.port)[1]);
+  const uint16_t port = ntohs(key.port);
   std::string addr = DescribeAddr(key.addr, key.family);
   if (key.family == DPV2_FAMILY_V6) {
     addr = absl::StrCat("[", addr, "]");

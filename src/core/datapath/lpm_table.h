@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "dpv2/abi/types.h"
 
 namespace dpv2 {
