@@ -103,6 +103,8 @@ struct ConformanceCase {
 std::vector<ConformanceCase> ServiceCases();
 // Policy enforcement by the datapath (policy_cases.cc).
 std::vector<ConformanceCase> PolicyCases();
+// Kubernetes policy rules compiled by PolicyState (policy_rule_cases.cc).
+std::vector<ConformanceCase> PolicyRuleCases();
 // Every fixture of the suite.
 std::vector<ConformanceCase> AllCases();
 

@@ -197,6 +197,9 @@ std::vector<ConformanceCase> AllCases() {
   for (ConformanceCase& c : PolicyCases()) {
     cases.push_back(std::move(c));
   }
+  for (ConformanceCase& c : PolicyRuleCases()) {
+    cases.push_back(std::move(c));
+  }
   return cases;
 }
 
