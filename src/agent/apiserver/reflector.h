@@ -1,0 +1,161 @@
+// A list-then-watch reflector for one Kubernetes resource: it LISTs the
+// collection (paginated with limit/continue), then WATCHes from the list's
+// resourceVersion with bookmarks, keeps a store of the latest object per
+// "namespace/name", and reports every change to a handler as deltas. It
+// survives what the API server does in practice: streams that end
+// (timeoutSeconds), disconnects (resume from the last resourceVersion),
+// 410 Gone (relist and diff the full result against the store, so objects
+// deleted meanwhile are reported), stalls (no byte within stall_timeout)
+// and errors (exponential backoff with jitter, bounded).
+//
+//   Reflector pods(config, {.resource = PodsResource()},
+//                  [&](const ReflectorUpdate& u) { Feed(u.deltas); });
+//   pods.Start();  // ...; pods.Stop();
+#ifndef DPV2_AGENT_APISERVER_REFLECTOR_H_
+#define DPV2_AGENT_APISERVER_REFLECTOR_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "agent/apiserver/client_config.h"
+#include "agent/apiserver/http_transport.h"
+#include "agent/apiserver/resources.h"
+#include "nlohmann/json.hpp"
+
+namespace dpv2::agent::apiserver {
+
+enum class DeltaType { kAdded, kUpdated, kDeleted };
+
+absl::string_view DeltaTypeName(DeltaType type);
+
+struct Delta {
+  DeltaType type;
+  std::string key;         // "namespace/name", or "name" if cluster-scoped
+  nlohmann::json object;   // the new object; for kDeleted the last one seen
+};
+
+// What the handler receives. Deltas of one update are applied to the store
+// together, so the handler never sees half a relist.
+struct ReflectorUpdate {
+  std::vector<Delta> deltas;
+  bool relisted = false;  // the deltas are the diff of a complete LIST
+  bool synced = false;    // the store reflects at least one complete LIST
+};
+
+using ReflectorHandler = std::function<void(const ReflectorUpdate&)>;
+
+struct BackoffOptions {
+  absl::Duration initial = absl::Milliseconds(200);
+  absl::Duration max = absl::Seconds(30);
+  double multiplier = 2.0;
+  double jitter = 0.2;  // each delay is reduced by up to this fraction
+};
+
+// Exponential backoff: initial * multiplier^n, capped at max, minus up to
+// `jitter` of itself so reflectors of many nodes do not reconnect in step.
+class Backoff {
+ public:
+  explicit Backoff(BackoffOptions options, uint64_t seed = 1);
+  absl::Duration Next();
+  void Reset() { attempt_ = 0; }
+  int attempt() const { return attempt_; }
+
+ private:
+  BackoffOptions options_;
+  std::mt19937_64 rng_;
+  int attempt_ = 0;
+};
+
+struct ReflectorOptions {
+  ApiResource resource;
+  int64_t page_limit = 500;
+  // Sent as timeoutSeconds: the server ends the watch after this long and
+  // the reflector resumes from its resourceVersion.
+  absl::Duration watch_timeout = absl::Minutes(5);
+  // No byte (event or bookmark) within this long means the stream is dead.
+  // Real servers send a bookmark about once a minute.
+  absl::Duration stall_timeout = absl::Seconds(90);
+  absl::Duration connect_timeout = absl::Seconds(10);
+  absl::Duration list_timeout = absl::Seconds(60);  // per read during LIST
+  BackoffOptions backoff;
+  uint64_t seed = 0;  // jitter seed; 0 picks a random one
+};
+
+// Watch health of one resource, for /metrics.
+struct WatchState {
+  bool connected = false;  // a watch stream is open
+  bool synced = false;
+  std::string resource_version;
+  absl::Time last_event_time = absl::InfinitePast();  // events and bookmarks
+  int64_t lists = 0;       // complete LISTs (the first one included)
+  int64_t relists = 0;     // LISTs forced by 410 Gone
+  int64_t reconnects = 0;  // watch restarts from a known resourceVersion
+  int64_t stalls = 0;      // reconnects caused by stall detection
+  int64_t errors = 0;      // failed requests and malformed events
+  int64_t events = 0;      // watch events applied (bookmarks excluded)
+  std::string last_error;
+};
+
+// "namespace/name" (or "name") of an object, empty if metadata.name is missing.
+std::string ObjectKey(const nlohmann::json& object);
+
+class Reflector {
+ public:
+  Reflector(ClientConfig config, ReflectorOptions options,
+            ReflectorHandler handler);
+  ~Reflector();  // stops
+  Reflector(const Reflector&) = delete;
+  Reflector& operator=(const Reflector&) = delete;
+
+  // Starts the list/watch loop on its own thread.
+  void Start();
+  // Cancels the request in progress and joins the thread. Idempotent.
+  void Stop();
+
+  WatchState State() const;
+  std::map<std::string, nlohmann::json> Snapshot() const;
+  std::optional<nlohmann::json> Get(const std::string& key) const;
+  const ApiResource& resource() const { return options_.resource; }
+
+ private:
+  enum class Outcome { kEnded, kGone, kStalled, kFailed, kCancelled };
+
+  void Run();
+  absl::Status List();
+  Outcome Watch();
+  Outcome HandleWatchLine(absl::string_view line);
+  void Deliver(ReflectorUpdate update);
+  void RecordError(const absl::Status& status);
+  bool SleepUnlessStopped(absl::Duration delay);
+  nlohmann::json WithTypeMeta(nlohmann::json object) const;
+
+  ClientConfig config_;
+  ReflectorOptions options_;
+  ReflectorHandler handler_;
+  Backoff backoff_;
+  std::unique_ptr<HttpTransport> transport_;
+
+  mutable std::mutex mu_;  // guards the fields below
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::map<std::string, nlohmann::json> store_;
+  WatchState state_;
+
+  std::string resource_version_;  // reflector thread only
+  std::thread thread_;
+};
+
+}  // namespace dpv2::agent::apiserver
+
+#endif  // DPV2_AGENT_APISERVER_REFLECTOR_H_
