@@ -49,6 +49,14 @@ struct PacketInput {
   std::vector<uint8_t> frame;  // Ethernet frame
 };
 
+// No interface hands a datapath less than an Ethernet header (drivers drop
+// runts; BPF_PROG_TEST_RUN refuses them), nor more than an IP packet can be.
+inline constexpr size_t kMinFrameLen = 14;
+inline constexpr size_t kMaxFrameLen = 14 + 4 + 65535;
+// The input check every backend's RunPacket makes first, so that all of them
+// refuse the same inputs: InvalidArgument naming the backend and the length.
+absl::Status CheckPacketInput(const PacketInput& input, absl::string_view backend);
+
 struct OutputFrame {
   Verdict verdict = Verdict::kPass;
   uint32_t out_ifindex = 0;  // kRedirect: target interface; kTx: input interface
@@ -117,6 +125,7 @@ class Backend {
   // All or nothing: on error nothing of `batch` is visible to packets.
   virtual absl::Status Apply(const ChangeBatch& batch) = 0;
 
+  // Refuses (CheckPacketInput) a frame no interface could deliver.
   virtual absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) = 0;
 
   virtual absl::StatusOr<Counters> ReadCounters() = 0;

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "dpv2/abi/lb.h"
 #include "dpv2/net.h"
 
 namespace dpv2 {
@@ -33,7 +34,7 @@ enum class TrafficPolicy : uint8_t { kCluster, kLocal };
 enum class SessionAffinity : uint8_t { kNone, kClientIP };
 
 inline constexpr uint32_t kDefaultAffinityTimeoutS = 10800;
-inline constexpr uint32_t kMaxAffinityTimeoutS = 86400;
+inline constexpr uint32_t kMaxAffinityTimeoutS = DPV2_AFFINITY_MAX_TIMEOUT_S;
 
 // spec.ports[]: targetPort is not here because the EndpointSlices carry the
 // resolved port per ServicePort name (a named targetPort may differ per pod).

@@ -61,6 +61,15 @@ absl::string_view DropReasonName(dpv2_drop_reason r) {
   return r < DPV2_DROP_MAX ? kDropNames[r] : "unknown";
 }
 
+absl::Status CheckPacketInput(const PacketInput& input, absl::string_view backend) {
+  if (input.frame.size() < kMinFrameLen || input.frame.size() > kMaxFrameLen) {
+    return absl::InvalidArgumentError(absl::StrCat(backend, " RunPacket: frame of ",
+                                                   input.frame.size(), " bytes is outside ",
+                                                   kMinFrameLen, "-", kMaxFrameLen));
+  }
+  return absl::OkStatus();
+}
+
 FlowEvent FlowEvent::FromAbi(const dpv2_event& ev) {
   const Family family = ev.family == DPV2_FAMILY_V6 ? Family::kV6 : Family::kV4;
   FlowEvent out;

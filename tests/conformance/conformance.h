@@ -71,6 +71,9 @@ struct Step {
   Entry entry = Entry::kFromPod;
   uint32_t ifindex = 0;
   std::vector<uint8_t> frame;
+  // RunPacket refuses the frame (CheckPacketInput): no interface delivers it,
+  // so no backend counts or reports it.
+  bool refused = false;
 
   Verdict verdict = Verdict::kDrop;
   dpv2_drop_reason drop = DPV2_DROP_NONE;

@@ -724,9 +724,17 @@ void AddMalformedAndEdgeCases(std::vector<ConformanceCase>& cases) {
   };
   std::vector<uint8_t> cut = Pkt(kPodA.v4, kVip4).Tcp(40000, 80, kTcpSyn).Build();
   cut.resize(kEthHeaderLen + 20 + 10);  // inside the TCP header
+  cases.push_back({
+      .proves = "a frame shorter than an Ethernet header is refused at the entry, uncounted",
+      .config = cfg,
+      .services = {WebService()},
+      .endpoints = LocalPods(),
+      .steps = {Step{.entry = Entry::kFromPod,
+                     .ifindex = kPodA.ifindex,
+                     .frame = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00},
+                     .refused = true}},
+  });
   const std::vector<Malformed> malformed = {
-      {"a frame shorter than an Ethernet header is dropped as truncated",
-       {0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00}, DPV2_DROP_TRUNCATED},
       {"an IPv4 frame cut inside its TCP header is dropped as truncated", cut,
        DPV2_DROP_TRUNCATED},
       {"an IPv4 ethertype carrying a version-6 header is dropped as a bad IP version",

@@ -73,6 +73,10 @@ struct dpv2_affinity_key {
   __u8 pad[3];
 };
 
+/* sessionAffinityConfig.clientIP.timeoutSeconds is at most this (Kubernetes'
+ * limit); garbage collection removes affinity entries idle this long. */
+#define DPV2_AFFINITY_MAX_TIMEOUT_S 86400
+
 struct dpv2_affinity_value {
   __u64 last_used_ns;
   __u32 backend_id;

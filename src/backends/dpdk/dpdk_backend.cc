@@ -708,6 +708,7 @@ absl::Status DpdkBackend::Apply(const ChangeBatch& batch) {
 }
 
 absl::StatusOr<PacketOutcome> DpdkBackend::RunPacket(const PacketInput& input) {
+  DPV2_RETURN_IF_ERROR(CheckPacketInput(input, "dpdk"));
   std::lock_guard<std::mutex> lock(control_mu_);
   if (input.frame.size() > RTE_MBUF_DEFAULT_DATAROOM) {
     return absl::InvalidArgumentError(absl::StrCat("dpdk RunPacket: frame of ", input.frame.size(),

@@ -428,16 +428,11 @@ absl::Status EbpfBackend::ConsumeRing() {
 }
 
 absl::StatusOr<PacketOutcome> EbpfBackend::RunPacket(const PacketInput& input) {
+  DPV2_RETURN_IF_ERROR(CheckPacketInput(input, "ebpf"));
   absl::MutexLock lock(&mu_);
   DPV2_RETURN_IF_ERROR(ConsumeRing());
   const size_t events_before = pending_.size();
   PacketOutcome out;
-  if (input.frame.size() < 14) {
-    // The kernel never hands a program a frame shorter than an Ethernet
-    // header (BPF_PROG_TEST_RUN refuses one too).
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ebpf RunPacket: frame of ", input.frame.size(), " bytes is shorter than Ethernet"));
-  }
   const int prog = input.entry == Entry::kFromPod ? from_pod_test_fd() : from_network_test_fd();
   __sk_buff ctx_in{};
   ctx_in.cb[0] = input.ifindex;

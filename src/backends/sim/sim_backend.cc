@@ -58,6 +58,7 @@ class SimBackend : public Backend {
   }
 
   absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override {
+    DPV2_RETURN_IF_ERROR(CheckPacketInput(input, "sim"));
     absl::MutexLock lock(&mu_);
     return Process(tables_, state_, input, clock_());
   }

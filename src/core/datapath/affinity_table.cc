@@ -35,7 +35,7 @@ bool AffinityTable::Erase(const dpv2_affinity_key& key) { return entries_.erase(
 
 GcStats AffinityTable::CollectGarbage(uint64_t now_ns) {
   GcStats stats{.scanned = entries_.size()};
-  const uint64_t max_idle = uint64_t{kMaxAffinityTimeoutS} * kNanosPerSecond;
+  const uint64_t max_idle = uint64_t{DPV2_AFFINITY_MAX_TIMEOUT_S} * kNanosPerSecond;
   absl::erase_if(entries_, [&](const auto& entry) {
     const bool expired =
         now_ns >= entry.second.last_used_ns && now_ns - entry.second.last_used_ns >= max_idle;

@@ -24,8 +24,6 @@
 
 namespace dpv2 {
 
-inline constexpr uint32_t kMaxAffinityTimeoutS = 86400;
-
 class AffinityTable {
  public:
   explicit AffinityTable(uint32_t capacity) : capacity_(capacity) {}
@@ -38,7 +36,7 @@ class AffinityTable {
   bool Record(const dpv2_affinity_key& key, uint32_t backend_id, uint64_t now_ns);
   bool Erase(const dpv2_affinity_key& key);
 
-  // Deletes entries idle for kMaxAffinityTimeoutS or longer.
+  // Deletes entries idle for DPV2_AFFINITY_MAX_TIMEOUT_S or longer.
   GcStats CollectGarbage(uint64_t now_ns);
   void Flush() { entries_.clear(); }
   size_t size() const { return entries_.size(); }
