@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -131,7 +133,7 @@ struct HttpTransport::Impl {
 
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     done = false;
     lowest.expires_after(ToChrono(timeouts.idle));
     http::async_read_header(stream, buffer, parser, [&](error_code ec, size_t) {
