@@ -49,7 +49,7 @@ TEST_CASE("garbage collection removes entries idle for the largest allowed timeo
   AffinityTable t(16);
   t.Record(Key(1), 42, 0);
   t.Record(Key(2), 42, 1000 * kS);
-  GcStats gc = t.CollectGarbage(uint64_t{kMaxAffinityTimeoutS} * kS);
+  GcStats gc = t.CollectGarbage(uint64_t{DPV2_AFFINITY_MAX_TIMEOUT_S} * kS);
   CHECK(gc.scanned == 2);
   CHECK(gc.deleted == 1);
   CHECK(t.size() == 1);
