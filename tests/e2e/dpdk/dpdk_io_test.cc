@@ -225,7 +225,7 @@ TEST_CASE("a dropped frame yields no output and is counted") {
   REQUIRE(RequireTestEal() == "");
   TestRingPort port = MakeTestRingPort("io_c");
   std::unique_ptr<DpdkBackend> b = MakeBackend(Options({{.device = port.name}}));
-  absl::StatusOr<PacketOutcome> out = b->RunPacket({.frame = std::vector<uint8_t>(10, 0)});
+  absl::StatusOr<PacketOutcome> out = b->RunPacket({.frame = std::vector<uint8_t>(16, 0)});
   REQUIRE(out.ok());
   CHECK(out->verdict == Verdict::kDrop);
   CHECK(out->drop_reason == DPV2_DROP_TRUNCATED);
