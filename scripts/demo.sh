@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh build
-./build/examples/dpv2-demo examples/manifests/demo-services.yaml
+./build/examples/demo/dpv2-demo examples/demo/cluster.yaml
