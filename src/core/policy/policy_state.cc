@@ -110,43 +110,17 @@ struct Selector {
   absl::flat_hash_set<uint32_t> members;  // identities
   absl::flat_hash_map<std::string, uint64_t> policies;  // policy key -> uses
 
-  bool ContainsAddress(const IpAddr& ip) const {
-    bool in = false;
-    for (const Prefix& c : cidrs) {
-      if (c.Contains(ip)) {
-        in = true;
-        break;
-      }
-    }
-    if (!in) {
-      return false;
-    }
-    for (const Prefix& e : excepts) {
-      if (e.Contains(ip)) {
-        return false;
-      }
-    }
-    return true;
-  }
+  bool ContainsAddress(const IpAddr& ip) const { return Covers(ip); }
   // For a prefix that is a leaf of the ipcache (every selector prefix is an
   // ipcache prefix): inside a cidr and inside no except.
-  bool ContainsPrefix(const Prefix& p) const {
-    bool in = false;
-    for (const Prefix& c : cidrs) {
-      if (c.Contains(p)) {
-        in = true;
-        break;
-      }
-    }
-    if (!in) {
-      return false;
-    }
-    for (const Prefix& e : excepts) {
-      if (e.Contains(p)) {
-        return false;
-      }
-    }
-    return true;
+  bool ContainsPrefix(const Prefix& p) const { return Covers(p); }
+
+  // Inside some cidr and inside no except (T: IpAddr or Prefix).
+  template <typename T>
+  bool Covers(const T& x) const {
+    auto contains = [&x](const Prefix& c) { return c.Contains(x); };
+    return std::any_of(cidrs.begin(), cidrs.end(), contains) &&
+           std::none_of(excepts.begin(), excepts.end(), contains);
   }
 };
 
