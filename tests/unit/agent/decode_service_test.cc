@@ -2,32 +2,10 @@
 #include <catch2/catch.hpp>
 
 #include "agent/k8s/objects.h"
+#include "decode_test_util.h"
 
 namespace dpv2::agent::k8s {
 namespace {
-
-ClusterObjects Load(const std::string& yaml) {
-  ClusterObjects objects;
-  AddManifestText(yaml, "test.yaml", &objects);
-  return objects;
-}
-
-bool HasError(const ClusterObjects& o, const std::string& text) {
-  for (const std::string& e : o.errors) {
-    if (e == text) {
-      return true;
-    }
-  }
-  return false;
-}
-
-std::string Errors(const ClusterObjects& o) {
-  std::string all;
-  for (const std::string& e : o.errors) {
-    all += e + "\n";
-  }
-  return all;
-}
 
 TEST_CASE("a minimal Service gets the API server's defaults") {
   ClusterObjects o = Load(R"(
