@@ -1,0 +1,219 @@
+// FlatTable: the open-addressing hash table under the per-packet lookups of
+// the in-memory datapaths (services, backends, endpoints, conntrack).
+//
+// Why not absl::flat_hash_map: a packet's lookup should cost one cache line
+// when the table is cold (1M entries). Here a slot holds its 32-bit hash, the
+// key and the value side by side, so the line a Prefetch(hash) pulls in is
+// the one Find compares and returns; and the hash is computed once by the
+// caller (KeyHash, inline) and reused for the prefetch, the lookup and an
+// insert. Keys are plain-C ABI structs compared as bytes: callers clear
+// their padding (Normalized in abi_key.h). Linear probing with backward-shift
+// deletion (no tombstones); the table doubles at 3/4 load, which moves
+// entries: pointers from Find are valid until the next Insert or Erase.
+// Not thread-safe; copyable (the DPDK backend keeps two table copies).
+//
+//   FlatTable<dpv2_lb_key, dpv2_lb_value> services;
+//   const uint64_t h = KeyHash(key);
+//   services.Prefetch(h);   ...   const dpv2_lb_value* v = services.Find(key, h);
+#ifndef DPV2_CORE_DATAPATH_FLAT_TABLE_H_
+#define DPV2_CORE_DATAPATH_FLAT_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace dpv2 {
+
+// A per-process seed, so that which keys collide is not known in advance
+// (packet fields are chosen by whoever sends them). Taken from the address
+// of a global, which ASLR places differently in every process.
+inline uint64_t FlatTableSeed() {
+  static const uint64_t seed =
+      (static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&seed)) >> 4) * 0x9e3779b97f4a7c15ull;
+  return seed;
+}
+
+// Hash of `n` bytes (a multiple of 4), 8 at a time: multiply-xorshift per
+// word, murmur3's finaliser at the end so that every output bit depends on
+// every input bit (the table uses the low bits, the tag all 32).
+inline uint64_t HashKeyBytes(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = FlatTableSeed() ^ (n * 0x9fb21c651e98df25ull);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x9fb21c651e98df25ull;
+    h ^= h >> 29;
+  }
+  if (i < n) {
+    uint32_t w;
+    std::memcpy(&w, p + i, 4);
+    h = (h ^ w) * 0x9fb21c651e98df25ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+template <typename Key>
+inline uint64_t KeyHash(const Key& key) {
+  static_assert(std::is_trivially_copyable_v<Key> && sizeof(Key) % 4 == 0);
+  return HashKeyBytes(&key, sizeof(Key));
+}
+
+template <typename Key, typename Value>
+class FlatTable {
+ public:
+  static_assert(std::is_trivially_copyable_v<Key> && std::is_trivially_copyable_v<Value>);
+
+  FlatTable() { slots_.resize(kMinSlots); }
+
+  Value* Find(const Key& key, uint64_t hash) {
+    const uint32_t tag = Tag(hash);
+    for (size_t i = tag & mask(); slots_[i].used; i = (i + 1) & mask()) {
+      if (slots_[i].tag == tag && std::memcmp(&slots_[i].key, &key, sizeof(Key)) == 0) {
+        return &slots_[i].value;
+      }
+    }
+    return nullptr;
+  }
+  const Value* Find(const Key& key, uint64_t hash) const {
+    return const_cast<FlatTable*>(this)->Find(key, hash);
+  }
+  Value* Find(const Key& key) { return Find(key, KeyHash(key)); }
+  const Value* Find(const Key& key) const { return Find(key, KeyHash(key)); }
+  bool Contains(const Key& key) const { return Find(key) != nullptr; }
+
+  // Pulls the home slot of `hash` towards the cache.
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[Tag(hash) & mask()]); }
+
+  // Inserts or overwrites; returns the stored value and whether it was new.
+  std::pair<Value*, bool> Insert(const Key& key, uint64_t hash, const Value& value) {
+    if (Value* v = Find(key, hash); v != nullptr) {
+      *v = value;
+      return {v, false};
+    }
+    return {InsertAbsent(key, hash, value), true};
+  }
+  std::pair<Value*, bool> Insert(const Key& key, const Value& value) {
+    return Insert(key, KeyHash(key), value);
+  }
+  // Insert for a key the caller just failed to Find.
+  Value* InsertAbsent(const Key& key, uint64_t hash, const Value& value) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) {
+      Rehash(slots_.size() * 2);
+    }
+    const uint32_t tag = Tag(hash);
+    size_t i = tag & mask();
+    while (slots_[i].used) {
+      i = (i + 1) & mask();
+    }
+    slots_[i] = Slot{.tag = tag, .used = 1, .key = key, .value = value};
+    ++size_;
+    return &slots_[i].value;
+  }
+
+  bool Erase(const Key& key, uint64_t hash) {
+    const uint32_t tag = Tag(hash);
+    size_t i = tag & mask();
+    for (; slots_[i].used; i = (i + 1) & mask()) {
+      if (slots_[i].tag == tag && std::memcmp(&slots_[i].key, &key, sizeof(Key)) == 0) {
+        break;
+      }
+    }
+    if (!slots_[i].used) {
+      return false;
+    }
+    // Backward shift: pull later members of the cluster into the hole when
+    // their home slot does not lie (cyclically) between the hole and them.
+    size_t hole = i;
+    for (size_t j = (hole + 1) & mask(); slots_[j].used; j = (j + 1) & mask()) {
+      const size_t home = slots_[j].tag & mask();
+      if (((j - home) & mask()) >= ((j - hole) & mask())) {
+        slots_[hole] = slots_[j];
+        hole = j;
+      }
+    }
+    slots_[hole].used = 0;
+    --size_;
+    return true;
+  }
+  bool Erase(const Key& key) { return Erase(key, KeyHash(key)); }
+
+  // Room for `n` entries without growing.
+  void Reserve(size_t n) {
+    size_t want = kMinSlots;
+    while (want * 3 < n * 4) {
+      want *= 2;
+    }
+    if (want > slots_.size()) {
+      Rehash(want);
+    }
+  }
+  void Clear() {
+    slots_.assign(kMinSlots, Slot{});
+    size_ = 0;
+  }
+  // Empties the table but keeps its memory (a flush on a fast path).
+  void ClearKeepCapacity() {
+    for (Slot& s : slots_) {
+      s.used = 0;
+    }
+    size_ = 0;
+  }
+
+  // f(const Key&, const Value&) for every entry, in slot order.
+  template <typename F>
+  void ForEach(F f) const {
+    for (const Slot& s : slots_) {
+      if (s.used) {
+        f(s.key, s.value);
+      }
+    }
+  }
+
+  size_t size() const { return size_; }
+  size_t capacity() const { return slots_.size(); }
+
+ private:
+  static constexpr size_t kMinSlots = 16;
+
+  struct Slot {
+    uint32_t tag = 0;   // low 32 bits of the hash; the home slot is tag & mask
+    uint32_t used = 0;
+    Key key{};
+    Value value{};
+  };
+
+  static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash); }
+  size_t mask() const { return slots_.size() - 1; }
+
+  void Rehash(size_t slots) {
+    std::vector<Slot> old(slots, Slot{});
+    old.swap(slots_);
+    for (const Slot& s : old) {
+      if (!s.used) {
+        continue;
+      }
+      size_t i = s.tag & mask();
+      while (slots_[i].used) {
+        i = (i + 1) & mask();
+      }
+      slots_[i] = s;
+    }
+  }
+
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
+};
+
+}  // namespace dpv2
+
+#endif  // DPV2_CORE_DATAPATH_FLAT_TABLE_H_
