@@ -10,6 +10,7 @@ packages=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev
   dpdk-dev
   iproute2 iptables nftables
+  gnuplot-nox
 )
 
 missing=()
