@@ -97,6 +97,9 @@ class PolicyState {
   uint32_t IdentityOf(const IpAddr& ip) const;
   size_t identity_count() const;   // allocated (>= 256)
   size_t policy_entry_count() const;  // desired policy entries
+  // The desired policy entries of one local endpoint (whatever the backend
+  // acknowledged), sorted by direction, identity, protocol, port; for tooling.
+  std::vector<PolicyEntry> EndpointPolicy(uint32_t endpoint_id) const;
   // Warnings since the last call (e.g. a CIDR with host bits set).
   std::vector<std::string> TakeWarnings();
 

@@ -1938,6 +1938,22 @@ size_t PolicyState::identity_count() const { return state_->allocator.size(); }
 
 size_t PolicyState::policy_entry_count() const { return state_->desired_policy_entries; }
 
+std::vector<PolicyEntry> PolicyState::EndpointPolicy(uint32_t endpoint_id) const {
+  std::vector<PolicyEntry> out;
+  for (const auto& [group, entries] : state_->desired_policy) {
+    if (group.endpoint_id == endpoint_id) {
+      out.insert(out.end(), entries.begin(), entries.end());
+    }
+  }
+  auto order = [](const PolicyEntry& e) {
+    const uint16_t port = static_cast<uint16_t>((e.key.dport >> 8) | (e.key.dport << 8));
+    return std::make_tuple(e.key.direction, e.key.identity, e.key.proto, port, e.key.prefixlen);
+  };
+  std::sort(out.begin(), out.end(),
+            [&](const PolicyEntry& a, const PolicyEntry& b) { return order(a) < order(b); });
+  return out;
+}
+
 std::vector<std::string> PolicyState::TakeWarnings() {
   std::vector<std::string> out = std::move(state_->warnings);
   state_->warnings.clear();
