@@ -124,6 +124,11 @@ class Backend {
 
   // All or nothing: on error nothing of `batch` is visible to packets.
   virtual absl::Status Apply(const ChangeBatch& batch) = 0;
+  // Every configuration entry the datapath holds now (services, backends,
+  // lookup tables, source ranges, endpoints, ipcache, policy) as one batch of
+  // upserts, each list sorted: what a restarted agent adopts
+  // (LbState::Adopt, PolicyState::Adopt; docs/datapath.md "Restart adoption").
+  virtual absl::StatusOr<ChangeBatch> DumpState() = 0;
 
   // Refuses (CheckPacketInput) a frame no interface could deliver.
   virtual absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) = 0;

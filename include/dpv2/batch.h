@@ -58,6 +58,11 @@ struct PolicyEntry {
   dpv2_policy_value value;
 };
 
+// Restart adoption (LbState::Adopt, PolicyState::Adopt) keeps the ids of a
+// dumped batch only up to this value: fresh ids are allocated above the
+// adopted ones, so a larger one would leave no room (no dpv2 writer makes one).
+inline constexpr uint32_t kMaxAdoptedId = 0x7fffffff;
+
 struct ChangeBatch {
   std::vector<BackendEntry> backends_upsert;
   std::vector<LookupTable> tables_upsert;

@@ -44,6 +44,14 @@ class IdentityAllocator {
   // The identity of `key`, allocated if new; counts one reference.
   // ResourceExhausted only when all 2^32 - 256 numbers are in use.
   absl::StatusOr<uint32_t> Acquire(absl::string_view key, bool* created = nullptr);
+  // Like Acquire, but a new key takes `preferred` when that number is free,
+  // >= 256 and below the fresh range (SkipTo): restart adoption keeps the
+  // number the datapath holds.
+  absl::StatusOr<uint32_t> AcquirePreferring(absl::string_view key, uint32_t preferred,
+                                             bool* created = nullptr);
+  // New numbers are drawn from `next` up (below it only as preferred ones),
+  // so that none collides with a number an adopted datapath holds.
+  void SkipTo(uint64_t next);
   // Drops one reference; returns true when that freed the identity.
   // Unknown identities are ignored (false).
   bool Release(uint32_t identity);

@@ -111,6 +111,22 @@ class LbState {
   // Forgets what the backend holds (e.g. it was recreated): the next Diff()
   // writes everything.
   void ResetAcknowledged();
+  // Restart adoption: `dumped` is what the datapath holds now
+  // (Backend::DumpState; only its services, backends, lookup tables and
+  // source ranges are read). The desired records keep the ids the datapath
+  // uses for the same backend (address, port, protocol), the same frontend
+  // (address, port, protocol: its service_id) and the same lookup table
+  // (identical slots), and the dump counts as acknowledged: the next Diff()
+  // holds only the real differences, deletes of what went away included, and
+  // conntrack entries of unchanged backends stay valid. Fresh ids never
+  // collide with a dumped one. Callable before or after the Services are
+  // given (they are recompiled). A dump that is not consistent (an id 0 or
+  // above kMaxAdoptedId, a table of another size or naming a backend the dump
+  // lacks, a frontend naming a missing table, one backend or service id under
+  // two names) is an InvalidArgument error naming the entry; the state then
+  // adopts no id, and the next Diff() rewrites everything under fresh ids and
+  // deletes what the dump held.
+  absl::Status Adopt(const ChangeBatch& dumped);
 
   // Read access for tooling, sorted by service, address, port, protocol, scope.
   std::vector<FrontendView> Frontends() const;

@@ -81,6 +81,19 @@ class PolicyState {
   ChangeBatch Diff() const;
   void Acknowledge(const ChangeBatch& batch);
   void ResetAcknowledged();
+  // Restart adoption, before the first input: `dumped` is what the datapath
+  // holds (Backend::DumpState; only endpoints, ipcache and policy are read).
+  // Inputs given afterwards keep the ids it uses where they fit: a local pod
+  // the endpoint_id of its address, an identity the number its address or
+  // prefix has, a policy entry the match_id of the entry at the same key; and
+  // the dump counts as acknowledged, so Diff() holds only the real
+  // differences, deletes of what went away included. Fresh ids never collide
+  // with dumped ones. FailedPrecondition once an input was given. A dump that
+  // is not consistent (an id 0 or above kMaxAdoptedId, a bad family or
+  // prefix length, policy entries of an endpoint the dump lacks) is an
+  // InvalidArgument error naming the entry; then no id is adopted, and the
+  // next Diff() rewrites everything and deletes what the dump held.
+  absl::Status Adopt(const ChangeBatch& dumped);
 
   // The policies behind a dpv2_policy_value.match_id (nullptr if unknown).
   const std::vector<PolicyRef>* MatchPolicies(uint32_t match_id) const;

@@ -62,6 +62,7 @@ class CorePipelineProgram : public DatapathProgram {
     copies_[to] = copies_[from];
     return absl::OkStatus();
   }
+  absl::StatusOr<ChangeBatch> Dump(int copy) const override { return copies_[copy].Dump(); }
   std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
     return std::make_unique<CoreLcoreDatapath>(copies_, config_, events, random_seed);
   }

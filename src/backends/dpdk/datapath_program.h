@@ -53,6 +53,11 @@ class DatapathProgram {
   // Makes copy `to` equal to copy `from` (recovery should the second
   // application of a batch fail after the first succeeded).
   virtual absl::Status Resync(int to, int from) = 0;
+  // Every entry of copy `copy` as a batch of upserts (DumpState); a program
+  // that keeps no tables of its own has none to report.
+  virtual absl::StatusOr<ChangeBatch> Dump(int /*copy*/) const {
+    return absl::UnimplementedError("dpdk datapath program: no table dump");
+  }
   // `events` receives the lcore's event records; it outlives the lcore.
   virtual std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) = 0;
 };

@@ -66,6 +66,7 @@ class DpdkBackend : public Backend {
 
   absl::string_view Name() const override { return "dpdk"; }
   absl::Status Apply(const ChangeBatch& batch) override;
+  absl::StatusOr<ChangeBatch> DumpState() override;  // state_dump.cc
   absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override;
   absl::StatusOr<Counters> ReadCounters() override;
   absl::StatusOr<std::vector<FlowEvent>> DrainEvents(size_t max_events) override;

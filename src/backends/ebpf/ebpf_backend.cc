@@ -343,60 +343,7 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
 }
 
 absl::Status EbpfBackend::RebuildModelFromMaps() {
-  ChangeBatch b;
-  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, backends_.Keys());
-  for (const std::string& k : keys) {
-    BackendEntry e{};
-    std::memcpy(&e.id, k.data(), sizeof(e.id));
-    DPV2_ASSIGN_OR_RETURN(bool found, backends_.Lookup(&e.id, &e.value));
-    if (found) {
-      b.backends_upsert.push_back(e);
-    }
-  }
-  DPV2_ASSIGN_OR_RETURN(keys, tables_.Keys());
-  for (const std::string& k : keys) {
-    LookupTable t;
-    std::memcpy(&t.id, k.data(), sizeof(t.id));
-    uint32_t inner_id = 0;
-    DPV2_ASSIGN_OR_RETURN(bool found, tables_.Lookup(&t.id, &inner_id));
-    if (!found) {
-      continue;
-    }
-    int fd = bpf_map_get_fd_by_id(inner_id);
-    if (fd < 0) {
-      return Errno(absl::StrCat("lookup table ", t.id, ": open inner map"), errno);
-    }
-    absl::Cleanup close_fd = [fd] { close(fd); };
-    t.slots.resize(options_.config.maglev_table_size);
-    for (uint32_t i = 0; i < t.slots.size(); ++i) {
-      if (bpf_map_lookup_elem(fd, &i, &t.slots[i]) != 0) {
-        return Errno(absl::StrCat("lookup table ", t.id, ": read slot ", i), errno);
-      }
-    }
-    b.tables_upsert.push_back(std::move(t));
-  }
-  DPV2_ASSIGN_OR_RETURN(keys, source_ranges_.Keys());
-  for (const std::string& k : keys) {
-    dpv2_src_range_key key;
-    std::memcpy(&key, k.data(), sizeof(key));
-    b.source_ranges_upsert.push_back(key);
-  }
-  auto read_all = [](const BpfMap& map, auto& out) -> absl::Status {
-    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> ks, map.Keys());
-    for (const std::string& k : ks) {
-      typename std::decay_t<decltype(out)>::value_type e{};
-      std::memcpy(&e.key, k.data(), sizeof(e.key));
-      DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(&e.key, &e.value));
-      if (found) {
-        out.push_back(e);
-      }
-    }
-    return absl::OkStatus();
-  };
-  DPV2_RETURN_IF_ERROR(read_all(endpoints_, b.endpoints_upsert));
-  DPV2_RETURN_IF_ERROR(read_all(ipcache_, b.ipcache_upsert));
-  DPV2_RETURN_IF_ERROR(read_all(policy_, b.policy_upsert));
-  DPV2_RETURN_IF_ERROR(read_all(services_, b.services_upsert));
+  DPV2_ASSIGN_OR_RETURN(ChangeBatch b, ReadMaps());
   auto model = std::make_unique<DatapathTables>(options_.config);
   if (absl::Status s = model->Apply(b); !s.ok()) {
     return absl::DataLossError(

@@ -34,6 +34,7 @@ class EbpfBackend : public Backend {
 
   absl::string_view Name() const override { return "ebpf"; }
   absl::Status Apply(const ChangeBatch& batch) override;
+  absl::StatusOr<ChangeBatch> DumpState() override;  // state_dump.cc
   absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override;
   absl::StatusOr<Counters> ReadCounters() override;
   absl::StatusOr<std::vector<FlowEvent>> DrainEvents(size_t max_events) override;
@@ -58,6 +59,9 @@ class EbpfBackend : public Backend {
   explicit EbpfBackend(const EbpfOptions& options);
   absl::Status Init();
   absl::Status ApplyToMaps(const ChangeBatch& batch);
+  // Every entry of the configuration maps (inner lookup tables included),
+  // sorted; state_dump.cc.
+  absl::StatusOr<ChangeBatch> ReadMaps() const;
   absl::Status RebuildModelFromMaps();
   absl::Status ConsumeRing();
   absl::Status AttachTc(uint32_t ifindex, int prog_fd);

@@ -57,6 +57,11 @@ class SimBackend : public Backend {
     return tables_.Apply(batch);
   }
 
+  absl::StatusOr<ChangeBatch> DumpState() override {
+    absl::MutexLock lock(&mu_);
+    return tables_.Dump();
+  }
+
   absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override {
     DPV2_RETURN_IF_ERROR(CheckPacketInput(input, "sim"));
     absl::MutexLock lock(&mu_);

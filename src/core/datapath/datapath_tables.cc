@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cstring>
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
@@ -438,6 +440,71 @@ absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
   DPV2_RETURN_IF_ERROR(Validate(batch));
   ApplyValidated(batch);
   return absl::OkStatus();
+}
+
+ChangeBatch DatapathTables::Dump() const {
+  ChangeBatch b;
+  for (const auto& [id, value] : backends_) {
+    b.backends_upsert.push_back({.id = id, .value = value});
+  }
+  for (const auto& [id, slots] : tables_) {
+    b.tables_upsert.push_back({.id = id, .slots = slots});
+  }
+  source_ranges_.ForEach([&b](uint32_t service_id, uint8_t family, const dpv2_addr& addr,
+                              int length, char) {
+    dpv2_src_range_key k{};
+    k.prefixlen = 64 + static_cast<uint32_t>(length);
+    k.service_id = service_id;
+    k.family = family;
+    k.addr = addr;
+    b.source_ranges_upsert.push_back(k);
+  });
+  for (const auto& [key, value] : endpoints_) {
+    b.endpoints_upsert.push_back({.key = key.raw, .value = value});
+  }
+  ipcache_.ForEach([&b](uint32_t, uint8_t family, const dpv2_addr& addr, int length,
+                        const dpv2_ipcache_value& value) {
+    dpv2_ipcache_key k{};
+    k.prefixlen = 32 + static_cast<uint32_t>(length);
+    k.family = family;
+    k.addr = addr;
+    b.ipcache_upsert.push_back({.key = k, .value = value});
+  });
+  b.policy_upsert = policy_.Entries();
+  for (const auto& [key, value] : services_) {
+    b.services_upsert.push_back({.key = key.raw, .value = value});
+  }
+  SortBatch(&b);
+  return b;
+}
+
+namespace {
+
+template <typename T>
+bool BytesLess(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) < 0;
+}
+
+}  // namespace
+
+void SortBatch(ChangeBatch* batch) {
+  auto by_id = [](const auto& a, const auto& b) { return a.id < b.id; };
+  auto by_key = [](const auto& a, const auto& b) { return BytesLess(a.key, b.key); };
+  auto bytes = [](const auto& a, const auto& b) { return BytesLess(a, b); };
+  std::sort(batch->backends_upsert.begin(), batch->backends_upsert.end(), by_id);
+  std::sort(batch->tables_upsert.begin(), batch->tables_upsert.end(), by_id);
+  std::sort(batch->source_ranges_upsert.begin(), batch->source_ranges_upsert.end(), bytes);
+  std::sort(batch->endpoints_upsert.begin(), batch->endpoints_upsert.end(), by_key);
+  std::sort(batch->ipcache_upsert.begin(), batch->ipcache_upsert.end(), by_key);
+  std::sort(batch->policy_upsert.begin(), batch->policy_upsert.end(), by_key);
+  std::sort(batch->services_upsert.begin(), batch->services_upsert.end(), by_key);
+  std::sort(batch->services_delete.begin(), batch->services_delete.end(), bytes);
+  std::sort(batch->policy_delete.begin(), batch->policy_delete.end(), bytes);
+  std::sort(batch->ipcache_delete.begin(), batch->ipcache_delete.end(), bytes);
+  std::sort(batch->endpoints_delete.begin(), batch->endpoints_delete.end(), bytes);
+  std::sort(batch->source_ranges_delete.begin(), batch->source_ranges_delete.end(), bytes);
+  std::sort(batch->tables_delete.begin(), batch->tables_delete.end());
+  std::sort(batch->backends_delete.begin(), batch->backends_delete.end());
 }
 
 const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {

@@ -51,6 +51,8 @@ class DatapathTables {
   // Longest-prefix match; nullptr when no prefix holds `addr`.
   const dpv2_ipcache_value* LookupIpcache(uint8_t family, const dpv2_addr& addr) const;
   const PolicyMap& policy() const { return policy_; }
+  // Every entry as one batch of upserts, each list sorted (Backend::DumpState).
+  ChangeBatch Dump() const;
 
   const DatapathConfig& config() const { return config_; }
   size_t service_count() const { return services_.size(); }
@@ -84,6 +86,10 @@ class DatapathTables {
 
 // "TCP 10.96.0.10:80 EXT" for error messages.
 std::string DescribeServiceKey(const dpv2_lb_key& key);
+
+// Orders every list of `batch` (ids ascending, else key bytes), so that dumps
+// of equal contents compare equal whatever order a table iterates in.
+void SortBatch(ChangeBatch* batch);
 
 }  // namespace dpv2
 

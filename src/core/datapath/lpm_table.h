@@ -87,6 +87,14 @@ class LpmTable {
 
   size_t size() const { return entries_.size(); }
 
+  // Calls fn(scope, family, addr, length, value) for every prefix (for dumps).
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const auto& [k, v] : entries_) {
+      fn(k.scope, k.family, k.addr, static_cast<int>(k.length), v);
+    }
+  }
+
  private:
   struct Key {
     uint32_t scope;

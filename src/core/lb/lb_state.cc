@@ -172,11 +172,23 @@ struct LbState::State {
   std::set<uint32_t> acked_tables;
   std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> acked_ranges;
 
+  // Restart adoption (Adopt): the ids the datapath uses for the same
+  // records, and every id it holds, which fresh allocation skips.
+  std::map<BackendKey, uint32_t> adopted_backend_ids;
+  std::map<FrontendAddr, uint32_t> adopted_service_ids;
+  std::map<TableContent, LookupTable> adopted_tables;
+  std::set<uint32_t> reserved_backend_ids, reserved_table_ids, reserved_service_ids;
+
   absl::StatusOr<CompiledService> Compile(const ServiceSpec& spec) const;
   absl::Status Check(const std::string& key, const CompiledService& next) const;
   void Commit(const std::string& key, std::optional<CompiledService> next);
   void ReleaseUnused();
   std::vector<uint32_t> BuildSlots(const TableContent& content) const;
+  uint32_t BackendIdFor(const BackendKey& bk);
+  uint32_t TableIdFor(const TableContent& content, const std::vector<uint32_t>& slots);
+  uint32_t ServiceIdFor(const FrontendAddr& fa);
+  absl::Status CheckDump(const ChangeBatch& dumped) const;
+  void LearnDump(const ChangeBatch& dumped, bool adopt_ids);
 };
 
 namespace {
@@ -524,7 +536,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
     for (const auto& [bk, local] : next->backends) {
       BackendRecord& rec = backends[bk];
       if (rec.id == 0) {
-        rec.id = next_backend_id++;
+        rec.id = BackendIdFor(bk);
         backend_by_id[rec.id] = bk;
       }
       if (rec.refs++ == 0) {
@@ -542,11 +554,9 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       if (!f.selected.empty()) {
         auto [t, fresh] = table_by_content.emplace(f.selected, 0);
         if (fresh) {
-          t->second = next_table_id++;
-          tables[t->second] = {
-              .content = f.selected,
-              .refs = 0,
-              .slots = std::make_shared<const std::vector<uint32_t>>(BuildSlots(f.selected))};
+          auto slots = std::make_shared<const std::vector<uint32_t>>(BuildSlots(f.selected));
+          t->second = TableIdFor(f.selected, *slots);
+          tables[t->second] = {.content = f.selected, .refs = 0, .slots = std::move(slots)};
         }
         table_id = t->second;
         if (tables[table_id].refs++ == 0) {
@@ -555,7 +565,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       }
       ServiceIdRecord& sid = service_ids[f.addr];
       if (sid.id == 0) {
-        sid.id = next_service_id++;
+        sid.id = ServiceIdFor(f.addr);
       }
       ++sid.refs;
       dpv2_lb_value v;
@@ -642,6 +652,227 @@ void LbState::State::ReleaseUnused() {
     }
   }
   release_service_ids.clear();
+}
+
+namespace {
+
+// The next id at or above *next that the datapath does not hold.
+uint32_t NextFreeId(uint32_t* next, const std::set<uint32_t>& reserved) {
+  while (reserved.contains(*next)) {
+    ++*next;
+  }
+  return (*next)++;
+}
+
+bool AdoptableId(uint32_t id) { return id != 0 && id <= kMaxAdoptedId; }
+
+bool ValidFamily(uint8_t family) {
+  return family == DPV2_FAMILY_V4 || family == DPV2_FAMILY_V6;
+}
+
+BackendKey KeyOfBackend(const dpv2_backend& b) {
+  return {.addr = IpAddr::FromAbi(b.addr, static_cast<Family>(b.family)),
+          .port = ntohs(b.port),
+          .proto = static_cast<L4Proto>(b.proto)};
+}
+
+FrontendAddr AddrOfService(const dpv2_lb_key& k) {
+  return {.addr = IpAddr::FromAbi(k.addr, static_cast<Family>(k.family)),
+          .port = ntohs(k.port),
+          .proto = static_cast<L4Proto>(k.proto)};
+}
+
+// The backends a dumped table names, as LbState keys its tables.
+TableContent ContentOfSlots(const std::vector<uint32_t>& slots,
+                            const std::map<uint32_t, dpv2_backend>& backends) {
+  std::set<uint32_t> ids(slots.begin(), slots.end());
+  TableContent c;
+  for (uint32_t id : ids) {
+    c.push_back(KeyOfBackend(backends.at(id)));
+  }
+  std::sort(c.begin(), c.end());
+  return c;
+}
+
+absl::Status DumpError(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("lb state: adopt: ", what));
+}
+
+}  // namespace
+
+uint32_t LbState::State::BackendIdFor(const BackendKey& bk) {
+  if (auto it = adopted_backend_ids.find(bk);
+      it != adopted_backend_ids.end() && !backend_by_id.contains(it->second)) {
+    return it->second;
+  }
+  uint32_t id = NextFreeId(&next_backend_id, reserved_backend_ids);
+  while (backend_by_id.contains(id)) {
+    id = NextFreeId(&next_backend_id, reserved_backend_ids);
+  }
+  return id;
+}
+
+// An adopted table keeps its id only if it holds exactly the slots this
+// state computes (same backends, ids, Maglev size and seed); else the new
+// table gets a fresh id and the adopted one is deleted by Diff().
+uint32_t LbState::State::TableIdFor(const TableContent& content,
+                                    const std::vector<uint32_t>& slots) {
+  if (auto it = adopted_tables.find(content); it != adopted_tables.end() &&
+                                              !tables.contains(it->second.id) &&
+                                              it->second.slots == slots) {
+    return it->second.id;
+  }
+  uint32_t id = NextFreeId(&next_table_id, reserved_table_ids);
+  while (tables.contains(id)) {
+    id = NextFreeId(&next_table_id, reserved_table_ids);
+  }
+  return id;
+}
+
+uint32_t LbState::State::ServiceIdFor(const FrontendAddr& fa) {
+  if (auto it = adopted_service_ids.find(fa); it != adopted_service_ids.end()) {
+    return it->second;  // CheckDump: one frontend per adopted service id
+  }
+  return NextFreeId(&next_service_id, reserved_service_ids);
+}
+
+absl::Status LbState::State::CheckDump(const ChangeBatch& dumped) const {
+  std::map<uint32_t, dpv2_backend> backends_by_id;
+  std::map<BackendKey, uint32_t> ids_by_backend;
+  for (const BackendEntry& e : dumped.backends_upsert) {
+    if (!AdoptableId(e.id)) {
+      return DumpError(absl::StrCat("backend id ", e.id, " out of range 1..", kMaxAdoptedId));
+    }
+    if (!ValidFamily(e.value.family)) {
+      return DumpError(absl::StrCat("backend ", e.id, ": family ", e.value.family,
+                                    " is not 4 or 6"));
+    }
+    const BackendKey bk = KeyOfBackend(e.value);
+    if (!backends_by_id.emplace(e.id, e.value).second) {
+      return DumpError(absl::StrCat("backend ", e.id, " appears twice"));
+    }
+    if (auto [it, fresh] = ids_by_backend.emplace(bk, e.id); !fresh) {
+      return DumpError(absl::StrCat("backends ", it->second, " and ", e.id, " are both ",
+                                    bk.Identity()));
+    }
+  }
+  std::set<uint32_t> table_ids;
+  for (const LookupTable& t : dumped.tables_upsert) {
+    if (!AdoptableId(t.id)) {
+      return DumpError(absl::StrCat("lookup table id ", t.id, " out of range 1..", kMaxAdoptedId));
+    }
+    if (!table_ids.insert(t.id).second) {
+      return DumpError(absl::StrCat("lookup table ", t.id, " appears twice"));
+    }
+    if (t.slots.size() != options.datapath.maglev_table_size) {
+      return DumpError(absl::StrCat("lookup table ", t.id, ": ", t.slots.size(),
+                                    " slots, want maglev_table_size ",
+                                    options.datapath.maglev_table_size));
+    }
+    for (size_t i = 0; i < t.slots.size(); ++i) {
+      if (!backends_by_id.contains(t.slots[i])) {
+        return DumpError(absl::StrCat("lookup table ", t.id, ": slot ", i, " names backend ",
+                                      t.slots[i], ", which the dump lacks"));
+      }
+    }
+  }
+  std::map<uint32_t, FrontendAddr> addr_by_service_id;
+  for (const ServiceEntry& e : dumped.services_upsert) {
+    if (!ValidFamily(e.key.family) ||
+        (e.key.scope != DPV2_LB_SCOPE_EXT && e.key.scope != DPV2_LB_SCOPE_INT)) {
+      return DumpError(absl::StrCat("service key: family ", e.key.family, " scope ", e.key.scope,
+                                    " out of range"));
+    }
+    const FrontendAddr fa = AddrOfService(e.key);
+    const std::string name = absl::StrCat("frontend ", fa.ToString());
+    if (!AdoptableId(e.value.service_id)) {
+      return DumpError(absl::StrCat(name, ": service_id ", e.value.service_id,
+                                    " out of range 1..", kMaxAdoptedId));
+    }
+    if (e.value.table_id != 0 && !table_ids.contains(e.value.table_id)) {
+      return DumpError(absl::StrCat(name, ": table_id ", e.value.table_id,
+                                    ", which the dump lacks"));
+    }
+    if ((e.value.table_id == 0) != (e.value.backend_count == 0)) {
+      return DumpError(absl::StrCat(name, ": table_id ", e.value.table_id, " with backend_count ",
+                                    e.value.backend_count));
+    }
+    if (auto [it, fresh] = addr_by_service_id.emplace(e.value.service_id, fa);
+        !fresh && it->second != fa) {
+      return DumpError(absl::StrCat("service_id ", e.value.service_id, " names both frontend ",
+                                    it->second.ToString(), " and ", fa.ToString()));
+    }
+  }
+  std::map<FrontendAddr, uint32_t> service_id_by_addr;
+  for (const auto& [id, fa] : addr_by_service_id) {
+    if (auto [it, fresh] = service_id_by_addr.emplace(fa, id); !fresh) {
+      return DumpError(absl::StrCat("frontend ", fa.ToString(), " has service ids ", it->second,
+                                    " and ", id));
+    }
+  }
+  for (const dpv2_src_range_key& k : dumped.source_ranges_upsert) {
+    if (!addr_by_service_id.contains(k.service_id)) {
+      return DumpError(absl::StrCat("source range of service_id ", k.service_id,
+                                    ", which no dumped frontend has"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Takes the dump as what the backend holds, reserves its ids, and with
+// `adopt_ids` (a consistent dump) learns them for the same records.
+void LbState::State::LearnDump(const ChangeBatch& dumped, bool adopt_ids) {
+  std::map<uint32_t, dpv2_backend> backends_by_id;
+  for (const BackendEntry& e : dumped.backends_upsert) {
+    reserved_backend_ids.insert(e.id);
+    if (e.id != 0) {
+      acked_backends[e.id] = e.value;
+      backends_by_id[e.id] = e.value;
+    }
+  }
+  for (const LookupTable& t : dumped.tables_upsert) {
+    reserved_table_ids.insert(t.id);
+    if (t.id != 0) {
+      acked_tables.insert(t.id);
+    }
+  }
+  for (const ServiceEntry& e : dumped.services_upsert) {
+    reserved_service_ids.insert(e.value.service_id);
+    if (ValidFamily(e.key.family)) {
+      acked_services[e.key] = e.value;
+    }
+  }
+  for (const dpv2_src_range_key& k : dumped.source_ranges_upsert) {
+    const uint32_t bits = k.family == DPV2_FAMILY_V4 ? 32 : k.family == DPV2_FAMILY_V6 ? 128 : 0;
+    if (bits != 0 && k.prefixlen >= 64 && k.prefixlen <= 64 + bits) {
+      acked_ranges.insert(k);
+    }
+  }
+  // Fresh ids go above every adopted one, so that an id the previous agent
+  // used (maybe still named by a conntrack entry) is not soon given to a
+  // different backend.
+  for (auto [ids, next] : {std::pair{&reserved_backend_ids, &next_backend_id},
+                           std::pair{&reserved_table_ids, &next_table_id},
+                           std::pair{&reserved_service_ids, &next_service_id}}) {
+    for (auto it = ids->rbegin(); it != ids->rend(); ++it) {
+      if (AdoptableId(*it)) {
+        *next = std::max(*next, *it + 1);
+        break;
+      }
+    }
+  }
+  if (!adopt_ids) {
+    return;
+  }
+  for (const auto& [id, value] : backends_by_id) {
+    adopted_backend_ids[KeyOfBackend(value)] = id;
+  }
+  for (const LookupTable& t : dumped.tables_upsert) {
+    adopted_tables[ContentOfSlots(t.slots, backends_by_id)] = t;
+  }
+  for (const ServiceEntry& e : dumped.services_upsert) {
+    adopted_service_ids[AddrOfService(e.key)] = e.value.service_id;
+  }
 }
 
 absl::string_view FrontendKindName(FrontendKind kind) {
@@ -802,8 +1033,34 @@ void LbState::Acknowledge(const ChangeBatch& batch) {
   s.ReleaseUnused();
 }
 
+absl::Status LbState::Adopt(const ChangeBatch& dumped) {
+  auto next = std::make_unique<State>();
+  next->options = state_->options;
+  next->node = state_->node;
+  next->maglev = state_->maglev;
+  next->specs = state_->specs;
+  const absl::Status consistent = next->CheckDump(dumped);
+  next->LearnDump(dumped, consistent.ok());
+  // The same Services under the learned ids. They compiled and fitted before
+  // with this node, and capacities count desired records only: no error is
+  // expected here, and on one the state stays as it was.
+  for (const auto& [key, spec] : next->specs) {
+    DPV2_ASSIGN_OR_RETURN(CompiledService c, next->Compile(spec));
+    DPV2_RETURN_IF_ERROR(next->Check(key, c));
+    next->Commit(key, std::move(c));
+  }
+  state_ = std::move(next);
+  return consistent;
+}
+
 void LbState::ResetAcknowledged() {
   State& s = *state_;
+  s.adopted_backend_ids.clear();
+  s.adopted_service_ids.clear();
+  s.adopted_tables.clear();
+  s.reserved_backend_ids.clear();
+  s.reserved_table_ids.clear();
+  s.reserved_service_ids.clear();
   s.acked_services.clear();
   s.acked_backends.clear();
   s.acked_tables.clear();

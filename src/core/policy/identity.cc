@@ -1,5 +1,6 @@
 #include "dpv2/identity.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/status/status.h"
@@ -49,6 +50,24 @@ absl::StatusOr<uint32_t> IdentityAllocator::Acquire(absl::string_view key, bool*
   }
   return id;
 }
+
+absl::StatusOr<uint32_t> IdentityAllocator::AcquirePreferring(absl::string_view key,
+                                                               uint32_t preferred,
+                                                               bool* created) {
+  if (preferred < DPV2_IDENTITY_FIRST_ALLOCATED || preferred >= next_ || by_key_.contains(key) ||
+      by_id_.contains(preferred)) {
+    return Acquire(key, created);
+  }
+  std::erase(free_, preferred);
+  by_key_.emplace(std::string(key), preferred);
+  by_id_.emplace(preferred, Slot{.key = std::string(key), .references = 1});
+  if (created != nullptr) {
+    *created = true;
+  }
+  return preferred;
+}
+
+void IdentityAllocator::SkipTo(uint64_t next) { next_ = std::max(next_, next); }
 
 bool IdentityAllocator::Release(uint32_t identity) {
   auto it = by_id_.find(identity);

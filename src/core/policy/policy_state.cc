@@ -288,7 +288,15 @@ struct PolicyState::State {
 
   // Match ids.
   absl::flat_hash_map<std::string, uint32_t> match_by_key;
-  std::vector<std::vector<PolicyRef>> match_policies{{}};  // index 0 = none
+  std::map<uint32_t, std::vector<PolicyRef>> match_policies;  // 0 = none, never stored
+  uint32_t next_match_id = 1;
+
+  // Restart adoption (Adopt): the ids the datapath holds for the same
+  // addresses, preferred while free. Match ids are taken from the
+  // acknowledged entry at the same key (acked_policy) while `adopted`.
+  absl::flat_hash_map<IpAddr, uint32_t> adopted_endpoint_ids;
+  absl::flat_hash_map<Prefix, uint32_t> adopted_identities;
+  bool adopted = false;
 
   // Desired and acknowledged datapath state, and what differs.
   absl::flat_hash_map<IpAddr, dpv2_endpoint_value> desired_endpoints, acked_endpoints;
@@ -384,9 +392,16 @@ struct PolicyState::State {
     MarkIdentity(id);
   }
 
-  absl::StatusOr<uint32_t> AcquireIdentity(const std::string& key, Identity proto) {
+  // `where`: the address or prefix the identity is for; an adopted datapath's
+  // identity there is preferred.
+  absl::StatusOr<uint32_t> AcquireIdentity(const std::string& key, Identity proto,
+                                           const Prefix& where) {
     bool created = false;
-    DPV2_ASSIGN_OR_RETURN(uint32_t id, allocator.Acquire(key, &created));
+    auto adopted_id = adopted_identities.find(where);
+    DPV2_ASSIGN_OR_RETURN(
+        uint32_t id, allocator.AcquirePreferring(
+                         key, adopted_id == adopted_identities.end() ? 0 : adopted_id->second,
+                         &created));
     if (created) {
       identities[id] = std::move(proto);
       if (identities[id].kind == Identity::Kind::kPod) {
@@ -481,7 +496,7 @@ struct PolicyState::State {
                      .namespace_name = pod.namespace_name,
                      .labels = pod.labels,
                      .tags = tags};
-      absl::StatusOr<uint32_t> id = AcquireIdentity(key, std::move(proto));
+      absl::StatusOr<uint32_t> id = AcquireIdentity(key, std::move(proto), HostPrefix(ip));
       if (!id.ok()) {
         for (auto& [ip2, id2] : out) {
           ReleaseIdentity(id2);
@@ -532,7 +547,15 @@ struct PolicyState::State {
     }
   }
 
-  uint32_t AllocateEndpointId() {
+  // The endpoint id an adopted datapath holds for one of `ips`, if free.
+  uint32_t AllocateEndpointId(const std::vector<IpAddr>& ips) {
+    for (const IpAddr& ip : ips) {
+      if (auto it = adopted_endpoint_ids.find(ip);
+          it != adopted_endpoint_ids.end() && !endpoints.contains(it->second)) {
+        std::erase(free_endpoint_ids, it->second);
+        return it->second;
+      }
+    }
     if (!free_endpoint_ids.empty()) {
       uint32_t id = free_endpoint_ids.back();
       free_endpoint_ids.pop_back();
@@ -699,7 +722,7 @@ struct PolicyState::State {
         continue;
       }
       Identity proto{.kind = Identity::Kind::kCidr, .tags = tags};
-      DPV2_ASSIGN_OR_RETURN(uint32_t id, AcquireIdentity(absl::StrCat("cidr|", TagText(tags)), proto));
+      DPV2_ASSIGN_OR_RETURN(uint32_t id, AcquireIdentity(absl::StrCat("cidr|", TagText(tags)), proto, p));
       next_cidr[p] = id;
     }
     absl::flat_hash_map<Prefix, uint32_t> old_cidr = std::move(cidr_identity);
@@ -740,7 +763,8 @@ struct PolicyState::State {
         } else {
           Identity proto{.kind = Identity::Kind::kNode, .tags = tags};
           DPV2_ASSIGN_OR_RETURN(uint32_t id,
-                                AcquireIdentity(absl::StrCat("node|", TagText(tags)), proto));
+                                AcquireIdentity(absl::StrCat("node|", TagText(tags)), proto,
+                                                HostPrefix(ip)));
           next[ip] = id;
         }
       }
@@ -1076,7 +1100,8 @@ struct PolicyState::State {
 
   // ---- per-endpoint compilation ----------------------------------------------
 
-  uint32_t MatchId(std::vector<PolicyRef> refs) {
+  // `preferred`: the match id the datapath holds for this entry (adoption).
+  uint32_t MatchId(std::vector<PolicyRef> refs, uint32_t preferred) {
     std::sort(refs.begin(), refs.end());
     refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
     std::string key;
@@ -1087,13 +1112,21 @@ struct PolicyState::State {
     if (it != match_by_key.end()) {
       return it->second;
     }
-    const uint32_t id = static_cast<uint32_t>(match_policies.size());
-    match_policies.push_back(std::move(refs));
+    uint32_t id = preferred;
+    if (id == 0 || id >= next_match_id || match_policies.contains(id)) {
+      id = next_match_id++;
+    }
+    match_policies[id] = std::move(refs);
     match_by_key[key] = id;
     return id;
   }
 
-  dpv2_policy_value Decide(const std::vector<const RuleMeta*>& metas, bool np_isolated) {
+  // `held`: what the datapath holds at this entry's key, if adopted.
+  dpv2_policy_value Decide(const std::vector<const RuleMeta*>& metas, bool np_isolated,
+                           const dpv2_policy_value* held) {
+    auto preferred = [held](uint8_t tier) {
+      return held != nullptr && held->tier == tier ? held->match_id : 0;
+    };
     const RuleMeta* admin = nullptr;
     const RuleMeta* baseline = nullptr;
     std::vector<PolicyRef> allowed_by;
@@ -1117,12 +1150,12 @@ struct PolicyState::State {
                                                   ? DPV2_POLICY_ALLOW
                                                   : DPV2_POLICY_DENY),
               .tier = DPV2_POLICY_TIER_ADMIN,
-              .match_id = MatchId({admin->ref})};
+              .match_id = MatchId({admin->ref}, preferred(DPV2_POLICY_TIER_ADMIN))};
     }
     if (np_isolated) {
       if (!allowed_by.empty()) {
         return {.verdict = DPV2_POLICY_ALLOW, .tier = DPV2_POLICY_TIER_NETWORK,
-                .match_id = MatchId(std::move(allowed_by))};
+                .match_id = MatchId(std::move(allowed_by), preferred(DPV2_POLICY_TIER_NETWORK))};
       }
       return {.verdict = DPV2_POLICY_DENY, .tier = DPV2_POLICY_TIER_DEFAULT, .match_id = 0};
     }
@@ -1131,7 +1164,7 @@ struct PolicyState::State {
                                                   ? DPV2_POLICY_ALLOW
                                                   : DPV2_POLICY_DENY),
               .tier = DPV2_POLICY_TIER_BASELINE,
-              .match_id = MatchId({baseline->ref})};
+              .match_id = MatchId({baseline->ref}, preferred(DPV2_POLICY_TIER_BASELINE))};
     }
     return {.verdict = DPV2_POLICY_ALLOW, .tier = DPV2_POLICY_TIER_NONE, .match_id = 0};
   }
@@ -1257,17 +1290,34 @@ struct PolicyState::State {
           }
         }
       }
-      const dpv2_policy_value v = Decide(metas, d.np_isolated);
+      const dpv2_policy_key key =
+          MakePolicyKey(ep_id, id, static_cast<uint8_t>(dir), static_cast<uint8_t>(var >> 16),
+                        static_cast<uint16_t>(var & 0xffff), len);
+      const dpv2_policy_value v = Decide(metas, d.np_isolated, HeldEntry(key));
       if (parent != nullptr && SameValue(*parent, v)) {
         continue;  // the enclosing entry already answers the same
       }
       emitted[code] = v;
-      out.push_back({.key = MakePolicyKey(ep_id, id, static_cast<uint8_t>(dir),
-                                          static_cast<uint8_t>(var >> 16),
-                                          static_cast<uint16_t>(var & 0xffff), len),
-                     .value = v});
+      out.push_back({.key = key, .value = v});
     }
     return out;
+  }
+
+  // The value the adopted datapath holds at `key` (nullptr when not adopting).
+  const dpv2_policy_value* HeldEntry(const dpv2_policy_key& key) const {
+    if (!adopted) {
+      return nullptr;
+    }
+    auto it = acked_policy.find({key.endpoint_id, key.identity, key.direction});
+    if (it == acked_policy.end()) {
+      return nullptr;
+    }
+    for (const PolicyEntry& e : it->second) {
+      if (SameKey(e.key, key)) {
+        return &e.value;
+      }
+    }
+    return nullptr;
   }
 
   void SetGroup(const GroupKey& g, std::vector<PolicyEntry> entries) {
@@ -1593,7 +1643,7 @@ absl::Status PolicyState::SetPod(const PodInfo& pod, std::optional<LocalEndpoint
   }
   rec->local = want_endpoint ? local : std::nullopt;
   if (want_endpoint && rec->endpoint_id == 0) {
-    rec->endpoint_id = s.AllocateEndpointId();
+    rec->endpoint_id = s.AllocateEndpointId(pod.ips);
     s.endpoints[rec->endpoint_id] = EndpointRecord{.pod_key = key};
     s.endpoints_by_namespace[pod.namespace_name].insert(rec->endpoint_id);
     s.pending_endpoints.insert(rec->endpoint_id);
@@ -1865,8 +1915,136 @@ void PolicyState::Acknowledge(const ChangeBatch& batch) {
   });
 }
 
+namespace {
+
+bool AdoptableId(uint32_t id) { return id != 0 && id <= kMaxAdoptedId; }
+
+// Family and prefix length of an ipcache key, before Prefix::Make sees it.
+bool ValidIpcacheKey(const dpv2_ipcache_key& k) {
+  const uint32_t bits = k.family == DPV2_FAMILY_V4 ? 32 : k.family == DPV2_FAMILY_V6 ? 128 : 0;
+  return bits != 0 && k.prefixlen >= 32 && k.prefixlen <= 32 + bits;
+}
+
+bool ValidEndpointKey(const dpv2_endpoint_key& k) {
+  return k.family == DPV2_FAMILY_V4 || k.family == DPV2_FAMILY_V6;
+}
+
+absl::Status CheckPolicyDump(const ChangeBatch& dumped) {
+  auto error = [](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("policy state: adopt: ", what));
+  };
+  absl::flat_hash_set<uint32_t> endpoint_ids;
+  for (const EndpointEntry& e : dumped.endpoints_upsert) {
+    if (!ValidEndpointKey(e.key)) {
+      return error(absl::StrCat("endpoint key: family ", e.key.family, " is not 4 or 6"));
+    }
+    const std::string name = absl::StrCat("endpoint ", IpOfEndpointKey(e.key).ToString());
+    if (!AdoptableId(e.value.endpoint_id)) {
+      return error(absl::StrCat(name, ": endpoint_id ", e.value.endpoint_id, " out of range 1..",
+                                kMaxAdoptedId));
+    }
+    if (!AdoptableId(e.value.identity)) {
+      return error(absl::StrCat(name, ": identity ", e.value.identity, " out of range 1..",
+                                kMaxAdoptedId));
+    }
+    endpoint_ids.insert(e.value.endpoint_id);
+  }
+  for (const IpcacheEntry& e : dumped.ipcache_upsert) {
+    if (!ValidIpcacheKey(e.key)) {
+      return error(absl::StrCat("ipcache key: family ", e.key.family, " prefixlen ",
+                                e.key.prefixlen, " out of range"));
+    }
+    if (!AdoptableId(e.value.identity)) {
+      return error(absl::StrCat("ipcache ", PrefixOfIpcacheKey(e.key).ToString(), ": identity ",
+                                e.value.identity, " out of range 1..", kMaxAdoptedId));
+    }
+  }
+  for (const PolicyEntry& e : dumped.policy_upsert) {
+    DPV2_RETURN_IF_ERROR(ValidatePolicyEntry(e));
+    if (!endpoint_ids.contains(e.key.endpoint_id)) {
+      return error(absl::StrCat("policy entry of endpoint_id ", e.key.endpoint_id,
+                                ", which no dumped endpoint has"));
+    }
+    if (e.key.identity > kMaxAdoptedId || e.value.match_id > kMaxAdoptedId) {
+      return error(absl::StrCat("policy entry of endpoint_id ", e.key.endpoint_id, ": identity ",
+                                e.key.identity, " or match_id ", e.value.match_id,
+                                " out of range"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status PolicyState::Adopt(const ChangeBatch& dumped) {
+  State& s = *state_;
+  if (!s.pods.empty() || !s.namespaces.empty() || !s.nodes.empty() || !s.policies.empty()) {
+    return absl::FailedPreconditionError(
+        "policy state: adopt: inputs were given already; adopt into a fresh PolicyState");
+  }
+  const absl::Status consistent = CheckPolicyDump(dumped);
+  // What the datapath holds counts as acknowledged, and is examined by the
+  // next Diff() (kept or deleted); ids at or below the largest dumped one are
+  // given only to the records that held them.
+  uint64_t max_endpoint = 0, max_identity = 0, max_match = 0;
+  for (const EndpointEntry& e : dumped.endpoints_upsert) {
+    if (!ValidEndpointKey(e.key)) {
+      continue;
+    }
+    const IpAddr ip = IpOfEndpointKey(e.key);
+    s.acked_endpoints[ip] = e.value;
+    s.dirty_endpoints.insert(ip);
+    if (AdoptableId(e.value.endpoint_id)) {
+      max_endpoint = std::max<uint64_t>(max_endpoint, e.value.endpoint_id);
+    }
+    if (AdoptableId(e.value.identity)) {
+      max_identity = std::max<uint64_t>(max_identity, e.value.identity);
+    }
+    if (consistent.ok()) {
+      s.adopted_endpoint_ids[ip] = e.value.endpoint_id;
+      s.adopted_identities[HostPrefix(ip)] = e.value.identity;
+    }
+  }
+  for (const IpcacheEntry& e : dumped.ipcache_upsert) {
+    if (!ValidIpcacheKey(e.key)) {
+      continue;
+    }
+    const Prefix p = PrefixOfIpcacheKey(e.key);
+    s.acked_ipcache[p] = e.value;
+    s.dirty_ipcache.insert(p);
+    if (AdoptableId(e.value.identity)) {
+      max_identity = std::max<uint64_t>(max_identity, e.value.identity);
+    }
+    if (consistent.ok()) {
+      s.adopted_identities.emplace(p, e.value.identity);
+    }
+  }
+  for (const PolicyEntry& e : dumped.policy_upsert) {
+    if (!ValidatePolicyEntry(e).ok()) {
+      continue;
+    }
+    const GroupKey g{e.key.endpoint_id, e.key.identity, e.key.direction};
+    s.acked_policy[g].push_back(e);
+    s.dirty_policy.insert(g);
+    if (e.key.identity <= kMaxAdoptedId) {
+      max_identity = std::max<uint64_t>(max_identity, e.key.identity);
+    }
+    if (e.value.match_id <= kMaxAdoptedId) {
+      max_match = std::max<uint64_t>(max_match, e.value.match_id);
+    }
+  }
+  s.next_endpoint_id = std::max<uint32_t>(s.next_endpoint_id, max_endpoint + 1);
+  s.next_match_id = std::max<uint32_t>(s.next_match_id, max_match + 1);
+  s.allocator.SkipTo(max_identity + 1);
+  s.adopted = consistent.ok();
+  return consistent;
+}
+
 void PolicyState::ResetAcknowledged() {
   State& s = *state_;
+  s.adopted = false;
+  s.adopted_endpoint_ids.clear();
+  s.adopted_identities.clear();
   s.acked_endpoints.clear();
   s.acked_ipcache.clear();
   s.acked_policy.clear();
@@ -1876,10 +2054,8 @@ void PolicyState::ResetAcknowledged() {
 }
 
 const std::vector<PolicyRef>* PolicyState::MatchPolicies(uint32_t match_id) const {
-  if (match_id == 0 || match_id >= state_->match_policies.size()) {
-    return nullptr;
-  }
-  return &state_->match_policies[match_id];
+  auto it = state_->match_policies.find(match_id);
+  return it == state_->match_policies.end() ? nullptr : &it->second;
 }
 
 const Labels* PolicyState::NetworkPolicyAnnotations(absl::string_view namespace_name,
