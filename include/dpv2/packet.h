@@ -207,6 +207,14 @@ std::vector<uint8_t> BuildTcpReset(absl::Span<const uint8_t> frame, const Parsed
 // (v4: IHL*4 + 8; v6: 40 + 8), fewer if the packet is shorter.
 std::vector<uint8_t> BuildPortUnreachable(absl::Span<const uint8_t> frame,
                                           const ParsedPacket& pkt);
+// The same two written into `out` (no allocation, for a datapath's fast
+// path); return the reply's length, 0 when there is none or `out` is shorter
+// than the reply. kMaxRejectReplyLen always suffices.
+inline constexpr size_t kMaxRejectReplyLen = 128;
+size_t WriteTcpReset(absl::Span<const uint8_t> frame, const ParsedPacket& pkt,
+                     absl::Span<uint8_t> out);
+size_t WritePortUnreachable(absl::Span<const uint8_t> frame, const ParsedPacket& pkt,
+                            absl::Span<uint8_t> out);
 
 // Decodes a frame field by field for test failure messages, e.g.
 // "eth 02:00:00:00:00:01->02:00:00:00:00:02; ipv4 10.0.0.1->10.96.0.10 ttl 64

@@ -1,11 +1,13 @@
 // The core pipeline as a DPDK DatapathProgram, and the public factory that
 // runs it.
+#include <algorithm>
 #include <memory>
 
 #include "backends/dpdk/datapath_program.h"
 #include "backends/dpdk/dpdk_backend.h"
 #include "core/datapath/datapath_tables.h"
 #include "core/datapath/pipeline.h"
+#include "core/datapath/steering.h"
 #include "core/status_macros.h"
 #include "dpv2/dpdk.h"
 
@@ -13,15 +15,29 @@ namespace dpv2 {
 namespace dpdk {
 namespace {
 
+// Connections each lcore has room for from the start (7 MiB); beyond
+// this the table doubles as it fills.
+constexpr size_t kReservedConnections = 1 << 15;
+
 class CoreLcoreDatapath : public LcoreDatapath {
  public:
   CoreLcoreDatapath(const DatapathTables* copies, const DatapathConfig& config,
                     EventSink* events, uint64_t seed)
-      : copies_(copies), state_(config, events, seed) {}
+      : copies_(copies), state_(config, events, seed) {
+    // Growing a table rehashes all of it: a pause an lcore should not take
+    // while the first connections arrive.
+    state_.conntrack.Reserve(std::min<size_t>(kReservedConnections,
+                                              size_t{config.ct_tcp_entries} +
+                                                  config.ct_other_entries));
+  }
 
   FrameResult Process(int copy, Entry entry, uint32_t ifindex, absl::Span<uint8_t> frame,
                       uint64_t now_ns, std::vector<dpv2_event>* collected) override {
     return ProcessFrame(copies_[copy], state_, entry, ifindex, frame, now_ns, collected);
+  }
+  void ProcessBurst(int copy, absl::Span<const BurstFrame> frames, uint64_t now_ns,
+                    FrameResult* results) override {
+    dpv2::ProcessBurst(copies_[copy], state_, frames, now_ns, results);
   }
   void AddCounters(Counters* total) const override {
     for (size_t i = 0; i < state_.counters.size(); ++i) {
@@ -63,6 +79,9 @@ class CorePipelineProgram : public DatapathProgram {
     return absl::OkStatus();
   }
   absl::StatusOr<ChangeBatch> Dump(int copy) const override { return copies_[copy].Dump(); }
+  bool SteeringHash(int copy, absl::Span<const uint8_t> frame, uint32_t* hash) const override {
+    return FlowSteeringHash(copies_[copy], ParsePacket(frame), hash);
+  }
   std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
     return std::make_unique<CoreLcoreDatapath>(copies_, config_, events, random_seed);
   }

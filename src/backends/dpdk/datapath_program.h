@@ -36,6 +36,16 @@ class LcoreDatapath {
   // `collected`, when not null, also receives the frame's event records.
   virtual FrameResult Process(int copy, Entry entry, uint32_t ifindex, absl::Span<uint8_t> frame,
                               uint64_t now_ns, std::vector<dpv2_event>* collected) = 0;
+  // Up to kMaxBurst frames in place, with the effect of one Process call
+  // each (results[i] for frames[i]); the core pipeline overlaps their table
+  // lookups. The results' reply bytes stay valid until the next call.
+  virtual void ProcessBurst(int copy, absl::Span<const BurstFrame> frames, uint64_t now_ns,
+                            FrameResult* results) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      results[i] = Process(copy, frames[i].entry, frames[i].ifindex, frames[i].frame, now_ns,
+                           nullptr);
+    }
+  }
   // Adds this lcore's counters and drops to `total`.
   virtual void AddCounters(Counters* total) const = 0;
   virtual void DumpConntrack(std::vector<ConntrackEntry>* out) const = 0;
@@ -57,6 +67,13 @@ class DatapathProgram {
   // that keeps no tables of its own has none to report.
   virtual absl::StatusOr<ChangeBatch> Dump(int /*copy*/) const {
     return absl::UnimplementedError("dpdk datapath program: no table dump");
+  }
+  // Flow steering across worker lcores (core/datapath/steering.h): the hash
+  // whose value modulo the number of workers names the lcore that owns the
+  // frame's connection; false when any lcore may run the frame.
+  virtual bool SteeringHash(int /*copy*/, absl::Span<const uint8_t> /*frame*/,
+                            uint32_t* /*hash*/) const {
+    return false;
   }
   // `events` receives the lcore's event records; it outlives the lcore.
   virtual std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) = 0;

@@ -20,7 +20,9 @@ namespace dpv2::dpdk {
 namespace {
 
 constexpr absl::Duration kControlTimeout = absl::Seconds(5);
-constexpr uint16_t kMaxBurst = 64;
+constexpr uint16_t kMaxRxBurst = static_cast<uint16_t>(kMaxBurst);
+// Frames other lcores may hand one worker before it runs them.
+constexpr unsigned kInboxSize = 4096;
 
 static_assert(sizeof(dpv2_event) % 4 == 0, "rte_ring element sizes are multiples of 4");
 
@@ -39,6 +41,7 @@ struct FrameMeta {
   InjectRequest* request;
   uint32_t out_ifindex;
   uint8_t verdict;
+  uint16_t in_port;  // a frame handed to its owner lcore: the port it came in by
 };
 
 int meta_offset = -1;
@@ -75,7 +78,7 @@ bool MacIsZero(const MacAddr& mac) {
 }
 
 // Copies `bytes` into `m` as its only segment.
-bool WriteFrame(rte_mbuf* m, const std::vector<uint8_t>& bytes) {
+bool WriteFrame(rte_mbuf* m, absl::Span<const uint8_t> bytes) {
   rte_pktmbuf_reset(m);
   char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(bytes.size()));
   if (data == nullptr || bytes.size() > UINT16_MAX) {
@@ -107,6 +110,10 @@ struct WorkerShared {
   std::atomic<int64_t> clock_offset_ns{0};
   std::vector<PortRuntime*> ports;
   absl::flat_hash_map<IpAddr, MacAddr> neighbors;
+  const DatapathProgram* program = nullptr;  // for flow steering
+  // Per worker, where other workers hand it the frames it owns (flow
+  // steering, docs/dpdk.md); empty with one worker.
+  std::vector<rte_ring*> inboxes;
   uint16_t burst = 32;
   uint64_t drain_tsc = 0;
   uint32_t idle_sleep_us = 0;
@@ -154,10 +161,15 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   std::unique_ptr<EventSink> sink;
   std::vector<InjectRequest*> finished;  // requests of the current burst
   std::vector<dpv2_event> collected;     // events of an injected frame
+  // Frames of the current burst owned by other workers, per worker
+  // (capacity reserved at start: no allocation on the fast path).
+  std::vector<std::vector<rte_mbuf*>> handoff;
   bool launched = false;
   // Written by the worker only, read by anyone (relaxed).
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> busy_tsc{0};
+  std::atomic<uint64_t> handed_off{0};
+  std::atomic<uint64_t> handoff_drops{0};
   clockid_t cpu_clock{};
   std::atomic<bool> cpu_clock_ready{false};
   alignas(RTE_CACHE_LINE_SIZE) std::atomic<ControlCommand*> mailbox{nullptr};
@@ -248,43 +260,16 @@ void RewriteL2(const WorkerShared& shared, const PortRuntime& in, const PortRunt
   rte_ether_addr_copy(&out.mac, &eth->src_addr);
 }
 
-void ProcessFrame(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_mbuf* m) {
+// Adds `n` to a counter only its worker writes.
+void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// Frees `m`, or turns it into its reply, and queues it on the TX buffer of
+// its output port (this worker's queue).
+void SendResult(Worker& w, size_t in_index, const FrameResult& r, rte_mbuf* m) {
   WorkerShared& shared = *w.shared;
   PortRuntime& in_port = *shared.ports[in_index];
-  InjectRequest* request = in_port.injection ? Meta(m)->request : nullptr;
-  if (in_port.injection && request == nullptr) {
-    rte_pktmbuf_free(m);
-    return;
-  }
-  Entry entry = in_port.options.entry;
-  uint32_t ifindex = in_port.options.ifindex;
-  if (request != nullptr) {
-    entry = request->input.entry;
-    ifindex = request->input.ifindex;
-  }
-  if (!rte_pktmbuf_is_contiguous(m) && rte_pktmbuf_linearize(m) != 0) {
-    // A chained frame too long for one segment: the PMD's jumbo setting and
-    // the pool's data room disagree; nothing the datapath can parse.
-    rte_pktmbuf_free(m);
-    return;
-  }
-  absl::Span<uint8_t> frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
-  std::vector<dpv2_event>* collected = nullptr;
-  if (request != nullptr) {
-    w.collected.clear();
-    collected = &w.collected;
-  }
-  FrameResult r = w.datapath->Process(copy, entry, ifindex, frame, now_ns, collected);
-
-  if (request != nullptr) {
-    PacketOutcome& out = request->outcome;
-    out.verdict = r.verdict;
-    out.drop_reason = r.drop_reason;
-    for (const dpv2_event& ev : w.collected) {
-      out.events.push_back(FlowEvent::FromAbi(ev));
-    }
-    w.finished.push_back(request);
-  }
   if (r.verdict == Verdict::kDrop) {
     rte_pktmbuf_free(m);
     return;
@@ -306,6 +291,111 @@ void ProcessFrame(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_mbu
   rte_eth_tx_buffer(out_port.port_id, w.queue, w.tx[out_index], m);
 }
 
+// A chained frame too long for one segment (the PMD's jumbo setting and the
+// pool's data room disagree) is nothing the datapath can parse: false, and
+// the frame is freed.
+bool MakeContiguous(rte_mbuf* m) {
+  if (!rte_pktmbuf_is_contiguous(m) && rte_pktmbuf_linearize(m) != 0) {
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  return true;
+}
+
+absl::Span<uint8_t> FrameBytes(rte_mbuf* m) {
+  return absl::Span<uint8_t>(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
+}
+
+// A frame RunPacket injected: one at a time, with its events collected.
+void ProcessInjected(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_mbuf* m) {
+  InjectRequest* request = Meta(m)->request;
+  if (request == nullptr || !MakeContiguous(m)) {
+    if (request == nullptr) {
+      rte_pktmbuf_free(m);
+    }
+    return;
+  }
+  const absl::Span<uint8_t> frame = FrameBytes(m);
+  w.collected.clear();
+  FrameResult r = w.datapath->Process(copy, request->input.entry, request->input.ifindex, frame,
+                                      now_ns, &w.collected);
+  PacketOutcome& out = request->outcome;
+  out.verdict = r.verdict;
+  out.drop_reason = r.drop_reason;
+  for (const dpv2_event& ev : w.collected) {
+    out.events.push_back(FlowEvent::FromAbi(ev));
+  }
+  w.finished.push_back(request);
+  SendResult(w, in_index, r, m);
+}
+
+// Frames of the ports (not injected), rewritten in place as one burst;
+// in_index[i] is the port frame i came in by.
+void ProcessMbufs(Worker& w, int copy, uint64_t now_ns, rte_mbuf** ms, const uint16_t* in_index,
+                  uint16_t n) {
+  WorkerShared& shared = *w.shared;
+  BurstFrame frames[kMaxBurst];
+  FrameResult results[kMaxBurst];
+  rte_mbuf* kept[kMaxBurst];
+  uint16_t kept_in[kMaxBurst];
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (!MakeContiguous(ms[i])) {
+      continue;
+    }
+    const PortRuntime& port = *shared.ports[in_index[i]];
+    frames[k] = {.frame = FrameBytes(ms[i]), .entry = port.options.entry,
+                 .ifindex = port.options.ifindex};
+    kept[k] = ms[i];
+    kept_in[k] = in_index[i];
+    ++k;
+  }
+  w.datapath->ProcessBurst(copy, absl::MakeConstSpan(frames, k), now_ns, results);
+  for (uint16_t i = 0; i < k; ++i) {
+    SendResult(w, kept_in[i], results[i], kept[i]);
+  }
+  Bump(w.packets, k);
+}
+
+// Flow steering (docs/dpdk.md): hands the frames of `ms` whose connection
+// another worker owns to that worker's inbox and compacts the rest, which
+// this worker runs, to the front; returns how many remain.
+uint16_t Steer(Worker& w, int copy, rte_mbuf** ms, uint16_t in_index, uint16_t n) {
+  WorkerShared& shared = *w.shared;
+  const size_t workers = shared.inboxes.size();
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = ms[i];
+    uint32_t hash = 0;
+    if (rte_pktmbuf_is_contiguous(m) &&
+        shared.program->SteeringHash(copy, FrameBytes(m), &hash)) {
+      const size_t owner = hash % workers;
+      if (owner != w.index) {
+        Meta(m)->in_port = in_index;
+        w.handoff[owner].push_back(m);
+        continue;
+      }
+    }
+    ms[kept++] = m;
+  }
+  for (size_t owner = 0; owner < workers; ++owner) {
+    std::vector<rte_mbuf*>& out = w.handoff[owner];
+    if (out.empty()) {
+      continue;
+    }
+    const unsigned sent = rte_ring_mp_enqueue_burst(
+        shared.inboxes[owner], reinterpret_cast<void* const*>(out.data()),
+        static_cast<unsigned>(out.size()), nullptr);
+    for (size_t i = sent; i < out.size(); ++i) {
+      rte_pktmbuf_free(out[i]);  // the owner is saturated: drop, as a full RX ring would
+    }
+    Bump(w.handed_off, sent);
+    Bump(w.handoff_drops, out.size() - sent);
+    out.clear();
+  }
+  return kept;
+}
+
 void FlushAll(Worker& w) {
   for (size_t i = 0; i < w.tx.size(); ++i) {
     rte_eth_tx_buffer_flush(w.shared->ports[i]->port_id, w.queue, w.tx[i]);
@@ -315,7 +405,8 @@ void FlushAll(Worker& w) {
 int WorkerMain(void* arg) {
   Worker& w = *static_cast<Worker*>(arg);
   WorkerShared& shared = *w.shared;
-  rte_mbuf* burst[kMaxBurst];
+  rte_mbuf* burst[kMaxRxBurst];
+  uint16_t in_index[kMaxRxBurst];
   uint64_t last_drain = rte_rdtsc();
   if (pthread_getcpuclockid(pthread_self(), &w.cpu_clock) == 0) {
     w.cpu_clock_ready.store(true, std::memory_order_release);
@@ -331,19 +422,35 @@ int WorkerMain(void* arg) {
     const int copy = shared.live_copy.load(std::memory_order_acquire);
     bool busy = false;
     const uint64_t start_tsc = rte_rdtsc();
-    uint64_t received = 0;
     for (const RxQueue& q : w.rx) {
-      const uint16_t n = rte_eth_rx_burst(q.port_id, w.queue, burst, shared.burst);
+      uint16_t n = rte_eth_rx_burst(q.port_id, w.queue, burst, shared.burst);
       if (n == 0) {
         continue;
       }
       busy = true;
-      received += n;
-      for (uint16_t i = 0; i < n; ++i) {
-        if (i + 1 < n) {
-          rte_prefetch0(rte_pktmbuf_mtod(burst[i + 1], void*));
+      if (shared.ports[q.port_index]->injection) {
+        for (uint16_t i = 0; i < n; ++i) {
+          ProcessInjected(w, copy, now_ns, q.port_index, burst[i]);
         }
-        ProcessFrame(w, copy, now_ns, q.port_index, burst[i]);
+        Bump(w.packets, n);
+        continue;
+      }
+      if (!shared.inboxes.empty()) {
+        n = Steer(w, copy, burst, static_cast<uint16_t>(q.port_index), n);
+      }
+      std::fill_n(in_index, n, static_cast<uint16_t>(q.port_index));
+      ProcessMbufs(w, copy, now_ns, burst, in_index, n);
+    }
+    if (!shared.inboxes.empty()) {
+      // Frames other workers received for connections this one owns.
+      const uint16_t n = static_cast<uint16_t>(rte_ring_sc_dequeue_burst(
+          shared.inboxes[w.index], reinterpret_cast<void**>(burst), shared.burst, nullptr));
+      if (n > 0) {
+        busy = true;
+        for (uint16_t i = 0; i < n; ++i) {
+          in_index[i] = Meta(burst[i])->in_port;
+        }
+        ProcessMbufs(w, copy, now_ns, burst, in_index, n);
       }
     }
     const uint64_t tsc = rte_rdtsc();
@@ -361,8 +468,6 @@ int WorkerMain(void* arg) {
       last_drain = tsc;
     }
     if (busy) {
-      w.packets.store(w.packets.load(std::memory_order_relaxed) + received,
-                      std::memory_order_relaxed);
       w.busy_tsc.store(w.busy_tsc.load(std::memory_order_relaxed) + (rte_rdtsc() - start_tsc),
                        std::memory_order_relaxed);
     } else if (shared.idle_sleep_us != 0) {
@@ -481,7 +586,8 @@ absl::Status DpdkBackend::Start() {
   }
   const uint16_t queues = static_cast<uint16_t>(lcores.size());
   shared_ = std::make_unique<WorkerShared>(lcores.size());
-  shared_->burst = std::min<uint16_t>(options_.burst_size, kMaxBurst);
+  shared_->burst = std::min<uint16_t>(options_.burst_size, kMaxRxBurst);
+  shared_->program = program_.get();
   shared_->drain_tsc = (rte_get_tsc_hz() + 999999) / 1000000 * options_.drain_interval_us;
   shared_->idle_sleep_us = options_.idle_sleep_us;
   for (const DpdkNeighbor& n : options_.neighbors) {
@@ -602,6 +708,21 @@ absl::Status DpdkBackend::Start() {
                        rte_strerror(rte_errno)));
     }
     w->sink = std::make_unique<RingEventSink>(w->events);
+    if (lcores.size() > 1) {
+      const std::string inbox_name = absl::StrCat("dpv2s", instance, "_", i);
+      rte_ring* inbox = rte_ring_create(inbox_name.c_str(), kInboxSize,
+                                        static_cast<int>(rte_lcore_to_socket_id(w->lcore)),
+                                        RING_F_SC_DEQ);
+      if (inbox == nullptr) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "dpdk worker ", i, ": steering inbox: ", rte_strerror(rte_errno)));
+      }
+      shared_->inboxes.push_back(inbox);
+      w->handoff.resize(lcores.size());
+      for (std::vector<rte_mbuf*>& h : w->handoff) {
+        h.reserve(kMaxRxBurst);
+      }
+    }
     w->datapath = program_->MakeLcore(w->sink.get(), /*random_seed=*/0x9e3779b97f4a7c15ull + i);
     workers_.push_back(std::move(w));
   }
@@ -646,6 +767,17 @@ void DpdkBackend::Stop() {
       rte_ring_free(w->events);
       w->events = nullptr;
     }
+  }
+  // Frames handed over but not yet run go back to their pools.
+  if (shared_ != nullptr) {
+    for (rte_ring* r : shared_->inboxes) {
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) {
+        rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      }
+      rte_ring_free(r);
+    }
+    shared_->inboxes.clear();
   }
   workers_.clear();
   // Frames still sitting in the injection rings go back to their pool.
@@ -850,6 +982,8 @@ std::vector<WorkerStats> DpdkBackend::ReadWorkerStats() const {
     }
     out.push_back({.lcore = w->lcore,
                    .packets = w->packets.load(std::memory_order_relaxed),
+                   .handed_off = w->handed_off.load(std::memory_order_relaxed),
+                   .handoff_drops = w->handoff_drops.load(std::memory_order_relaxed),
                    .busy_ns = static_cast<uint64_t>(
                        static_cast<double>(w->busy_tsc.load(std::memory_order_relaxed)) *
                        ns_per_tsc),

@@ -47,11 +47,16 @@ struct PortStats {
   uint64_t tx_errors = 0;
 };
 
-// What one worker lcore did: frames received and the TSC cycles spent on
-// non-empty polls (rx burst, processing, tx), i.e. its busy time.
+// What one worker lcore did: frames it ran through the datapath (its own and
+// those other workers handed it) and the TSC cycles spent on non-empty polls
+// (rx burst, processing, tx), i.e. its busy time.
 struct WorkerStats {
   unsigned lcore = 0;
   uint64_t packets = 0;
+  // Flow steering: frames received here and handed to the lcore owning
+  // their connection, and those dropped because its inbox was full.
+  uint64_t handed_off = 0;
+  uint64_t handoff_drops = 0;
   uint64_t busy_ns = 0;
   // CPU time the worker thread got from the kernel (busy and idle polls);
   // on a shared machine it is less than the wall time.

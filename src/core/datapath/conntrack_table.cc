@@ -59,35 +59,41 @@ void ConntrackTable::Count(uint8_t proto, int delta) {
   }
 }
 
-dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& key, uint64_t now_ns) {
-  auto it = entries_.find(Key(key));
-  if (it == entries_.end() || now_ns >= it->second.expires_ns) {
+dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& normalized_key, uint64_t hash,
+                                    uint64_t now_ns) {
+  dpv2_ct_value* v = entries_.Find(normalized_key, hash);
+  if (v == nullptr || now_ns >= v->expires_ns) {
     return nullptr;
   }
-  return &it->second;
+  return v;
+}
+
+dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& key, uint64_t now_ns) {
+  const dpv2_ct_key k = Normalized(key);
+  return Find(k, Hash(k), now_ns);
 }
 
 dpv2_ct_value* ConntrackTable::FindAny(const dpv2_ct_key& key) {
-  auto it = entries_.find(Key(key));
-  return it == entries_.end() ? nullptr : &it->second;
+  return entries_.Find(Normalized(key));
 }
 
 dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& key, const dpv2_ct_value& value) {
-  const Key k(key);
-  if (auto it = entries_.find(k); it != entries_.end()) {
-    it->second = value;
-    return &it->second;
+  const dpv2_ct_key k = Normalized(key);
+  const uint64_t hash = Hash(k);
+  if (dpv2_ct_value* v = entries_.Find(k, hash); v != nullptr) {
+    *v = value;
+    return v;
   }
   const bool tcp = key.proto == DPV2_PROTO_TCP;
   if (tcp ? tcp_entries_ >= tcp_capacity_ : other_entries_ >= other_capacity_) {
     return nullptr;
   }
   Count(key.proto, +1);
-  return &entries_.emplace(k, value).first->second;
+  return entries_.InsertAbsent(k, hash, value);
 }
 
 bool ConntrackTable::Erase(const dpv2_ct_key& key) {
-  if (entries_.erase(Key(key)) == 0) {
+  if (!entries_.Erase(Normalized(key))) {
     return false;
   }
   Count(key.proto, -1);
@@ -96,20 +102,22 @@ bool ConntrackTable::Erase(const dpv2_ct_key& key) {
 
 std::vector<dpv2_ct_key> ConntrackTable::ExpiredKeys(uint64_t now_ns) const {
   std::vector<dpv2_ct_key> keys;
-  for (const auto& [key, value] : entries_) {
+  entries_.ForEach([&](const dpv2_ct_key& key, const dpv2_ct_value& value) {
     if (now_ns >= value.expires_ns) {
-      keys.push_back(key.raw);
+      keys.push_back(key);
     }
-  }
+  });
   return keys;
 }
 
 bool ConntrackTable::EraseIfExpired(const dpv2_ct_key& key, uint64_t now_ns) {
-  auto it = entries_.find(Key(key));
-  if (it == entries_.end() || now_ns < it->second.expires_ns) {
+  const dpv2_ct_key k = Normalized(key);
+  const uint64_t hash = Hash(k);
+  const dpv2_ct_value* v = entries_.Find(k, hash);
+  if (v == nullptr || now_ns < v->expires_ns) {
     return false;
   }
-  entries_.erase(it);
+  entries_.Erase(k, hash);
   Count(key.proto, -1);
   return true;
 }
@@ -125,7 +133,7 @@ GcStats ConntrackTable::CollectGarbage(uint64_t now_ns) {
 }
 
 void ConntrackTable::Flush() {
-  entries_.clear();
+  entries_.ClearKeepCapacity();
   tcp_entries_ = 0;
   other_entries_ = 0;
 }
@@ -133,9 +141,9 @@ void ConntrackTable::Flush() {
 std::vector<ConntrackEntry> ConntrackTable::Dump() const {
   std::vector<ConntrackEntry> out;
   out.reserve(entries_.size());
-  for (const auto& [key, value] : entries_) {
-    out.push_back({.key = key.raw, .value = value});
-  }
+  entries_.ForEach([&](const dpv2_ct_key& key, const dpv2_ct_value& value) {
+    out.push_back({.key = key, .value = value});
+  });
   return out;
 }
 

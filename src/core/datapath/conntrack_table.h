@@ -20,8 +20,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "core/datapath/abi_key.h"
+#include "core/datapath/flat_table.h"
 #include "dpv2/abi/abi.h"
 #include "dpv2/backend.h"
 #include "dpv2/datapath_config.h"
@@ -58,16 +58,25 @@ class ConntrackTable {
  public:
   explicit ConntrackTable(const DatapathConfig& config);
 
+  // The hash the lookups below take, of a key with its padding cleared
+  // (Normalized); computed once per key and packet.
+  static uint64_t Hash(const dpv2_ct_key& normalized_key) { return KeyHash(normalized_key); }
+  void Prefetch(uint64_t hash) const { entries_.Prefetch(hash); }
+
   // The live entry for `key` (now < expires_ns), or nullptr.
   dpv2_ct_value* Find(const dpv2_ct_key& key, uint64_t now_ns);
+  dpv2_ct_value* Find(const dpv2_ct_key& normalized_key, uint64_t hash, uint64_t now_ns);
   // The entry for `key` whether or not it expired (GC may not have run).
   dpv2_ct_value* FindAny(const dpv2_ct_key& key);
   // Inserts `value` under `key`, overwriting an entry of the same key (live
   // or expired) without counting against the capacity. Returns nullptr when
-  // the key is new and its table (TCP or other) is full. May rehash: pointers
-  // from earlier Find/Create calls are invalid afterwards.
+  // the key is new and its table (TCP or other) is full. May grow the table:
+  // pointers from earlier Find/Create calls are invalid afterwards.
   dpv2_ct_value* Create(const dpv2_ct_key& key, const dpv2_ct_value& value);
   bool Erase(const dpv2_ct_key& key);
+  // Room for `entries` without growing (growth rehashes every entry, a
+  // pause a DPDK lcore avoids by reserving at start).
+  void Reserve(size_t entries) { entries_.Reserve(entries); }
 
   // Garbage collection in two steps, as a concurrent collector would run:
   // the keys that were expired when scanned, then a conditional delete.
@@ -85,8 +94,6 @@ class ConntrackTable {
   const ConntrackTimeouts& timeouts() const { return timeouts_; }
 
  private:
-  using Key = AbiKey<dpv2_ct_key>;
-
   void Count(uint8_t proto, int delta);
 
   ConntrackTimeouts timeouts_;
@@ -94,7 +101,7 @@ class ConntrackTable {
   uint32_t other_capacity_;
   size_t tcp_entries_ = 0;
   size_t other_entries_ = 0;
-  absl::flat_hash_map<Key, dpv2_ct_value> entries_;
+  FlatTable<dpv2_ct_key, dpv2_ct_value> entries_;
 };
 
 }  // namespace dpv2

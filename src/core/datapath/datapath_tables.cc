@@ -100,7 +100,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
     backends_upserted.insert(b.id);
   }
   auto backend_after = [&](uint32_t id) {
-    return (backends_upserted.contains(id) || backends_.contains(id)) &&
+    return (backends_upserted.contains(id) || backends_.Contains(id)) &&
            !backends_deleted.contains(id);
   };
 
@@ -234,8 +234,8 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
       touched.insert(key);
     }
     for (const ServiceKey& key : touched) {
-      if (auto it = services_.find(key); it != services_.end()) {
-        count(it->second.table_id, -1);
+      if (const dpv2_lb_value* v = services_.Find(key.raw); v != nullptr) {
+        count(v->table_id, -1);
       }
       if (services_deleted.contains(key)) {
         continue;
@@ -296,14 +296,14 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
   const size_t services_after = SizeAfter<ServiceKey>(
       services_.size(), batch.services_upsert, batch.services_delete,
       [](const ServiceEntry& s) { return ServiceKey(s.key); },
-      [&](const ServiceKey& k) { return services_.contains(k); });
+      [&](const ServiceKey& k) { return services_.Contains(k.raw); });
   if (services_after > config_.max_services) {
     return Full("services", config_.max_services);
   }
   const size_t backends_after = SizeAfter<uint32_t>(
       backends_.size(), batch.backends_upsert, batch.backends_delete,
       [](const BackendEntry& b) { return b.id; },
-      [&](uint32_t id) { return backends_.contains(id); });
+      [&](uint32_t id) { return backends_.Contains(id); });
   if (backends_after > config_.max_backends) {
     return Full("backends", config_.max_backends);
   }
@@ -328,7 +328,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
   const size_t endpoints_after = SizeAfter<EndpointKey>(
       endpoints_.size(), batch.endpoints_upsert, batch.endpoints_delete,
       [](const EndpointEntry& e) { return EndpointKey(e.key); },
-      [&](const EndpointKey& k) { return endpoints_.contains(k); });
+      [&](const EndpointKey& k) { return endpoints_.Contains(k.raw); });
   if (endpoints_after > config_.max_endpoints) {
     return Full("endpoints", config_.max_endpoints);
   }
@@ -368,11 +368,29 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
       table_users_.erase(table_id);
     }
   };
+  auto add_backend_addr = [this](const dpv2_backend& b, int delta) {
+    const BackendAddrKey key = BackendAddrOf(b);
+    uint32_t* users = backend_addrs_.Find(key);
+    if (users == nullptr) {
+      if (delta > 0) {
+        backend_addrs_.Insert(key, static_cast<uint32_t>(delta));
+      }
+      return;
+    }
+    *users = static_cast<uint32_t>(static_cast<int64_t>(*users) + delta);
+    if (*users == 0) {
+      backend_addrs_.Erase(key);
+    }
+  };
 
   // Upserts: backends, lookup tables, source ranges, endpoints, ipcache,
   // policy, services.
   for (const BackendEntry& b : batch.backends_upsert) {
-    backends_[b.id] = b.value;
+    if (const dpv2_backend* old = backends_.Find(b.id); old != nullptr) {
+      add_backend_addr(*old, -1);
+    }
+    backends_.Insert(b.id, b.value);
+    add_backend_addr(b.value, +1);
   }
   for (const LookupTable& t : batch.tables_upsert) {
     auto [it, inserted] = tables_.try_emplace(t.id);
@@ -386,7 +404,7 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     source_ranges_.Upsert(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64, 1);
   }
   for (const EndpointEntry& e : batch.endpoints_upsert) {
-    endpoints_[EndpointKey(e.key)] = e.value;
+    endpoints_.Insert(EndpointKey(e.key).raw, e.value);
   }
   for (const IpcacheEntry& e : batch.ipcache_upsert) {
     ipcache_.Upsert(0, e.key.family, e.key.addr, static_cast<int>(e.key.prefixlen) - 32,
@@ -397,20 +415,21 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     policy_.Upsert(p.key, p.value).IgnoreError();
   }
   for (const ServiceEntry& s : batch.services_upsert) {
-    auto [it, inserted] = services_.try_emplace(ServiceKey(s.key));
-    if (!inserted) {
-      add_service_user(it->second.table_id, -1);
+    const dpv2_lb_key key = ServiceKey(s.key).raw;
+    if (const dpv2_lb_value* old = services_.Find(key); old != nullptr) {
+      add_service_user(old->table_id, -1);
     }
-    it->second = s.value;
-    add_service_user(it->second.table_id, +1);
+    services_.Insert(key, s.value);
+    add_service_user(s.value.table_id, +1);
   }
 
   // Deletes: services, policy, ipcache, endpoints, source ranges, lookup
   // tables, backends.
   for (const dpv2_lb_key& k : batch.services_delete) {
-    if (auto it = services_.find(ServiceKey(k)); it != services_.end()) {
-      add_service_user(it->second.table_id, -1);
-      services_.erase(it);
+    const dpv2_lb_key key = ServiceKey(k).raw;
+    if (const dpv2_lb_value* v = services_.Find(key); v != nullptr) {
+      add_service_user(v->table_id, -1);
+      services_.Erase(key);
     }
   }
   for (const dpv2_policy_key& k : batch.policy_delete) {
@@ -420,7 +439,7 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     ipcache_.Erase(0, k.family, k.addr, static_cast<int>(k.prefixlen) - 32);
   }
   for (const dpv2_endpoint_key& k : batch.endpoints_delete) {
-    endpoints_.erase(EndpointKey(k));
+    endpoints_.Erase(EndpointKey(k).raw);
   }
   for (const dpv2_src_range_key& r : batch.source_ranges_delete) {
     source_ranges_.Erase(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64);
@@ -432,7 +451,10 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     }
   }
   for (uint32_t id : batch.backends_delete) {
-    backends_.erase(id);
+    if (const dpv2_backend* old = backends_.Find(id); old != nullptr) {
+      add_backend_addr(*old, -1);
+      backends_.Erase(id);
+    }
   }
 }
 
@@ -444,9 +466,9 @@ absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
 
 ChangeBatch DatapathTables::Dump() const {
   ChangeBatch b;
-  for (const auto& [id, value] : backends_) {
+  backends_.ForEach([&b](uint32_t id, const dpv2_backend& value) {
     b.backends_upsert.push_back({.id = id, .value = value});
-  }
+  });
   for (const auto& [id, slots] : tables_) {
     b.tables_upsert.push_back({.id = id, .slots = slots});
   }
@@ -459,9 +481,9 @@ ChangeBatch DatapathTables::Dump() const {
     k.addr = addr;
     b.source_ranges_upsert.push_back(k);
   });
-  for (const auto& [key, value] : endpoints_) {
-    b.endpoints_upsert.push_back({.key = key.raw, .value = value});
-  }
+  endpoints_.ForEach([&b](const dpv2_endpoint_key& key, const dpv2_endpoint_value& value) {
+    b.endpoints_upsert.push_back({.key = key, .value = value});
+  });
   ipcache_.ForEach([&b](uint32_t, uint8_t family, const dpv2_addr& addr, int length,
                         const dpv2_ipcache_value& value) {
     dpv2_ipcache_key k{};
@@ -471,9 +493,9 @@ ChangeBatch DatapathTables::Dump() const {
     b.ipcache_upsert.push_back({.key = k, .value = value});
   });
   b.policy_upsert = policy_.Entries();
-  for (const auto& [key, value] : services_) {
-    b.services_upsert.push_back({.key = key.raw, .value = value});
-  }
+  services_.ForEach([&b](const dpv2_lb_key& key, const dpv2_lb_value& value) {
+    b.services_upsert.push_back({.key = key, .value = value});
+  });
   SortBatch(&b);
   return b;
 }
@@ -508,13 +530,12 @@ void SortBatch(ChangeBatch* batch) {
 }
 
 const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
-  auto it = services_.find(ServiceKey(key));
-  return it == services_.end() ? nullptr : &it->second;
+  const dpv2_lb_key k = Normalized(key);
+  return services_.Find(k, KeyHash(k));
 }
 
 const dpv2_backend* DatapathTables::FindBackend(uint32_t backend_id) const {
-  auto it = backends_.find(backend_id);
-  return it == backends_.end() ? nullptr : &it->second;
+  return backends_.Find(backend_id, KeyHash(backend_id));
 }
 
 absl::Span<const uint32_t> DatapathTables::FindTable(uint32_t table_id) const {
@@ -530,13 +551,22 @@ bool DatapathTables::SourceRangeAllows(uint32_t service_id, uint8_t family,
   return source_ranges_.Lookup(service_id, family, client) != nullptr;
 }
 
+DatapathTables::BackendAddrKey DatapathTables::BackendAddrOf(const dpv2_backend& b) {
+  return BackendAddrKey{.addr = b.addr, .port = b.port, .proto = b.proto, .family = b.family};
+}
+
+bool DatapathTables::IsBackendAddress(uint8_t family, const dpv2_addr& addr, uint16_t port_be,
+                                      uint8_t proto) const {
+  const BackendAddrKey key{.addr = addr, .port = port_be, .proto = proto, .family = family};
+  return backend_addrs_.Find(key, KeyHash(key)) != nullptr;
+}
+
 const dpv2_endpoint_value* DatapathTables::FindEndpoint(uint8_t family,
                                                         const dpv2_addr& addr) const {
   dpv2_endpoint_key key{};
   key.addr = addr;
   key.family = family;
-  auto it = endpoints_.find(EndpointKey(key));
-  return it == endpoints_.end() ? nullptr : &it->second;
+  return endpoints_.Find(key, KeyHash(key));
 }
 
 const dpv2_ipcache_value* DatapathTables::LookupIpcache(uint8_t family,

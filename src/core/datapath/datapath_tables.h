@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "core/datapath/abi_key.h"
+#include "core/datapath/flat_table.h"
 #include "core/datapath/lpm_table.h"
 #include "core/policy/policy_map.h"
 #include "dpv2/abi/abi.h"
@@ -42,11 +43,22 @@ class DatapathTables {
   absl::Status Apply(const ChangeBatch& batch);
 
   const dpv2_lb_value* FindService(const dpv2_lb_key& key) const;
+  // The same with the hash computed once by the caller (KeyHash of a key
+  // with clear padding), who may have prefetched it.
+  const dpv2_lb_value* FindService(const dpv2_lb_key& normalized_key, uint64_t hash) const {
+    return services_.Find(normalized_key, hash);
+  }
+  void PrefetchService(uint64_t hash) const { services_.Prefetch(hash); }
   const dpv2_backend* FindBackend(uint32_t backend_id) const;
+  void PrefetchBackend(uint32_t backend_id) const { backends_.Prefetch(KeyHash(backend_id)); }
   // The slots of a lookup table (maglev_table_size of them), empty if absent.
   absl::Span<const uint32_t> FindTable(uint32_t table_id) const;
   // loadBalancerSourceRanges: whether some range of `service_id` holds `client`.
   bool SourceRangeAllows(uint32_t service_id, uint8_t family, const dpv2_addr& client) const;
+  // Whether some backend has this address, port (network order) and
+  // protocol: the service side of a connection (flow steering).
+  bool IsBackendAddress(uint8_t family, const dpv2_addr& addr, uint16_t port_be,
+                        uint8_t proto) const;
   const dpv2_endpoint_value* FindEndpoint(uint8_t family, const dpv2_addr& addr) const;
   // Longest-prefix match; nullptr when no prefix holds `addr`.
   const dpv2_ipcache_value* LookupIpcache(uint8_t family, const dpv2_addr& addr) const;
@@ -71,11 +83,21 @@ class DatapathTables {
   void ApplyValidated(const ChangeBatch& batch);
 
   DatapathConfig config_;
-  absl::flat_hash_map<ServiceKey, dpv2_lb_value> services_;
-  absl::flat_hash_map<uint32_t, dpv2_backend> backends_;
+  // Keys stored normalized (clear padding).
+  FlatTable<dpv2_lb_key, dpv2_lb_value> services_;
+  FlatTable<uint32_t, dpv2_backend> backends_;
+  // Backends by address, port and protocol -> how many backend ids have them.
+  struct BackendAddrKey {
+    dpv2_addr addr;
+    uint16_t port;  // network order
+    uint8_t proto;
+    uint8_t family;
+  };
+  static BackendAddrKey BackendAddrOf(const dpv2_backend& b);
+  FlatTable<BackendAddrKey, uint32_t> backend_addrs_;
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> tables_;
   LpmTable<char> source_ranges_;  // scope = service_id; presence means allowed
-  absl::flat_hash_map<EndpointKey, dpv2_endpoint_value> endpoints_;
+  FlatTable<dpv2_endpoint_key, dpv2_endpoint_value> endpoints_;
   LpmTable<dpv2_ipcache_value> ipcache_;  // scope 0
   PolicyMap policy_;
   // Reference counts that let Apply reject a delete of something still in

@@ -6,8 +6,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
-#include <optional>
 
 #include "dpv2/abi/hash.h"
 #include "dpv2/packet.h"
@@ -51,15 +51,48 @@ bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) 
          (value.flags & kCtClosing) != 0;
 }
 
+// The first pass over a frame: parse, and the keys (and hashes) of the
+// lookups every IP frame makes, which the burst prefetches.
+void Prepare(absl::Span<const uint8_t> frame, PreparedFrame* p) {
+  p->parsed = ParsePacket(frame);
+  p->keyed = false;
+  const ParsedPacket& pkt = p->parsed.pkt;
+  if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip || pkt.is_fragment) {
+    return;
+  }
+  const uint8_t family = AbiFamily(pkt.family);
+  const dpv2_addr saddr = pkt.src.ToAbi();
+  const dpv2_addr daddr = pkt.dst.ToAbi();
+  p->keyed = true;
+  p->reply_key = MakeCtKey(daddr, saddr, IsIcmp(pkt.proto) ? pkt.sport : pkt.dport, pkt.sport,
+                           pkt.proto, family, 0);
+  p->reply_hash = ConntrackTable::Hash(p->reply_key);
+  p->service_ct_key = MakeCtKey(saddr, daddr, pkt.sport, pkt.dport, pkt.proto, family,
+                                DPV2_CT_KEY_SERVICE);
+  p->service_ct_hash = ConntrackTable::Hash(p->service_ct_key);
+  if (HasPorts(pkt.proto)) {
+    p->service_key = dpv2_lb_key{};
+    p->service_key.addr = daddr;
+    p->service_key.port = htons(pkt.dport);
+    p->service_key.proto = pkt.proto;
+    p->service_key.family = family;
+    p->service_key.scope = DPV2_LB_SCOPE_EXT;
+    p->service_hash = KeyHash(p->service_key);
+  }
+}
+
 class PacketRun {
  public:
-  PacketRun(const DatapathTables& tables, DatapathState& state, Entry entry, uint32_t ifindex,
-            absl::Span<uint8_t> frame, uint64_t now_ns, std::vector<dpv2_event>* collected)
+  PacketRun(const DatapathTables& tables, DatapathState& state, const BurstFrame& in,
+            const PreparedFrame& prepared, uint8_t* reply_buffer, uint64_t now_ns,
+            std::vector<dpv2_event>* collected)
       : tables_(tables),
         state_(state),
-        entry_(entry),
-        ifindex_(ifindex),
-        frame_(frame),
+        entry_(in.entry),
+        ifindex_(in.ifindex),
+        frame_(in.frame),
+        prepared_(prepared),
+        reply_buffer_(reply_buffer),
         now_(now_ns),
         collected_(collected) {}
 
@@ -78,6 +111,9 @@ class PacketRun {
     uint32_t backend_id = 0;
     uint32_t src_identity = 0;
     uint32_t dst_identity = 0;
+    // Identities are looked up only when something reads them (policy, a
+    // new entry, an event): an established flow without policy needs none.
+    bool identities_pending = false;
   };
 
   FrameResult HandleRelatedIcmp(bool* handled);
@@ -88,12 +124,16 @@ class PacketRun {
   // Policy after translation; NONE when allowed. Emits verdict events for a
   // new connection.
   dpv2_drop_reason CheckPolicy(Flow& flow, bool new_connection);
-  uint32_t IdentityOf(const dpv2_addr& addr) const;
+  uint32_t IdentityOf(const dpv2_addr& addr);
+  void ResolveIdentities(Flow& flow);
+  // FindEndpoint, remembered for the addresses of this packet (a packet asks
+  // about the same two or three addresses several times).
+  const dpv2_endpoint_value* EndpointOf(const dpv2_addr& addr);
 
   FrameResult Deliver(const dpv2_addr& daddr);
-  FrameResult Drop(dpv2_drop_reason reason, const Flow* flow);
-  FrameResult Reject(const Flow& flow);
-  void Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, const Flow* flow,
+  FrameResult Drop(dpv2_drop_reason reason, Flow* flow);
+  FrameResult Reject(Flow& flow);
+  void Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, Flow* flow,
             uint32_t policy_match_id = 0);
   Flow PacketFlow() const;
 
@@ -102,10 +142,19 @@ class PacketRun {
   Entry entry_;
   uint32_t ifindex_;
   absl::Span<uint8_t> frame_;
+  const PreparedFrame& prepared_;
+  uint8_t* reply_buffer_;  // kMaxRejectReplyLen bytes
   uint64_t now_;
   std::vector<dpv2_event>* collected_;
 
-  ParsedPacket pkt_;
+  struct KnownEndpoint {
+    dpv2_addr addr;
+    const dpv2_endpoint_value* ep;
+  };
+  std::array<KnownEndpoint, 4> known_endpoints_;
+  size_t known_count_ = 0;
+
+  const ParsedPacket& pkt_ = prepared_.parsed.pkt;
   uint8_t family_ = 0;
   uint8_t proto_ = 0;
   dpv2_addr saddr_{};
@@ -116,7 +165,7 @@ FrameResult PacketRun::Run() {
   state_.counters[DPV2_CNT_PACKETS] += 1;
   state_.counters[DPV2_CNT_BYTES] += frame_.size();
 
-  ParseResult parsed = ParsePacket(frame_);
+  const ParseResult& parsed = prepared_.parsed;
   if (parsed.drop != DPV2_DROP_NONE) {
     return Drop(parsed.drop, nullptr);
   }
@@ -125,7 +174,6 @@ FrameResult PacketRun::Run() {
     state_.counters[DPV2_CNT_PASSED] += 1;
     return FrameResult{.verdict = Verdict::kPass};
   }
-  pkt_ = parsed.pkt;
   family_ = AbiFamily(pkt_.family);
   proto_ = pkt_.proto;
   saddr_ = pkt_.src.ToAbi();
@@ -139,7 +187,7 @@ FrameResult PacketRun::Run() {
   }
 
   if (entry_ == Entry::kFromPod) {
-    const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, saddr_);
+    const dpv2_endpoint_value* ep = EndpointOf(saddr_);
     if (ep == nullptr || ep->ifindex != ifindex_) {
       Flow flow = PacketFlow();
       return Drop(DPV2_DROP_SPOOFED_SOURCE, &flow);
@@ -161,22 +209,18 @@ FrameResult PacketRun::Run() {
 
   // The reply direction first: a reply of a tracked flow is never a new
   // connection, whatever its destination port.
-  const dpv2_ct_key reply_key =
-      MakeCtKey(daddr_, saddr_, IsIcmp(proto_) ? pkt_.sport : pkt_.dport, pkt_.sport, proto_,
-                family_, 0);
-  if (dpv2_ct_value* entry = state_.conntrack.Find(reply_key, now_); entry != nullptr) {
-    return HandleReply(*entry, reply_key);
+  // (Prepare keyed every IP frame that is not a fragment.)
+  if (dpv2_ct_value* entry =
+          state_.conntrack.Find(prepared_.reply_key, prepared_.reply_hash, now_);
+      entry != nullptr) {
+    return HandleReply(*entry, prepared_.reply_key);
   }
 
   if (HasPorts(proto_)) {
-    dpv2_lb_key key{};
-    key.addr = daddr_;
-    key.port = htons(pkt_.dport);
-    key.proto = proto_;
-    key.family = family_;
-    key.scope = DPV2_LB_SCOPE_EXT;
-    const dpv2_lb_value* svc = tables_.FindService(key);
+    const dpv2_lb_value* svc =
+        tables_.FindService(prepared_.service_key, prepared_.service_hash);
     if (svc != nullptr && (svc->flags & DPV2_LB_F_TWO_SCOPES) && entry_ == Entry::kFromPod) {
+      dpv2_lb_key key = prepared_.service_key;
       key.scope = DPV2_LB_SCOPE_INT;
       if (const dpv2_lb_value* internal = tables_.FindService(key); internal != nullptr) {
         svc = internal;
@@ -277,9 +321,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   Flow flow = PacketFlow();
   flow.service_id = svc.service_id;
 
-  const dpv2_ct_key service_key = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_,
-                                            family_, DPV2_CT_KEY_SERVICE);
-  dpv2_ct_value* service_entry = state_.conntrack.Find(service_key, now_);
+  const dpv2_ct_key& service_key = prepared_.service_ct_key;
+  dpv2_ct_value* service_entry =
+      state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
   const dpv2_backend* backend = nullptr;
   bool reopened = false;
   if (service_entry != nullptr) {
@@ -298,13 +342,13 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     const dpv2_ct_key flow_key =
         MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
     dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, now_);
-    flow.src_identity = IdentityOf(flow.saddr);
-    flow.dst_identity = IdentityOf(flow.daddr);
+    flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
       return Drop(r, &flow);
     }
     if (flow_entry == nullptr) {
       // The flow entry expired or was collected on its own: recreate it.
+      ResolveIdentities(flow);
       dpv2_ct_value value{};
       value.created_ns = now_;
       value.nat_addr = daddr_;
@@ -379,12 +423,12 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   flow.backend_id = backend_id;
   flow.daddr = backend->addr;
   flow.dport = ntohs(backend->port);
-  flow.src_identity = IdentityOf(flow.saddr);
-  flow.dst_identity = IdentityOf(flow.daddr);
+  flow.identities_pending = true;
   if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/true); r != DPV2_DROP_NONE) {
     return Drop(r, &flow);
   }
 
+  ResolveIdentities(flow);
   dpv2_ct_value value{};
   value.created_ns = now_;
   value.nat_addr = daddr_;
@@ -433,13 +477,12 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
 FrameResult PacketRun::HandlePlainFlow() {
   const uint32_t bytes = static_cast<uint32_t>(frame_.size());
   Flow flow = PacketFlow();
-  const dpv2_endpoint_value* dst_ep = tables_.FindEndpoint(family_, daddr_);
+  const dpv2_endpoint_value* dst_ep = EndpointOf(daddr_);
   // Only connections of local pods are tracked (for policy and replies);
   // other transit traffic passes untouched. ICMP errors that match no flow
   // are never tracked themselves.
   const bool tracked = (entry_ == Entry::kFromPod || dst_ep != nullptr) && !pkt_.is_icmp_error;
-  flow.src_identity = IdentityOf(flow.saddr);
-  flow.dst_identity = IdentityOf(flow.daddr);
+  flow.identities_pending = true;
   if (!tracked) {
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
       return Drop(r, &flow);
@@ -455,6 +498,7 @@ FrameResult PacketRun::HandlePlainFlow() {
     return Drop(r, &flow);
   }
   if (entry == nullptr) {
+    ResolveIdentities(flow);
     dpv2_ct_value value{};
     value.created_ns = now_;
     value.src_identity = flow.src_identity;
@@ -476,8 +520,29 @@ FrameResult PacketRun::HandlePlainFlow() {
   return Deliver(daddr_);
 }
 
-uint32_t PacketRun::IdentityOf(const dpv2_addr& addr) const {
-  if (const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, addr); ep != nullptr) {
+const dpv2_endpoint_value* PacketRun::EndpointOf(const dpv2_addr& addr) {
+  for (size_t i = 0; i < known_count_; ++i) {
+    if (std::memcmp(&known_endpoints_[i].addr, &addr, sizeof(addr)) == 0) {
+      return known_endpoints_[i].ep;
+    }
+  }
+  const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, addr);
+  if (known_count_ < known_endpoints_.size()) {
+    known_endpoints_[known_count_++] = {.addr = addr, .ep = ep};
+  }
+  return ep;
+}
+
+void PacketRun::ResolveIdentities(Flow& flow) {
+  if (flow.identities_pending) {
+    flow.src_identity = IdentityOf(flow.saddr);
+    flow.dst_identity = IdentityOf(flow.daddr);
+    flow.identities_pending = false;
+  }
+}
+
+uint32_t PacketRun::IdentityOf(const dpv2_addr& addr) {
+  if (const dpv2_endpoint_value* ep = EndpointOf(addr); ep != nullptr) {
     return ep->identity;
   }
   if (const dpv2_ipcache_value* v = tables_.LookupIpcache(family_, addr); v != nullptr) {
@@ -492,21 +557,21 @@ dpv2_drop_reason PacketRun::CheckPolicy(Flow& flow, bool new_connection) {
     const dpv2_endpoint_value* ep;
     uint8_t dir;
     uint32_t flag;
-    uint32_t peer;
   };
-  const dpv2_endpoint_value* src_ep =
-      entry_ == Entry::kFromPod ? tables_.FindEndpoint(family_, flow.saddr) : nullptr;
-  const dpv2_endpoint_value* dst_ep = tables_.FindEndpoint(family_, flow.daddr);
+  const dpv2_endpoint_value* src_ep = entry_ == Entry::kFromPod ? EndpointOf(flow.saddr) : nullptr;
+  const dpv2_endpoint_value* dst_ep = EndpointOf(flow.daddr);
   const Direction directions[] = {
-      {src_ep, DPV2_DIR_EGRESS, DPV2_EP_F_EGRESS_POLICY, flow.dst_identity},
-      {dst_ep, DPV2_DIR_INGRESS, DPV2_EP_F_INGRESS_POLICY, flow.src_identity},
+      {src_ep, DPV2_DIR_EGRESS, DPV2_EP_F_EGRESS_POLICY},
+      {dst_ep, DPV2_DIR_INGRESS, DPV2_EP_F_INGRESS_POLICY},
   };
   for (const Direction& d : directions) {
     if (d.ep == nullptr || !(d.ep->flags & d.flag)) {
       continue;  // not isolated in this direction: allowed, not logged
     }
+    ResolveIdentities(flow);
+    const uint32_t peer = d.dir == DPV2_DIR_EGRESS ? flow.dst_identity : flow.src_identity;
     const PolicyDecision decision =
-        tables_.policy().Lookup(d.ep->endpoint_id, d.dir, d.peer, proto_, dport);
+        tables_.policy().Lookup(d.ep->endpoint_id, d.dir, peer, proto_, dport);
     const bool allowed = decision.allowed();
     state_.counters[allowed ? DPV2_CNT_POLICY_ALLOWED : DPV2_CNT_POLICY_DENIED] += 1;
     if (new_connection) {
@@ -524,7 +589,7 @@ dpv2_drop_reason PacketRun::CheckPolicy(Flow& flow, bool new_connection) {
 }
 
 FrameResult PacketRun::Deliver(const dpv2_addr& daddr) {
-  if (const dpv2_endpoint_value* ep = tables_.FindEndpoint(family_, daddr); ep != nullptr) {
+  if (const dpv2_endpoint_value* ep = EndpointOf(daddr); ep != nullptr) {
     SetEthernet(frame_, ep->mac, ep->host_mac);
     state_.counters[DPV2_CNT_REDIRECTED] += 1;
     return FrameResult{.verdict = Verdict::kRedirect, .out_ifindex = ep->ifindex};
@@ -533,19 +598,21 @@ FrameResult PacketRun::Deliver(const dpv2_addr& daddr) {
   return FrameResult{.verdict = Verdict::kPass};
 }
 
-FrameResult PacketRun::Drop(dpv2_drop_reason reason, const Flow* flow) {
+FrameResult PacketRun::Drop(dpv2_drop_reason reason, Flow* flow) {
   state_.counters[DPV2_CNT_DROPPED] += 1;
   state_.drops[reason] += 1;
   Emit(DPV2_EVENT_DROP, 0, reason, flow);
   return FrameResult{.verdict = Verdict::kDrop, .drop_reason = reason};
 }
 
-FrameResult PacketRun::Reject(const Flow& flow) {
+FrameResult PacketRun::Reject(Flow& flow) {
   FrameResult result{.verdict = Verdict::kTx,
                      .drop_reason = DPV2_DROP_SERVICE_NO_BACKEND,
                      .out_ifindex = ifindex_};
-  result.reply = proto_ == DPV2_PROTO_TCP ? BuildTcpReset(frame_, pkt_)
-                                          : BuildPortUnreachable(frame_, pkt_);
+  const absl::Span<uint8_t> buffer(reply_buffer_, kMaxRejectReplyLen);
+  const size_t len = proto_ == DPV2_PROTO_TCP ? WriteTcpReset(frame_, pkt_, buffer)
+                                              : WritePortUnreachable(frame_, pkt_, buffer);
+  result.reply = absl::MakeConstSpan(reply_buffer_, len);
   state_.counters[DPV2_CNT_TX] += 1;
   state_.counters[DPV2_CNT_REJECTED] += 1;
   state_.drops[DPV2_DROP_SERVICE_NO_BACKEND] += 1;
@@ -553,10 +620,13 @@ FrameResult PacketRun::Reject(const Flow& flow) {
   return result;
 }
 
-void PacketRun::Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, const Flow* flow,
+void PacketRun::Emit(uint8_t type, uint16_t flags, dpv2_drop_reason reason, Flow* flow,
                      uint32_t policy_match_id) {
   if (state_.events == nullptr && collected_ == nullptr) {
     return;
+  }
+  if (flow != nullptr) {
+    ResolveIdentities(*flow);
   }
   dpv2_event ev;
   std::memset(&ev, 0, sizeof(ev));
@@ -600,10 +670,52 @@ uint64_t DatapathState::NextRandom() {
   return random_state * 0x2545F4914F6CDD1DULL;
 }
 
+void ProcessBurst(const DatapathTables& tables, DatapathState& state,
+                  absl::Span<const BurstFrame> frames, uint64_t now_ns, FrameResult* results) {
+  const size_t n = std::min(frames.size(), kMaxBurst);
+  // Pass 1: parse and key every frame, prefetch the slots of the reply and
+  // SERVICE conntrack entries and of the frontend.
+  for (size_t i = 0; i < n; ++i) {
+    PreparedFrame& p = state.prepared[i];
+    Prepare(frames[i].frame, &p);
+    if (p.keyed) {
+      state.conntrack.Prefetch(p.reply_hash);
+      state.conntrack.Prefetch(p.service_ct_hash);
+      if (HasPorts(p.parsed.pkt.proto)) {
+        tables.PrefetchService(p.service_hash);
+      }
+    }
+  }
+  // Pass 2 (bursts only: it pays when the prefetches of pass 1 had time to
+  // land): an established service connection will read its backend.
+  if (n > 1) {
+    for (size_t i = 0; i < n; ++i) {
+      const PreparedFrame& p = state.prepared[i];
+      if (!p.keyed) {
+        continue;
+      }
+      if (const dpv2_ct_value* v =
+              state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
+          v != nullptr) {
+        tables.PrefetchBackend(v->backend_id);
+      }
+    }
+  }
+  // Pass 3: the pipeline, frame by frame, in order.
+  for (size_t i = 0; i < n; ++i) {
+    results[i] = PacketRun(tables, state, frames[i], state.prepared[i], state.replies[i].data(),
+                           now_ns, nullptr)
+                     .Run();
+  }
+}
+
 FrameResult ProcessFrame(const DatapathTables& tables, DatapathState& state, Entry entry,
                          uint32_t ifindex, absl::Span<uint8_t> frame, uint64_t now_ns,
                          std::vector<dpv2_event>* collected) {
-  return PacketRun(tables, state, entry, ifindex, frame, now_ns, collected).Run();
+  const BurstFrame in{.frame = frame, .entry = entry, .ifindex = ifindex};
+  PreparedFrame& p = state.prepared[0];
+  Prepare(frame, &p);
+  return PacketRun(tables, state, in, p, state.replies[0].data(), now_ns, collected).Run();
 }
 
 PacketOutcome Process(const DatapathTables& tables, DatapathState& state,
@@ -622,8 +734,9 @@ PacketOutcome Process(const DatapathTables& tables, DatapathState& state,
           {.verdict = r.verdict, .out_ifindex = r.out_ifindex, .frame = std::move(frame)});
       break;
     case Verdict::kTx:
-      out.outputs.push_back(
-          {.verdict = Verdict::kTx, .out_ifindex = r.out_ifindex, .frame = std::move(r.reply)});
+      out.outputs.push_back({.verdict = Verdict::kTx,
+                             .out_ifindex = r.out_ifindex,
+                             .frame = std::vector<uint8_t>(r.reply.begin(), r.reply.end())});
       break;
     case Verdict::kDrop:
       break;

@@ -3,11 +3,19 @@
 // from its lcores; the BPF programs reimplement it and the conformance suite
 // checks that all three agree byte for byte.
 //
-// Process() reads the configuration tables (DatapathTables, shared and
+// The pipeline reads the configuration tables (DatapathTables, shared and
 // read-only) and updates one instance's mutable state (DatapathState:
 // conntrack, affinity, counters, the event sink). Per-packet work is a fixed
 // number of hash probes: it never grows with the number of services, backends
 // or policies.
+//
+// One implementation, three doors. ProcessBurst is the fast path (DPDK): it
+// rewrites each frame in place and reports in-place verdicts, allocates
+// nothing, and first parses every frame of the burst and prefetches the
+// table slots the frames will look up, so that cache misses on large tables
+// overlap instead of adding up. ProcessFrame is a burst of one (plus the
+// event records, for RunPacket). Process wraps it in the PacketOutcome of the
+// Backend interface (copies, vectors: for the sim backend and tests).
 //
 //   DatapathState state(config, &sink);
 //   FrameResult r = ProcessFrame(tables, state, Entry::kFromPod, 7, frame_span, now_ns);
@@ -26,8 +34,12 @@
 #include "dpv2/abi/abi.h"
 #include "dpv2/backend.h"
 #include "dpv2/datapath_config.h"
+#include "dpv2/packet.h"
 
 namespace dpv2 {
+
+// The most frames one ProcessBurst call takes.
+inline constexpr size_t kMaxBurst = 64;
 
 // Where the datapath's event records go (a bounded queue, a DPDK ring...).
 class EventSink {
@@ -36,6 +48,19 @@ class EventSink {
   // False when the record could not be queued; the datapath counts it as
   // DPV2_CNT_EVENTS_LOST.
   virtual bool Emit(const dpv2_event& event) = 0;
+};
+
+// What the first pass of a burst learns about a frame: its parse and the
+// keys (with their hashes) of the lookups every IP frame makes.
+struct PreparedFrame {
+  ParseResult parsed;
+  bool keyed = false;  // an IP frame the pipeline looks up (keys below valid)
+  dpv2_ct_key reply_key{};    // the reversed tuple: is this a reply?
+  uint64_t reply_hash = 0;
+  dpv2_ct_key service_ct_key{};  // the SERVICE entry, should this be a service
+  uint64_t service_ct_hash = 0;
+  dpv2_lb_key service_key{};  // EXT scope (HasPorts only)
+  uint64_t service_hash = 0;
 };
 
 // The mutable state of one datapath instance; owned by one thread.
@@ -53,19 +78,37 @@ struct DatapathState {
   std::array<uint64_t, DPV2_DROP_MAX> drops{};
   EventSink* events;  // not owned; may be null
   uint64_t random_state;
+  // Scratch of a burst: the first pass's findings, and the REJECT replies
+  // FrameResult::reply points into (valid until the next call).
+  std::array<PreparedFrame, kMaxBurst> prepared;
+  std::array<std::array<uint8_t, kMaxRejectReplyLen>, kMaxBurst> replies{};
 };
 
 struct FrameResult {
   Verdict verdict = Verdict::kDrop;
   dpv2_drop_reason drop_reason = DPV2_DROP_NONE;
-  uint32_t out_ifindex = 0;     // kRedirect: the endpoint; kTx: the input interface
-  std::vector<uint8_t> reply;   // kTx: the generated RST / ICMP error frame
+  uint32_t out_ifindex = 0;  // kRedirect: the endpoint; kTx: the input interface
+  // kTx: the generated RST / ICMP error frame, in DatapathState::replies
+  // (valid until the next call on the state).
+  absl::Span<const uint8_t> reply;
 };
 
-// Runs one Ethernet frame through the datapath. The frame is rewritten in
-// place (NAT, MACs); its length never changes. With kTx the input is dropped
-// and `reply` is to be sent out of `ifindex`. `collected`, when not null,
-// also receives every event record of this packet (for RunPacket).
+// One frame of a burst and where it entered.
+struct BurstFrame {
+  absl::Span<uint8_t> frame;
+  Entry entry = Entry::kFromNetwork;
+  uint32_t ifindex = 0;
+};
+
+// Runs up to kMaxBurst frames, in order, with the same effect as one
+// ProcessFrame call each (results[i] is frames[i]'s). Each frame is
+// rewritten in place (NAT, MACs); its length never changes. With kTx the
+// input is dropped and `reply` is to be sent out of `ifindex`.
+void ProcessBurst(const DatapathTables& tables, DatapathState& state,
+                  absl::Span<const BurstFrame> frames, uint64_t now_ns, FrameResult* results);
+
+// One frame. `collected`, when not null, also receives every event record of
+// this packet (for RunPacket).
 FrameResult ProcessFrame(const DatapathTables& tables, DatapathState& state, Entry entry,
                          uint32_t ifindex, absl::Span<uint8_t> frame, uint64_t now_ns,
                          std::vector<dpv2_event>* collected = nullptr);

@@ -14,16 +14,20 @@ using wire::Store32;
 
 constexpr uint8_t kReplyTtl = 64;
 
-// Appends Ethernet (addresses swapped, the input's 802.1Q tag kept) and an
-// IP header from pkt.dst to pkt.src for `l4_len` bytes of `proto`; returns
-// the offset of L4 in `out`.
-size_t AppendHeaders(absl::Span<const uint8_t> frame, const ParsedPacket& pkt, uint8_t proto,
-                     size_t l4_len, std::vector<uint8_t>* out) {
+// Writes Ethernet (addresses swapped, the input's 802.1Q tag kept) and an
+// IP header from pkt.dst to pkt.src for `l4_len` bytes of `proto` at the
+// start of `out`, zeroing the rest of the reply; returns the offset of L4, 0
+// when `out` cannot hold the reply.
+size_t WriteHeaders(absl::Span<const uint8_t> frame, const ParsedPacket& pkt, uint8_t proto,
+                    size_t l4_len, absl::Span<uint8_t> out) {
   bool v6 = pkt.family == Family::kV6;
   size_t l2 = pkt.l3_offset;  // 14 or 18
   size_t l3_hl = v6 ? wire::kIPv6HeaderLen : wire::kIPv4MinHeaderLen;
-  out->assign(l2 + l3_hl + l4_len, 0);
-  uint8_t* o = out->data();
+  if (out.size() < l2 + l3_hl + l4_len) {
+    return 0;
+  }
+  uint8_t* o = out.data();
+  std::memset(o, 0, l2 + l3_hl + l4_len);
   std::memcpy(o, frame.data() + 6, 6);
   std::memcpy(o + 6, frame.data(), 6);
   std::memcpy(o + 12, frame.data() + 12, l2 - 12);  // tag (if any) and ethertype
@@ -52,15 +56,22 @@ bool Usable(absl::Span<const uint8_t> frame, const ParsedPacket& pkt) {
          pkt.l3_offset + pkt.l3_len <= frame.size();
 }
 
+std::vector<uint8_t> ToVector(absl::Span<const uint8_t> bytes) {
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
 }  // namespace
 
-std::vector<uint8_t> BuildTcpReset(absl::Span<const uint8_t> frame, const ParsedPacket& pkt) {
-  std::vector<uint8_t> out;
+size_t WriteTcpReset(absl::Span<const uint8_t> frame, const ParsedPacket& pkt,
+                     absl::Span<uint8_t> out) {
   if (!Usable(frame, pkt) || pkt.proto != DPV2_PROTO_TCP ||
       (pkt.is_fragment && !pkt.is_first_fragment)) {
-    return out;
+    return 0;
   }
-  size_t l4 = AppendHeaders(frame, pkt, DPV2_PROTO_TCP, wire::kTcpMinHeaderLen, &out);
+  size_t l4 = WriteHeaders(frame, pkt, DPV2_PROTO_TCP, wire::kTcpMinHeaderLen, out);
+  if (l4 == 0) {
+    return 0;
+  }
   uint8_t* t = out.data() + l4;
   Store16(t, pkt.dport);
   Store16(t + 2, pkt.sport);
@@ -79,14 +90,13 @@ std::vector<uint8_t> BuildTcpReset(absl::Span<const uint8_t> frame, const Parsed
   uint32_t pseudo = PseudoHeaderSum(pkt.dst, pkt.src, DPV2_PROTO_TCP, wire::kTcpMinHeaderLen);
   Store16(t + wire::kTcpCsumOffset,
           InternetChecksum(absl::MakeConstSpan(t, wire::kTcpMinHeaderLen), pseudo));
-  return out;
+  return l4 + wire::kTcpMinHeaderLen;
 }
 
-std::vector<uint8_t> BuildPortUnreachable(absl::Span<const uint8_t> frame,
-                                          const ParsedPacket& pkt) {
-  std::vector<uint8_t> out;
+size_t WritePortUnreachable(absl::Span<const uint8_t> frame, const ParsedPacket& pkt,
+                            absl::Span<uint8_t> out) {
   if (!Usable(frame, pkt)) {
-    return out;
+    return 0;
   }
   bool v6 = pkt.family == Family::kV6;
   size_t l3_hl = v6 ? wire::kIPv6HeaderLen
@@ -94,7 +104,10 @@ std::vector<uint8_t> BuildPortUnreachable(absl::Span<const uint8_t> frame,
   size_t quote = std::min<size_t>(l3_hl + 8, pkt.l3_len);
   uint8_t proto = v6 ? DPV2_PROTO_ICMPV6 : DPV2_PROTO_ICMP;
   size_t icmp_len = wire::kIcmpHeaderLen + quote;
-  size_t l4 = AppendHeaders(frame, pkt, proto, icmp_len, &out);
+  size_t l4 = WriteHeaders(frame, pkt, proto, icmp_len, out);
+  if (l4 == 0) {
+    return 0;
+  }
   uint8_t* c = out.data() + l4;
   c[0] = v6 ? kIcmp6DestUnreachable : kIcmpDestUnreachable;
   c[1] = v6 ? kIcmp6PortUnreachableCode : kIcmpPortUnreachableCode;
@@ -103,7 +116,19 @@ std::vector<uint8_t> BuildPortUnreachable(absl::Span<const uint8_t> frame,
       v6 ? PseudoHeaderSum(pkt.dst, pkt.src, DPV2_PROTO_ICMPV6, static_cast<uint32_t>(icmp_len))
          : 0;
   Store16(c + wire::kIcmpCsumOffset, InternetChecksum(absl::MakeConstSpan(c, icmp_len), pseudo));
-  return out;
+  return l4 + icmp_len;
+}
+
+std::vector<uint8_t> BuildTcpReset(absl::Span<const uint8_t> frame, const ParsedPacket& pkt) {
+  uint8_t out[kMaxRejectReplyLen];
+  return ToVector(absl::MakeConstSpan(out, WriteTcpReset(frame, pkt, absl::MakeSpan(out))));
+}
+
+std::vector<uint8_t> BuildPortUnreachable(absl::Span<const uint8_t> frame,
+                                          const ParsedPacket& pkt) {
+  uint8_t out[kMaxRejectReplyLen];
+  return ToVector(
+      absl::MakeConstSpan(out, WritePortUnreachable(frame, pkt, absl::MakeSpan(out))));
 }
 
 }  // namespace dpv2

@@ -1,6 +1,9 @@
 // The DPDK backend's I/O, threading and publication, with a datapath program
 // of the test's own (the core pipeline is covered by conformance_dpdk): real
 // EAL, real ring-based ethdev ports, a real worker lcore.
+#include <arpa/inet.h>
+
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -13,6 +16,7 @@
 #include "backends/dpdk/rte.h"
 #include "dpdk_test_eal.h"
 #include "dpv2/dpdk.h"
+#include "dpv2/packet.h"
 
 namespace dpv2::dpdk {
 namespace {
@@ -67,7 +71,8 @@ class MarkerLcore : public LcoreDatapath {
     if (frame[19] == 0xEE) {
       r.verdict = Verdict::kTx;
       r.out_ifindex = ifindex;
-      r.reply.assign(60, 0xAB);
+      reply_.fill(0xAB);
+      r.reply = absl::MakeConstSpan(reply_);
       return r;
     }
     r.verdict = Verdict::kPass;
@@ -88,6 +93,7 @@ class MarkerLcore : public LcoreDatapath {
  private:
   const MarkerTables* copies_;
   EventSink* sink_;
+  std::array<uint8_t, 60> reply_{};  // FrameResult::reply points here
   uint64_t packets_ = 0;
   uint64_t drops_ = 0;
 };
@@ -174,8 +180,9 @@ std::vector<std::vector<uint8_t>> ReadTx(TestRingPort& p, size_t want) {
   return frames;
 }
 
+// One worker (lcore 1); the steering test uses both worker lcores.
 DpdkOptions Options(std::vector<DpdkPortOptions> ports) {
-  return DpdkOptions{.ports = std::move(ports), .idle_sleep_us = 20};
+  return DpdkOptions{.ports = std::move(ports), .lcores = {1}, .idle_sleep_us = 20};
 }
 
 std::unique_ptr<DpdkBackend> MakeBackend(const DpdkOptions& options) {
@@ -392,6 +399,146 @@ TEST_CASE("malformed DPDK options are rejected naming the field") {
   o.lcores = {};
   o.ports[0].forward_to = "elsewhere";
   CHECK_THAT(error(o), Catch::Contains("forward_to \"elsewhere\""));
+}
+
+// A ring port with one RX/TX ring pair per queue, both sides held by the test.
+struct TestMultiQueuePort {
+  std::string name;
+  std::vector<rte_ring*> rx;
+  std::vector<rte_ring*> tx;
+  rte_mempool* pool = nullptr;
+};
+
+TestMultiQueuePort MakeTestMultiQueuePort(const std::string& name, int queues) {
+  TestMultiQueuePort p;
+  for (int q = 0; q < queues; ++q) {
+    p.rx.push_back(rte_ring_create(absl::StrCat(name, "r", q).c_str(), 1024, SOCKET_ID_ANY,
+                                   RING_F_SP_ENQ | RING_F_SC_DEQ));
+    p.tx.push_back(rte_ring_create(absl::StrCat(name, "t", q).c_str(), 1024, SOCKET_ID_ANY,
+                                   RING_F_SP_ENQ | RING_F_SC_DEQ));
+    REQUIRE(p.rx.back() != nullptr);
+    REQUIRE(p.tx.back() != nullptr);
+  }
+  p.pool = rte_pktmbuf_pool_create((name + "p").c_str(), 2047, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                   SOCKET_ID_ANY);
+  REQUIRE(p.pool != nullptr);
+  const int id = rte_eth_from_rings(name.c_str(), p.rx.data(), queues, p.tx.data(), queues,
+                                    SOCKET_ID_ANY);
+  REQUIRE(id >= 0);
+  char dev_name[RTE_ETH_NAME_MAX_LEN];
+  REQUIRE(rte_eth_dev_get_name_by_port(static_cast<uint16_t>(id), dev_name) == 0);
+  p.name = dev_name;
+  return p;
+}
+
+void Enqueue(TestMultiQueuePort& p, int queue, const std::vector<uint8_t>& f) {
+  rte_mbuf* m = rte_pktmbuf_alloc(p.pool);
+  REQUIRE(m != nullptr);
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+  REQUIRE(rte_ring_enqueue(p.rx[queue], m) == 0);
+}
+
+// Frames sent on any TX queue, parsed, until `want` arrived or 10 s passed.
+std::vector<ParsedPacket> ReadAllTx(TestMultiQueuePort& p, size_t want) {
+  std::vector<ParsedPacket> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    bool any = false;
+    for (rte_ring* r : p.tx) {
+      void* obj;
+      if (rte_ring_dequeue(r, &obj) != 0) {
+        continue;
+      }
+      any = true;
+      auto* m = static_cast<rte_mbuf*>(obj);
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      ParseResult parsed = ParsePacket(absl::MakeConstSpan(d, rte_pktmbuf_data_len(m)));
+      rte_pktmbuf_free(m);
+      REQUIRE(parsed.drop == DPV2_DROP_NONE);
+      out.push_back(parsed.pkt);
+    }
+    if (!any) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  return out;
+}
+
+// One ClusterIP 10.96.0.10:80/TCP with the single backend 10.0.1.5:8080.
+ChangeBatch OneService(uint32_t table_size) {
+  ChangeBatch b;
+  BackendEntry be{.id = 1, .value = {}};
+  be.value.addr = IpAddr::V4(0x0a000105).ToAbi();
+  be.value.port = htons(8080);
+  be.value.proto = DPV2_PROTO_TCP;
+  be.value.family = DPV2_FAMILY_V4;
+  b.backends_upsert.push_back(be);
+  b.tables_upsert.push_back({.id = 1, .slots = std::vector<uint32_t>(table_size, 1)});
+  ServiceEntry se{};
+  se.key.addr = IpAddr::V4(0x0a60000a).ToAbi();
+  se.key.port = htons(80);
+  se.key.proto = DPV2_PROTO_TCP;
+  se.key.family = DPV2_FAMILY_V4;
+  se.value.service_id = 1;
+  se.value.table_id = 1;
+  se.value.backend_count = 1;
+  b.services_upsert.push_back(se);
+  return b;
+}
+
+TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is steered to the "
+          "lcore holding its conntrack entry and reverse-NATed") {
+  REQUIRE(RequireTestEal() == "");
+  TestMultiQueuePort port = MakeTestMultiQueuePort("io_steer", 2);
+  DpdkOptions options{.ports = {{.device = port.name, .ifindex = 1}},
+                      .lcores = {1, 2},
+                      .idle_sleep_us = 20};
+  absl::StatusOr<std::unique_ptr<DpdkBackend>> b = MakeCorePipelineDpdkBackend(options);
+  INFO(b.status().ToString());
+  REQUIRE(b.ok());
+  REQUIRE((*b)->worker_count() == 2);
+  REQUIRE((*b)->Apply(OneService(options.config.maglev_table_size)).ok());
+
+  // Each client's SYN enters by one queue, the backend's SYN-ACK by the
+  // other, as RSS on addresses before and after NAT would spread them.
+  constexpr int kClients = 64;
+  const IpAddr vip = IpAddr::V4(0x0a60000a);
+  const IpAddr backend = IpAddr::V4(0x0a000105);
+  auto client = [](int i) { return IpAddr::V4(0xc0a80100 + static_cast<uint32_t>(i)); };
+  for (int i = 0; i < kClients; ++i) {
+    Enqueue(port, i % 2,
+            PacketBuilder().IPv4(client(i), vip).Tcp(static_cast<uint16_t>(40000 + i), 80,
+                                                     kTcpSyn).Build());
+  }
+  std::vector<ParsedPacket> syns = ReadAllTx(port, kClients);
+  REQUIRE(syns.size() == kClients);
+  for (const ParsedPacket& p : syns) {
+    CHECK(p.dst == backend);  // DNATed
+    CHECK(p.dport == 8080);
+  }
+  for (int i = 0; i < kClients; ++i) {
+    Enqueue(port, (i + 1) % 2,
+            PacketBuilder().IPv4(backend, client(i)).Tcp(8080, static_cast<uint16_t>(40000 + i),
+                                                         kTcpSyn | kTcpAck).Build());
+  }
+  std::vector<ParsedPacket> replies = ReadAllTx(port, kClients);
+  REQUIRE(replies.size() == kClients);
+  for (const ParsedPacket& p : replies) {
+    CHECK(p.src == vip);  // reverse-NATed: the lcore had the connection's entries
+    CHECK(p.sport == 80);
+  }
+  absl::StatusOr<Counters> c = (*b)->ReadCounters();
+  REQUIRE(c.ok());
+  CHECK(c->counter(DPV2_CNT_SERVICE_NEW) == kClients);
+  CHECK(c->counter(DPV2_CNT_REV_NAT) == kClients);
+  // Both lcores worked, and frames did cross between them.
+  uint64_t handed_off = 0;
+  for (const WorkerStats& w : (*b)->ReadWorkerStats()) {
+    CHECK(w.packets > 0);
+    CHECK(w.handoff_drops == 0);
+    handed_off += w.handed_off;
+  }
+  CHECK(handed_off > 0);
 }
 
 TEST_CASE("a second EAL with different arguments is refused") {

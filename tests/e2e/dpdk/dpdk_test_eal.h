@@ -1,5 +1,5 @@
 // One EAL for a whole DPDK test program: --no-huge, --no-pci, in memory, a
-// no shared config, a file prefix unique to the process, two lcores (main + one worker).
+// no shared config, a file prefix unique to the process, three lcores (main + two workers).
 //
 // A test program calls RequireTestEal() at the start of every TEST_CASE.
 // When the EAL cannot start for a user without root, the program exits 77
@@ -24,7 +24,9 @@
 namespace dpv2::dpdk {
 
 inline std::vector<std::string> TestEalArgs(const std::vector<std::string>& vdevs = {}) {
-  std::vector<std::string> args = {"-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--no-shconf",
+  // Three lcores on the machine's first two CPUs: the main one and two
+  // workers (tests of one worker name lcore 1 in their options).
+  std::vector<std::string> args = {"--lcores", "0@0,1@1,2@1", "--no-huge", "--no-pci", "-m", "256", "--no-shconf",
                                    "--file-prefix", absl::StrCat("dpv2-test-", getpid()),
                                    "--log-level", "*:error"};
   for (const std::string& v : vdevs) {
