@@ -1,0 +1,334 @@
+#include "systems.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "agent/cluster_view.h"
+#include "agent/k8s/objects.h"
+#include "core/status_macros.h"
+#include "dpv2/ebpf.h"
+#include "measure.h"
+#include "nlohmann/json.hpp"
+
+namespace dpv2::bench {
+namespace {
+
+constexpr char kClientIp[] = "10.64.0.2";
+constexpr char kServerIp[] = "10.254.0.2";
+constexpr char kNodeName[] = "bench-node";
+
+std::string Cidr(Ipv4 base, int len) { return absl::StrCat(FormatIpv4(base), "/", len); }
+
+absl::StatusOr<std::unique_ptr<NodeLab>> MakeNodeLab(absl::string_view label,
+                                                     const AddressPlan& plan) {
+  DPV2_ASSIGN_OR_RETURN(netlab::Netns node, netlab::Netns::Create(absl::StrCat(label, "-node")));
+  DPV2_RETURN_IF_ERROR(node.ConfigureAsRouter());
+  DPV2_ASSIGN_OR_RETURN(
+      netlab::Pod client,
+      netlab::Pod::Create(node, {.name = absl::StrCat(label, "-client"),
+                                 .host_ifname = "lxc-client",
+                                 .addresses = {kClientIp}}));
+  DPV2_ASSIGN_OR_RETURN(
+      netlab::Pod server,
+      netlab::Pod::Create(node, {.name = absl::StrCat(label, "-server"),
+                                 .host_ifname = "eth-server",
+                                 .addresses = {kServerIp}}));
+  // Every endpoint address is local to the server pod (AnyIP), and the node
+  // routes the whole range there, as it would to the pods of other nodes.
+  DPV2_RETURN_IF_ERROR(server.netns().Ip(
+      absl::StrCat("route add local ", Cidr(plan.endpoint_base, 10), " dev lo")));
+  DPV2_RETURN_IF_ERROR(node.Ip(absl::StrCat("route add ", Cidr(plan.endpoint_base, 10), " via ",
+                                            kServerIp, " dev eth-server onlink")));
+  auto lab = std::unique_ptr<NodeLab>(
+      new NodeLab{.node = std::move(node), .client = std::move(client), .server = std::move(server)});
+  DPV2_ASSIGN_OR_RETURN(lab->echo_a,
+                        netlab::EchoServer::Start(lab->server.netns(),
+                                                  {.name = "a", .port = plan.target_port,
+                                                   .udp = false}));
+  DPV2_ASSIGN_OR_RETURN(
+      lab->echo_b,
+      netlab::EchoServer::Start(lab->server.netns(), {.name = "b",
+                                                      .port = static_cast<uint16_t>(
+                                                          plan.target_port + 1),
+                                                      .udp = false}));
+  return lab;
+}
+
+// No rules at all: the client reaches endpoint addresses directly.
+class PlainSystem : public PeerSystem {
+ public:
+  explicit PlainSystem(std::unique_ptr<NodeLab> lab) { lab_ = std::move(lab); }
+  SystemKind kind() const override { return SystemKind::kPlain; }
+  absl::Status Program(const BenchServices&, const SetChange*) override {
+    return absl::OkStatus();
+  }
+};
+
+class IptablesSystem : public PeerSystem {
+ public:
+  IptablesSystem(std::unique_ptr<NodeLab> lab, bool legacy) : legacy_(legacy) {
+    lab_ = std::move(lab);
+  }
+  SystemKind kind() const override {
+    return legacy_ ? SystemKind::kIptablesLegacy : SystemKind::kIptablesNft;
+  }
+
+  absl::Status Program(const BenchServices& set, const SetChange* change) override {
+    if (change == nullptr) {
+      DPV2_RETURN_IF_ERROR(Restore(IptablesBaseJumps()));
+      std::string text = IptablesFullSync(set);
+      last_text_bytes_ = text.size();
+      return Restore(text);
+    }
+    std::vector<std::string> gone;
+    for (const auto& [service, endpoint] : change->removed) {
+      gone.push_back(IptablesEndpointChain(service, endpoint));
+    }
+    return Restore(IptablesPartialSync(set, change->services, gone));
+  }
+
+ private:
+  absl::Status Restore(const std::string& text) {
+    // What kube-proxy runs: iptables-restore -w --noflush --counters.
+    const std::string tool = legacy_ ? "iptables-legacy-restore" : "iptables-nft-restore";
+    return netlab::RunCommand({"ip", "netns", "exec", lab_->node.name(), tool, "-w", "--noflush",
+                               "--counters"},
+                              nullptr, text);
+  }
+
+  bool legacy_;
+};
+
+class NftablesSystem : public PeerSystem {
+ public:
+  explicit NftablesSystem(std::unique_ptr<NodeLab> lab) { lab_ = std::move(lab); }
+  SystemKind kind() const override { return SystemKind::kNftables; }
+
+  absl::Status Program(const BenchServices& set, const SetChange* change) override {
+    if (change == nullptr) {
+      std::string text = NftablesFullSync(set);
+      last_text_bytes_ = text.size();
+      return Nft(text);
+    }
+    std::vector<std::string> gone;
+    for (const auto& [service, endpoint] : change->removed) {
+      gone.push_back(NftablesEndpointChain(service, endpoint));
+    }
+    return Nft(NftablesPartialSync(set, change->services, gone));
+  }
+
+ private:
+  absl::Status Nft(const std::string& text) {
+    return netlab::RunCommand({"ip", "netns", "exec", lab_->node.name(), "nft", "-f", "-"},
+                              nullptr, text);
+  }
+};
+
+// The API objects of one Service: the Service and one EndpointSlice per
+// endpoint port, as the API server would serve them.
+std::vector<nlohmann::json> ServiceObjects(const BenchService& s) {
+  std::vector<nlohmann::json> out;
+  out.push_back({{"apiVersion", "v1"},
+                 {"kind", "Service"},
+                 {"metadata", {{"name", s.name}, {"namespace", s.namespace_name}}},
+                 {"spec",
+                  {{"type", "ClusterIP"},
+                   {"clusterIP", FormatIpv4(s.cluster_ip)},
+                   {"clusterIPs", {FormatIpv4(s.cluster_ip)}},
+                   {"ports",
+                    {{{"name", s.port_name},
+                      {"port", s.port},
+                      {"protocol", "TCP"},
+                      {"targetPort", s.endpoints.empty() ? s.port : s.endpoints[0].port}}}}}}});
+  std::map<uint16_t, nlohmann::json> by_port;
+  for (const BenchEndpoint& ep : s.endpoints) {
+    by_port[ep.port].push_back({{"addresses", {FormatIpv4(ep.ip)}},
+                                {"conditions", {{"ready", true}}},
+                                {"nodeName", "remote-node"}});
+  }
+  for (auto& [port, endpoints] : by_port) {
+    out.push_back({{"apiVersion", "discovery.k8s.io/v1"},
+                   {"kind", "EndpointSlice"},
+                   {"metadata",
+                    {{"name", absl::StrCat(s.name, "-", port)},
+                     {"namespace", s.namespace_name},
+                     {"labels", {{"kubernetes.io/service-name", s.name}}}}},
+                   {"addressType", "IPv4"},
+                   {"ports", {{{"name", s.port_name}, {"port", port}, {"protocol", "TCP"}}}},
+                   {"endpoints", std::move(endpoints)}});
+  }
+  return out;
+}
+
+// dpv2 on the eBPF backend, fed through the agent's code path: API objects
+// decoded (AddObject), ClusterView::Update, ClusterView::ApplyTo.
+class Dpv2System : public PeerSystem {
+ public:
+  Dpv2System(std::unique_ptr<NodeLab> lab, const PeerSystemOptions& options)
+      : options_(options) {
+    lab_ = std::move(lab);
+  }
+  SystemKind kind() const override { return SystemKind::kDpv2; }
+  int64_t agent_bytes() const override { return agent_bytes_; }
+  double startup_ms() const override { return startup_ms_; }
+  std::optional<double> load_ms() const override { return load_ms_; }
+  absl::StatusOr<int64_t> MapBytes() const override {
+    return BpfMapMemlockBytes(first_map_id_, "dpv2");
+  }
+
+  absl::Status Program(const BenchServices& set, const SetChange* change) override {
+    if (change == nullptr) {
+      return Load(set);
+    }
+    for (size_t i : change->services) {
+      for (const nlohmann::json& o : ServiceObjects(set.services[i])) {
+        agent::k8s::AddObject(o, "watch", &objects_);
+      }
+    }
+    // Removed slices (an endpoint port no Service endpoint uses any more).
+    for (const auto& [service, endpoint] : change->removed) {
+      const std::string key = absl::StrCat(service.namespace_name, "/", service.name, "-",
+                                           endpoint.port);
+      bool still_used = false;
+      for (size_t i : change->services) {
+        for (const BenchEndpoint& ep : set.services[i].endpoints) {
+          still_used |= set.services[i].name == service.name && ep.port == endpoint.port;
+        }
+      }
+      if (!still_used) {
+        objects_.endpoint_slices.erase(key);
+      }
+    }
+    view_->Update(objects_);
+    return view_->ApplyTo(*backend_);
+  }
+
+ private:
+  // The backend starts (programs verified and attached, the client pod
+  // applied) before the clock runs, since kube-proxy's peers have no such
+  // step; the load measured is then objects -> ClusterView -> maps.
+  absl::Status Load(const BenchServices& set) {
+    const uint32_t services = std::max<uint32_t>(options_.capacity_services, set.services.size());
+    const uint64_t endpoints = std::max<uint64_t>(options_.capacity_endpoints, set.EndpointCount());
+    const DatapathConfig config{
+        .maglev_table_size = options_.maglev_table_size,
+        .max_services = services + 1024,
+        .max_backends = static_cast<uint32_t>(endpoints + 1024),
+        .max_tables = services + 1024,
+    };
+    const absl::Time start = absl::Now();
+    objects_ = {};
+    objects_.namespaces["bench"] = NamespaceInfo{.name = "bench"};
+    agent::k8s::AddObject({{"apiVersion", "v1"},
+                           {"kind", "Pod"},
+                           {"metadata", {{"name", "client"}, {"namespace", "bench"}}},
+                           {"spec", {{"nodeName", kNodeName}}},
+                           {"status",
+                            {{"phase", "Running"},
+                             {"podIP", kClientIp},
+                             {"podIPs", {{{"ip", kClientIp}}}}}}},
+                          "bench", &objects_);
+    const netlab::Pod& client = lab_->client;
+    DPV2_ASSIGN_OR_RETURN(
+        agent::ClusterView view,
+        agent::ClusterView::Create(
+            {.node_name = kNodeName,
+             .lb = {.datapath = config},
+             .local_endpoint = [&client](const PodInfo&) -> std::optional<LocalEndpoint> {
+               return LocalEndpoint{.ifindex = client.host().ifindex,
+                                    .mac = client.eth0().mac.bytes,
+                                    .host_mac = client.host().mac.bytes};
+             }}));
+    view_ = std::make_unique<agent::ClusterView>(std::move(view));
+    view_->Update(objects_);
+    first_map_id_ = HighestBpfMapId();
+    const uint32_t external = lab_->server.host().ifindex;
+    // Programs attach to interfaces of the node namespace: create and apply
+    // the first batch (which names the client pod's veth) from inside it.
+    DPV2_RETURN_IF_ERROR(lab_->node.Run([&]() -> absl::Status {
+      DPV2_ASSIGN_OR_RETURN(backend_, MakeEbpfBackend({.config = config,
+                                                       .attach_to_endpoints = true,
+                                                       .external_ifindex = external}));
+      return view_->ApplyTo(*backend_);
+    }));
+    startup_ms_ = absl::ToDoubleMilliseconds(absl::Now() - start);
+
+    DPV2_ASSIGN_OR_RETURN(const int64_t rss_before, ResidentBytes());
+    const absl::Time load_start = absl::Now();
+    for (const BenchService& s : set.services) {
+      for (const nlohmann::json& o : ServiceObjects(s)) {
+        agent::k8s::AddObject(o, "list", &objects_);
+      }
+    }
+    if (!objects_.errors.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("dpv2 objects: ", objects_.errors.front()));
+    }
+    view_->Update(objects_);
+    if (!view_->problems().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("dpv2: ", view_->problems().front()));
+    }
+    DPV2_RETURN_IF_ERROR(view_->ApplyTo(*backend_));
+    load_ms_ = absl::ToDoubleMilliseconds(absl::Now() - load_start);
+    DPV2_ASSIGN_OR_RETURN(const int64_t rss_after, ResidentBytes());
+    agent_bytes_ = rss_after - rss_before;
+    return absl::OkStatus();
+  }
+
+  PeerSystemOptions options_;
+  agent::k8s::ClusterObjects objects_;
+  std::unique_ptr<agent::ClusterView> view_;
+  std::unique_ptr<Backend> backend_;
+  uint32_t first_map_id_ = 0;
+  int64_t agent_bytes_ = 0;
+  double startup_ms_ = 0;
+  double load_ms_ = 0;
+};
+
+}  // namespace
+
+std::string SystemName(SystemKind kind) {
+  switch (kind) {
+    case SystemKind::kPlain:
+      return "plain";
+    case SystemKind::kIptablesNft:
+      return "iptables-nft";
+    case SystemKind::kIptablesLegacy:
+      return "iptables-legacy";
+    case SystemKind::kNftables:
+      return "nftables";
+    case SystemKind::kDpv2:
+      return "dpv2-ebpf";
+  }
+  return "?";
+}
+
+std::optional<SystemKind> ParseSystemName(absl::string_view name) {
+  for (SystemKind k : {SystemKind::kPlain, SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
+                       SystemKind::kNftables, SystemKind::kDpv2}) {
+    if (SystemName(k) == name) {
+      return k;
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
+                                                           const PeerSystemOptions& options) {
+  const std::string label = SystemName(kind).substr(0, 8);
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<NodeLab> lab, MakeNodeLab(label, options.plan));
+  switch (kind) {
+    case SystemKind::kPlain:
+      return std::make_unique<PlainSystem>(std::move(lab));
+    case SystemKind::kIptablesNft:
+      return std::make_unique<IptablesSystem>(std::move(lab), false);
+    case SystemKind::kIptablesLegacy:
+      return std::make_unique<IptablesSystem>(std::move(lab), true);
+    case SystemKind::kNftables:
+      return std::make_unique<NftablesSystem>(std::move(lab));
+    case SystemKind::kDpv2:
+      return std::make_unique<Dpv2System>(std::move(lab), options);
+  }
+  return absl::InvalidArgumentError("unknown system");
+}
+
+}  // namespace dpv2::bench

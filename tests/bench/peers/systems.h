@@ -1,0 +1,97 @@
+// The systems the peer benchmark compares, each in its own node namespace
+// between a client pod and a server pod: plain routing, kube-proxy's
+// iptables mode (iptables-nft and iptables-legacy), kube-proxy's nftables
+// mode, and dpv2 on the eBPF backend programmed through the agent's
+// ClusterView from Service and EndpointSlice objects.
+//
+// Every endpoint address lives on the one server pod (an AnyIP route for
+// the whole endpoint range), served by two echo servers: "a" on the target
+// port and "b" on target port + 1, so a probe learns which endpoint served.
+//
+//   absl::StatusOr<std::unique_ptr<PeerSystem>> s = MakePeerSystem(SystemKind::kNftables, {});
+//   DPV2_RETURN_IF_ERROR((*s)->Program(set, {}));
+//   absl::StatusOr<absl::Duration> t = ConnectOnce((*s)->lab().client.netns(), vip, 80);
+#ifndef DPV2_TESTS_BENCH_PEERS_SYSTEMS_H_
+#define DPV2_TESTS_BENCH_PEERS_SYSTEMS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "kube_proxy_rules.h"
+#include "netlab/netlab.h"
+
+namespace dpv2::bench {
+
+enum class SystemKind : uint8_t { kPlain, kIptablesNft, kIptablesLegacy, kNftables, kDpv2 };
+std::string SystemName(SystemKind kind);  // "iptables-nft", "dpv2-ebpf", ...
+std::optional<SystemKind> ParseSystemName(absl::string_view name);
+
+// The namespaces one system runs in.
+struct NodeLab {
+  netlab::Netns node;
+  netlab::Pod client;  // 10.64.0.2, inside kube-proxy's cluster CIDR: no masquerade
+  netlab::Pod server;  // 10.254.0.2, plus every endpoint address (AnyIP)
+  std::unique_ptr<netlab::EchoServer> echo_a;  // target_port, answers "a"
+  std::unique_ptr<netlab::EchoServer> echo_b;  // target_port + 1, answers "b"
+};
+
+// One change of the Service set, as a watch would deliver it.
+struct SetChange {
+  std::vector<size_t> services;  // indices of added or changed Services
+  // Endpoints that left those Services (their chains are deleted).
+  std::vector<std::pair<BenchService, BenchEndpoint>> removed;
+};
+
+struct PeerSystemOptions {
+  AddressPlan plan;
+  uint32_t maglev_table_size = 1021;  // dpv2 only
+  uint32_t capacity_services = 0;     // dpv2 map sizes (0: sized by the first Program)
+  uint64_t capacity_endpoints = 0;
+};
+
+class PeerSystem {
+ public:
+  virtual ~PeerSystem() = default;
+  virtual SystemKind kind() const = 0;
+  std::string name() const { return SystemName(kind()); }
+  const NodeLab& lab() const { return *lab_; }
+  // Whether the system translates ClusterIPs (plain routing does not).
+  bool translates() const { return kind() != SystemKind::kPlain; }
+
+  // Makes the node program `set`: everything when `change` is null (the
+  // first load), else only what `change` names, the way the system's own
+  // control plane would (kube-proxy partial syncs, the agent's ApplyTo).
+  // Returns when the program call returned.
+  virtual absl::Status Program(const BenchServices& set, const SetChange* change) = 0;
+
+  // Bytes of rule text handed to the kernel by the last full Program, and
+  // rules/objects it held (for the memory table); 0 when not meaningful.
+  uint64_t last_text_bytes() const { return last_text_bytes_; }
+  // Agent-side resident memory grown by the last full Program (dpv2).
+  virtual int64_t agent_bytes() const { return 0; }
+  // Time to start before any Service (dpv2: load, verify and attach the
+  // BPF programs), not part of the load figure.
+  virtual double startup_ms() const { return 0; }
+  // The load time measured inside the last full Program, when the system
+  // times a part of it (dpv2: objects to maps, without startup).
+  virtual std::optional<double> load_ms() const { return std::nullopt; }
+  // BPF map memory (memlock) the system holds (dpv2).
+  virtual absl::StatusOr<int64_t> MapBytes() const { return 0; }
+
+ protected:
+  std::unique_ptr<NodeLab> lab_;
+  uint64_t last_text_bytes_ = 0;
+};
+
+// Builds the namespaces and the (empty) system in them.
+absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
+                                                           const PeerSystemOptions& options);
+
+}  // namespace dpv2::bench
+
+#endif  // DPV2_TESTS_BENCH_PEERS_SYSTEMS_H_
