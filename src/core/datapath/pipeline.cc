@@ -57,12 +57,17 @@ void Prepare(absl::Span<const uint8_t> frame, PreparedFrame* p) {
   p->parsed = ParsePacket(frame);
   p->keyed = false;
   const ParsedPacket& pkt = p->parsed.pkt;
-  if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip || pkt.is_fragment) {
+  if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip) {
+    return;
+  }
+  p->saddr = pkt.src.ToAbi();
+  p->daddr = pkt.dst.ToAbi();
+  if (pkt.is_fragment) {
     return;
   }
   const uint8_t family = AbiFamily(pkt.family);
-  const dpv2_addr saddr = pkt.src.ToAbi();
-  const dpv2_addr daddr = pkt.dst.ToAbi();
+  const dpv2_addr& saddr = p->saddr;
+  const dpv2_addr& daddr = p->daddr;
   p->keyed = true;
   p->reply_key = MakeCtKey(daddr, saddr, IsIcmp(pkt.proto) ? pkt.sport : pkt.dport, pkt.sport,
                            pkt.proto, family, 0);
@@ -176,8 +181,8 @@ FrameResult PacketRun::Run() {
   }
   family_ = AbiFamily(pkt_.family);
   proto_ = pkt_.proto;
-  saddr_ = pkt_.src.ToAbi();
-  daddr_ = pkt_.dst.ToAbi();
+  saddr_ = prepared_.saddr;
+  daddr_ = prepared_.daddr;
 
   // Neighbor discovery uses link-local and unspecified sources a pod's
   // endpoint entry does not list; it never reaches services or policy.

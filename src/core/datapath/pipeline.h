@@ -55,6 +55,8 @@ class EventSink {
 struct PreparedFrame {
   ParseResult parsed;
   bool keyed = false;  // an IP frame the pipeline looks up (keys below valid)
+  dpv2_addr saddr{};   // parsed.pkt's addresses in ABI form (IP frames)
+  dpv2_addr daddr{};
   dpv2_ct_key reply_key{};    // the reversed tuple: is this a reply?
   uint64_t reply_hash = 0;
   dpv2_ct_key service_ct_key{};  // the SERVICE entry, should this be a service

@@ -63,14 +63,19 @@ uint16_t ChecksumReplace32(uint16_t csum, uint32_t old_value, uint32_t new_value
 
 uint16_t ChecksumReplaceBytes(uint16_t csum, absl::Span<const uint8_t> old_bytes,
                               absl::Span<const uint8_t> new_bytes) {
-  uint32_t sum = static_cast<uint16_t>(~csum);
+  // One's complement addition is associative: carries are folded once at
+  // the end (64 bits cannot overflow on any frame), which gives the same
+  // field as folding after every word, in fewer instructions (per packet:
+  // every NATed address goes through here).
+  uint64_t sum = static_cast<uint16_t>(~csum);
   size_t n = std::min(old_bytes.size(), new_bytes.size()) & ~size_t{1};
   for (size_t i = 0; i < n; i += 2) {
     sum += static_cast<uint16_t>(~(old_bytes[i] << 8 | old_bytes[i + 1]));
     sum += static_cast<uint16_t>(new_bytes[i] << 8 | new_bytes[i + 1]);
-    sum = (sum & 0xffff) + (sum >> 16);
   }
-  return static_cast<uint16_t>(~ChecksumFold(sum));
+  sum = (sum & 0xffffffffu) + (sum >> 32);
+  sum = (sum & 0xffffffffu) + (sum >> 32);
+  return static_cast<uint16_t>(~ChecksumFold(static_cast<uint32_t>(sum)));
 }
 
 uint16_t ChecksumReplaceAddr(uint16_t csum, const IpAddr& old_addr, const IpAddr& new_addr) {
