@@ -36,6 +36,25 @@ void ReplaceAndUpdate(uint8_t* p, const uint8_t* bytes, size_t len,
   std::memmove(p, bytes, len);
 }
 
+// The change of replacing `len` bytes (even) at `old` by `neu`, as a one's
+// complement sum of 16-bit words: the same for every checksum covering them
+// (IPv4 header and L4 pseudo-header), so computed once. At most 16 words,
+// no overflow.
+uint32_t ReplacementDelta(const uint8_t* old, const uint8_t* neu, size_t len) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < len; i += 2) {
+    sum += static_cast<uint16_t>(~Load16(old + i));
+    sum += Load16(neu + i);
+  }
+  return sum;
+}
+
+// RFC 1624 eqn. 3 with the change summed beforehand: equal to
+// ChecksumReplaceBytes over the same bytes.
+uint16_t ApplyDelta(uint16_t csum, uint32_t delta) {
+  return static_cast<uint16_t>(~ChecksumFold(static_cast<uint16_t>(~csum) + delta));
+}
+
 void RecomputeSctpCrc(uint8_t* f, size_t l4, size_t end) {
   uint8_t* csum = f + l4 + wire::kSctpCsumOffset;
   std::memset(csum, 0, 4);
@@ -99,12 +118,15 @@ void RewriteOuter(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool sourc
   }
 
   // Address: IPv4 header checksum and, through the pseudo-header, L4.
-  uint16_t ip_csum = v6 ? 0 : Load16(f + l3 + wire::kIPv4CsumOffset);
-  ReplaceAndUpdate(f + addr_off, addr.bytes().data(), addr.size(),
-                   {v6 ? nullptr : &ip_csum, use_csum && pseudo ? &l4_csum : nullptr});
+  const uint32_t delta = ReplacementDelta(f + addr_off, addr.bytes().data(), addr.size());
   if (!v6) {
-    Store16(f + l3 + wire::kIPv4CsumOffset, ip_csum);
+    Store16(f + l3 + wire::kIPv4CsumOffset,
+            ApplyDelta(Load16(f + l3 + wire::kIPv4CsumOffset), delta));
   }
+  if (use_csum && pseudo) {
+    l4_csum = ApplyDelta(l4_csum, delta);
+  }
+  std::memcpy(f + addr_off, addr.bytes().data(), addr.size());
 
   // Port or echo identifier.
   if (has_ports || echo_id) {
