@@ -171,6 +171,7 @@ class Dpv2System : public PeerSystem {
   SystemKind kind() const override { return SystemKind::kDpv2; }
   int64_t agent_bytes() const override { return agent_bytes_; }
   double startup_ms() const override { return startup_ms_; }
+  std::pair<double, double> last_agent_and_apply_ms() const override { return split_; }
   std::optional<double> load_ms() const override { return load_ms_; }
   absl::StatusOr<int64_t> MapBytes() const override {
     return BpfMapMemlockBytes(first_map_id_, "dpv2");
@@ -180,6 +181,7 @@ class Dpv2System : public PeerSystem {
     if (change == nullptr) {
       return Load(set);
     }
+    const absl::Time start = absl::Now();
     for (size_t i : change->services) {
       for (const nlohmann::json& o : ServiceObjects(set.services[i])) {
         agent::k8s::AddObject(o, "watch", &objects_);
@@ -200,7 +202,11 @@ class Dpv2System : public PeerSystem {
       }
     }
     view_->Update(objects_);
-    return view_->ApplyTo(*backend_);
+    const absl::Time updated = absl::Now();
+    absl::Status st = view_->ApplyTo(*backend_);
+    split_ = {absl::ToDoubleMilliseconds(updated - start),
+              absl::ToDoubleMilliseconds(absl::Now() - updated)};
+    return st;
   }
 
  private:
@@ -267,8 +273,11 @@ class Dpv2System : public PeerSystem {
     if (!view_->problems().empty()) {
       return absl::InvalidArgumentError(absl::StrCat("dpv2: ", view_->problems().front()));
     }
+    const absl::Time updated = absl::Now();
     DPV2_RETURN_IF_ERROR(view_->ApplyTo(*backend_));
     load_ms_ = absl::ToDoubleMilliseconds(absl::Now() - load_start);
+    split_ = {absl::ToDoubleMilliseconds(updated - load_start),
+              absl::ToDoubleMilliseconds(absl::Now() - updated)};
     DPV2_ASSIGN_OR_RETURN(const int64_t rss_after, ResidentBytes());
     agent_bytes_ = rss_after - rss_before;
     return absl::OkStatus();
@@ -282,6 +291,7 @@ class Dpv2System : public PeerSystem {
   int64_t agent_bytes_ = 0;
   double startup_ms_ = 0;
   double load_ms_ = 0;
+  std::pair<double, double> split_;
 };
 
 }  // namespace

@@ -80,6 +80,9 @@ class PeerSystem {
   // The load time measured inside the last full Program, when the system
   // times a part of it (dpv2: objects to maps, without startup).
   virtual std::optional<double> load_ms() const { return std::nullopt; }
+  // How the last Program split between the agent (objects decoded,
+  // ClusterView::Update) and the datapath (ApplyTo), ms; dpv2 only.
+  virtual std::pair<double, double> last_agent_and_apply_ms() const { return {0, 0}; }
   // BPF map memory (memlock) the system holds (dpv2).
   virtual absl::StatusOr<int64_t> MapBytes() const { return 0; }
 
