@@ -1,0 +1,424 @@
+#include "ebpf_node.h"
+
+#include <net/if.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "agent/cluster_view.h"
+#include "agent/k8s/objects.h"
+#include "core/status_macros.h"
+#include "dpv2/ebpf.h"
+
+namespace dpv2::e2e {
+namespace {
+
+constexpr char kNodeName[] = "node-a";
+constexpr char kExternalIf[] = "ext0";
+constexpr absl::Duration kLoaderTimeout = absl::Seconds(15);
+
+std::string EndpointYaml(const WebEndpoint& e) {
+  const PodPlan* plan = nullptr;
+  for (const PodPlan& p : Pods()) {
+    if (p.name == e.pod) {
+      plan = &p;
+    }
+  }
+  const std::string ip = plan != nullptr ? plan->ip : "0.0.0.0";
+  return absl::StrCat("  - addresses: [", ip, "]\n    nodeName: ", kNodeName,
+                      "\n    targetRef: {kind: Pod, namespace: shop, name: ", e.pod,
+                      "}\n    conditions: {ready: ", e.ready ? "true" : "false",
+                      ", serving: ", e.serving ? "true" : "false",
+                      ", terminating: ", e.terminating ? "true" : "false", "}\n");
+}
+
+std::string SliceYaml(const char* name, const char* service, const char* port_name,
+                      const char* protocol, const std::vector<WebEndpoint>& endpoints) {
+  std::string out = absl::StrCat(
+      "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ", name,
+      "\n  namespace: shop\n  labels: {kubernetes.io/service-name: ", service,
+      "}\naddressType: IPv4\nports:\n  - {name: ", port_name, ", port: ", kPodPort,
+      ", protocol: ", protocol, "}\nendpoints:", endpoints.empty() ? " []\n" : "\n");
+  for (const WebEndpoint& e : endpoints) {
+    out += EndpointYaml(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+DatapathConfig LoaderConfig() {
+  return DatapathConfig{.maglev_table_size = 251,
+                        .max_services = 256,
+                        .max_backends = 256,
+                        .max_tables = 256,
+                        .ct_tcp_entries = 8192,
+                        .ct_other_entries = 8192,
+                        .max_affinity = 256,
+                        .max_source_ranges = 64,
+                        .max_endpoints = 64,
+                        .max_ipcache = 256,
+                        .max_policy_entries = 4096};
+}
+
+const std::vector<PodPlan>& Pods() {
+  static const std::vector<PodPlan> pods = {
+      {.ns = "shop",
+       .name = "client",
+       .app = "client",
+       .ip = "10.244.1.20",
+       .host_ifname = "lxc-client"},
+      {.ns = "lab",
+       .name = "intruder",
+       .app = "client",
+       .ip = "10.244.1.66",
+       .host_ifname = "lxc-intruder"},
+      {.ns = "shop", .name = "web-1", .app = "web", .ip = "10.244.1.11", .host_ifname = "lxc-web1"},
+      {.ns = "shop", .name = "web-2", .app = "web", .ip = "10.244.1.12", .host_ifname = "lxc-web2"},
+      {.ns = "shop", .name = "web-3", .app = "web", .ip = "10.244.1.13", .host_ifname = "lxc-web3"},
+  };
+  return pods;
+}
+
+std::string ClusterManifests(const ClusterSpec& spec) {
+  std::string out =
+      absl::StrCat("apiVersion: v1\nkind: Node\nmetadata: {name: ", kNodeName,
+                   "}\nstatus:\n  addresses: [{type: InternalIP, address: ", kNodeIp, "}]\n",
+                   "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+                   "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n");
+  for (const PodPlan& p : Pods()) {
+    absl::StrAppend(&out, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ", p.name,
+                    ", namespace: ", p.ns, ", labels: {app: ", p.app,
+                    "}}\nspec:\n  nodeName: ", kNodeName,
+                    "\n  containers: [{name: c, image: echo, ports: [{name: http, ",
+                    "containerPort: ", kPodPort, "}]}]\nstatus: {phase: Running, podIP: ", p.ip,
+                    ", podIPs: [{ip: ", p.ip, "}]}\n");
+  }
+  absl::StrAppend(&out,
+                  "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n",
+                  "spec:\n  type: NodePort\n  clusterIP: ", kWebVip,
+                  "\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, "
+                  "targetPort: http, nodePort: ",
+                  kWebNodePort, "}\n");
+  absl::StrAppend(&out,
+                  "---\napiVersion: v1\nkind: Service\nmetadata: {name: echo-udp, namespace: "
+                  "shop}\nspec:\n  clusterIP: ",
+                  kUdpVip,
+                  "\n  selector: {app: web}\n  ports:\n  - {name: dns, protocol: UDP, port: 53, "
+                  "targetPort: ",
+                  kPodPort, "}\n");
+  absl::StrAppend(&out,
+                  "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: shop}\n"
+                  "spec:\n  clusterIP: ",
+                  kEmptyVip,
+                  "\n  selector: {app: nothing}\n  ports:\n  - {name: tcp, protocol: TCP, port: "
+                  "80}\n  - {name: udp, protocol: UDP, port: 80}\n");
+  out += SliceYaml("web-1", "web", "http", "TCP", spec.web);
+  out += SliceYaml("echo-udp-1", "echo-udp", "dns", "UDP", spec.web);
+  if (spec.web_from_client_only) {
+    out +=
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
+        "web-from-client, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: web}}\n"
+        "  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n"
+        "    ports: [{protocol: TCP, port: http}]\n";
+  }
+  return out;
+}
+
+// ---- EbpfNode ----
+
+absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spec) {
+  DPV2_ASSIGN_OR_RETURN(netlab::Netns node, netlab::Netns::Create("node"));
+  DPV2_ASSIGN_OR_RETURN(netlab::Netns client, netlab::Netns::Create("outside"));
+  DPV2_ASSIGN_OR_RETURN(netlab::BpffsMount bpffs, netlab::BpffsMount::Create("e2e"));
+  std::unique_ptr<EbpfNode> n(new EbpfNode(std::move(node), std::move(client), std::move(bpffs)));
+  n->dir_ = n->bpffs_.path() + "-manifests";
+  if (mkdir(n->dir_.c_str(), 0700) != 0) {
+    const std::string dir = std::exchange(n->dir_, {});
+    return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
+  }
+  DPV2_RETURN_IF_ERROR(n->node_.ConfigureAsRouter());
+  // NodePort replies leave the pod's veth already reverse-NATed to come from
+  // the node's own address; the datapath passes them to the node's stack to
+  // be routed out of ext0, and Linux drops a packet arriving with a local
+  // source address unless accept_local is set.
+  DPV2_RETURN_IF_ERROR(n->node_.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
+  DPV2_RETURN_IF_ERROR(netlab::AddVeth(n->node_, kExternalIf, n->client_, "eth0"));
+  DPV2_RETURN_IF_ERROR(n->node_.Ip(absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf)));
+  DPV2_RETURN_IF_ERROR(n->client_.Ip("addr add 192.168.50.2/24 dev eth0"));
+  for (const PodPlan& p : Pods()) {
+    DPV2_ASSIGN_OR_RETURN(
+        netlab::Pod pod,
+        netlab::Pod::Create(n->node_,
+                            {.name = p.name, .host_ifname = p.host_ifname, .addresses = {p.ip}}));
+    DPV2_ASSIGN_OR_RETURN(
+        std::unique_ptr<netlab::EchoServer> server,
+        netlab::EchoServer::Start(pod.netns(), {.name = p.name, .port = kPodPort}));
+    n->servers_.push_back(std::move(server));
+    n->pods_.emplace(p.name, std::move(pod));
+  }
+  DPV2_RETURN_IF_ERROR(n->WriteManifests(spec));
+  DPV2_RETURN_IF_ERROR(n->StartLoader());
+  return n;
+}
+
+EbpfNode::~EbpfNode() {
+  // The loader first (it holds the bpffs and the veths), then servers, pods
+  // and namespaces as members go.
+  loader_.reset();
+  servers_.clear();
+  if (!dir_.empty()) {
+    std::remove((dir_ + "/manifests.yaml").c_str());
+    std::remove((dir_ + "/manifests.yaml.new").c_str());
+    rmdir(dir_.c_str());
+  }
+}
+
+const netlab::Pod& EbpfNode::pod(const std::string& name) const { return pods_.at(name); }
+
+absl::Status EbpfNode::WriteManifests(const ClusterSpec& spec) {
+  const std::string path = dir_ + "/manifests.yaml";
+  {
+    std::ofstream out(path + ".new");
+    out << ClusterManifests(spec);
+    if (!out) {
+      return absl::InternalError(absl::StrCat("write ", path, ".new"));
+    }
+  }
+  if (std::rename((path + ".new").c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename to ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+// Waits for the loader's answer: "ready"/"applied", or "error: ..." .
+absl::Status AwaitLoader(netlab::ChildProcess& loader, absl::string_view expected) {
+  absl::StatusOr<std::string> line = loader.ReadLine(kLoaderTimeout);
+  if (!line.ok()) {
+    return absl::InternalError(
+        absl::StrCat("loader: no \"", expected, "\" line: ", line.status().message()));
+  }
+  if (*line != expected) {
+    return absl::InternalError(absl::StrCat("loader: ", *line));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status EbpfNode::Reconfigure(const ClusterSpec& spec) {
+  if (!loader_) {
+    return absl::FailedPreconditionError("no loader running");
+  }
+  DPV2_RETURN_IF_ERROR(WriteManifests(spec));
+  kill(loader_->pid(), SIGHUP);
+  return AwaitLoader(*loader_, "applied");
+}
+
+absl::Status EbpfNode::StartLoader() {
+  if (loader_) {
+    return absl::FailedPreconditionError("a loader is running");
+  }
+  std::vector<std::string> argv = {
+      "/proc/self/exe", "--loader", absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
+      absl::StrCat("--pin=", bpffs_.path(), "/node-a"), absl::StrCat("--external=", kExternalIf)};
+  for (const auto& [name, pod] : pods_) {
+    const PodPlan* plan = nullptr;
+    for (const PodPlan& p : Pods()) {
+      if (p.name == name) {
+        plan = &p;
+      }
+    }
+    argv.push_back(absl::StrCat("--endpoint=", plan->ns, "/", name, ",", plan->host_ifname, ",",
+                                pod.eth0().mac.ToString()));
+  }
+  DPV2_ASSIGN_OR_RETURN(netlab::ChildProcess child, netlab::ChildProcess::Spawn(argv, &node_));
+  loader_.emplace(std::move(child));
+  absl::Status s = AwaitLoader(*loader_, "ready");
+  if (!s.ok()) {
+    loader_.reset();
+  }
+  return s;
+}
+
+absl::Status EbpfNode::KillLoader() {
+  if (!loader_) {
+    return absl::FailedPreconditionError("no loader running");
+  }
+  absl::StatusOr<int> status = loader_->Kill(SIGKILL);
+  loader_.reset();
+  return status.status();
+}
+
+// ---- the loader process ----
+
+namespace {
+
+struct LoaderArgs {
+  std::string manifests;
+  std::string pin;
+  std::string external;
+  // "namespace/name" -> (host interface, pod MAC)
+  std::map<std::string, std::pair<std::string, std::string>> endpoints;
+};
+
+absl::StatusOr<LoaderArgs> ParseLoaderArgs(int argc, char** argv) {
+  LoaderArgs args;
+  for (int i = 0; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (absl::ConsumePrefix(&a, "--manifests=")) {
+      args.manifests = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--pin=")) {
+      args.pin = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--external=")) {
+      args.external = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--endpoint=")) {
+      std::vector<std::string> parts = absl::StrSplit(a, ',');
+      if (parts.size() != 3) {
+        return absl::InvalidArgumentError(absl::StrCat("--endpoint=", a, ": want ns/name,if,mac"));
+      }
+      args.endpoints[parts[0]] = {parts[1], parts[2]};
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument ", argv[i]));
+    }
+  }
+  if (args.manifests.empty() || args.pin.empty()) {
+    return absl::InvalidArgumentError("--manifests and --pin are required");
+  }
+  return args;
+}
+
+absl::StatusOr<std::array<uint8_t, 6>> ParseMac(absl::string_view text) {
+  std::array<uint8_t, 6> mac{};
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  if (parts.size() != 6) {
+    return absl::InvalidArgumentError(absl::StrCat("MAC \"", text, "\""));
+  }
+  for (size_t i = 0; i < 6; ++i) {
+    int v = 0;
+    if (!absl::SimpleHexAtoi(parts[i], &v) || v < 0 || v > 255) {
+      return absl::InvalidArgumentError(absl::StrCat("MAC \"", text, "\""));
+    }
+    mac[i] = static_cast<uint8_t>(v);
+  }
+  return mac;
+}
+
+// ifindex and MAC of an interface of this process's namespace.
+absl::StatusOr<LocalEndpoint> HostSide(const std::string& ifname) {
+  LocalEndpoint ep;
+  ep.ifindex = if_nametoindex(ifname.c_str());
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq req{};
+  std::strncpy(req.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  const bool ok = ep.ifindex != 0 && fd >= 0 && ioctl(fd, SIOCGIFHWADDR, &req) == 0;
+  if (fd >= 0) {
+    close(fd);
+  }
+  if (!ok) {
+    return absl::NotFoundError(absl::StrCat("interface ", ifname));
+  }
+  std::memcpy(ep.host_mac.data(), req.ifr_hwaddr.sa_data, 6);
+  return ep;
+}
+
+absl::StatusOr<agent::k8s::ClusterObjects> ReadManifests(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("read ", path));
+  }
+  agent::k8s::ClusterObjects objects;
+  agent::k8s::AddManifestText(text.str(), path, &objects);
+  if (!objects.errors.empty()) {
+    return absl::InvalidArgumentError(objects.errors.front());
+  }
+  return objects;
+}
+
+absl::Status Reconcile(agent::ClusterView& view, Backend& backend, const std::string& path) {
+  DPV2_ASSIGN_OR_RETURN(agent::k8s::ClusterObjects objects, ReadManifests(path));
+  view.Update(objects);
+  if (!view.problems().empty()) {
+    return absl::InvalidArgumentError(view.problems().front());
+  }
+  return view.ApplyTo(backend);
+}
+
+absl::Status Loader(const LoaderArgs& args) {
+  std::map<std::string, LocalEndpoint> locals;
+  for (const auto& [key, where] : args.endpoints) {
+    DPV2_ASSIGN_OR_RETURN(LocalEndpoint ep, HostSide(where.first));
+    DPV2_ASSIGN_OR_RETURN(ep.mac, ParseMac(where.second));
+    locals[key] = ep;
+  }
+  uint32_t external_ifindex = 0;
+  if (!args.external.empty()) {
+    DPV2_ASSIGN_OR_RETURN(LocalEndpoint ext, HostSide(args.external));
+    external_ifindex = ext.ifindex;
+  }
+  const DatapathConfig config = LoaderConfig();
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                        MakeEbpfBackend({.config = config,
+                                         .pin_path = args.pin,
+                                         .attach_to_endpoints = true,
+                                         .external_ifindex = external_ifindex}));
+  DPV2_ASSIGN_OR_RETURN(
+      agent::ClusterView view,
+      agent::ClusterView::Create(
+          {.node_name = kNodeName,
+           .lb = {.datapath = config},
+           .local_endpoint = [&locals](const PodInfo& pod) -> std::optional<LocalEndpoint> {
+             auto it = locals.find(absl::StrCat(pod.namespace_name, "/", pod.name));
+             if (it == locals.end()) {
+               return std::nullopt;
+             }
+             return it->second;
+           }}));
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  DPV2_RETURN_IF_ERROR(Reconcile(view, *backend, args.manifests));
+  std::printf("ready\n");
+  std::fflush(stdout);
+  while (true) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGTERM) {
+      return absl::OkStatus();
+    }
+    absl::Status s = Reconcile(view, *backend, args.manifests);
+    std::printf("%s\n", s.ok() ? "applied" : absl::StrCat("error: ", s.ToString()).c_str());
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int RunLoader(int argc, char** argv) {
+  absl::StatusOr<LoaderArgs> args = ParseLoaderArgs(argc, argv);
+  absl::Status s = args.ok() ? Loader(*args) : args.status();
+  if (!s.ok()) {
+    std::printf("error: %s\n", s.ToString().c_str());
+    std::fflush(stdout);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace dpv2::e2e

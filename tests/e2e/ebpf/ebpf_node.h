@@ -1,0 +1,110 @@
+// A one-node cluster in network namespaces, programmed by the eBPF backend
+// from Kubernetes manifests, for end-to-end tests with real sockets.
+//
+// The node namespace holds the pods' host-side veths and the external device
+// ext0 (192.168.50.1/24); pods are namespaces wired like Cilium's (netlab::Pod)
+// running echo servers on 8080 (TCP and UDP); a client namespace outside sits
+// at 192.168.50.2 on ext0's peer. The datapath is loaded by a separate loader
+// process (this test binary re-run with --loader) inside the node namespace:
+// it decodes the manifests, builds the agent's ClusterView and applies it to
+// MakeEbpfBackend with maps pinned on a private bpffs, so a test can kill and
+// restart it like a real agent. SIGHUP makes it re-read the manifests.
+//
+//   absl::StatusOr<std::unique_ptr<EbpfNode>> node = EbpfNode::Start({.web = {{"web-1"}}});
+//   absl::StatusOr<std::string> r = netlab::TcpExchange((*node)->pod("client").netns(), kWebVip,
+//   80, "hi"); DPV2_RETURN_IF_ERROR((*node)->Reconfigure({.web = {{"web-1"}, {"web-2"}}}));
+#ifndef DPV2_TESTS_E2E_EBPF_EBPF_NODE_H_
+#define DPV2_TESTS_E2E_EBPF_EBPF_NODE_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dpv2/datapath_config.h"
+#include "dpv2/net.h"
+#include "netlab/netlab.h"
+
+namespace dpv2::e2e {
+
+// The cluster's fixed addresses.
+inline constexpr char kWebVip[] = "10.96.0.10";  // Service shop/web, TCP 80 -> http (8080)
+inline constexpr char kUdpVip[] = "10.96.0.53";  // Service shop/echo-udp, UDP 53 -> 8080
+inline constexpr char kEmptyVip[] =
+    "10.96.0.99";  // Service shop/empty, TCP and UDP 80, no endpoints
+inline constexpr char kNodeIp[] = "192.168.50.1";  // ext0 of the node: NodePort 30080 -> web
+inline constexpr uint16_t kWebNodePort = 30080;
+inline constexpr uint16_t kPodPort = 8080;
+
+// One endpoint of the web Services (every pod named here is in both slices).
+struct WebEndpoint {
+  std::string pod;  // "web-1", "web-2" or "web-3"
+  bool ready = true;
+  bool serving = true;
+  bool terminating = false;
+};
+
+struct ClusterSpec {
+  std::vector<WebEndpoint> web;
+  // NetworkPolicy shop/web-from-client: web pods admit TCP to their http
+  // port only from pods labelled app=client in namespace shop.
+  bool web_from_client_only = false;
+};
+
+// The pods, all on node-a: shop/client, lab/intruder and shop/web-1..3.
+struct PodPlan {
+  std::string ns;
+  std::string name;
+  std::string app;
+  std::string ip;
+  std::string host_ifname;
+};
+const std::vector<PodPlan>& Pods();
+
+// The loader's map sizes: small, since a test loads the datapath several
+// times; the Maglev size is a prime well above the backend count.
+DatapathConfig LoaderConfig();
+
+// The manifests for `spec` (Node, Namespaces, Pods, Services, EndpointSlices,
+// optional NetworkPolicy) as multi-document YAML.
+std::string ClusterManifests(const ClusterSpec& spec);
+
+class EbpfNode {
+ public:
+  static absl::StatusOr<std::unique_ptr<EbpfNode>> Start(const ClusterSpec& spec);
+  ~EbpfNode();
+
+  const netlab::Netns& node() const { return node_; }
+  const netlab::Netns& client() const { return client_; }  // outside, on ext0's link
+  const netlab::Pod& pod(const std::string& name) const;
+
+  // Rewrites the manifests and makes the loader apply them (SIGHUP).
+  absl::Status Reconfigure(const ClusterSpec& spec);
+  // Kills the loader process (SIGKILL: no goodbye) and starts a new one on
+  // the same pinned maps.
+  absl::Status KillLoader();
+  absl::Status StartLoader();
+
+ private:
+  EbpfNode(netlab::Netns node, netlab::Netns client, netlab::BpffsMount bpffs)
+      : node_(std::move(node)), client_(std::move(client)), bpffs_(std::move(bpffs)) {}
+  absl::Status WriteManifests(const ClusterSpec& spec);
+
+  netlab::Netns node_;
+  netlab::Netns client_;
+  netlab::BpffsMount bpffs_;
+  std::string dir_;  // holds manifests.yaml
+  std::map<std::string, netlab::Pod> pods_;
+  std::vector<std::unique_ptr<netlab::EchoServer>> servers_;
+  std::optional<netlab::ChildProcess> loader_;
+};
+
+// The --loader role: argv after the flag. Returns the process exit code.
+int RunLoader(int argc, char** argv);
+
+}  // namespace dpv2::e2e
+
+#endif  // DPV2_TESTS_E2E_EBPF_EBPF_NODE_H_
