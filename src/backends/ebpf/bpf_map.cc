@@ -26,6 +26,33 @@ absl::Status BpfMap::Update(const void* key, const void* value, uint64_t flags) 
   return absl::OkStatus();
 }
 
+absl::Status BpfMap::UpdateBatch(const void* keys, const void* values, uint32_t n) const {
+  uint32_t count = n;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  if (n != 0 && bpf_map_update_batch(fd_, keys, values, &count, &opts) != 0) {
+    return Error("batch update", errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BpfMap::DeleteBatch(const void* keys, uint32_t n) const {
+  // The kernel stops at the first absent key (ENOENT): go on after it.
+  const char* next = static_cast<const char*>(keys);
+  while (n != 0) {
+    uint32_t count = n;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_delete_batch(fd_, next, &count, &opts) == 0) {
+      return absl::OkStatus();
+    }
+    if (errno != ENOENT || count >= n) {
+      return Error("batch delete", errno);
+    }
+    next += (count + 1) * key_size_;
+    n -= count + 1;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BpfMap::Delete(const void* key) const {
   if (bpf_map_delete_elem(fd_, key) != 0 && errno != ENOENT) {
     return Error("delete", errno);

@@ -52,6 +52,11 @@ class EbpfBackend : public Backend {
   int from_network_fd() const;
   int from_pod_test_fd() const;
   int from_network_test_fd() const;
+  // The XDP program and its test-run twin; -1 without options.xdp.
+  int xdp_fd() const;
+  int xdp_test_fd() const;
+  // RunPacket frames the XDP program served by itself (not handed to tc).
+  uint64_t xdp_served() const { return xdp_served_; }
   // Attaches the from-pod program at tc ingress of `ifindex` (atomic replace).
   absl::Status AttachFromPod(uint32_t ifindex);
 
@@ -65,6 +70,12 @@ class EbpfBackend : public Backend {
   absl::Status RebuildModelFromMaps();
   absl::Status ConsumeRing();
   absl::Status AttachTc(uint32_t ifindex, int prog_fd);
+  // bpf_link on the external device, pinned as <pin_path>/xdp_link so that
+  // a restarted process replaces the program atomically (bpf_link_update).
+  absl::Status AttachXdp(uint32_t ifindex);
+  // One test run each; RunXdp is false when XDP handed the frame on.
+  absl::StatusOr<bool> RunXdp(const PacketInput& input, PacketOutcome& out);
+  absl::Status RunTc(const PacketInput& input, PacketOutcome& out);
   absl::Status DetachTc(uint32_t ifindex);
 
   static int OnEvent(void* self, void* data, size_t size);
@@ -79,6 +90,8 @@ class EbpfBackend : public Backend {
   ring_buffer* ring_ = nullptr;
   std::deque<dpv2_event> pending_;
   std::vector<uint32_t> attached_;  // tc ingress hooks this instance attached
+  int xdp_link_fd_ = -1;
+  uint64_t xdp_served_ = 0;
 };
 
 }  // namespace dpv2::ebpf

@@ -34,17 +34,46 @@ absl::Status SetSize(bpf_map* map, uint32_t entries) {
   return absl::OkStatus();
 }
 
+// The tunables every object of the datapath reads (bpf/config.h).
+template <typename Rodata>
+void SetTunables(Rodata* r, const DatapathConfig& c, uint64_t clock_offset_ns) {
+  constexpr uint64_t kNs = 1'000'000'000ull;
+  r->cfg_maglev_size = c.maglev_table_size;
+  r->cfg_ct_tcp_established_ns = c.timeouts.tcp_established_s * kNs;
+  r->cfg_ct_tcp_syn_ns = c.timeouts.tcp_syn_s * kNs;
+  r->cfg_ct_tcp_close_ns = c.timeouts.tcp_close_s * kNs;
+  r->cfg_ct_non_tcp_ns = c.timeouts.non_tcp_s * kNs;
+  r->cfg_clock_offset_ns = clock_offset_ns;
+}
+
+absl::Status Reuse(bpf_map* map, const bpf_map* owner) {
+  if (int err = bpf_map__reuse_fd(map, bpf_map__fd(owner)); err != 0) {
+    return LibbpfError(absl::StrCat("XDP object: share map ", bpf_map__name(map)), err);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open() {
+absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool with_xdp) {
   dpv2_tc* skel = dpv2_tc__open();
   if (skel == nullptr) {
     return LibbpfError("open BPF object dpv2_tc", errno);
   }
-  return std::unique_ptr<DatapathSkeleton>(new DatapathSkeleton(skel));
+  dpv2_xdp* xdp = nullptr;
+  if (with_xdp) {
+    xdp = dpv2_xdp__open();
+    if (xdp == nullptr) {
+      const int err = errno;
+      dpv2_tc__destroy(skel);
+      return LibbpfError("open BPF object dpv2_xdp", err);
+    }
+  }
+  return std::unique_ptr<DatapathSkeleton>(new DatapathSkeleton(skel, xdp));
 }
 
 DatapathSkeleton::~DatapathSkeleton() {
+  dpv2_xdp__destroy(xdp_);
   dpv2_tc__destroy(skel_);
   if (inner_template_fd_ >= 0) {
     close(inner_template_fd_);
@@ -56,13 +85,10 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
   if (loaded_) {
     return absl::FailedPreconditionError("ebpf datapath: Configure after Load");
   }
-  constexpr uint64_t kNs = 1'000'000'000ull;
-  skel_->rodata->cfg_maglev_size = c.maglev_table_size;
-  skel_->rodata->cfg_ct_tcp_established_ns = c.timeouts.tcp_established_s * kNs;
-  skel_->rodata->cfg_ct_tcp_syn_ns = c.timeouts.tcp_syn_s * kNs;
-  skel_->rodata->cfg_ct_tcp_close_ns = c.timeouts.tcp_close_s * kNs;
-  skel_->rodata->cfg_ct_non_tcp_ns = c.timeouts.non_tcp_s * kNs;
-  skel_->rodata->cfg_clock_offset_ns = clock_offset_ns;
+  SetTunables(skel_->rodata, c, clock_offset_ns);
+  if (xdp_ != nullptr) {
+    SetTunables(xdp_->rodata, c, clock_offset_ns);
+  }
 
   auto& m = skel_->maps;
   // The inner-map template says how large every lookup table is. libbpf 1.1
@@ -117,6 +143,32 @@ absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
 absl::Status DatapathSkeleton::Load() {
   if (int err = dpv2_tc__load(skel_); err != 0) {
     return LibbpfError("load (verifier or pinned map mismatch; see libbpf log)", err);
+  }
+  if (xdp_ != nullptr) {
+    // Every state map is the tc object's; only per-CPU scratch space and the
+    // test-run record are the XDP object's own.
+    const auto& t = skel_->maps;
+    auto& x = xdp_->maps;
+    for (auto [mine, owner] : {std::pair{x.dpv2_counters, t.dpv2_counters},
+                               {x.dpv2_drops, t.dpv2_drops},
+                               {x.dpv2_events, t.dpv2_events},
+                               {x.dpv2_lookup_tables, t.dpv2_lookup_tables},
+                               {x.dpv2_services, t.dpv2_services},
+                               {x.dpv2_backends, t.dpv2_backends},
+                               {x.dpv2_source_ranges, t.dpv2_source_ranges},
+                               {x.dpv2_affinity, t.dpv2_affinity},
+                               {x.dpv2_ct_tcp, t.dpv2_ct_tcp},
+                               {x.dpv2_ct_other, t.dpv2_ct_other},
+                               {x.dpv2_endpoints, t.dpv2_endpoints},
+                               {x.dpv2_ipcache, t.dpv2_ipcache},
+                               {x.dpv2_policy, t.dpv2_policy}}) {
+      if (absl::Status s = Reuse(mine, owner); !s.ok()) {
+        return s;
+      }
+    }
+    if (int err = dpv2_xdp__load(xdp_); err != 0) {
+      return LibbpfError("load XDP object (verifier; see libbpf log)", err);
+    }
   }
   loaded_ = true;
   return absl::OkStatus();

@@ -1,13 +1,15 @@
-// DatapathSkeleton: RAII ownership of the bpftool-generated skeleton of the
-// tc datapath object (bpf/dpv2_tc.bpf.c), with every libbpf step returning a
-// status that names what failed.
+// DatapathSkeleton: RAII ownership of the bpftool-generated skeletons of the
+// tc datapath object (bpf/dpv2_tc.bpf.c) and, optionally, of the XDP object
+// (bpf/dpv2_xdp.bpf.c), with every libbpf step returning a status that names
+// what failed.
 //
 // Open, then Configure (tunables and map sizes from the DatapathConfig), then
 // optionally PinUnder (maps reused from / pinned to a bpffs directory), then
-// Load (the verifier runs here). The destructor closes everything; pinned
-// maps and attached programs stay in the kernel.
+// Load (the verifier runs here). The XDP object owns no state: Load hands it
+// the tc object's maps, so both hooks are one datapath. The destructor closes
+// everything; pinned maps and attached programs stay in the kernel.
 //
-//   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<DatapathSkeleton> s, DatapathSkeleton::Open());
+//   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<DatapathSkeleton> s, DatapathSkeleton::Open(true));
 //   DPV2_RETURN_IF_ERROR(s->Configure(config, 1 << 20));
 //   DPV2_RETURN_IF_ERROR(s->Load());
 #ifndef DPV2_BACKENDS_EBPF_SKELETON_H_
@@ -19,13 +21,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "backends/ebpf/dpv2_tc.skel.h"
+#include "backends/ebpf/dpv2_xdp.skel.h"
 #include "dpv2/datapath_config.h"
 
 namespace dpv2::ebpf {
 
 class DatapathSkeleton {
  public:
-  static absl::StatusOr<std::unique_ptr<DatapathSkeleton>> Open();
+  static absl::StatusOr<std::unique_ptr<DatapathSkeleton>> Open(bool with_xdp);
   ~DatapathSkeleton();
   DatapathSkeleton(const DatapathSkeleton&) = delete;
   DatapathSkeleton& operator=(const DatapathSkeleton&) = delete;
@@ -37,10 +40,12 @@ class DatapathSkeleton {
   absl::Status Load();
 
   dpv2_tc* get() const { return skel_; }
+  dpv2_xdp* xdp() const { return xdp_; }  // null unless opened with XDP
 
  private:
-  explicit DatapathSkeleton(dpv2_tc* skel) : skel_(skel) {}
+  DatapathSkeleton(dpv2_tc* skel, dpv2_xdp* xdp) : skel_(skel), xdp_(xdp) {}
   dpv2_tc* skel_;
+  dpv2_xdp* xdp_;
   int inner_template_fd_ = -1;
   bool loaded_ = false;
 };

@@ -20,6 +20,7 @@
 
 #include "dpv2/abi/abi.h"
 #include "dpv2/abi/hash.h"
+#include "features.h"
 
 #ifndef DPV2_CTX_XDP
 #define DPV2_CTX struct __sk_buff
@@ -32,6 +33,9 @@
 #define DPV2_V_REDIRECT 1
 #define DPV2_V_TX 2
 #define DPV2_V_DROP 3
+/* XDP only: not XDP's to serve; the frame goes on to tc untouched (nothing
+ * counted, tracked or reported yet). */
+#define DPV2_V_NEXT 4
 
 /* Where the test entry programs leave the outcome of BPF_PROG_TEST_RUN:
  * __sk_buff.cb words, returned to user space in ctx_out. */

@@ -52,4 +52,39 @@ static __always_inline __u64 csum_add_buf(__u64 sum, const void *buf, int len) {
   return sum;
 }
 
+/* An L4 checksum field at `off` after `len` bytes (2, 4 or 16) that it
+ * covers changed from `from` to `to`; `pseudo` when they are pseudo-header
+ * (address) bytes. tc goes through the kernel, which knows the state of the
+ * skb's checksum: a frame a local socket sent over a veth still carries only
+ * the pseudo-header sum for the device to complete (CHECKSUM_PARTIAL: a port
+ * change must leave it alone, an address change must update it the other
+ * way), and a received one may carry skb->csum (CHECKSUM_COMPLETE), which
+ * must follow the bytes. On a finished checksum (CHECKSUM_NONE, the test
+ * runs) both ways compute RFC 1624 equation 3, the same bytes. XDP frames
+ * have no such state: RFC 1624 in place. */
+static __always_inline int l4_csum_replace(DPV2_CTX *ctx, __u32 off, const void *from,
+                                           const void *to, int len, int pseudo) {
+#ifndef DPV2_CTX_XDP
+  __u64 flags = pseudo ? BPF_F_PSEUDO_HDR : 0;
+  if (len == 2) {
+    return bpf_l4_csum_replace(ctx, off, *(const __u16 *)from, *(const __u16 *)to, flags | 2);
+  }
+  if (len == 4) {
+    return bpf_l4_csum_replace(ctx, off, *(const __u32 *)from, *(const __u32 *)to, flags | 4);
+  }
+  __s64 diff = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
+  if (diff < 0) {
+    return (int)diff;
+  }
+  return bpf_l4_csum_replace(ctx, off, 0, diff, flags);
+#else
+  __u16 c;
+  if (ctx_load(ctx, off, &c, 2) < 0) {
+    return -1;
+  }
+  c = csum_replace(c, from, to, len);
+  return ctx_store(ctx, off, &c, 2) < 0 ? -1 : 0;
+#endif
+}
+
 #endif /* DPV2_BPF_CSUM_H_ */

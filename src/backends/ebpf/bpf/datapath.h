@@ -61,7 +61,10 @@ struct dpv2_scratch {
   __u8 from_pod;
   __u32 ifindex; /* ingress interface */
   __u8 obs;      /* DPV2_OBS_* */
-  __u8 pad[3];
+  /* flow's identities are not looked up yet: an established packet that no
+   * policy checks never pays for them (the sim resolves lazily too). */
+  __u8 identities_pending;
+  __u8 pad[2];
 };
 
 struct {
@@ -107,6 +110,9 @@ static __always_inline void flow_from_packet(struct dpv2_flow *f, const struct d
 /* One event; `flow` NULL for a frame that did not parse. */
 static __always_inline void emit(struct dpv2_scratch *s, __u8 type, __u16 flags, __u32 reason,
                                  const struct dpv2_flow *flow, __u32 match_id) {
+  if (!feature_events()) {
+    return;
+  }
   struct dpv2_event *ev = bpf_ringbuf_reserve(&dpv2_events, sizeof(*ev), 0);
   if (!ev) {
     count(DPV2_CNT_EVENTS_LOST, 1);
@@ -160,10 +166,18 @@ static __always_inline __u32 identity_of(const struct dpv2_addr *addr, __u8 fami
   return policy_identity_of(addr, family);
 }
 
+static __always_inline void resolve_identities(struct dpv2_scratch *s) {
+  if (s->identities_pending) {
+    s->flow.src_identity = identity_of(&s->flow.saddr, s->pkt.family);
+    s->flow.dst_identity = identity_of(&s->flow.daddr, s->pkt.family);
+    s->identities_pending = 0;
+  }
+}
+
 /* Policy after translation: egress at a local source pod (from pods only),
  * then ingress at a local destination pod, each only when isolated. Verdict
  * events for new connections. 0 when allowed, else a drop reason. */
-DPV2_VERIFIED_ALONE int datapath_policy(struct dpv2_scratch *s, int new_connection) {
+DPV2_VERIFIED_ALONE int datapath_policy_lookup(struct dpv2_scratch *s, int new_connection) {
   if (!s) {
     return DPV2_DROP_INTERNAL;
   }
@@ -179,10 +193,11 @@ DPV2_VERIFIED_ALONE int datapath_policy(struct dpv2_scratch *s, int new_connecti
     struct dpv2_endpoint_value *ep = i == 0 ? src_ep : dst_ep;
     __u8 dir = i == 0 ? DPV2_DIR_EGRESS : DPV2_DIR_INGRESS;
     __u32 flag = i == 0 ? DPV2_EP_F_EGRESS_POLICY : DPV2_EP_F_INGRESS_POLICY;
-    __u32 peer = i == 0 ? flow->dst_identity : flow->src_identity;
     if (!ep || !(ep->flags & flag)) {
       continue;
     }
+    resolve_identities(s);
+    __u32 peer = i == 0 ? flow->dst_identity : flow->src_identity;
     int allowed = policy_lookup(ep->endpoint_id, peer, dir, proto, dport, &pv);
     count(allowed ? DPV2_CNT_POLICY_ALLOWED : DPV2_CNT_POLICY_DENIED, 1);
     if (new_connection) {
@@ -194,6 +209,11 @@ DPV2_VERIFIED_ALONE int datapath_policy(struct dpv2_scratch *s, int new_connecti
     }
   }
   return 0;
+}
+
+/* Policy off (bpf/features.h): no lookup function in the object at all. */
+static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_connection) {
+  return feature_policy() ? datapath_policy_lookup(s, new_connection) : 0;
 }
 
 static __always_inline int deliver(DPV2_CTX *ctx, struct dpv2_scratch *s,
@@ -259,6 +279,7 @@ static __always_inline int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
   flow->backend_id = e->backend_id;
   flow->src_identity = e->dst_identity;
   flow->dst_identity = e->src_identity;
+  s->identities_pending = 0;
   __u16 flags = DPV2_EV_F_REPLY;
   if (e->flags & DPV2_CT_F_REV_NAT) {
     struct dpv2_addr frontend;
@@ -368,14 +389,13 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     flow->dport = be->port;
     ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
     struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
-    flow->src_identity = identity_of(&flow->saddr, p->family);
-    flow->dst_identity = identity_of(&flow->daddr, p->family);
     rc = datapath_policy(s, 0);
     if (rc) {
       return drop(s, res, rc, flow);
     }
     if (!fe) {
       /* The flow entry expired or was collected on its own: recreate it. */
+      resolve_identities(s);
       struct dpv2_ct_value *v = &s->ct;
       __builtin_memset(v, 0, sizeof(*v));
       v->created_ns = now;
@@ -427,8 +447,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   flow->backend_id = backend_id;
   addr_copy(&flow->daddr, &be->addr);
   flow->dport = be->port;
-  flow->src_identity = identity_of(&flow->saddr, p->family);
-  flow->dst_identity = identity_of(&flow->daddr, p->family);
+  resolve_identities(s);
   rc = datapath_policy(s, 1);
   if (rc) {
     return drop(s, res, rc, flow);
@@ -484,8 +503,6 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
    * transit traffic passes untouched; ICMP errors that match no flow are
    * never tracked themselves. */
   int tracked = (s->from_pod || dst_ep) && !p->is_icmp_error;
-  flow->src_identity = identity_of(&flow->saddr, p->family);
-  flow->dst_identity = identity_of(&flow->daddr, p->family);
   int rc;
   if (!tracked) {
     rc = datapath_policy(s, 0);
@@ -498,6 +515,9 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
   int reopened = e && ct_reopens(e, p);
   int new_connection = !e || reopened;
+  if (new_connection) {
+    resolve_identities(s);
+  }
   rc = datapath_policy(s, new_connection);
   if (rc) {
     return drop(s, res, rc, flow);
@@ -525,10 +545,27 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
   return deliver(ctx, s, &p->daddr, res);
 }
 
+/* XDP: the frame is not XDP's to serve; tc will see it as it came. */
+static __always_inline int next_hook(struct dpv2_result *res) {
+  res->verdict = DPV2_V_NEXT;
+  return 0;
+}
+
+/* What XDP serves by itself: new and established connections to NodePort,
+ * LoadBalancer and external-IP frontends (traffic from the network that
+ * needs no reply-direction, related-ICMP or plain-flow state). */
+static __always_inline int xdp_serves(const struct dpv2_lb_value *svc) {
+  return (svc->flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0;
+}
+
 static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch *s,
                                              struct dpv2_result *res) {
   struct dpv2_pkt *p = &s->pkt;
   int rc = parse_frame(ctx, p);
+  if (hook_is_xdp() && (rc < 0 || !p->is_ip || p->is_fragment || p->is_icmp_error ||
+                        !proto_has_ports(p->proto))) {
+    return next_hook(res);
+  }
   if (rc < 0) {
     return drop(s, res, -rc, 0);
   }
@@ -546,6 +583,7 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
     return 0;
   }
   flow_from_packet(&s->flow, p);
+  s->identities_pending = 1;
   if (s->from_pod && cfg_enforce_source) {
     struct dpv2_endpoint_value *ep = endpoint_lookup(&p->saddr, p->family);
     if (!ep || ep->ifindex != s->ifindex) {
@@ -565,10 +603,16 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
               p->sport, p->proto, p->family, 0);
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
   if (e) {
+    if (hook_is_xdp()) {
+      return next_hook(res);
+    }
     return handle_reply(ctx, s, e, res, now);
   }
   if (proto_has_ports(p->proto)) {
     struct dpv2_lb_value *svc = lb_lookup_service(p, s->from_pod);
+    if (hook_is_xdp() && (!svc || !xdp_serves(svc))) {
+      return next_hook(res);
+    }
     if (svc) {
       s->dnat = 0;
       handle_service(ctx, s, svc, res);
@@ -582,6 +626,9 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
       return deliver(ctx, s, &s->flow.daddr, res);
     }
   }
+  if (hook_is_xdp()) {
+    return next_hook(res);
+  }
   return handle_plain_flow(ctx, s, res, now);
 }
 
@@ -590,20 +637,25 @@ static __always_inline void datapath_run(DPV2_CTX *ctx, __u32 ifindex, __u8 obs,
   res->verdict = DPV2_V_DROP;
   res->drop_reason = DPV2_DROP_NONE;
   res->ifindex = 0;
-  count(DPV2_CNT_PACKETS, 1);
-  count(DPV2_CNT_BYTES, ctx_len(ctx));
+  /* Counted at the end, so that a frame XDP hands on is counted once, by tc;
+   * the length as received (REJECT resizes the frame). */
+  const __u32 len = ctx_len(ctx);
   __u32 zero = 0;
   struct dpv2_scratch *s = bpf_map_lookup_elem(&dpv2_scratch_map, &zero);
   if (!s) {
     count(DPV2_CNT_DROPPED, 1);
     count_drop(DPV2_DROP_INTERNAL);
     res->drop_reason = DPV2_DROP_INTERNAL;
-    return;
+  } else {
+    s->ifindex = ifindex;
+    s->obs = obs;
+    s->from_pod = obs == DPV2_OBS_FROM_POD;
+    datapath_pipeline(ctx, s, res);
   }
-  s->ifindex = ifindex;
-  s->obs = obs;
-  s->from_pod = obs == DPV2_OBS_FROM_POD;
-  datapath_pipeline(ctx, s, res);
+  if (res->verdict != DPV2_V_NEXT) {
+    count(DPV2_CNT_PACKETS, 1);
+    count(DPV2_CNT_BYTES, len);
+  }
 }
 
 #endif /* DPV2_BPF_DATAPATH_H_ */

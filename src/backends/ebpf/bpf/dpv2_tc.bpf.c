@@ -8,6 +8,7 @@
  * the outcome in cb, which the kernel copies back to user space.
  */
 #include "datapath.h"
+#include "handoff.h"
 
 static __always_inline int tc_action(struct __sk_buff *skb, const struct dpv2_result *res) {
   switch (res->verdict) {
@@ -39,8 +40,24 @@ static __always_inline int tc_test_entry(struct __sk_buff *skb, __u8 obs) {
 SEC("tc")
 int dpv2_from_pod(struct __sk_buff *skb) { return tc_entry(skb, DPV2_OBS_FROM_POD); }
 
+/* A frame the XDP program already served: finish its delivery only. */
+static __always_inline int tc_finish_xdp_handoff(struct __sk_buff *skb) {
+  const struct dpv2_xdp_handoff *h = (const void *)(long)skb->data_meta;
+  if ((const void *)(h + 1) > (const void *)(long)skb->data ||
+      h->magic != DPV2_XDP_HANDOFF_MAGIC) {
+    return -1;
+  }
+  return h->verdict == DPV2_V_REDIRECT ? bpf_redirect(h->ifindex, 0) : TC_ACT_OK;
+}
+
 SEC("tc")
-int dpv2_from_network(struct __sk_buff *skb) { return tc_entry(skb, DPV2_OBS_FROM_NETWORK); }
+int dpv2_from_network(struct __sk_buff *skb) {
+  int served = tc_finish_xdp_handoff(skb);
+  if (served >= 0) {
+    return served;
+  }
+  return tc_entry(skb, DPV2_OBS_FROM_NETWORK);
+}
 
 SEC("tc")
 int dpv2_from_pod_test(struct __sk_buff *skb) { return tc_test_entry(skb, DPV2_OBS_FROM_POD); }

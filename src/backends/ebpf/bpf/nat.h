@@ -73,7 +73,6 @@ DPV2_VERIFIED_ALONE int nat_rewrite(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int whi
     }
   }
   int use_csum = csum_off != 0 && !udp_zero;
-  __u16 l4_csum = use_csum ? load16(ctx, csum_off, &err) : 0;
 
   struct dpv2_addr old;
   addr_copy(&old, src ? &pkt->saddr : &pkt->daddr);
@@ -84,21 +83,20 @@ DPV2_VERIFIED_ALONE int nat_rewrite(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int whi
       return -DPV2_DROP_NAT_FAILED;
     }
   }
-  if (use_csum && pseudo) {
-    l4_csum = csum_replace(l4_csum, old.b, addr->b, v6 ? 16 : 4);
+  if (use_csum && pseudo && l4_csum_replace(ctx, csum_off, old.b, addr->b, alen, 1) < 0) {
+    return -DPV2_DROP_NAT_FAILED;
   }
-  if (ctx_store(ctx, addr_off, addr->b, v6 ? 16 : 4) < 0) {
+  if (ctx_store(ctx, addr_off, addr->b, alen) < 0) {
     return -DPV2_DROP_NAT_FAILED;
   }
   addr_copy(src ? &pkt->saddr : &pkt->daddr, addr);
-  (void)alen;
 
   if (has_ports || echo) {
     __u32 off = echo ? l4 + 4 : (src ? l4 : l4 + 2);
     __u16 old_port = load16(ctx, off, &err);
     if (old_port != port) {
-      if (use_csum) {
-        l4_csum = csum_replace2(l4_csum, old_port, port);
+      if (use_csum && l4_csum_replace(ctx, csum_off, &old_port, &port, 2, 0) < 0) {
+        return -DPV2_DROP_NAT_FAILED;
       }
       if (ctx_store(ctx, off, &port, 2) < 0) {
         return -DPV2_DROP_NAT_FAILED;
@@ -112,11 +110,10 @@ DPV2_VERIFIED_ALONE int nat_rewrite(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int whi
       }
     }
   }
-  if (use_csum) {
-    if (pkt->proto == DPV2_PROTO_UDP && l4_csum == 0) {
-      l4_csum = 0xffff;
-    }
-    if (ctx_store(ctx, csum_off, &l4_csum, 2) < 0) {
+  if (use_csum && pkt->proto == DPV2_PROTO_UDP && load16(ctx, csum_off, &err) == 0) {
+    /* RFC 768: a computed 0 is sent as all ones (0 means "no checksum"). */
+    const __u16 ones = 0xffff;
+    if (ctx_store(ctx, csum_off, &ones, 2) < 0) {
       return -DPV2_DROP_NAT_FAILED;
     }
   }

@@ -463,7 +463,7 @@ DPV2_VERIFIED_ALONE int parse_frame(DPV2_CTX *ctx, struct dpv2_pkt *p) {
     p->is_ip = 1;
     return parse_ipv4(ctx, p, off, &w);
   }
-  if (proto == bpf_htons(DPV2_ETH_P_IPV6)) {
+  if (proto == bpf_htons(DPV2_ETH_P_IPV6) && feature_ipv6()) {
     p->is_ip = 1;
     return parse_ipv6(ctx, p, off, &w);
   }
