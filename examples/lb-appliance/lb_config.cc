@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -231,6 +232,47 @@ absl::StatusOr<VirtualService> ParseService(size_t index, const YAML::Node& node
   return svc;
 }
 
+absl::Status ParseKubernetes(const YAML::Node& node, KubernetesInput* out) {
+  DPV2_RETURN_IF_ERROR(CheckKeys("kubernetes", node, {"manifests"}));
+  if (!node["manifests"]) {
+    return Invalid("kubernetes", "manifests is missing (a file or directory of manifests)");
+  }
+  DPV2_ASSIGN_OR_RETURN(out->manifests, ParseString("kubernetes.manifests", node["manifests"]));
+  if (out->manifests.empty() || out->manifests == "-") {
+    return Invalid("kubernetes.manifests", "needs a file or directory (it is re-read on change)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseHealthChecks(const YAML::Node& node, HealthCheckConfig* out) {
+  DPV2_RETURN_IF_ERROR(
+      CheckKeys("health_checks", node, {"interval_ms", "timeout_ms", "rise", "fall"}));
+  struct Field {
+    const char* name;
+    uint32_t* value;
+    uint64_t min;
+    uint64_t max;
+  };
+  for (const Field& f : {Field{"interval_ms", &out->interval_ms, 0, 3600000},
+                         Field{"timeout_ms", &out->timeout_ms, 1, 60000},
+                         Field{"rise", &out->rise, 1, 100}, Field{"fall", &out->fall, 1, 100}}) {
+    if (!node[f.name]) {
+      continue;
+    }
+    const std::string where = absl::StrCat("health_checks.", f.name);
+    DPV2_ASSIGN_OR_RETURN(uint64_t v, ParseUint(where, node[f.name], f.max));
+    if (v < f.min) {
+      return Invalid(where, absl::StrCat(v, " is below the minimum ", f.min));
+    }
+    *f.value = static_cast<uint32_t>(v);
+  }
+  if (out->interval_ms != 0 && out->timeout_ms > out->interval_ms) {
+    return Invalid("health_checks.timeout_ms",
+                   absl::StrCat(out->timeout_ms, " is longer than interval_ms ", out->interval_ms));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
@@ -245,7 +287,7 @@ absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
     LbConfig cfg;
     DPV2_RETURN_IF_ERROR(CheckKeys("top level", root,
                                    {"dpdk", "selection", "maglev_seed", "maglev_table_size",
-                                    "services"}));
+                                    "services", "kubernetes", "health_checks"}));
     if (!root["dpdk"]) {
       return Invalid("dpdk", "section is missing");
     }
@@ -269,6 +311,12 @@ absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
       cfg.dpdk.config.maglev_table_size = static_cast<uint32_t>(m);
     }
     DPV2_RETURN_IF_ERROR(cfg.dpdk.config.Validate());
+    if (root["kubernetes"]) {
+      DPV2_RETURN_IF_ERROR(ParseKubernetes(root["kubernetes"], &cfg.kubernetes));
+    }
+    if (root["health_checks"]) {
+      DPV2_RETURN_IF_ERROR(ParseHealthChecks(root["health_checks"], &cfg.health_checks));
+    }
     const YAML::Node services = root["services"];
     if (services && !services.IsSequence()) {
       return Invalid("services", "expected a list");
@@ -306,6 +354,10 @@ absl::StatusOr<LbConfig> LoadLbConfig(const std::string& path) {
   absl::StatusOr<LbConfig> cfg = ParseLbConfig(text.str());
   if (!cfg.ok()) {
     return absl::Status(cfg.status().code(), absl::StrCat(path, ": ", cfg.status().message()));
+  }
+  std::string& manifests = cfg->kubernetes.manifests;
+  if (!manifests.empty() && manifests.front() != '/') {
+    manifests = (std::filesystem::path(path).parent_path() / manifests).lexically_normal().string();
   }
   return cfg;
 }

@@ -45,22 +45,43 @@ struct VirtualService {
   std::vector<VirtualBackend> backends;
 };
 
+// Kubernetes input: Service and EndpointSlice manifests (a file or a
+// directory), re-read when they change. Empty: none.
+struct KubernetesInput {
+  std::string manifests;  // relative paths are relative to the config file
+};
+
+// The appliance's own TCP connect probes of every TCP backend. A backend
+// goes down after `fall` failed probes in a row and up again after `rise`
+// successful ones. interval_ms 0: no probes.
+struct HealthCheckConfig {
+  uint32_t interval_ms = 0;
+  uint32_t timeout_ms = 1000;
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+};
+
 struct LbConfig {
   DpdkOptions dpdk;
   BackendSelection selection = BackendSelection::kMaglev;
   uint64_t maglev_seed = 1;  // the same on every box, so they agree on backends
   std::vector<VirtualService> services;
+  KubernetesInput kubernetes;
+  HealthCheckConfig health_checks;
 };
 
 // Errors name the file position and field: `services[1] "web": backends[0]:
 // port 0 out of range 1-65535`.
 absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text);
+// Also makes kubernetes.manifests relative to the file's directory absolute.
 absl::StatusOr<LbConfig> LoadLbConfig(const std::string& path);
 
 std::vector<ServiceSpec> ToServiceSpecs(const std::vector<VirtualService>& services);
 
-// The namespace the appliance's ServiceSpecs live in.
-inline constexpr absl::string_view kLbNamespace = "lb";
+// The namespace the config file's ServiceSpecs live in.
+// Not a valid Kubernetes namespace (it has a dot), so the file's services
+// never collide with Services read from Kubernetes manifests.
+inline constexpr absl::string_view kLbNamespace = "lb.config";
 
 }  // namespace dpv2::lb
 

@@ -1,10 +1,12 @@
 // dpv2-lb: a bare-metal L4 load balancer on the dpv2 DPDK backend.
 //
-// Reads VIPs and backends from a YAML/JSON file, compiles them with LbState
-// (Maglev, session affinity, backend health) and NAT-forwards with the DPDK
-// backend. SIGHUP or a change of the file reloads the services without
-// touching conntrack, so established flows keep their backends; SIGUSR1
-// prints the counters; --metrics serves them over HTTP. See docs/dpdk.md.
+// Reads VIPs and backends from a YAML/JSON file and from Kubernetes Service
+// and EndpointSlice manifests, probes its TCP backends, compiles it all with
+// LbState (Maglev, session affinity, backend health, source ranges) and
+// NAT-forwards with the DPDK backend. SIGHUP or a change of the file or the
+// manifests reloads the services without touching conntrack, so established
+// flows keep their backends; SIGUSR1 prints the counters; --metrics serves
+// them over HTTP. See docs/dpdk.md.
 //
 //   dpv2-lb --config lb.yaml [--metrics 127.0.0.1:9100] [--check]
 #include <arpa/inet.h>
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -29,6 +32,9 @@
 #include "dpv2/backend.h"
 #include "dpv2/dpdk.h"
 #include "dpv2/lb_state.h"
+#include "agent/manifest_source.h"
+#include "backend_health.h"
+#include "k8s_services.h"
 #include "lb_config.h"
 
 namespace dpv2::lb {
@@ -77,14 +83,16 @@ std::string FormatCounters(const Counters& c, absl::string_view prefix) {
 
 // The running appliance: one LbState kept for the life of the process, so
 // that ids (backends, frontends, tables) stay stable across reloads and
-// conntrack entries keep meaning the same backends.
+// conntrack entries keep meaning the same backends. Its Services come from
+// the config file, the Kubernetes manifests it names, and the health checker's
+// marks; Sync() brings the datapath to all three.
 class Appliance {
  public:
   static absl::StatusOr<std::unique_ptr<Appliance>> Start(const std::string& path,
                                                           const LbConfig& cfg) {
     auto app = std::unique_ptr<Appliance>(new Appliance());
     app->path_ = path;
-    app->dpdk_ = cfg.dpdk;
+    app->cfg_ = cfg;
     DPV2_ASSIGN_OR_RETURN(LbState lb, LbState::Create({.datapath = cfg.dpdk.config,
                                                        .maglev_seed = cfg.maglev_seed,
                                                        .selection = cfg.selection}));
@@ -92,54 +100,112 @@ class Appliance {
     NodeInfo node;
     node.name = "dpv2-lb";
     DPV2_RETURN_IF_ERROR(app->lb_->SetNode(node));
+    if (!cfg.kubernetes.manifests.empty()) {
+      app->manifests_ = std::make_unique<agent::ManifestSource>(cfg.kubernetes.manifests);
+      DPV2_RETURN_IF_ERROR(app->ReadManifests());
+    }
+    if (cfg.health_checks.interval_ms != 0) {
+      app->health_ = std::make_unique<HealthChecker>(cfg.health_checks);
+    }
     DPV2_ASSIGN_OR_RETURN(app->backend_, MakeDpdkBackend(cfg.dpdk));
-    DPV2_RETURN_IF_ERROR(app->Sync(cfg));
+    DPV2_RETURN_IF_ERROR(app->Sync());
     return app;
   }
 
-  ~Appliance() { backend_.reset(); }
+  ~Appliance() {
+    health_.reset();
+    backend_.reset();
+  }
 
-  // Brings the datapath to `cfg.services`. Conntrack is untouched: a flow
-  // keeps its backend unless that backend is gone (down or removed).
-  absl::Status Sync(const LbConfig& cfg) {
+  // Brings the datapath to the desired Services. Conntrack is untouched: a
+  // flow keeps its backend unless that backend is gone (down or removed).
+  // The config file's services must all be valid; a Kubernetes Service the
+  // core refuses is reported and left out.
+  absl::Status Sync() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cfg.selection != lb_->options().selection || cfg.maglev_seed != lb_->options().maglev_seed) {
-      std::fprintf(stderr, "dpv2-lb: selection/maglev_seed changes need a restart; ignored\n");
+    std::vector<ServiceSpec> specs = ToServiceSpecs(cfg_.services);
+    const size_t from_file = specs.size();
+    specs.insert(specs.end(), k8s_.specs.begin(), k8s_.specs.end());
+    if (health_ != nullptr) {
+      health_->SetTargets(HealthTargets(specs));
+      health_changes_ = health_->changes();
+      MarkUnhealthy(health_->Down(), &specs);
     }
-    std::vector<ServiceSpec> specs = ToServiceSpecs(cfg.services);
-    for (const ServiceSpec& s : specs) {
-      DPV2_RETURN_IF_ERROR(s.Validate());
+    for (size_t i = 0; i < from_file; ++i) {
+      DPV2_RETURN_IF_ERROR(specs[i].Validate());
     }
-    for (const std::string& name : names_) {
-      bool kept = false;
-      for (const ServiceSpec& s : specs) {
-        kept = kept || s.name == name;
+    std::set<std::string> desired;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (absl::Status s = lb_->UpsertService(specs[i]); !s.ok()) {
+        if (i < from_file) {
+          return s;
+        }
+        std::fprintf(stderr, "dpv2-lb: Service %s left out: %s\n", specs[i].Key().c_str(),
+                     std::string(s.message()).c_str());
+        continue;  // a previous version, if any, is removed below
       }
-      if (!kept) {
-        DPV2_RETURN_IF_ERROR(lb_->RemoveService(kLbNamespace, name));
+      desired.insert(specs[i].Key());
+    }
+    for (const std::string& key : applied_) {
+      if (desired.count(key) == 0) {
+        const size_t slash = key.find('/');
+        DPV2_RETURN_IF_ERROR(lb_->RemoveService(key.substr(0, slash), key.substr(slash + 1)));
       }
     }
-    names_.clear();
-    for (const ServiceSpec& s : specs) {
-      DPV2_RETURN_IF_ERROR(lb_->UpsertService(s));
-      names_.push_back(s.name);
-    }
+    applied_ = std::move(desired);
     const ChangeBatch batch = lb_->Diff();
     if (!batch.empty()) {
       DPV2_RETURN_IF_ERROR(backend_->Apply(batch));
       lb_->Acknowledge(batch);
       std::fprintf(stderr, "dpv2-lb: applied %s\n", batch.Summary().c_str());
     }
+    // Answer ARP/ND for the VIPs once their Services are in the tables.
+    std::vector<IpAddr> vips = FrontendAddresses(specs);
+    if (vips != answered_) {
+      DPV2_RETURN_IF_ERROR(SetDpdkNeighborAnswers(*backend_, vips));
+      answered_ = std::move(vips);
+      std::fprintf(stderr, "dpv2-lb: answering ARP/ND for %zu addresses\n", answered_.size());
+    }
     return absl::OkStatus();
   }
 
   absl::Status Reload() {
     DPV2_ASSIGN_OR_RETURN(LbConfig cfg, LoadLbConfig(path_));
-    if (cfg.dpdk.eal_args != dpdk_.eal_args || cfg.dpdk.ports.size() != dpdk_.ports.size()) {
+    if (cfg.dpdk.eal_args != cfg_.dpdk.eal_args || cfg.dpdk.ports.size() != cfg_.dpdk.ports.size()) {
       std::fprintf(stderr, "dpv2-lb: dpdk section changes need a restart; services reloaded only\n");
     }
-    return Sync(cfg);
+    if (cfg.selection != cfg_.selection || cfg.maglev_seed != cfg_.maglev_seed ||
+        cfg.kubernetes.manifests != cfg_.kubernetes.manifests ||
+        cfg.health_checks.interval_ms != cfg_.health_checks.interval_ms) {
+      std::fprintf(stderr,
+                   "dpv2-lb: selection, maglev_seed, kubernetes and health_checks changes need a "
+                   "restart; ignored\n");
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cfg_.services = std::move(cfg.services);
+    }
+    return Sync();
   }
+
+  // Re-reads the manifests when a file was added, removed or changed; true
+  // when they were read.
+  bool ManifestsChanged() const { return manifests_ != nullptr && manifests_->Changed(); }
+  absl::Status ReadManifests() {
+    DPV2_ASSIGN_OR_RETURN(agent::k8s::ClusterObjects objects, manifests_->Load());
+    KubernetesServices k8s = ServicesForAppliance(objects);
+    for (const std::string& p : k8s.problems) {
+      std::fprintf(stderr, "dpv2-lb: %s\n", p.c_str());
+    }
+    std::fprintf(stderr, "dpv2-lb: %zu Kubernetes Services from %s\n", k8s.specs.size(),
+                 manifests_->path().c_str());
+    std::lock_guard<std::mutex> lock(mu_);
+    k8s_ = std::move(k8s);
+    return absl::OkStatus();
+  }
+
+  // Some backend changed health since the last Sync.
+  bool HealthChanged() const { return health_ != nullptr && health_->changes() != health_changes_; }
 
   std::string Metrics() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -149,9 +215,16 @@ class Appliance {
       return absl::StrCat("# error: ", c.status().message(), "\n");
     }
     absl::StrAppend(&out, FormatCounters(*c, "dpv2_lb_"));
+    if (health_ != nullptr) {
+      for (const auto& [target, up] : health_->States()) {
+        absl::StrAppend(&out, "dpv2_lb_backend_up{backend=\"", target.ToString(), "\"} ",
+                        up ? 1 : 0, "\n");
+      }
+    }
     for (const FrontendView& f : lb_->Frontends()) {
-      absl::StrAppend(&out, "# service ", f.service, " ", L4ProtoName(f.protocol), " ",
-                      f.address.ToString(), ":", f.port, " backends ", f.backends.size(), "\n");
+      absl::StrAppend(&out, "# service ", f.service, " ", FrontendKindName(f.kind), " ",
+                      L4ProtoName(f.protocol), " ", f.address.ToString(), ":", f.port,
+                      " backends ", f.backends.size(), "\n");
     }
     return out;
   }
@@ -168,10 +241,15 @@ class Appliance {
   Appliance() = default;
 
   std::string path_;
-  DpdkOptions dpdk_;
+  LbConfig cfg_;
+  KubernetesServices k8s_;
+  std::unique_ptr<agent::ManifestSource> manifests_;
+  std::unique_ptr<HealthChecker> health_;
+  uint64_t health_changes_ = 0;
   std::unique_ptr<LbState> lb_;
   std::unique_ptr<Backend> backend_;
-  std::vector<std::string> names_;
+  std::set<std::string> applied_;  // Service keys upserted into lb_
+  std::vector<IpAddr> answered_;   // the addresses ARP/ND is answered for
   std::mutex mu_;
 };
 
@@ -228,6 +306,43 @@ int64_t ModifiedNs(const std::string& path) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
+// --check: the file and its manifests compiled as the appliance would, with
+// every problem printed; 1 when anything was refused.
+int Check(const std::string& path, const LbConfig& cfg) {
+  absl::StatusOr<LbState> lb = LbState::Create(
+      {.datapath = cfg.dpdk.config, .maglev_seed = cfg.maglev_seed, .selection = cfg.selection});
+  if (!lb.ok()) {
+    std::fprintf(stderr, "dpv2-lb: %s\n", std::string(lb.status().message()).c_str());
+    return 1;
+  }
+  std::vector<ServiceSpec> specs = ToServiceSpecs(cfg.services);
+  int problems = 0;
+  if (!cfg.kubernetes.manifests.empty()) {
+    agent::ManifestSource source(cfg.kubernetes.manifests);
+    absl::StatusOr<agent::k8s::ClusterObjects> objects = source.Load();
+    if (!objects.ok()) {
+      std::fprintf(stderr, "dpv2-lb: %s\n", std::string(objects.status().message()).c_str());
+      return 1;
+    }
+    KubernetesServices k8s = ServicesForAppliance(*objects);
+    for (const std::string& p : k8s.problems) {
+      std::fprintf(stderr, "dpv2-lb: %s\n", p.c_str());
+      ++problems;
+    }
+    specs.insert(specs.end(), k8s.specs.begin(), k8s.specs.end());
+  }
+  for (const ServiceSpec& spec : specs) {
+    if (absl::Status s = lb->UpsertService(spec); !s.ok()) {
+      std::fprintf(stderr, "dpv2-lb: %s\n", std::string(s.message()).c_str());
+      ++problems;
+    }
+  }
+  std::printf("%s: %zu services (%zu from the file), %zu frontend addresses, batch %s\n",
+              path.c_str(), specs.size(), cfg.services.size(), FrontendAddresses(specs).size(),
+              lb->Diff().Summary().c_str());
+  return problems == 0 ? 0 : 1;
+}
+
 int Run(const Flags& flags) {
   absl::StatusOr<LbConfig> cfg = LoadLbConfig(flags.config);
   if (!cfg.ok()) {
@@ -235,22 +350,7 @@ int Run(const Flags& flags) {
     return 1;
   }
   if (flags.check) {
-    absl::StatusOr<LbState> lb = LbState::Create({.datapath = cfg->dpdk.config,
-                                                  .maglev_seed = cfg->maglev_seed,
-                                                  .selection = cfg->selection});
-    absl::Status s = lb.status();
-    for (const ServiceSpec& spec : ToServiceSpecs(cfg->services)) {
-      if (s.ok()) {
-        s = lb->UpsertService(spec);
-      }
-    }
-    if (!s.ok()) {
-      std::fprintf(stderr, "dpv2-lb: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-    std::printf("%s: %zu services, batch %s\n", flags.config.c_str(), cfg->services.size(),
-                lb->Diff().Summary().c_str());
-    return 0;
+    return Check(flags.config, *cfg);
   }
   int metrics_fd = -1;
   if (!flags.metrics.empty()) {
@@ -285,6 +385,21 @@ int Run(const Flags& flags) {
     if (now_mtime != mtime) {
       mtime = now_mtime;
       reload_requested = 1;
+    }
+    bool resync = (*app)->HealthChanged();
+    if ((*app)->ManifestsChanged()) {
+      if (absl::Status s = (*app)->ReadManifests(); !s.ok()) {
+        std::fprintf(stderr, "dpv2-lb: manifests unreadable, still serving the previous state: %s\n",
+                     std::string(s.message()).c_str());
+      } else {
+        resync = true;
+      }
+    }
+    if (resync && !reload_requested) {
+      if (absl::Status s = (*app)->Sync(); !s.ok()) {
+        std::fprintf(stderr, "dpv2-lb: update failed, still serving the previous state: %s\n",
+                     std::string(s.message()).c_str());
+      }
     }
     if (reload_requested) {
       reload_requested = 0;

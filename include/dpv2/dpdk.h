@@ -88,6 +88,13 @@ struct DpdkOptions {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeDpdkBackend(const DpdkOptions& options);
 
+// The addresses a DPDK backend answers ARP requests and IPv6 neighbour
+// solicitations for, on every port, with the port's MAC (an appliance's VIPs:
+// routers and hosts then find them without static entries). Replaces the
+// previous set (initially none); each worker swaps it at its quiescent point.
+// InvalidArgument when `backend` is not a DPDK backend.
+absl::Status SetDpdkNeighborAnswers(Backend& backend, const std::vector<IpAddr>& addresses);
+
 // Releases the EAL (rte_eal_cleanup) once every DPDK backend of the process
 // is destroyed. The EAL cannot be initialised again afterwards.
 absl::Status ShutdownDpdk();

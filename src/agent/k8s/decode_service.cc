@@ -232,6 +232,15 @@ ServiceObject DecodeService(const JsonField& root, const ObjectMeta& meta,
     }
   }
 
+  JsonField requested_lb_ip = spec["loadBalancerIP"];
+  if (requested_lb_ip.present() && requested_lb_ip.String().value_or("") != "") {
+    if (svc.spec.type != ServiceType::kLoadBalancer) {
+      requested_lb_ip.Fail("Forbidden: may only be used when `type` is 'LoadBalancer'");
+    } else if (std::optional<IpAddr> addr = DecodeIp(requested_lb_ip)) {
+      svc.requested_load_balancer_ip = *addr;
+    }
+  }
+
   const bool externally_accessible = svc.spec.type != ServiceType::kClusterIP ||
                                      !svc.spec.external_ips.empty();
   JsonField etp = spec["externalTrafficPolicy"];

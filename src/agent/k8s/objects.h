@@ -54,6 +54,9 @@ struct ServiceObject {
   std::optional<Labels> selector;  // absent: endpoints are managed by hand
   std::vector<TargetPort> target_ports;  // parallel to spec.ports
   bool publish_not_ready_addresses = false;
+  // spec.loadBalancerIP (deprecated in the API, still honoured by LB
+  // implementations): the address asked for; only LoadBalancer Services.
+  std::optional<IpAddr> requested_load_balancer_ip;
 };
 
 struct EndpointSliceObject {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <type_traits>
 
@@ -14,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "backends/dpdk/datapath_program.h"
 #include "backends/dpdk/eal.h"
+#include "backends/dpdk/neighbor_reply.h"
 #include "core/status_macros.h"
 
 namespace dpv2::dpdk {
@@ -120,12 +122,19 @@ struct WorkerShared {
 };
 
 struct ControlCommand {
-  enum class Kind { kCounters, kDumpConntrack, kFlushConntrack, kCollectGarbage };
+  enum class Kind {
+    kCounters,
+    kDumpConntrack,
+    kFlushConntrack,
+    kCollectGarbage,
+    kSetNeighborAnswers,
+  };
   Kind kind = Kind::kCounters;
   uint64_t now_ns = 0;
   Counters counters;
   std::vector<ConntrackEntry> entries;
   GcStats gc;
+  std::shared_ptr<const NeighborAnswers> answers;  // kSetNeighborAnswers
   std::atomic<bool> done{false};
 };
 
@@ -164,6 +173,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Frames of the current burst owned by other workers, per worker
   // (capacity reserved at start: no allocation on the fast path).
   std::vector<std::vector<rte_mbuf*>> handoff;
+  // ARP/ND requests this worker answers (SetDpdkNeighborAnswers), and the
+  // reply being sent.
+  std::shared_ptr<const NeighborAnswers> answers;
+  std::vector<uint8_t> neighbor_reply;
   bool launched = false;
   // Written by the worker only, read by anyone (relaxed).
   std::atomic<uint64_t> packets{0};
@@ -199,6 +212,9 @@ void ServeMailbox(Worker& w, uint64_t now_ns) {
       cmd->gc.deleted += s.deleted;
       break;
     }
+    case ControlCommand::Kind::kSetNeighborAnswers:
+      w.answers = cmd->answers;
+      break;
   }
   w.mailbox.store(nullptr, std::memory_order_relaxed);
   cmd->done.store(true, std::memory_order_release);
@@ -229,11 +245,11 @@ size_t OutputPort(const WorkerShared& shared, size_t in_index, Verdict verdict,
 
 // A box without ARP of its own re-addresses what it forwards: its own MAC as
 // the source, the neighbour (or gateway) of the destination address as the
-// destination.
-void RewriteL2(const WorkerShared& shared, const PortRuntime& in, const PortRuntime& out,
+// destination. False when it found neither (the frame is unchanged).
+bool RewriteL2(const WorkerShared& shared, const PortRuntime& in, const PortRuntime& out,
                rte_mbuf* m) {
   if (rte_pktmbuf_data_len(m) < sizeof(rte_ether_hdr)) {
-    return;
+    return false;
   }
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
   const uint8_t* l3 = reinterpret_cast<const uint8_t*>(eth + 1);
@@ -254,15 +270,32 @@ void RewriteL2(const WorkerShared& shared, const PortRuntime& in, const PortRunt
     }
   }
   if (dst == nullptr) {
-    return;
+    return false;
   }
   std::memcpy(eth->dst_addr.addr_bytes, dst->data(), RTE_ETHER_ADDR_LEN);
   rte_ether_addr_copy(&out.mac, &eth->src_addr);
+  return true;
 }
 
 // Adds `n` to a counter only its worker writes.
 void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// ARP and neighbour solicitations for the box's own addresses are among the
+// passed frames: answer them (SetDpdkNeighborAnswers).
+void AnswerNeighbors(Worker& w, const PortRuntime& in_port, absl::Span<const uint8_t> frame,
+                     FrameResult& r) {
+  if (r.verdict != Verdict::kPass || w.answers == nullptr) {
+    return;
+  }
+  MacAddr mac;
+  std::memcpy(mac.data(), in_port.mac.addr_bytes, mac.size());
+  if (std::optional<std::vector<uint8_t>> reply = w.answers->Reply(frame, mac)) {
+    w.neighbor_reply = std::move(*reply);
+    r.verdict = Verdict::kTx;
+    r.reply = w.neighbor_reply;
+  }
 }
 
 // Frees `m`, or turns it into its reply, and queues it on the TX buffer of
@@ -285,8 +318,13 @@ void SendResult(Worker& w, size_t in_index, const FrameResult& r, rte_mbuf* m) {
     meta->request = nullptr;
     meta->verdict = static_cast<uint8_t>(r.verdict);
     meta->out_ifindex = r.out_ifindex;
-  } else if (r.verdict == Verdict::kPass && in_port.rewrite_l2) {
-    RewriteL2(shared, in_port, out_port, m);
+  } else if (r.verdict == Verdict::kPass && in_port.rewrite_l2 &&
+             !RewriteL2(shared, in_port, out_port, m) && out_index == in_index) {
+    // One-armed with nowhere to send it (no neighbour, no gateway): echoing
+    // the frame back unchanged would teach the segment's switches that its
+    // sender lives behind the box (a broadcast ARP, flooded unicast).
+    rte_pktmbuf_free(m);
+    return;
   }
   rte_eth_tx_buffer(out_port.port_id, w.queue, w.tx[out_index], m);
 }
@@ -308,6 +346,7 @@ absl::Span<uint8_t> FrameBytes(rte_mbuf* m) {
 
 // A frame RunPacket injected: one at a time, with its events collected.
 void ProcessInjected(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_mbuf* m) {
+  PortRuntime& in_port = *w.shared->ports[in_index];
   InjectRequest* request = Meta(m)->request;
   if (request == nullptr || !MakeContiguous(m)) {
     if (request == nullptr) {
@@ -319,6 +358,7 @@ void ProcessInjected(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_
   w.collected.clear();
   FrameResult r = w.datapath->Process(copy, request->input.entry, request->input.ifindex, frame,
                                       now_ns, &w.collected);
+  AnswerNeighbors(w, in_port, frame, r);
   PacketOutcome& out = request->outcome;
   out.verdict = r.verdict;
   out.drop_reason = r.drop_reason;
@@ -352,6 +392,7 @@ void ProcessMbufs(Worker& w, int copy, uint64_t now_ns, rte_mbuf** ms, const uin
   }
   w.datapath->ProcessBurst(copy, absl::MakeConstSpan(frames, k), now_ns, results);
   for (uint16_t i = 0; i < k; ++i) {
+    AnswerNeighbors(w, *shared.ports[kept_in[i]], frames[i].frame, results[i]);
     SendResult(w, kept_in[i], results[i], kept[i]);
   }
   Bump(w.packets, k);
@@ -913,6 +954,15 @@ absl::Status DpdkBackend::RunOnWorkers(ControlCommand& cmd) {
   return absl::OkStatus();
 }
 
+absl::Status DpdkBackend::SetNeighborAnswers(const std::vector<IpAddr>& addresses) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  ControlCommand cmd{.kind = ControlCommand::Kind::kSetNeighborAnswers};
+  if (!addresses.empty()) {
+    cmd.answers = std::make_shared<const NeighborAnswers>(addresses);
+  }
+  return RunOnWorkers(cmd);
+}
+
 absl::StatusOr<Counters> DpdkBackend::ReadCounters() {
   std::lock_guard<std::mutex> lock(control_mu_);
   ControlCommand cmd{.kind = ControlCommand::Kind::kCounters};
@@ -1011,3 +1061,16 @@ std::vector<PortStats> DpdkBackend::ReadPortStats() const {
 }
 
 }  // namespace dpv2::dpdk
+
+namespace dpv2 {
+
+absl::Status SetDpdkNeighborAnswers(Backend& backend, const std::vector<IpAddr>& addresses) {
+  auto* dpdk_backend = dynamic_cast<dpdk::DpdkBackend*>(&backend);
+  if (dpdk_backend == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SetDpdkNeighborAnswers: the ", backend.Name(), " backend is not a DPDK backend"));
+  }
+  return dpdk_backend->SetNeighborAnswers(addresses);
+}
+
+}  // namespace dpv2

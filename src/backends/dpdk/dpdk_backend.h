@@ -79,6 +79,9 @@ class DpdkBackend : public Backend {
   absl::Status FlushConntrack() override;
   absl::StatusOr<GcStats> CollectGarbage() override;
 
+  // SetDpdkNeighborAnswers (include/dpv2/dpdk.h).
+  absl::Status SetNeighborAnswers(const std::vector<IpAddr>& addresses);
+
   // Moves the datapath's clock forward (timeouts, affinity) for every worker.
   void AdvanceClock(absl::Duration d);
   uint64_t NowNs() const;

@@ -4,10 +4,17 @@
 // Topology: a "fabric" namespace holds a bridge; a client namespace
 // (10.77.1.10), three backend namespaces (10.77.2.21-23, a TCP server on
 // :8080 each that answers every line with its name) and the LB namespace
-// (its eth0 opened by DPDK's af_packet PMD) hang off it by veth pairs. The
-// client and the backends route each other's subnet via the LB's MAC, so
-// traffic to the VIP 10.77.0.100:80 and the replies both cross the
-// appliance (NAT one-armed). Real kernel TCP on both ends.
+// (its eth0 opened by DPDK's af_packet PMD, its mgmt0 a kernel interface
+// 10.77.2.2 for health probes) hang off it by veth pairs. No namespace has a
+// static neighbour entry: the client reaches the VIPs on-link and the
+// backends route the client subnet via VIP 10.77.0.100, so both find the
+// appliance by ARP, which it answers for its VIPs. Traffic to the VIPs and
+// the replies both cross the appliance (NAT one-armed). Real kernel TCP on
+// both ends.
+//
+// VIPs: 10.77.0.100:80 from the config file (b1-b3), 10.77.0.101:80 from a
+// Kubernetes LoadBalancer Service and its EndpointSlice, 10.77.0.102:80 from
+// one whose loadBalancerSourceRanges leave the client out.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -78,17 +85,18 @@ struct Node {
   std::string role;
   std::string ip;   // with /24
   std::string mac;
-  std::string gateway;  // the LB's address on this node's subnet
+  std::string gateway;  // next hop to far_subnet ("": on-link)
   std::string far_subnet;
 };
 
 const std::string kLbMac = "02:77:00:00:00:01";
 const std::vector<Node> kBackends = {
-    {"b1", "10.77.2.21", "02:77:00:00:02:21", "10.77.2.1", "10.77.1.0/24"},
-    {"b2", "10.77.2.22", "02:77:00:00:02:22", "10.77.2.1", "10.77.1.0/24"},
-    {"b3", "10.77.2.23", "02:77:00:00:02:23", "10.77.2.1", "10.77.1.0/24"},
+    {"b1", "10.77.2.21", "02:77:00:00:02:21", "10.77.0.100", "10.77.1.0/24"},
+    {"b2", "10.77.2.22", "02:77:00:00:02:22", "10.77.0.100", "10.77.1.0/24"},
+    {"b3", "10.77.2.23", "02:77:00:00:02:23", "10.77.0.100", "10.77.1.0/24"},
 };
-const Node kClient = {"client", "10.77.1.10", "02:77:00:00:01:10", "10.77.1.1", "10.77.0.0/16"};
+const Node kClient = {"client", "10.77.1.10", "02:77:00:00:01:10", "", "10.77.0.0/24"};
+const std::string kMgmtIp = "10.77.2.2";
 
 // Creates the namespaces; removes them when destroyed, whatever happened.
 class Topology {
@@ -109,11 +117,22 @@ class Topology {
     std::vector<Node> nodes = kBackends;
     nodes.push_back(kClient);
     nodes.push_back({"lb", "", kLbMac, "", ""});
+    // The appliance's management interface: the kernel's, for health probes.
+    const std::string lb = Ns("lb");
+    if (!Add(lb) ||
+        !Sh("ip -n " + fabric + " link add pm type veth peer name mgmt0 netns " + lb) ||
+        !Sh("ip -n " + fabric + " link set pm master br0 up") ||
+        !Sh("ip -n " + lb + " link set mgmt0 up") ||
+        !Sh("ip -n " + lb + " addr add " + kMgmtIp + "/24 dev mgmt0") ||
+        // Its kernel must not answer ARP for mgmt0's address on eth0.
+        !Sh("ip netns exec " + lb + " sysctl -qw net.ipv4.conf.all.arp_ignore=1")) {
+      return false;
+    }
     int i = 0;
     for (const Node& n : nodes) {
       const std::string ns = Ns(n.role);
       const std::string port = absl::StrCat("p", i++);
-      if (!Add(ns) ||
+      if ((n.role != "lb" && !Add(ns)) ||
           !Sh("ip -n " + fabric + " link add " + port + " type veth peer name eth0 netns " + ns) ||
           !Sh("ip -n " + fabric + " link set " + port + " master br0 up") ||
           !Sh("ip -n " + ns + " link set eth0 address " + n.mac) ||
@@ -124,10 +143,13 @@ class Topology {
       if (n.ip.empty()) {
         continue;  // the LB: DPDK owns eth0, the kernel has no address on it
       }
+      // The client has the VIPs on-link; a backend's way back to the
+      // client is via a VIP. Either way the kernel ARPs for a VIP.
+      const std::string route =
+          n.gateway.empty() ? n.far_subnet + " dev eth0"
+                            : n.far_subnet + " via " + n.gateway + " dev eth0 onlink";
       if (!Sh("ip -n " + ns + " addr add " + n.ip + "/24 dev eth0") ||
-          !Sh("ip -n " + ns + " route add " + n.far_subnet + " via " + n.gateway) ||
-          !Sh("ip -n " + ns + " neigh replace " + n.gateway + " lladdr " + kLbMac +
-              " dev eth0 nud permanent")) {
+          !Sh("ip -n " + ns + " route add " + route)) {
         return false;
       }
     }
@@ -183,10 +205,17 @@ class NameServer {
     }
   }
   bool ok() const { return listen_fd_ >= 0; }
+  // Refuses new connections (health probes fail) and keeps serving the
+  // established ones.
+  void StopListening() { stop_listening_ = true; }
 
  private:
   void Serve() {
     while (!stop_) {
+      if (stop_listening_ && listen_fd_ >= 0) {
+        close(listen_fd_);
+        listen_fd_ = -1;
+      }
       std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
       for (int c : conns_) {
         fds.push_back({c, POLLIN, 0});
@@ -194,7 +223,7 @@ class NameServer {
       if (poll(fds.data(), fds.size(), 100) <= 0) {
         continue;
       }
-      if (fds[0].revents & POLLIN) {
+      if (listen_fd_ >= 0 && (fds[0].revents & POLLIN)) {
         int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (c >= 0) {
           conns_.push_back(c);
@@ -221,18 +250,20 @@ class NameServer {
   int listen_fd_ = -1;
   std::vector<int> conns_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> stop_listening_{false};
   std::thread thread_;
 };
 
-// Opens a connection from the client namespace to the VIP; -1 on failure.
-int ConnectToVip() {
-  return InNetns(Ns("client"), [] {
+// Opens a connection from the client namespace to a VIP's port 80; -1 on
+// failure (refused, or no answer within 2 s).
+int ConnectToVip(const std::string& vip = "10.77.0.100") {
+  return InNetns(Ns("client"), [&vip] {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     timeval tv{.tv_sec = 2, .tv_usec = 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     sockaddr_in sa{.sin_family = AF_INET, .sin_port = htons(80)};
-    inet_pton(AF_INET, "10.77.0.100", &sa.sin_addr);
+    inet_pton(AF_INET, vip.c_str(), &sa.sin_addr);
     if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
       close(fd);
       return -1;
@@ -258,7 +289,7 @@ std::string Ask(int fd) {
   return s;
 }
 
-std::string Config(const std::string& b2_state) {
+std::string Config(const std::string& b2_state, const std::string& manifests) {
   std::ostringstream y;
   y << "dpdk:\n"
     << "  eal: [\"-l\", \"0-1\", \"--no-huge\", \"--no-pci\", \"-m\", \"256\", \"--no-shconf\",\n"
@@ -272,7 +303,9 @@ std::string Config(const std::string& b2_state) {
   for (const Node& b : kBackends) {
     y << "    - {ip: " << b.ip << ", mac: \"" << b.mac << "\"}\n";
   }
-  y << "services:\n"
+  y << "kubernetes: {manifests: " << manifests << "}\n"
+    << "health_checks: {interval_ms: 300, timeout_ms: 250, rise: 2, fall: 3}\n"
+    << "services:\n"
     << "  - name: web\n"
     << "    vip: 10.77.0.100\n"
     << "    port: 80\n"
@@ -281,6 +314,31 @@ std::string Config(const std::string& b2_state) {
     y << "      - {address: " << b.ip << ", port: 8080, state: "
       << (b.role == "b2" ? b2_state : "up") << "}\n";
   }
+  return y.str();
+}
+
+// A LoadBalancer Service at 10.77.0.101 whose slice holds `backends`
+// (ready), and one at 10.77.0.102 that only 192.0.2.0/24 may reach.
+std::string Manifests(const std::vector<std::string>& backends) {
+  std::ostringstream y;
+  y << "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+    << "spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n"
+    << "  ports: [{name: http, port: 80, targetPort: 8080}]\n"
+    << "status: {loadBalancer: {ingress: [{ip: 10.77.0.101}]}}\n"
+    << "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    << "metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}\n"
+    << "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n";
+  for (const std::string& b : backends) {
+    y << "  - {addresses: [" << b << "], conditions: {ready: true}}\n";
+  }
+  y << "---\napiVersion: v1\nkind: Service\nmetadata: {name: closed, namespace: shop}\n"
+    << "spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.11\n"
+    << "  loadBalancerIP: 10.77.0.102\n  loadBalancerSourceRanges: [192.0.2.0/24]\n"
+    << "  ports: [{name: http, port: 80, targetPort: 8080}]\n"
+    << "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    << "metadata: {name: closed-1, namespace: shop, labels: {kubernetes.io/service-name: closed}}\n"
+    << "addressType: IPv4\nports: [{name: http, port: 8080}]\n"
+    << "endpoints: [{addresses: [" << kBackends[0].ip << "]}]\n";
   return y.str();
 }
 
@@ -342,7 +400,35 @@ class Appliance {
   pid_t pid_ = -1;
 };
 
-TEST_CASE("dpv2-lb forwards real TCP connections to a VIP and a backend marked down moves only its flows") {
+// Waits up to `seconds` for `text` to appear in the appliance's log after
+// its first `from` bytes.
+bool WaitForLog(const std::string& log, const std::string& text, size_t from = 0,
+                int seconds = 5) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    const std::string now = ReadFile(log);
+    if (now.size() > from && now.find(text, from) != std::string::npos) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+// Which backends answer `count` new connections to `vip` ("no connection"
+// or "" when one was not established or not answered).
+std::multiset<std::string> NewConnections(const std::string& vip, int count) {
+  std::multiset<std::string> names;
+  for (int i = 0; i < count; ++i) {
+    int fd = ConnectToVip(vip);
+    names.insert(fd < 0 ? "no connection" : Ask(fd));
+    if (fd >= 0) {
+      close(fd);
+    }
+  }
+  return names;
+}
+
+TEST_CASE("dpv2-lb answers ARP for its VIPs, serves file and Kubernetes Services over real TCP, honours source ranges, and health or state changes move only new flows") {
   const char* binary = std::getenv("DPV2_LB");
   REQUIRE(binary != nullptr);  // set by meson: the dpv2-lb executable
   if (geteuid() != 0) {
@@ -360,11 +446,14 @@ TEST_CASE("dpv2-lb forwards real TCP connections to a VIP and a backend marked d
     REQUIRE(servers.back()->ok());
   }
   const std::string config = absl::StrCat("/tmp/dpv2e-", kSuffix, ".yaml");
+  const std::string manifests = absl::StrCat("/tmp/dpv2e-", kSuffix, "-k8s.yaml");
   const std::string log = absl::StrCat("/tmp/dpv2e-", kSuffix, ".log");
-  WriteFile(config, Config("up"));
+  WriteFile(manifests, Manifests({kBackends[0].ip, kBackends[2].ip}));
+  WriteFile(config, Config("up", manifests));
   Appliance app(binary, config, log);
 
-  // Ready when a connection through the VIP answers.
+  // Ready when a connection through the VIP answers; the client found the
+  // VIP by ARP (it has no static neighbour), so did the backend replying.
   int probe = -1;
   for (int i = 0; i < 100 && probe < 0; ++i) {
     probe = ConnectToVip();
@@ -376,8 +465,9 @@ TEST_CASE("dpv2-lb forwards real TCP connections to a VIP and a backend marked d
   REQUIRE(probe >= 0);
   CHECK(!Ask(probe).empty());
   close(probe);
+  CHECK(Sh("ip -n " + Ns("client") + " neigh show 10.77.0.100 | grep -qi " + kLbMac));
 
-  // 30 connections, spread by Maglev.
+  // 30 connections to the file's VIP, spread by Maglev.
   std::map<int, std::string> owner;
   std::set<std::string> used;
   for (int i = 0; i < 30; ++i) {
@@ -391,16 +481,44 @@ TEST_CASE("dpv2-lb forwards real TCP connections to a VIP and a backend marked d
   CHECK(used.size() >= 2);
   const bool b2_had_flows = used.count("b2") != 0;
 
-  // b2 goes down: the file changes and SIGHUP asks for the reload.
-  WriteFile(config, Config("down"));
-  app.Signal(SIGHUP);
-  bool reloaded = false;
-  for (int i = 0; i < 50 && !reloaded; ++i) {
+  // The Kubernetes LoadBalancer Service: its slice names b1 and b3.
+  std::multiset<std::string> k8s = NewConnections("10.77.0.101", 12);
+  CHECK(k8s.count("b1") + k8s.count("b3") == 12);
+  // Its source ranges leave the client out: no answer (dropped, not refused).
+  CHECK(ConnectToVip("10.77.0.102") < 0);
+
+  // The manifests change (b1 leaves the slice): re-read without a signal.
+  WriteFile(manifests, Manifests({kBackends[2].ip}));
+  bool only_b3 = false;
+  for (int i = 0; i < 30 && !only_b3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    reloaded = ReadFile(log).find("reloaded") != std::string::npos;
+    only_b3 = NewConnections("10.77.0.101", 4) == std::multiset<std::string>{"b3", "b3", "b3", "b3"};
   }
-  INFO("appliance log:\n" << ReadFile(log));
-  REQUIRE(reloaded);
+  CHECK(only_b3);
+
+  // b3 stops accepting: its probes fail and it is marked down. Its
+  // established connections continue; new ones go elsewhere.
+  size_t log_size = ReadFile(log).size();
+  servers[2]->StopListening();
+  REQUIRE(WaitForLog(log, "backend 10.77.2.23:8080 is down", log_size));
+  // The health thread logs the change; the next resync applies it.
+  REQUIRE(WaitForLog(log, "applied", ReadFile(log).find("10.77.2.23:8080 is down", log_size)));
+  std::multiset<std::string> without_b3 = NewConnections("10.77.0.100", 12);
+  INFO("log after b3 went down:\n" << ReadFile(log));
+  CHECK(without_b3.count("b1") + without_b3.count("b2") == 12);
+  for (const auto& [fd, name] : owner) {
+    if (name == "b3") {
+      CHECK(Ask(fd) == "b3");
+    }
+  }
+  // The Kubernetes Service's only endpoint is down: refused, not black-holed.
+  CHECK(ConnectToVip("10.77.0.101") < 0);
+
+  // b2 goes down in the file: the file changes and SIGHUP asks for the reload.
+  log_size = ReadFile(log).size();
+  WriteFile(config, Config("down", manifests));
+  app.Signal(SIGHUP);
+  REQUIRE(WaitForLog(log, "reloaded", log_size));
 
   // Established connections on b1/b3 keep their backend; b2's connections
   // no longer reach b2 (their packets now go to a backend without that
@@ -419,22 +537,19 @@ TEST_CASE("dpv2-lb forwards real TCP connections to a VIP and a backend marked d
   CHECK(kept > 0);
   CHECK(b2_had_flows);  // 30 connections over 3 backends: (2/3)^30 odds against
 
-  // New connections never go to b2.
-  for (int i = 0; i < 20; ++i) {
-    int fd = ConnectToVip();
-    REQUIRE(fd >= 0);
-    const std::string name = Ask(fd);
-    CHECK((name == "b1" || name == "b3"));
-    close(fd);
-  }
+  // New connections go to the one backend both up and healthy.
+  std::multiset<std::string> last = NewConnections("10.77.0.100", 10);
+  CHECK(last.count("b1") == 10);
 
-  // SIGUSR1 prints counters; a clean stop exits 0.
+  // SIGUSR1 prints counters and health; a clean stop exits 0.
   app.Signal(SIGUSR1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(WaitForLog(log, "dpv2_lb_backend_up{backend=\"10.77.2.23:8080\"} 0", 0, 3));
   const std::string out = ReadFile(log);
   CHECK(out.find("dpv2_lb_service_new_connections") != std::string::npos);
+  CHECK(out.find("drops{reason=\"lb_source_range_denied\"}") != std::string::npos);
   CHECK(app.Stop() == 0);
   std::remove(config.c_str());
+  std::remove(manifests.c_str());
   std::remove(log.c_str());
 }
 
