@@ -227,6 +227,22 @@ absl::Status ClusterView::ApplyTo(Backend& backend) {
   return absl::OkStatus();
 }
 
+absl::Status ClusterView::Adopt(const ChangeBatch& dumped) {
+  const k8s::ClusterObjects objects = state_->objects;
+  DPV2_ASSIGN_OR_RETURN(ClusterView fresh, Create(state_->options));
+  const absl::Status lb = fresh.state_->lb.Adopt(dumped);
+  const absl::Status policy = fresh.state_->policy.Adopt(dumped);
+  *this = std::move(fresh);
+  // Policies before pods: each pod identity is then computed once, with its
+  // final CIDR tags, and can take the number the datapath holds for it.
+  k8s::ClusterObjects without_pods = objects;
+  without_pods.pods.clear();
+  Update(without_pods);
+  Update(objects);
+  DPV2_RETURN_IF_ERROR(lb);
+  return policy;
+}
+
 void ClusterView::ResetAcknowledged() {
   state_->lb.ResetAcknowledged();
   state_->policy.ResetAcknowledged();

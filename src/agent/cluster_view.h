@@ -63,6 +63,16 @@ class ClusterView {
   ChangeBatch PendingChanges() const;
   // The backend was replaced or lost its state: the next ApplyTo writes all.
   void ResetAcknowledged();
+  // Agent start over a datapath that kept running: `dumped` is what it holds
+  // (Backend::DumpState). The desired state is rebuilt from objects() under
+  // the ids the datapath uses (LbState::Adopt, PolicyState::Adopt), and the
+  // dump counts as applied, so the next ApplyTo writes only the differences
+  // and established connections keep their backends. On an inconsistent dump
+  // the error names it, and the next ApplyTo rewrites everything instead.
+  //   DPV2_ASSIGN_OR_RETURN(ChangeBatch held, backend->DumpState());
+  //   view.Adopt(held).IgnoreError();  // log it; a full rewrite follows
+  //   DPV2_RETURN_IF_ERROR(view.ApplyTo(*backend));
+  absl::Status Adopt(const ChangeBatch& dumped);
 
   const k8s::ClusterObjects& objects() const;
   const LbState& lb() const;

@@ -111,6 +111,15 @@ std::vector<ConformanceCase> PolicyRuleCases();
 // Every fixture of the suite.
 std::vector<ConformanceCase> AllCases();
 
+// Checks that are not one packet against a fixed state: restart adoption
+// (DumpState, LbState/PolicyState::Adopt) on the harness's backend
+// (state_cases.cc). `run` reports with Catch2 assertions.
+struct StateCase {
+  std::string proves;  // one sentence; also the test name
+  std::function<void(ConformanceHarness&)> run;
+};
+std::vector<StateCase> StateCases();
+
 // Runs one case, reporting mismatches as Catch2 failures.
 void RunCase(ConformanceHarness& harness, const ConformanceCase& c);
 

@@ -223,6 +223,16 @@ class CaseInvoker : public Catch::ITestInvoker {
   const ConformanceCase* c_;
 };
 
+class StateCaseInvoker : public Catch::ITestInvoker {
+ public:
+  StateCaseInvoker(ConformanceHarness* harness, const StateCase* c) : harness_(harness), c_(c) {}
+  void invoke() const override { c_->run(*harness_); }
+
+ private:
+  ConformanceHarness* harness_;
+  const StateCase* c_;
+};
+
 }  // namespace
 
 int RunConformanceMain(int argc, char** argv, std::unique_ptr<ConformanceHarness> harness) {
@@ -242,6 +252,13 @@ int RunConformanceMain(int argc, char** argv, std::unique_ptr<ConformanceHarness
         new CaseInvoker(harness.get(), &c), "",
         Catch::NameAndTags(c.proves.c_str(), "[conformance]"),
         Catch::SourceLineInfo("service_cases.cc", 0)));
+  }
+  static const std::vector<StateCase> state_cases = StateCases();
+  for (const StateCase& c : state_cases) {
+    Catch::getMutableRegistryHub().registerTest(Catch::makeTestCase(
+        new StateCaseInvoker(harness.get(), &c), "",
+        Catch::NameAndTags(c.proves.c_str(), "[conformance][state]"),
+        Catch::SourceLineInfo("state_cases.cc", 0)));
   }
   const int result = Catch::Session().run(argc, argv);
   if (absl::Status st = harness->Cleanup(); !st.ok()) {
