@@ -60,7 +60,8 @@ absl::StatusOr<double> RequestRate(const netlab::Netns& client, const IpAddr& ad
                                    uint16_t port, int connections, absl::Duration duration);
 
 // Polls addr:port with new connections until a reply comes from the server
-// named `server` (netlab EchoServer); returns the time from `since`.
+// named `server` (netlab EchoServer); returns the time from `since`. Gives
+// up `timeout` after the call.
 absl::StatusOr<absl::Duration> WaitServedBy(const netlab::Netns& client, const IpAddr& addr,
                                             uint16_t port, const std::string& server,
                                             absl::Time since, absl::Duration timeout);

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -200,14 +201,19 @@ class Bench {
     std::printf("IPVS: not measured: this kernel has no ip_vs module (/proc/net/ip_vs absent)\n");
     std::printf("endpoints per Service: %u; dpv2 Maglev table size %u\n", flags_.endpoints,
                 flags_.maglev);
+    // Each size's tables print as soon as it is measured, so that a long
+    // sweep cut short still leaves its results; all sizes print at the end.
     for (uint32_t n : flags_.services) {
       RunSize(n, flags_.systems);
+      PrintTables(n);
     }
     for (uint64_t entries : flags_.dpv2_entries) {
       const uint32_t n = std::max<uint64_t>(1, entries / flags_.endpoints);
       RunSize(n, {SystemKind::kDpv2});
+      PrintTables(n);
     }
-    PrintTables();
+    std::printf("\n# All sizes\n");
+    PrintTables(std::nullopt);
     WritePlots();
     int failures = 0;
     for (const auto& [key, r] : results_) {
@@ -411,14 +417,17 @@ class Bench {
   }
 
   // The cell "ratio of peer to dpv2" for a cost, or dpv2 to peer for a rate.
+  // A system that failed a later measure still has ratios for the ones it
+  // completed (a missing figure is 0 and shows as "-").
   std::string RatioCell(uint32_t n, SystemKind kind, double (*value)(const Result&),
                         bool is_rate) const {
-    const Result* d = Find(n, SystemKind::kDpv2);
-    const Result* p = Find(n, kind);
-    if (d == nullptr || p == nullptr || kind == SystemKind::kDpv2) {
+    auto d = results_.find({n, SystemKind::kDpv2});
+    auto p = results_.find({n, kind});
+    if (d == results_.end() || p == results_.end() || kind == SystemKind::kDpv2) {
       return "-";
     }
-    return is_rate ? Ratio(value(*d), value(*p)) : Ratio(value(*p), value(*d));
+    return is_rate ? Ratio(value(d->second), value(p->second))
+                   : Ratio(value(p->second), value(d->second));
   }
 
   // Kernel bytes per added service-backend entry from the next smaller
@@ -440,8 +449,11 @@ class Bench {
                         0);
   }
 
-  void PrintTables() {
-    const std::vector<uint32_t> sizes = Sizes();
+  void PrintTables(std::optional<uint32_t> only) {
+    std::vector<uint32_t> sizes = Sizes();
+    if (only) {
+      sizes = {*only};
+    }
     const auto rows = [&](auto&& add_row) {
       for (uint32_t n : sizes) {
         for (SystemKind kind : {SystemKind::kPlain, SystemKind::kIptablesNft,
@@ -537,6 +549,7 @@ class Bench {
       });
       std::printf("%s", t.ToString().c_str());
     }
+    std::fflush(stdout);
   }
 
   std::vector<PlotSeries> Series(double (*value)(const Result&)) const {
