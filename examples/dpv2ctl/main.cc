@@ -1,9 +1,10 @@
-// dpv2ctl: the dpv2 command line. Offline it reads Kubernetes manifests,
-// computes one node's view with the core (and the sim backend where packets
-// are involved) and prints it:
+// dpv2ctl: the dpv2 command line. It talks to a running dpv2-agent over its
+// control socket, or works offline: it reads Kubernetes manifests, computes
+// one node's view with the core and the sim backend, and prints the same
+// reports (agent/reports.h) the agent answers with:
 //
-//   dpv2ctl -f manifests/ --node node-1 services --output json
-//   dpv2ctl -f netpol.yaml probe --port 80 --protocol TCP --explain
+//   dpv2ctl services --output json                 (the agent at /run/dpv2/agent.sock)
+//   dpv2ctl observe --namespace x --verdict DROPPED --count 10
 //   dpv2ctl -f manifests/ --node node-1 trace --from x/a --to 10.96.0.10 --port 80
 #include <cstdlib>
 #include <iostream>
@@ -14,32 +15,56 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "agent/cluster_view.h"
+#include "agent/control/control_client.h"
+#include "agent/control/control_commands.h"
+#include "agent/control/flow_hub.h"
 #include "agent/manifest_source.h"
 #include "agent/probe.h"
 #include "agent/reports.h"
-#include "dpv2/packet.h"
+#include "core/status_macros.h"
 #include "dpv2/sim.h"
 
 namespace {
 
 using dpv2::agent::ClusterView;
 
-constexpr char kUsage[] = R"(usage: dpv2ctl [-f|--manifests PATH] [--node NAME] [--output text|json] COMMAND [ARGS]
+constexpr char kUsage[] = R"(usage: dpv2ctl [--socket PATH | -f|--manifests PATH [--node NAME]]
+               [--output text|json] COMMAND [ARGS]
 
-Offline commands (PATH: a manifest file, a directory of them, or - for stdin):
+Without -f, dpv2ctl asks the running agent at --socket (default /run/dpv2/agent.sock).
+With -f PATH (a manifest file, a directory of them, or - for stdin) it works
+offline: it computes node NAME's view (--node) and runs packets through the sim.
+
   services                     Service frontends and the backends this node selects
   endpoints                    this node's pods as datapath endpoints
   identities                   pod addresses by security identity
   policy NAMESPACE/POD         the compiled policy of one local pod
   trace --from POD|IP --to POD|IP --port N [--protocol TCP|UDP|SCTP] [--sport N]
-                               one packet through the sim datapath, step by step
+                               one packet through the datapath, step by step
+                               (on the agent: its live datapath; see --help-trace)
+  ct list | ct flush           the conntrack table, decoded / emptied (agent only)
+  observe [--pod [NS/]NAME] [--namespace NS] [--verdict FORWARDED|DROPPED]
+          [--port N] [--count N] [--since DURATION]
+                               live flows, one line each (agent only)
   probe [--port N] [--protocol TCP|UDP|SCTP] [--explain]
-                               reachability between every pair of pods
+                               reachability between every pair of pods (offline only)
 Exit status: 0 ok, 1 bad manifests or failed command, 2 usage error.
 )";
 
+constexpr char kTraceHelp[] = R"(dpv2ctl trace on a running agent sends one hypothetical packet through the
+live datapath with Backend::RunPacket (eBPF: BPF_PROG_TEST_RUN of the real
+program on the real maps). It has the effect one real packet would have:
+a TCP SYN (or a first UDP/SCTP packet) creates its conntrack entries, which
+expire on the SYN / non-TCP timeout (60 s), counters move, an affinity
+Service records the client, and the events appear in `observe`. Without
+--sport the source port is the first from 40000 up that no conntrack entry
+of that source uses, so a trace never touches a live connection.
+)";
+
 struct Flags {
+  std::string socket;
   std::string manifests;
   std::string node;
   std::string output = "text";
@@ -76,164 +101,6 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-void Print(const Flags& f, const nlohmann::json& json, const std::string& text) {
-  if (f.output == "json") {
-    std::cout << json.dump(2) << "\n";
-  } else {
-    std::cout << text;
-  }
-}
-
-// A pod ("ns/name") or an address.
-struct Endpoint {
-  dpv2::IpAddr ip;
-  std::optional<std::string> pod;
-};
-
-absl::StatusOr<Endpoint> ResolveEndpoint(const dpv2::agent::k8s::ClusterObjects& objects,
-                                         const std::string& text, const std::string& flag) {
-  if (auto it = objects.pods.find(text); it != objects.pods.end()) {
-    if (it->second.info.ips.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(flag, ": pod ", text, " has no status.podIP"));
-    }
-    return Endpoint{.ip = it->second.info.ips[0], .pod = text};
-  }
-  absl::StatusOr<dpv2::IpAddr> ip = dpv2::IpAddr::Parse(text);
-  if (!ip.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": \"", text, "\" is neither a pod (namespace/name) nor an address"));
-  }
-  for (const auto& [key, pod] : objects.pods) {
-    for (const dpv2::IpAddr& a : pod.info.ips) {
-      if (a == *ip) {
-        return Endpoint{.ip = *ip, .pod = key};
-      }
-    }
-  }
-  return Endpoint{.ip = *ip};
-}
-
-int Trace(const Flags& f, ClusterView& view) {
-  std::optional<std::string> from_text = Option(f, "from");
-  std::optional<std::string> to_text = Option(f, "to");
-  std::optional<std::string> port_text = Option(f, "port");
-  if (!from_text || !to_text || !port_text) {
-    return Usage("trace needs --from, --to and --port");
-  }
-  uint32_t port = 0;
-  uint32_t sport = 40000;
-  if (!absl::SimpleAtoi(*port_text, &port) || port == 0 || port > 65535) {
-    return Usage(absl::StrCat("--port: must be 1-65535, got \"", *port_text, "\""));
-  }
-  if (std::optional<std::string> s = Option(f, "sport");
-      s && (!absl::SimpleAtoi(*s, &sport) || sport == 0 || sport > 65535)) {
-    return Usage(absl::StrCat("--sport: must be 1-65535, got \"", *s, "\""));
-  }
-  absl::StatusOr<dpv2::L4Proto> proto = dpv2::ParseL4Proto(Option(f, "protocol").value_or("TCP"));
-  if (!proto.ok()) {
-    return Usage(absl::StrCat("--protocol: ", proto.status().message()));
-  }
-  absl::StatusOr<Endpoint> from = ResolveEndpoint(view.objects(), *from_text, "--from");
-  absl::StatusOr<Endpoint> to = ResolveEndpoint(view.objects(), *to_text, "--to");
-  if (!from.ok()) {
-    return Fail(from.status());
-  }
-  if (!to.ok()) {
-    return Fail(to.status());
-  }
-  if (from->ip.family() != to->ip.family()) {
-    return Fail(absl::InvalidArgumentError("--from and --to are of different address families"));
-  }
-  absl::StatusOr<std::unique_ptr<dpv2::Backend>> sim = dpv2::MakeSimBackend({});
-  if (!sim.ok()) {
-    return Fail(sim.status());
-  }
-  if (absl::Status s = view.ApplyTo(**sim); !s.ok()) {
-    return Fail(s);
-  }
-  dpv2::PacketInput input{.entry = dpv2::Entry::kFromNetwork, .ifindex = 1};
-  dpv2::PacketBuilder builder;
-  std::string origin = "from the network (node's external device)";
-  if (from->pod) {
-    std::optional<dpv2::LocalEndpoint> ep = view.LocalEndpointOf(*from->pod);
-    if (!ep) {
-      return Fail(absl::FailedPreconditionError(absl::StrCat(
-          "--from: pod ", *from->pod, " is not on node \"", view.node().name,
-          "\"; pick its node with --node")));
-    }
-    input.entry = dpv2::Entry::kFromPod;
-    input.ifindex = ep->ifindex;
-    builder.Eth(ep->mac, ep->host_mac);
-    origin = absl::StrCat("from pod ", *from->pod, " (ifindex ", ep->ifindex, ")");
-  } else {
-    builder.Eth("02:00:00:00:00:01", "02:00:00:00:00:02");
-  }
-  if (from->ip.is_v4()) {
-    builder.IPv4(from->ip, to->ip);
-  } else {
-    builder.IPv6(from->ip, to->ip);
-  }
-  switch (*proto) {
-    case dpv2::L4Proto::kUDP:
-      builder.Udp(sport, port).Payload("trace");
-      break;
-    case dpv2::L4Proto::kSCTP:
-      builder.Sctp(sport, port);
-      break;
-    default:
-      builder.Tcp(sport, port, 0x02);
-      break;
-  }
-  absl::StatusOr<std::vector<uint8_t>> frame = builder.TryBuild();
-  if (!frame.ok()) {
-    return Fail(frame.status());
-  }
-  input.frame = *frame;
-  absl::StatusOr<dpv2::PacketOutcome> out = (*sim)->RunPacket(input);
-  if (!out.ok()) {
-    return Fail(out.status());
-  }
-  nlohmann::json j = {{"input", dpv2::DescribePacket(*frame)},
-                      {"entry", origin},
-                      {"verdict", std::string(dpv2::VerdictName(out->verdict))}};
-  std::string text = absl::StrCat("packet: ", dpv2::DescribePacket(*frame), "\nentry:  ", origin,
-                                  "\n");
-  nlohmann::json steps = nlohmann::json::array();
-  for (const dpv2::FlowEvent& ev : out->events) {
-    std::string line = ev.ToString();
-    if (ev.type == DPV2_EVENT_POLICY_VERDICT && ev.policy_match_id != 0) {
-      if (const auto* refs = view.policy().MatchPolicies(ev.policy_match_id)) {
-        for (const dpv2::PolicyRef& r : *refs) {
-          absl::StrAppend(&line, " [", dpv2::PolicyKindName(r.kind), " ",
-                          r.namespace_name.empty() ? "" : r.namespace_name + "/", r.name, "]");
-        }
-      }
-    }
-    steps.push_back(line);
-    absl::StrAppend(&text, "step:   ", line, "\n");
-  }
-  j["steps"] = steps;
-  if (out->drop_reason != DPV2_DROP_NONE) {
-    j["drop_reason"] = std::string(dpv2::DropReasonName(out->drop_reason));
-  }
-  absl::StrAppend(&text, "result: ", dpv2::VerdictName(out->verdict),
-                  out->drop_reason != DPV2_DROP_NONE
-                      ? absl::StrCat(" (", dpv2::DropReasonName(out->drop_reason), ")")
-                      : "",
-                  "\n");
-  nlohmann::json outputs = nlohmann::json::array();
-  for (const dpv2::OutputFrame& o : out->outputs) {
-    std::string line = absl::StrCat(dpv2::VerdictName(o.verdict), " ifindex ", o.out_ifindex, ": ",
-                                    dpv2::DescribePacket(o.frame));
-    outputs.push_back(line);
-    absl::StrAppend(&text, "output: ", line, "\n");
-  }
-  j["outputs"] = outputs;
-  Print(f, j, text);
-  return 0;
-}
-
 int Probe(const Flags& f, const dpv2::agent::k8s::ClusterObjects& objects) {
   dpv2::agent::ProbeOptions options;
   if (std::optional<std::string> p = Option(f, "port")) {
@@ -262,9 +129,114 @@ int Probe(const Flags& f, const dpv2::agent::k8s::ClusterObjects& objects) {
   return 0;
 }
 
-int Run(const Flags& f) {
-  if (f.manifests.empty()) {
-    return Usage("offline mode needs --manifests PATH (talking to a running agent is not built yet)");
+// The protocol request (control/protocol.h) a command line asks for; both
+// modes answer the same request with RunControlCommand.
+absl::StatusOr<nlohmann::json> BuildRequest(const Flags& f) {
+  auto port_value = [](const std::string& text) -> nlohmann::json {
+    int64_t n = 0;
+    return absl::SimpleAtoi(text, &n) ? nlohmann::json(n) : nlohmann::json(text);
+  };
+  const std::string& c = f.command;
+  if (c == "services" || c == "endpoints" || c == "identities") {
+    if (!f.args.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(c, " takes no argument"));
+    }
+    return nlohmann::json{{"command", c}};
+  }
+  if (c == "policy") {
+    if (f.args.size() != 1) {
+      return absl::InvalidArgumentError("policy needs one NAMESPACE/POD");
+    }
+    return nlohmann::json{{"command", c}, {"pod", f.args[0]}};
+  }
+  if (c == "ct") {
+    if (f.args.size() != 1 || (f.args[0] != "list" && f.args[0] != "flush")) {
+      return absl::InvalidArgumentError("ct needs list or flush");
+    }
+    return nlohmann::json{{"command", c}, {"action", f.args[0]}};
+  }
+  if (c == "trace") {
+    std::optional<std::string> from = Option(f, "from");
+    std::optional<std::string> to = Option(f, "to");
+    std::optional<std::string> port = Option(f, "port");
+    if (!from || !to || !port) {
+      return absl::InvalidArgumentError("trace needs --from, --to and --port");
+    }
+    nlohmann::json j = {{"command", c}, {"from", *from}, {"to", *to}, {"port", port_value(*port)},
+                        {"protocol", Option(f, "protocol").value_or("TCP")}};
+    if (std::optional<std::string> sport = Option(f, "sport")) {
+      j["sport"] = port_value(*sport);
+    }
+    // The same checks the agent makes, before anything is loaded or sent.
+    DPV2_RETURN_IF_ERROR(dpv2::agent::ParseTraceRequest(j).status());
+    return j;
+  }
+  if (c == "observe") {
+    dpv2::agent::ObserveRequest o;
+    dpv2::agent::FlowFilter& filter = o.subscription.filter;
+    filter.pod = Option(f, "pod");
+    filter.namespace_name = Option(f, "namespace");
+    filter.verdict = Option(f, "verdict");
+    if (std::optional<std::string> p = Option(f, "port")) {
+      uint32_t port = 0;
+      if (!absl::SimpleAtoi(*p, &port) || port == 0 || port > 65535) {
+        return absl::InvalidArgumentError(absl::StrCat("--port: must be 1-65535, got \"", *p, "\""));
+      }
+      filter.port = static_cast<uint16_t>(port);
+    }
+    if (std::optional<std::string> n = Option(f, "count")) {
+      uint64_t count = 0;
+      if (!absl::SimpleAtoi(*n, &count) || count == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--count: must be a positive integer, got \"", *n, "\""));
+      }
+      o.count = count;
+    }
+    if (std::optional<std::string> since = Option(f, "since")) {
+      absl::Duration d;
+      if (!absl::ParseDuration(*since, &d) || d < absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--since: expected a duration such as 30s or 5m, got \"", *since, "\""));
+      }
+      o.subscription.since = d;
+    }
+    DPV2_RETURN_IF_ERROR(filter.Validate());
+    return dpv2::agent::ObserveRequestJson(o);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown command \"", c, "\""));
+}
+
+// Prints a command's result as JSON or, made from that JSON, as text.
+void Render(const Flags& f, const nlohmann::json& result, const std::string& node) {
+  if (f.output == "json") {
+    std::cout << result.dump(2) << "\n";
+    return;
+  }
+  const std::string& c = f.command;
+  if (c == "services") {
+    std::cout << dpv2::agent::ServicesText(result);
+  } else if (c == "endpoints") {
+    std::cout << dpv2::agent::EndpointsText(result, node);
+  } else if (c == "identities") {
+    std::cout << dpv2::agent::IdentitiesText(result);
+  } else if (c == "policy") {
+    std::cout << dpv2::agent::PolicyText(result);
+  } else if (c == "trace") {
+    std::cout << dpv2::agent::TraceText(result);
+  } else if (c == "ct" && f.args[0] == "list") {
+    std::cout << dpv2::agent::ConntrackText(result);
+  } else if (c == "ct") {
+    std::cout << "flushed " << result.value("flushed", 0) << " conntrack entries\n";
+  }
+}
+
+int RunOffline(const Flags& f, const nlohmann::json& request) {
+  if (f.command == "ct" || f.command == "observe") {
+    std::cerr << "dpv2ctl: " << f.command
+              << " reads a live datapath: it needs a running agent. Drop -f/--manifests and "
+                 "use --socket PATH (default "
+              << dpv2::agent::kDefaultControlSocket << ").\n";
+    return 2;
   }
   dpv2::agent::ManifestSource source(f.manifests);
   absl::StatusOr<dpv2::agent::k8s::ClusterObjects> objects = source.Load();
@@ -283,30 +255,86 @@ int Run(const Flags& f) {
   for (const std::string& p : view->problems()) {
     std::cerr << "error: " << p << "\n";
   }
-  int status = objects->errors.empty() && view->problems().empty() ? 0 : 1;
-  if (f.command == "services") {
-    Print(f, dpv2::agent::ServicesJson(*view), dpv2::agent::ServicesText(*view));
-  } else if (f.command == "endpoints") {
-    Print(f, dpv2::agent::EndpointsJson(*view), dpv2::agent::EndpointsText(*view));
-  } else if (f.command == "identities") {
-    Print(f, dpv2::agent::IdentitiesJson(*view), dpv2::agent::IdentitiesText(*view));
-  } else if (f.command == "policy") {
-    if (f.args.size() != 1) {
-      return Usage("policy needs one NAMESPACE/POD");
-    }
-    absl::StatusOr<nlohmann::json> j = dpv2::agent::PolicyJson(*view, f.args[0]);
-    absl::StatusOr<std::string> t = dpv2::agent::PolicyText(*view, f.args[0]);
-    if (!j.ok()) {
-      return Fail(j.status());
-    }
-    Print(f, *j, *t);
-  } else if (f.command == "trace") {
-    int rc = Trace(f, *view);
-    return rc != 0 ? rc : status;
-  } else {
-    return Usage(absl::StrCat("unknown command \"", f.command, "\""));
+  const int status = objects->errors.empty() && view->problems().empty() ? 0 : 1;
+  // The sim backend stands in for the node's datapath (trace runs through it).
+  absl::StatusOr<std::unique_ptr<dpv2::Backend>> sim = dpv2::MakeSimBackend({});
+  if (!sim.ok()) {
+    return Fail(sim.status());
   }
+  if (absl::Status s = view->ApplyTo(**sim); !s.ok()) {
+    return Fail(s);
+  }
+  absl::StatusOr<nlohmann::json> result =
+      dpv2::agent::RunControlCommand(request, *view, **sim, /*now_ns=*/0);
+  if (!result.ok()) {
+    return Fail(result.status());
+  }
+  Render(f, *result, view->node().name);
   return status;
+}
+
+int Observe(const Flags& f, const dpv2::agent::ControlClient& client,
+            const nlohmann::json& request) {
+  absl::Status s = client.Stream(request, [&](const nlohmann::json& line) {
+    if (line.contains("lost")) {
+      std::cerr << "dpv2ctl: " << line["lost"].get<uint64_t>()
+                << " flows lost (this observer fell behind)\n";
+    }
+    if (line.contains("flow")) {
+      std::cout << (f.output == "json" ? line["flow"].dump() : dpv2::agent::FlowText(line["flow"]))
+                << std::endl;  // flushed: a live stream is read as it comes
+    }
+    return true;
+  });
+  return s.ok() ? 0 : Fail(s);
+}
+
+int RunOnline(const Flags& f, const nlohmann::json& request) {
+  if (f.command == "probe") {
+    std::cerr << "dpv2ctl: probe computes every pod pair on a simulated node: it is offline "
+                 "only (-f PATH)\n";
+    return 2;
+  }
+  if (!f.node.empty()) {
+    return Usage("--node selects a node's view offline (-f PATH); an agent serves its own node");
+  }
+  absl::StatusOr<dpv2::agent::ControlClient> client =
+      dpv2::agent::ControlClient::Connect({.socket_path = f.socket});
+  if (!client.ok()) {
+    return Fail(client.status());
+  }
+  if (f.command == "observe") {
+    return Observe(f, *client, request);
+  }
+  nlohmann::json response;
+  absl::StatusOr<nlohmann::json> result = client->Call(request, &response);
+  if (!result.ok()) {
+    return Fail(result.status());
+  }
+  Render(f, *result, response.value("node", std::string()));
+  return 0;
+}
+
+int Run(const Flags& f) {
+  nlohmann::json request;
+  if (f.command != "probe") {
+    absl::StatusOr<nlohmann::json> r = BuildRequest(f);
+    if (!r.ok()) {
+      return Usage(std::string(r.status().message()));
+    }
+    request = *std::move(r);
+  }
+  if (!f.manifests.empty()) {
+    if (!f.socket.empty()) {
+      return Usage("--socket (a running agent) and -f/--manifests (offline) exclude each other");
+    }
+    return RunOffline(f, request);
+  }
+  Flags online = f;
+  if (online.socket.empty()) {
+    online.socket = dpv2::agent::kDefaultControlSocket;
+  }
+  return RunOnline(online, request);
 }
 
 }  // namespace
@@ -327,6 +355,10 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
+    if (a == "--help-trace") {
+      std::cout << kTraceHelp;
+      return 0;
+    }
     std::string name = a;
     std::optional<std::string> inline_value;
     if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
@@ -342,6 +374,12 @@ int main(int argc, char** argv) {
         return Usage(absl::StrCat(name, " needs a value"));
       }
       f.manifests = *v;
+    } else if (name == "--socket") {
+      std::optional<std::string> v = take();
+      if (!v || v->empty()) {
+        return Usage("--socket needs a path");
+      }
+      f.socket = *v;
     } else if (name == "--node") {
       std::optional<std::string> v = take();
       if (!v) {

@@ -276,7 +276,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     auto self = shared_from_this();
     asio::post(server_.workers, [self, request = std::move(request)] {
-      absl::StatusOr<nlohmann::json> result = absl::UnavailableError("agent is stopping");
+      absl::StatusOr<nlohmann::json> result =
+          absl::UnavailableError("control: the agent did not run the request (stopping?)");
       std::string node;
       ServerCore& server = self->server_;
       if (!server.stopping) {
