@@ -204,17 +204,19 @@ absl::Status EbpfNode::WriteManifests(const ClusterSpec& spec) {
 }
 
 namespace {
-// Waits for the loader's answer: "ready"/"applied", or "error: ..." .
-absl::Status AwaitLoader(netlab::ChildProcess& loader, absl::string_view expected) {
+// Waits for the loader's answer, "<expected> <what it changed>" or
+// "error: ...", and returns what it changed.
+absl::StatusOr<std::string> AwaitLoader(netlab::ChildProcess& loader, absl::string_view expected) {
   absl::StatusOr<std::string> line = loader.ReadLine(kLoaderTimeout);
   if (!line.ok()) {
     return absl::InternalError(
         absl::StrCat("loader: no \"", expected, "\" line: ", line.status().message()));
   }
-  if (*line != expected) {
+  absl::string_view rest = *line;
+  if (!absl::ConsumePrefix(&rest, expected) || !absl::ConsumePrefix(&rest, " ")) {
     return absl::InternalError(absl::StrCat("loader: ", *line));
   }
-  return absl::OkStatus();
+  return std::string(rest);
 }
 }  // namespace
 
@@ -224,7 +226,7 @@ absl::Status EbpfNode::Reconfigure(const ClusterSpec& spec) {
   }
   DPV2_RETURN_IF_ERROR(WriteManifests(spec));
   kill(loader_->pid(), SIGHUP);
-  return AwaitLoader(*loader_, "applied");
+  return AwaitLoader(*loader_, "applied").status();
 }
 
 absl::Status EbpfNode::StartLoader() {
@@ -246,11 +248,13 @@ absl::Status EbpfNode::StartLoader() {
   }
   DPV2_ASSIGN_OR_RETURN(netlab::ChildProcess child, netlab::ChildProcess::Spawn(argv, &node_));
   loader_.emplace(std::move(child));
-  absl::Status s = AwaitLoader(*loader_, "ready");
-  if (!s.ok()) {
+  absl::StatusOr<std::string> changes = AwaitLoader(*loader_, "ready");
+  if (!changes.ok()) {
     loader_.reset();
+    return changes.status();
   }
-  return s;
+  loader_start_changes_ = *std::move(changes);
+  return absl::OkStatus();
 }
 
 absl::Status EbpfNode::KillLoader() {
@@ -349,13 +353,23 @@ absl::StatusOr<agent::k8s::ClusterObjects> ReadManifests(const std::string& path
   return objects;
 }
 
-absl::Status Reconcile(agent::ClusterView& view, Backend& backend, const std::string& path) {
+// Brings the datapath to the manifests; returns the summary of what that
+// changed. With `adopt`, what the pinned maps hold is adopted first (as the
+// agent does at start), so that only differences are written.
+absl::StatusOr<std::string> Reconcile(agent::ClusterView& view, Backend& backend,
+                                      const std::string& path, bool adopt) {
   DPV2_ASSIGN_OR_RETURN(agent::k8s::ClusterObjects objects, ReadManifests(path));
   view.Update(objects);
   if (!view.problems().empty()) {
     return absl::InvalidArgumentError(view.problems().front());
   }
-  return view.ApplyTo(backend);
+  if (adopt) {
+    DPV2_ASSIGN_OR_RETURN(ChangeBatch held, backend.DumpState());
+    DPV2_RETURN_IF_ERROR(view.Adopt(held));
+  }
+  const std::string changes = view.PendingChanges().Summary();
+  DPV2_RETURN_IF_ERROR(view.ApplyTo(backend));
+  return changes;
 }
 
 absl::Status Loader(const LoaderArgs& args) {
@@ -393,8 +407,9 @@ absl::Status Loader(const LoaderArgs& args) {
   sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGTERM);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
-  DPV2_RETURN_IF_ERROR(Reconcile(view, *backend, args.manifests));
-  std::printf("ready\n");
+  DPV2_ASSIGN_OR_RETURN(std::string changes,
+                        Reconcile(view, *backend, args.manifests, /*adopt=*/true));
+  std::printf("ready %s\n", changes.c_str());
   std::fflush(stdout);
   while (true) {
     int sig = 0;
@@ -402,8 +417,9 @@ absl::Status Loader(const LoaderArgs& args) {
     if (sig == SIGTERM) {
       return absl::OkStatus();
     }
-    absl::Status s = Reconcile(view, *backend, args.manifests);
-    std::printf("%s\n", s.ok() ? "applied" : absl::StrCat("error: ", s.ToString()).c_str());
+    absl::StatusOr<std::string> s = Reconcile(view, *backend, args.manifests, /*adopt=*/false);
+    std::printf("%s\n", s.ok() ? absl::StrCat("applied ", *s).c_str()
+                               : absl::StrCat("error: ", s.status().ToString()).c_str());
     std::fflush(stdout);
   }
 }

@@ -87,6 +87,9 @@ class EbpfNode {
   // the same pinned maps.
   absl::Status KillLoader();
   absl::Status StartLoader();
+  // What the last loader's first apply wrote (ChangeBatch::Summary): after a
+  // restart over unchanged manifests, "empty" (it adopted the pinned state).
+  const std::string& loader_start_changes() const { return loader_start_changes_; }
 
  private:
   EbpfNode(netlab::Netns node, netlab::Netns client, netlab::BpffsMount bpffs)
@@ -100,6 +103,7 @@ class EbpfNode {
   std::map<std::string, netlab::Pod> pods_;
   std::vector<std::unique_ptr<netlab::EchoServer>> servers_;
   std::optional<netlab::ChildProcess> loader_;
+  std::string loader_start_changes_;
 };
 
 // The --loader role: argv after the flag. Returns the process exit code.
