@@ -1,0 +1,236 @@
+#include "agent/daemon/agent_flags.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace dpv2::agent::daemon {
+namespace {
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) {
+    return "";
+  }
+  return buf;
+}
+
+absl::Status FlagError(absl::string_view flag, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("flag --", flag, ": ", why));
+}
+
+}  // namespace
+
+std::string ListenAddress::ToString() const {
+  if (absl::StrContains(host, ':')) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text,
+                                                 absl::string_view flag) {
+  ListenAddress out;
+  absl::string_view port_text;
+  if (absl::StartsWith(text, "[")) {
+    size_t close = text.find(']');
+    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return FlagError(flag, absl::StrCat("\"", text, "\" is not [IPv6]:PORT"));
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == absl::string_view::npos) {
+      return FlagError(flag, absl::StrCat("\"", text, "\" is not HOST:PORT"));
+    }
+    out.host = std::string(text.substr(0, colon));
+    if (absl::StrContains(out.host, ':')) {
+      return FlagError(flag, absl::StrCat("\"", text, "\": write an IPv6 host in brackets"));
+    }
+    port_text = text.substr(colon + 1);
+  }
+  if (out.host.empty()) {
+    return FlagError(flag, absl::StrCat("\"", text, "\" has no host (use 0.0.0.0 for any)"));
+  }
+  in6_addr scratch;
+  if (inet_pton(AF_INET, out.host.c_str(), &scratch) != 1 &&
+      inet_pton(AF_INET6, out.host.c_str(), &scratch) != 1) {
+    return FlagError(flag, absl::StrCat("host \"", out.host, "\" is not an IP address"));
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port > 65535) {
+    return FlagError(flag, absl::StrCat("port \"", port_text, "\" is not 0-65535"));
+  }
+  out.port = static_cast<uint16_t>(port);
+  return out;
+}
+
+absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args) {
+  AgentFlags f;
+  using Setter = std::function<absl::Status(const std::string&)>;
+  auto text = [](std::string* field) -> Setter {
+    return [field](const std::string& v) {
+      *field = v;
+      return absl::OkStatus();
+    };
+  };
+  // One of a few words, each setting the field: errors list them.
+  using Choices = std::vector<std::pair<std::string, std::function<void()>>>;
+  auto choice = [](std::string flag, Choices choices) -> Setter {
+    return [flag, choices](const std::string& v) {
+      std::vector<std::string> words;
+      for (const auto& [word, set] : choices) {
+        if (v == word) {
+          set();
+          return absl::OkStatus();
+        }
+        words.push_back(word);
+      }
+      return FlagError(flag, absl::StrCat("\"", v, "\" is not ", absl::StrJoin(words, " or ")));
+    };
+  };
+  std::map<std::string, Setter> valued = {
+      {"backend", choice("backend", {{"sim", [&f] { f.backend = BackendKind::kSim; }},
+                                     {"ebpf", [&f] { f.backend = BackendKind::kEbpf; }}})},
+      {"node", text(&f.node)},
+      {"manifests", text(&f.manifests)},
+      {"kubeconfig", text(&f.kubeconfig)},
+      {"bpffs", text(&f.bpffs)},
+      {"external-interface", text(&f.external_interface)},
+      {"control-socket", text(&f.control_socket)},
+      {"policy-log", text(&f.policy_log)},
+      {"metrics-address", text(&f.metrics_address)},
+      {"healthz-address", text(&f.healthz_address)},
+      {"log-format", choice("log-format", {{"text", [&f] { f.log_format = LogFormat::kText; }},
+                                           {"json", [&f] { f.log_format = LogFormat::kJson; }}})},
+  };
+  std::map<std::string, bool*> switches = {
+      {"in-cluster", &f.in_cluster}, {"xdp", &f.xdp}, {"once", &f.once}, {"help", &f.help}};
+
+  std::map<std::string, bool> seen;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("argument \"", arg, "\": dpv2-agent takes only --flags"));
+    }
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (name == "h") {
+      name = "help";
+    }
+    if (seen[name]) {
+      return FlagError(name, "given twice");
+    }
+    seen[name] = true;
+    if (auto it = switches.find(name); it != switches.end()) {
+      if (value && *value != "true" && *value != "false") {
+        return FlagError(name, absl::StrCat("\"", *value, "\" is not true or false"));
+      }
+      *it->second = !value || *value == "true";
+      continue;
+    }
+    auto it = valued.find(name);
+    if (it == valued.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (!value) {
+      if (i + 1 >= args.size() || absl::StartsWith(args[i + 1], "--")) {
+        return FlagError(name, "needs a value");
+      }
+      value = args[++i];
+    }
+    if (absl::Status s = it->second(*value); !s.ok()) {
+      return s;
+    }
+  }
+  if (f.help) {
+    return f;
+  }
+
+  std::vector<std::string> sources;
+  if (!f.manifests.empty()) sources.push_back("--manifests");
+  if (!f.kubeconfig.empty()) sources.push_back("--kubeconfig");
+  if (f.in_cluster) sources.push_back("--in-cluster");
+  if (sources.empty()) {
+    return absl::InvalidArgumentError(
+        "no object source: give one of --manifests, --kubeconfig, --in-cluster");
+  }
+  if (sources.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("one object source only, got ", absl::StrJoin(sources, " and ")));
+  }
+  if (f.backend != BackendKind::kEbpf) {
+    for (auto [flag, set] : {std::pair{"bpffs", !f.bpffs.empty()},
+                             std::pair{"external-interface", !f.external_interface.empty()},
+                             std::pair{"xdp", f.xdp}}) {
+      if (set) {
+        return FlagError(flag, "needs --backend=ebpf");
+      }
+    }
+  }
+  if (f.xdp && f.external_interface.empty()) {
+    return FlagError("xdp", "needs --external-interface");
+  }
+  for (auto [flag, value] : {std::pair{"metrics-address", &f.metrics_address},
+                             std::pair{"healthz-address", &f.healthz_address}}) {
+    if (!value->empty()) {
+      if (absl::StatusOr<ListenAddress> a = ParseListenAddress(*value, flag); !a.ok()) {
+        return a.status();
+      }
+    }
+  }
+  if (f.node.empty()) {
+    f.node = Hostname();
+    if (f.node.empty()) {
+      return FlagError("node", "not given and the hostname is unknown");
+    }
+  }
+  return f;
+}
+
+absl::StatusOr<AgentFlags> ParseAgentFlags(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    args.emplace_back(argv[i]);
+  }
+  return ParseAgentFlags(args);
+}
+
+std::string AgentUsage() {
+  return R"(usage: dpv2-agent (--manifests=PATH | --kubeconfig=PATH | --in-cluster) [flags]
+
+The dpv2 node agent: Kubernetes objects in, datapath state out.
+
+  --backend=sim|ebpf           datapath backend (default sim)
+  --node=NAME                  this node (default: the hostname)
+  --manifests=PATH             a manifest file or directory, re-read on change
+  --kubeconfig=PATH            watch the API server named by a kubeconfig
+  --in-cluster                 watch the API server with the pod's service account
+  --bpffs=PATH                 ebpf: pin maps under this bpffs directory (kept across restarts)
+  --external-interface=IFNAME  ebpf: the node's external device (NodePort, LB traffic)
+  --xdp                        ebpf: also attach the XDP program to the external device
+  --control-socket=PATH        dpv2ctl socket (default /run/dpv2/agent.sock; empty: none)
+  --policy-log=PATH            GKE-format policy log file (rotated at 10 MB)
+  --metrics-address=HOST:PORT  Prometheus /metrics and /healthz
+  --healthz-address=HOST:PORT  kube-proxy-compatible health server (default 0.0.0.0:10256; empty: none)
+  --log-format=text|json       structured log lines on stderr (default text)
+  --once                       reconcile once and exit (0 when everything applied)
+Exit status: 0 ok, 1 failed, 2 usage error.
+)";
+}
+
+}  // namespace dpv2::agent::daemon
