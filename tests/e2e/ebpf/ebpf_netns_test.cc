@@ -79,6 +79,16 @@ TEST_CASE(
   CHECK(Must(TcpExchange(client, node->pod("web-2").ip(), kPodPort, "direct")) == "web-2 direct");
 }
 
+TEST_CASE("IPv6 TCP from a pod to the dual-stack Service's IPv6 ClusterIP reaches every backend") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs());
+  std::map<std::string, int> seen = SpreadTcp(node->pod("client").netns(), Ip(kWebVip6), 80, 30);
+  INFO("IPv6 spread: web-1 " << seen["web-1"] << ", web-2 " << seen["web-2"] << ", web-3 "
+                             << seen["web-3"]);
+  CHECK(seen.size() == 3);
+  TcpConnection c = Must(TcpConnection::Connect(node->pod("client").netns(), Ip(kWebVip6), 80));
+  CHECK(Must(c.Peer()).first == Ip(kWebVip6));
+}
+
 TEST_CASE("a backend that is not ready gets no new connections") {
   std::unique_ptr<EbpfNode> node =
       StartNode({.web = {{.pod = "web-1"}, {.pod = "web-2", .ready = false, .serving = false}}});

@@ -29,14 +29,16 @@ constexpr char kNodeName[] = "node-a";
 constexpr char kExternalIf[] = "ext0";
 constexpr absl::Duration kLoaderTimeout = absl::Seconds(15);
 
-std::string EndpointYaml(const WebEndpoint& e) {
+std::string EndpointYaml(const WebEndpoint& e, bool v6) {
   const PodPlan* plan = nullptr;
   for (const PodPlan& p : Pods()) {
     if (p.name == e.pod) {
       plan = &p;
     }
   }
-  const std::string ip = plan != nullptr ? plan->ip : "0.0.0.0";
+  const std::string ip = plan == nullptr ? "0.0.0.0"
+                         : v6            ? absl::StrCat("\"", plan->ip6, "\"")
+                                         : plan->ip;
   return absl::StrCat("  - addresses: [", ip, "]\n    nodeName: ", kNodeName,
                       "\n    targetRef: {kind: Pod, namespace: shop, name: ", e.pod,
                       "}\n    conditions: {ready: ", e.ready ? "true" : "false",
@@ -45,14 +47,16 @@ std::string EndpointYaml(const WebEndpoint& e) {
 }
 
 std::string SliceYaml(const char* name, const char* service, const char* port_name,
-                      const char* protocol, const std::vector<WebEndpoint>& endpoints) {
+                      const char* protocol, const std::vector<WebEndpoint>& endpoints,
+                      bool v6 = false) {
   std::string out = absl::StrCat(
       "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ", name,
       "\n  namespace: shop\n  labels: {kubernetes.io/service-name: ", service,
-      "}\naddressType: IPv4\nports:\n  - {name: ", port_name, ", port: ", kPodPort,
-      ", protocol: ", protocol, "}\nendpoints:", endpoints.empty() ? " []\n" : "\n");
+      "}\naddressType: ", v6 ? "IPv6" : "IPv4", "\nports:\n  - {name: ", port_name,
+      ", port: ", kPodPort, ", protocol: ", protocol,
+      "}\nendpoints:", endpoints.empty() ? " []\n" : "\n");
   for (const WebEndpoint& e : endpoints) {
-    out += EndpointYaml(e);
+    out += EndpointYaml(e, v6);
   }
   return out;
 }
@@ -79,15 +83,32 @@ const std::vector<PodPlan>& Pods() {
        .name = "client",
        .app = "client",
        .ip = "10.244.1.20",
+       .ip6 = "fd00:244:1::20",
        .host_ifname = "lxc-client"},
       {.ns = "lab",
        .name = "intruder",
        .app = "client",
        .ip = "10.244.1.66",
+       .ip6 = "fd00:244:1::66",
        .host_ifname = "lxc-intruder"},
-      {.ns = "shop", .name = "web-1", .app = "web", .ip = "10.244.1.11", .host_ifname = "lxc-web1"},
-      {.ns = "shop", .name = "web-2", .app = "web", .ip = "10.244.1.12", .host_ifname = "lxc-web2"},
-      {.ns = "shop", .name = "web-3", .app = "web", .ip = "10.244.1.13", .host_ifname = "lxc-web3"},
+      {.ns = "shop",
+       .name = "web-1",
+       .app = "web",
+       .ip = "10.244.1.11",
+       .ip6 = "fd00:244:1::11",
+       .host_ifname = "lxc-web1"},
+      {.ns = "shop",
+       .name = "web-2",
+       .app = "web",
+       .ip = "10.244.1.12",
+       .ip6 = "fd00:244:1::12",
+       .host_ifname = "lxc-web2"},
+      {.ns = "shop",
+       .name = "web-3",
+       .app = "web",
+       .ip = "10.244.1.13",
+       .ip6 = "fd00:244:1::13",
+       .host_ifname = "lxc-web3"},
   };
   return pods;
 }
@@ -104,14 +125,16 @@ std::string ClusterManifests(const ClusterSpec& spec) {
                     "}}\nspec:\n  nodeName: ", kNodeName,
                     "\n  containers: [{name: c, image: echo, ports: [{name: http, ",
                     "containerPort: ", kPodPort, "}]}]\nstatus: {phase: Running, podIP: ", p.ip,
-                    ", podIPs: [{ip: ", p.ip, "}]}\n");
+                    ", podIPs: [{ip: ", p.ip, "}, {ip: \"", p.ip6, "\"}]}\n");
   }
-  absl::StrAppend(&out,
-                  "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n",
-                  "spec:\n  type: NodePort\n  clusterIP: ", kWebVip,
-                  "\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, "
-                  "targetPort: http, nodePort: ",
-                  kWebNodePort, "}\n");
+  absl::StrAppend(
+      &out, "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n",
+      "spec:\n  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]\n"
+      "  clusterIP: ",
+      kWebVip, "\n  clusterIPs: [", kWebVip, ", \"", kWebVip6, "\"]",
+      "\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, "
+      "targetPort: http, nodePort: ",
+      kWebNodePort, "}\n");
   absl::StrAppend(&out,
                   "---\napiVersion: v1\nkind: Service\nmetadata: {name: echo-udp, namespace: "
                   "shop}\nspec:\n  clusterIP: ",
@@ -126,6 +149,7 @@ std::string ClusterManifests(const ClusterSpec& spec) {
                   "\n  selector: {app: nothing}\n  ports:\n  - {name: tcp, protocol: TCP, port: "
                   "80}\n  - {name: udp, protocol: UDP, port: 80}\n");
   out += SliceYaml("web-1", "web", "http", "TCP", spec.web);
+  out += SliceYaml("web-v6", "web", "http", "TCP", spec.web, /*v6=*/true);
   out += SliceYaml("echo-udp-1", "echo-udp", "dns", "UDP", spec.web);
   if (spec.web_from_client_only) {
     out +=
@@ -161,8 +185,8 @@ absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spe
   for (const PodPlan& p : Pods()) {
     DPV2_ASSIGN_OR_RETURN(
         netlab::Pod pod,
-        netlab::Pod::Create(n->node_,
-                            {.name = p.name, .host_ifname = p.host_ifname, .addresses = {p.ip}}));
+        netlab::Pod::Create(
+            n->node_, {.name = p.name, .host_ifname = p.host_ifname, .addresses = {p.ip, p.ip6}}));
     DPV2_ASSIGN_OR_RETURN(
         std::unique_ptr<netlab::EchoServer> server,
         netlab::EchoServer::Start(pod.netns(), {.name = p.name, .port = kPodPort}));

@@ -31,8 +31,9 @@
 namespace dpv2::e2e {
 
 // The cluster's fixed addresses.
-inline constexpr char kWebVip[] = "10.96.0.10";  // Service shop/web, TCP 80 -> http (8080)
-inline constexpr char kUdpVip[] = "10.96.0.53";  // Service shop/echo-udp, UDP 53 -> 8080
+inline constexpr char kWebVip[] = "10.96.0.10";    // Service shop/web, TCP 80 -> http (8080)
+inline constexpr char kWebVip6[] = "fd00:96::10";  // its IPv6 ClusterIP (dual-stack)
+inline constexpr char kUdpVip[] = "10.96.0.53";    // Service shop/echo-udp, UDP 53 -> 8080
 inline constexpr char kEmptyVip[] =
     "10.96.0.99";  // Service shop/empty, TCP and UDP 80, no endpoints
 inline constexpr char kNodeIp[] = "192.168.50.1";  // ext0 of the node: NodePort 30080 -> web
@@ -60,6 +61,7 @@ struct PodPlan {
   std::string name;
   std::string app;
   std::string ip;
+  std::string ip6;
   std::string host_ifname;
 };
 const std::vector<PodPlan>& Pods();
