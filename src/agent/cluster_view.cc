@@ -1,23 +1,137 @@
 #include "agent/cluster_view.h"
 
+#include <algorithm>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "src/core/status_macros.h"
 
 namespace dpv2::agent {
 
-ServiceSpec BuildServiceSpec(const k8s::ServiceObject& service,
-                             const k8s::ClusterObjects& objects) {
-  ServiceSpec spec = service.spec;
-  spec.endpoint_slices.clear();
+namespace {
+
+// The proxied slices of each Service, by "namespace/service-name", in slice
+// key order: one pass over all slices per Update instead of one per Service.
+using SliceIndex = std::unordered_map<std::string, std::vector<const EndpointSliceSpec*>>;
+
+SliceIndex IndexSlices(const k8s::ClusterObjects& objects) {
+  SliceIndex index;
   for (const auto& [key, slice] : objects.endpoint_slices) {
-    if (slice.namespace_name == spec.namespace_name && slice.service_name == spec.name &&
-        !slice.fqdn) {
-      spec.endpoint_slices.push_back(slice.spec);
+    if (!slice.fqdn && !slice.service_name.empty()) {
+      index[absl::StrCat(slice.namespace_name, "/", slice.service_name)].push_back(&slice.spec);
     }
   }
+  return index;
+}
+
+ServiceSpec BuildServiceSpec(const k8s::ServiceObject& service,
+                             const std::vector<const EndpointSliceSpec*>& slices) {
+  ServiceSpec spec = service.spec;
+  spec.endpoint_slices.clear();
+  spec.endpoint_slices.reserve(slices.size());
+  for (const EndpointSliceSpec* slice : slices) {
+    spec.endpoint_slices.push_back(*slice);
+  }
   return spec;
+}
+
+// Field by field equality of the decoded objects, so that Update skips what
+// did not change. The structs belong to the core's public headers, which
+// declare no operator==; a field added there must be added here too, or a
+// change of only that field would go unnoticed (cluster_view_incremental_test
+// covers every field the decoder fills).
+bool Same(const ServicePortSpec& a, const ServicePortSpec& b);
+bool Same(const EndpointSpec& a, const EndpointSpec& b);
+bool Same(const EndpointPortSpec& a, const EndpointPortSpec& b);
+bool Same(const EndpointSliceSpec& a, const EndpointSliceSpec& b);
+
+template <typename T>
+bool SameAll(const std::vector<T>& a, const std::vector<T>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const T& x, const T& y) { return Same(x, y); });
+}
+
+bool Same(const ServicePortSpec& a, const ServicePortSpec& b) {
+  return std::tie(a.name, a.protocol, a.port, a.node_port) ==
+         std::tie(b.name, b.protocol, b.port, b.node_port);
+}
+
+bool Same(const EndpointSpec& a, const EndpointSpec& b) {
+  return std::tie(a.addresses, a.conditions.ready, a.conditions.serving,
+                  a.conditions.terminating, a.node_name, a.zone, a.hints.for_zones,
+                  a.hints.for_nodes) ==
+         std::tie(b.addresses, b.conditions.ready, b.conditions.serving,
+                  b.conditions.terminating, b.node_name, b.zone, b.hints.for_zones,
+                  b.hints.for_nodes);
+}
+
+bool Same(const EndpointPortSpec& a, const EndpointPortSpec& b) {
+  return std::tie(a.name, a.protocol, a.port) == std::tie(b.name, b.protocol, b.port);
+}
+
+bool Same(const EndpointSliceSpec& a, const EndpointSliceSpec& b) {
+  return a.name == b.name && a.address_type == b.address_type && SameAll(a.ports, b.ports) &&
+         SameAll(a.endpoints, b.endpoints);
+}
+
+// `applied` (a spec UpsertService took) equals `service` with `slices`
+// merged in, compared without building the merged spec.
+bool SameService(const ServiceSpec& applied, const ServiceSpec& service,
+                 const std::vector<const EndpointSliceSpec*>& slices) {
+  const ServiceSpec& a = applied;
+  const ServiceSpec& b = service;
+  if (std::tie(a.namespace_name, a.name, a.type, a.cluster_ips, a.external_ips,
+               a.load_balancer_ips, a.external_traffic_policy, a.internal_traffic_policy,
+               a.session_affinity, a.affinity_timeout_s, a.load_balancer_source_ranges,
+               a.traffic_distribution, a.health_check_node_port) !=
+          std::tie(b.namespace_name, b.name, b.type, b.cluster_ips, b.external_ips,
+                   b.load_balancer_ips, b.external_traffic_policy, b.internal_traffic_policy,
+                   b.session_affinity, b.affinity_timeout_s, b.load_balancer_source_ranges,
+                   b.traffic_distribution, b.health_check_node_port) ||
+      !SameAll(a.ports, b.ports) || a.endpoint_slices.size() != slices.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < slices.size(); ++i) {
+    if (!Same(a.endpoint_slices[i], *slices[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Same(const NodeInfo& a, const NodeInfo& b) {
+  return std::tie(a.name, a.labels, a.zone, a.addresses) ==
+         std::tie(b.name, b.labels, b.zone, b.addresses);
+}
+
+bool Same(const NamespaceInfo& a, const NamespaceInfo& b) {
+  return std::tie(a.name, a.labels, a.annotations) == std::tie(b.name, b.labels, b.annotations);
+}
+
+bool Same(const PodInfo& a, const PodInfo& b) {
+  return std::tie(a.namespace_name, a.name, a.labels, a.ips, a.node_name, a.host_network,
+                  a.container_ports, a.workload_kind, a.workload_name) ==
+         std::tie(b.namespace_name, b.name, b.labels, b.ips, b.node_name, b.host_network,
+                  b.container_ports, b.workload_kind, b.workload_name);
+}
+
+bool Same(const std::optional<LocalEndpoint>& a, const std::optional<LocalEndpoint>& b) {
+  if (!a || !b) {
+    return a.has_value() == b.has_value();
+  }
+  return std::tie(a->ifindex, a->mac, a->host_mac) == std::tie(b->ifindex, b->mac, b->host_mac);
+}
+
+}  // namespace
+
+ServiceSpec BuildServiceSpec(const k8s::ServiceObject& service,
+                             const k8s::ClusterObjects& objects) {
+  SliceIndex index = IndexSlices(objects);
+  auto it = index.find(service.spec.Key());
+  return BuildServiceSpec(service, it == index.end() ? std::vector<const EndpointSliceSpec*>{}
+                                                     : it->second);
 }
 
 NodeInfo BuildNodeInfo(const k8s::NodeObject& node) {
@@ -38,6 +152,13 @@ struct ClusterView::State {
   // Applied keys, to remove what disappeared.
   std::set<std::string> services, pods, namespaces, nodes, network_policies, anps;
   bool banp = false;
+  // What the core accepted, per key, to skip objects equal to the previous
+  // Update's. An object the core rejected is not here and is retried (and
+  // reported again) every Update.
+  std::map<std::string, ServiceSpec> applied_services;
+  std::map<std::string, NamespaceInfo> applied_namespaces;
+  std::map<std::string, NodeInfo> applied_nodes;
+  std::map<std::string, std::pair<PodInfo, std::optional<LocalEndpoint>>> applied_pods;
 
   State(ClusterViewOptions o, LbState l)
       : options(std::move(o)), lb(std::move(l)), policy({.node_name = options.node_name}) {}
@@ -50,6 +171,19 @@ namespace {
 std::array<uint8_t, 6> SyntheticMac(uint8_t kind, uint32_t n) {
   return {0x02, kind, static_cast<uint8_t>(n >> 24), static_cast<uint8_t>(n >> 16),
           static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)};
+}
+
+// After a Set/Upsert of `value` under `key`: remembers what the core accepted,
+// forgets what it rejected (so that the next Update retries it) and reports.
+template <typename T, typename Problem>
+void Remember(const std::string& key, T value, const absl::Status& status,
+              absl::string_view kind, const Problem& problem, std::map<std::string, T>& applied) {
+  if (status.ok()) {
+    applied.insert_or_assign(key, std::move(value));
+  } else {
+    applied.erase(key);
+    problem(absl::StrCat(kind, key), status);
+  }
 }
 
 }  // namespace
@@ -90,24 +224,37 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
 
   // Policy inputs: namespaces, nodes, pods, then the policies over them.
   std::set<std::string> seen;
+  // Each Set* below is skipped when the object equals the one the core
+  // accepted last time: PolicyState derives the same state from it.
   for (const auto& [key, ns] : objects.namespaces) {
-    problem(absl::StrCat("Namespace ", key), s.policy.SetNamespace(ns));
     seen.insert(key);
+    if (auto it = s.applied_namespaces.find(key);
+        it != s.applied_namespaces.end() && Same(it->second, ns)) {
+      continue;
+    }
+    Remember(key, ns, s.policy.SetNamespace(ns), "Namespace ", problem, s.applied_namespaces);
   }
   for (const std::string& key : s.namespaces) {
     if (!seen.count(key)) {
       problem(absl::StrCat("Namespace ", key), s.policy.RemoveNamespace(key));
+      s.applied_namespaces.erase(key);
     }
   }
   s.namespaces = std::move(seen);
   seen.clear();
   for (const auto& [key, n] : objects.nodes) {
-    problem(absl::StrCat("Node ", key), s.policy.SetNode(BuildNodeInfo(n)));
     seen.insert(key);
+    NodeInfo info = BuildNodeInfo(n);
+    if (auto it = s.applied_nodes.find(key); it != s.applied_nodes.end() && Same(it->second, info)) {
+      continue;
+    }
+    const absl::Status st = s.policy.SetNode(info);
+    Remember(key, std::move(info), st, "Node ", problem, s.applied_nodes);
   }
   for (const std::string& key : s.nodes) {
     if (!seen.count(key)) {
       problem(absl::StrCat("Node ", key), s.policy.RemoveNode(key));
+      s.applied_nodes.erase(key);
     }
   }
   s.nodes = std::move(seen);
@@ -134,8 +281,14 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
     } else {
       s.local_endpoints.erase(key);
     }
-    problem(absl::StrCat("Pod ", key), s.policy.SetPod(pod.info, local));
     seen.insert(key);
+    if (auto it = s.applied_pods.find(key); it != s.applied_pods.end() &&
+                                            Same(it->second.first, pod.info) &&
+                                            Same(it->second.second, local)) {
+      continue;
+    }
+    const absl::Status st = s.policy.SetPod(pod.info, local);
+    Remember(key, std::make_pair(pod.info, local), st, "Pod ", problem, s.applied_pods);
   }
   for (const std::string& key : s.pods) {
     if (!seen.count(key)) {
@@ -143,6 +296,7 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
       problem(absl::StrCat("Pod ", key),
               s.policy.RemovePod(key.substr(0, slash), key.substr(slash + 1)));
       s.local_endpoints.erase(key);
+      s.applied_pods.erase(key);
     }
   }
   s.pods = std::move(seen);
@@ -183,26 +337,46 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
     s.problems.push_back(std::move(w));
   }
 
-  // Services, with their slices merged.
+  // Services, with their slices merged; unchanged ones are skipped (a Node
+  // change reached them all through LbState::SetNode above). Removals go
+  // first so that a Service taking over a removed one's address or
+  // nodePort is accepted in the same Update. A Service the core now rejects
+  // loses its previous version too.
+  auto remove_service = [&s, &problem](const std::string& key) {
+    size_t slash = key.find('/');
+    absl::Status st = s.lb.RemoveService(key.substr(0, slash), key.substr(slash + 1));
+    s.applied_services.erase(key);
+    if (!st.ok() && !absl::IsNotFound(st)) {
+      problem(absl::StrCat("Service ", key), st);
+    }
+  };
+  for (const std::string& key : s.services) {
+    auto it = objects.services.find(key);
+    if (it == objects.services.end() || it->second.external_name) {
+      remove_service(key);
+    }
+  }
+  const SliceIndex slices = IndexSlices(objects);
+  const std::vector<const EndpointSliceSpec*> no_slices;
   for (const auto& [key, svc] : objects.services) {
     if (svc.external_name) {
       continue;
     }
-    ServiceSpec spec = BuildServiceSpec(svc, objects);
+    auto sl = slices.find(key);
+    const std::vector<const EndpointSliceSpec*>& own = sl == slices.end() ? no_slices : sl->second;
+    if (auto it = s.applied_services.find(key);
+        it != s.applied_services.end() && SameService(it->second, svc.spec, own)) {
+      seen.insert(key);
+      continue;
+    }
+    ServiceSpec spec = BuildServiceSpec(svc, own);
     absl::Status st = s.lb.UpsertService(spec);
-    problem(absl::StrCat("Service ", key), st);
     if (st.ok()) {
       seen.insert(key);
+    } else if (s.services.count(key)) {
+      remove_service(key);
     }
-  }
-  for (const std::string& key : s.services) {
-    if (!seen.count(key)) {
-      size_t slash = key.find('/');
-      absl::Status st = s.lb.RemoveService(key.substr(0, slash), key.substr(slash + 1));
-      if (!st.ok() && !absl::IsNotFound(st)) {
-        problem(absl::StrCat("Service ", key), st);
-      }
-    }
+    Remember(key, std::move(spec), st, "Service ", problem, s.applied_services);
   }
   s.services = std::move(seen);
 }

@@ -1,0 +1,245 @@
+// ClusterView::Update is incremental: objects equal to the previous Update's
+// are not handed to the core again, yet every change still reaches the
+// datapath, including the ones that act through another object (a Node zone
+// on topology-aware Services, a pod label on policies).
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/cluster_view.h"
+#include "dpv2/sim.h"
+
+namespace dpv2::agent {
+namespace {
+
+std::string NodeYaml(const std::string& zone) {
+  return "apiVersion: v1\nkind: Node\nmetadata: {name: node-1, labels: "
+         "{topology.kubernetes.io/zone: " + zone + "}}\n"
+         "status: {addresses: [{type: InternalIP, address: 192.168.0.1}]}\n---\n";
+}
+
+constexpr char kObjects[] = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: shop, labels: {app: db}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.0.0.2}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  trafficDistribution: PreferClose
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.0.0.1]
+  zone: zone-a
+  hints: {forZones: [{name: zone-a}]}
+- addresses: [10.0.1.1]
+  zone: zone-b
+  hints: {forZones: [{name: zone-b}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  clusterIP: 10.96.0.11
+  ports: [{name: http, port: 80, targetPort: 9090}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-abc, namespace: shop, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{name: http, port: 9090}]
+endpoints:
+- addresses: [10.0.2.1]
+)";
+
+k8s::ClusterObjects Load(const std::string& text) {
+  k8s::ClusterObjects objects;
+  k8s::AddManifestText(text, "test", &objects);
+  INFO((objects.errors.empty() ? std::string() : objects.errors[0]));
+  REQUIRE(objects.errors.empty());
+  return objects;
+}
+
+// A view of `objects` fully applied to a sim backend.
+struct Applied {
+  std::unique_ptr<Backend> backend;
+  ClusterView view;
+};
+
+Applied ApplyAll(const k8s::ClusterObjects& objects) {
+  auto backend = MakeSimBackend();
+  REQUIRE(backend.ok());
+  auto view = ClusterView::Create({.node_name = "node-1"});
+  REQUIRE(view.ok());
+  view->Update(objects);
+  INFO((view->problems().empty() ? std::string() : view->problems()[0]));
+  REQUIRE(view->problems().empty());
+  REQUIRE(view->ApplyTo(**backend).ok());
+  REQUIRE(view->PendingChanges().empty());
+  return Applied{std::move(*backend), std::move(*view)};
+}
+
+std::vector<std::string> BackendsOf(const ClusterView& view, const std::string& service) {
+  for (const FrontendView& f : view.lb().Frontends()) {
+    if (f.service == service && f.kind == FrontendKind::kClusterIP) {
+      return f.backends;
+    }
+  }
+  return {"no ClusterIP frontend"};
+}
+
+TEST_CASE("an Update with equal objects (a re-read copy) leaves nothing to apply",
+          "[cluster_view][incremental]") {
+  Applied a = ApplyAll(Load(NodeYaml("zone-a") + kObjects));
+  a.view.Update(Load(NodeYaml("zone-a") + kObjects));  // decoded again: equal, not identical
+  CHECK(a.view.problems().empty());
+  CHECK(a.view.PendingChanges().empty());
+  CHECK(BackendsOf(a.view, "shop/web") == std::vector<std::string>{"10.0.0.1:8080"});
+}
+
+TEST_CASE("one endpoint added to one Service changes only that Service's entries",
+          "[cluster_view][incremental]") {
+  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects);
+  Applied a = ApplyAll(objects);
+  const IpAddr api_vip = *IpAddr::Parse("10.96.0.11");
+  const IpAddr added = *IpAddr::Parse("10.0.2.2");
+  objects.endpoint_slices.at("shop/api-abc").spec.endpoints.push_back({.addresses = {added}});
+  a.view.Update(objects);
+  const ChangeBatch batch = a.view.PendingChanges();
+  REQUIRE_FALSE(batch.services_upsert.empty());
+  for (const ServiceEntry& e : batch.services_upsert) {
+    CHECK(IpAddr::FromAbi(e.key.addr, Family::kV4) == api_vip);
+  }
+  REQUIRE(batch.backends_upsert.size() == 1);
+  CHECK(IpAddr::FromAbi(batch.backends_upsert[0].value.addr, Family::kV4) == added);
+  CHECK(batch.services_delete.empty());
+  CHECK(batch.backends_delete.empty());
+  CHECK(batch.policy_upsert.empty());
+  CHECK(batch.policy_delete.empty());
+  CHECK(batch.ipcache_upsert.empty());
+  CHECK(batch.endpoints_upsert.empty());
+  CHECK(BackendsOf(a.view, "shop/api") ==
+        std::vector<std::string>{"10.0.2.1:9090", "10.0.2.2:9090"});
+  REQUIRE(a.view.ApplyTo(*a.backend).ok());
+
+  SECTION("and an endpoint condition flip reaches the datapath too") {
+    objects.endpoint_slices.at("shop/api-abc").spec.endpoints[1].conditions.ready = false;
+    a.view.Update(objects);
+    CHECK_FALSE(a.view.PendingChanges().empty());
+    CHECK(BackendsOf(a.view, "shop/api") == std::vector<std::string>{"10.0.2.1:9090"});
+  }
+  SECTION("and removing the slice empties the Service") {
+    objects.endpoint_slices.erase("shop/api-abc");
+    a.view.Update(objects);
+    CHECK(BackendsOf(a.view, "shop/api").empty());
+  }
+  SECTION("and removing the Service removes its frontends") {
+    objects.services.erase("shop/api");
+    a.view.Update(objects);
+    CHECK(a.view.PendingChanges().services_delete.size() ==
+          batch.services_upsert.size());
+  }
+}
+
+TEST_CASE("a Node zone change re-derives topology-aware Services whose objects did not change",
+          "[cluster_view][incremental]") {
+  Applied a = ApplyAll(Load(NodeYaml("zone-a") + kObjects));
+  REQUIRE(BackendsOf(a.view, "shop/web") == std::vector<std::string>{"10.0.0.1:8080"});
+  a.view.Update(Load(NodeYaml("zone-b") + kObjects));
+  CHECK(a.view.node().zone == "zone-b");
+  CHECK(BackendsOf(a.view, "shop/web") == std::vector<std::string>{"10.0.1.1:8080"});
+  const ChangeBatch batch = a.view.PendingChanges();
+  CHECK_FALSE(batch.tables_upsert.empty());
+  REQUIRE(a.view.ApplyTo(*a.backend).ok());
+  a.view.Update(Load(NodeYaml("zone-a") + kObjects));
+  CHECK(BackendsOf(a.view, "shop/web") == std::vector<std::string>{"10.0.0.1:8080"});
+}
+
+TEST_CASE("a pod relabel still changes the policy entries", "[cluster_view][incremental]") {
+  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects);
+  Applied a = ApplyAll(objects);
+  objects.pods.at("shop/web-1").info.labels["app"] = "other";
+  a.view.Update(objects);
+  const ChangeBatch batch = a.view.PendingChanges();
+  CHECK((!batch.policy_upsert.empty() || !batch.policy_delete.empty()));
+  CHECK(batch.services_upsert.empty());
+  REQUIRE(a.view.ApplyTo(*a.backend).ok());
+
+  SECTION("and relabelling it back restores them") {
+    objects.pods.at("shop/web-1").info.labels["app"] = "web";
+    a.view.Update(objects);
+    CHECK_FALSE(a.view.PendingChanges().empty());
+    REQUIRE(a.view.ApplyTo(*a.backend).ok());
+    a.view.Update(objects);
+    CHECK(a.view.PendingChanges().empty());
+  }
+}
+
+TEST_CASE("an object the core rejected is reported again by an equal Update and retried",
+          "[cluster_view][incremental]") {
+  // Same ClusterIP and port as shop/web: the core refuses the second one.
+  const std::string clash = R"(
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web2, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+)";
+  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects + clash);
+  auto view = ClusterView::Create({.node_name = "node-1"});
+  REQUIRE(view.ok());
+  view->Update(objects);
+  REQUIRE(view->problems().size() == 1);
+  CHECK(view->problems()[0].find("Service shop/web2") == 0);
+  view->Update(objects);
+  REQUIRE(view->problems().size() == 1);
+  CHECK(view->problems()[0].find("Service shop/web2") == 0);
+
+  objects.services.erase("shop/web");
+  view->Update(objects);
+  CHECK(view->problems().empty());
+  CHECK(BackendsOf(*view, "shop/web2").empty());  // a frontend, no slice of its own
+}
+
+TEST_CASE("BuildServiceSpec merges only the proxied slices of its own Service",
+          "[cluster_view][incremental]") {
+  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects);
+  const ServiceSpec spec = BuildServiceSpec(objects.services.at("shop/api"), objects);
+  REQUIRE(spec.endpoint_slices.size() == 1);
+  CHECK(spec.endpoint_slices[0].name == "api-abc");
+  objects.endpoint_slices.at("shop/api-abc").fqdn = true;
+  CHECK(BuildServiceSpec(objects.services.at("shop/api"), objects).endpoint_slices.empty());
+}
+
+}  // namespace
+}  // namespace dpv2::agent
