@@ -48,6 +48,9 @@ struct Agent::State {
   // Policy logging: used on the loop thread only (state held).
   std::unique_ptr<RotatingLogFile> policy_log_file;
   std::unique_ptr<PolicyLogger> policy_logger;
+  // The PolicyState the logger reads: ClusterView::Adopt replaces the view's
+  // state, and the logger must then be rebuilt on the new one.
+  const PolicyState* logged_policy = nullptr;
   std::optional<k8s::NetworkLoggingObject> logging_config;
 
   // Sources.
@@ -89,6 +92,7 @@ struct Agent::State {
   void OnReconciled(const ReconcileReport& report, ClusterView& view);
   void OnEvents(const std::vector<FlowEvent>& events, ClusterView& view);
   void UpdateLoggingConfig(const ClusterView& view);
+  void MakePolicyLogger(const ClusterView& view);
   std::string MetricsText();
   void PollManifests();
   void StartSources() {
@@ -167,7 +171,22 @@ void Agent::State::UpdateLoggingConfig(const ClusterView& view) {
   logging_config = want;
 }
 
+void Agent::State::MakePolicyLogger(const ClusterView& view) {
+  policy_logger = std::make_unique<PolicyLogger>(
+      PolicyLoggerOptions{.node_name = options.node_name}, &view.policy(),
+      [this](absl::string_view line) {
+        if (absl::Status st = policy_log_file->WriteLine(line); !st.ok()) {
+          log->Warn("policy log write failed", {{"error", std::string(st.message())}});
+        }
+      });
+  logged_policy = &view.policy();
+  logging_config.reset();  // the new logger has no config yet
+}
+
 void Agent::State::OnReconciled(const ReconcileReport& report, ClusterView& view) {
+  if (policy_logger && logged_policy != &view.policy()) {
+    MakePolicyLogger(view);
+  }
   absl::Time now = absl::Now();
   bool applied = report.status.ok();
   if (applied) {
@@ -485,15 +504,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Backe
   }
   if (!o.policy_log.empty()) {
     DPV2_ASSIGN_OR_RETURN(s->policy_log_file, RotatingLogFile::Open(o.policy_log));
-    s->reconciler->WithState([s](ClusterView& view, Backend&) {
-      s->policy_logger = std::make_unique<PolicyLogger>(
-          PolicyLoggerOptions{.node_name = s->options.node_name}, &view.policy(),
-          [s](absl::string_view line) {
-            if (absl::Status st = s->policy_log_file->WriteLine(line); !st.ok()) {
-              s->log->Warn("policy log write failed", {{"error", std::string(st.message())}});
-            }
-          });
-    });
+    s->reconciler->WithState([s](ClusterView& view, Backend&) { s->MakePolicyLogger(view); });
   }
   return std::unique_ptr<Agent>(new Agent(std::move(state)));
 }
