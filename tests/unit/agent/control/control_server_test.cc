@@ -477,6 +477,9 @@ TEST_CASE("dpv2ctl prints the same reports from the agent's socket as offline fr
   TestAgent agent;
   const std::string manifests = TempPath("cluster.yaml");
   { std::ofstream(manifests) << testing::kClusterYaml; }
+  // Removed however the case ends: a failed REQUIRE in RunDpv2ctl throws.
+  std::unique_ptr<const std::string, void (*)(const std::string*)> remove_manifests(
+      &manifests, [](const std::string* p) { unlink(p->c_str()); });
   for (const std::string cmd :
        {"services", "services --output json", "endpoints", "identities", "policy x/b",
         "policy x/a --output json"}) {
@@ -487,7 +490,6 @@ TEST_CASE("dpv2ctl prints the same reports from the agent's socket as offline fr
     CHECK_FALSE(online.empty());
   }
   CHECK(RunDpv2ctl(absl::StrCat("--socket ", agent.path, " ct list")) == "no conntrack entries\n");
-  unlink(manifests.c_str());
 }
 
 }  // namespace
