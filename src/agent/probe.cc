@@ -12,7 +12,6 @@
 namespace dpv2::agent {
 namespace {
 
-constexpr uint8_t kTcpSynFlag = 0x02;
 
 std::string JoinPolicies(const PolicyState& policy, uint32_t match_id) {
   const std::vector<PolicyRef>* refs = policy.MatchPolicies(match_id);
@@ -154,23 +153,8 @@ absl::StatusOr<ProbeResult> RunProbe(const k8s::ClusterObjects& objects,
       DPV2_RETURN_IF_ERROR(sim->FlushConntrack());
       PacketBuilder builder;
       builder.Eth(from_ep->mac, from_ep->host_mac);
-      if (src.is_v4()) {
-        builder.IPv4(src, dst);
-      } else {
-        builder.IPv6(src, dst);
-      }
-      const uint16_t sport = 40000;
-      switch (options.protocol) {
-        case L4Proto::kUDP:
-          builder.Udp(sport, options.port).Payload("probe");
-          break;
-        case L4Proto::kSCTP:
-          builder.Sctp(sport, options.port);
-          break;
-        default:
-          builder.Tcp(sport, options.port, kTcpSynFlag);
-          break;
-      }
+      AddOpeningPacket(builder, src, dst, options.protocol, /*sport=*/40000, options.port,
+                       "probe");
       DPV2_ASSIGN_OR_RETURN(std::vector<uint8_t> frame, builder.TryBuild());
       DPV2_ASSIGN_OR_RETURN(
           PacketOutcome out,
@@ -188,6 +172,27 @@ absl::StatusOr<ProbeResult> RunProbe(const k8s::ClusterObjects& objects,
     }
   }
   return result;
+}
+
+void AddOpeningPacket(PacketBuilder& builder, const IpAddr& src, const IpAddr& dst,
+                      L4Proto proto, uint16_t sport, uint16_t dport,
+                      absl::string_view udp_payload) {
+  if (src.is_v4()) {
+    builder.IPv4(src, dst);
+  } else {
+    builder.IPv6(src, dst);
+  }
+  switch (proto) {
+    case L4Proto::kUDP:
+      builder.Udp(sport, dport).Payload(udp_payload);
+      break;
+    case L4Proto::kSCTP:
+      builder.Sctp(sport, dport);
+      break;
+    default:
+      builder.Tcp(sport, dport, /*flags=SYN*/ 0x02);
+      break;
+  }
 }
 
 std::string FormatProbeMatrix(const ProbeResult& result, bool explain) {

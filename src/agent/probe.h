@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "agent/k8s/objects.h"
 #include "dpv2/net.h"
+#include "dpv2/packet.h"
 #include "nlohmann/json.hpp"
 
 namespace dpv2::agent {
@@ -46,6 +47,14 @@ absl::StatusOr<ProbeResult> RunProbe(const k8s::ClusterObjects& objects,
 // A matrix: rows are sources, columns destinations, "." allowed, "X" denied;
 // with explain, one line per cell after it.
 std::string FormatProbeMatrix(const ProbeResult& result, bool explain);
+
+// Adds to `builder` (its Ethernet header already set) the first packet of a
+// connection from src:sport to dst:dport: a TCP SYN, an SCTP INIT, or a UDP
+// datagram carrying `udp_payload`. What `probe` and `trace` push through a
+// datapath.
+void AddOpeningPacket(PacketBuilder& builder, const IpAddr& src, const IpAddr& dst,
+                      L4Proto proto, uint16_t sport, uint16_t dport,
+                      absl::string_view udp_payload);
 
 // {"<ns>/<pod>": {"<ns>/<pod>": true|false, ...}, ...}, from -> to -> allowed.
 nlohmann::json ProbeJson(const ProbeResult& result);

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "agent/probe.h"
 #include "core/status_macros.h"
 #include "dpv2/packet.h"
 
@@ -551,22 +552,7 @@ absl::StatusOr<nlohmann::json> TraceJson(const ClusterView& view, Backend& backe
   } else {
     builder.Eth("02:00:00:00:00:01", "02:00:00:00:00:02");
   }
-  if (from.ip.is_v4()) {
-    builder.IPv4(from.ip, to.ip);
-  } else {
-    builder.IPv6(from.ip, to.ip);
-  }
-  switch (request.protocol) {
-    case L4Proto::kUDP:
-      builder.Udp(sport, request.port).Payload("trace");
-      break;
-    case L4Proto::kSCTP:
-      builder.Sctp(sport, request.port);
-      break;
-    default:
-      builder.Tcp(sport, request.port, 0x02);
-      break;
-  }
+  AddOpeningPacket(builder, from.ip, to.ip, request.protocol, sport, request.port, "trace");
   DPV2_ASSIGN_OR_RETURN(std::vector<uint8_t> frame, builder.TryBuild());
   input.frame = frame;
   DPV2_ASSIGN_OR_RETURN(PacketOutcome out, backend.RunPacket(input));
