@@ -64,8 +64,18 @@ struct dpv2_scratch {
   /* flow's identities are not looked up yet: an established packet that no
    * policy checks never pays for them (the sim resolves lazily too). */
   __u8 identities_pending;
-  __u8 pad[2];
+  /* DPV2_EP_*: the local endpoints of flow.saddr and flow.daddr, each
+   * looked up once per packet (anti-spoofing, policy, identities and
+   * delivery all ask) and kept here; the destination again after DNAT. */
+  __u8 src_ep_state;
+  __u8 dst_ep_state;
+  struct dpv2_endpoint_value src_ep;
+  struct dpv2_endpoint_value dst_ep;
 };
+
+#define DPV2_EP_UNKNOWN 0
+#define DPV2_EP_ABSENT 1
+#define DPV2_EP_PRESENT 2
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -73,6 +83,33 @@ struct {
   __type(key, __u32);
   __type(value, struct dpv2_scratch);
 } dpv2_scratch_map SEC(".maps");
+
+static __always_inline const struct dpv2_endpoint_value *
+ep_memo(struct dpv2_endpoint_value *copy, __u8 *state, const struct dpv2_addr *addr, __u8 family) {
+  if (*state == DPV2_EP_UNKNOWN) {
+    const struct dpv2_endpoint_value *ep = endpoint_lookup(addr, family);
+    *state = ep ? DPV2_EP_PRESENT : DPV2_EP_ABSENT;
+    if (ep) {
+      *copy = *ep;
+    }
+  }
+  return *state == DPV2_EP_PRESENT ? copy : 0;
+}
+
+/* The local endpoint of the flow's source / destination address, or 0. */
+static __always_inline const struct dpv2_endpoint_value *flow_src_ep(struct dpv2_scratch *s) {
+  return ep_memo(&s->src_ep, &s->src_ep_state, &s->flow.saddr, s->pkt.family);
+}
+
+static __always_inline const struct dpv2_endpoint_value *flow_dst_ep(struct dpv2_scratch *s) {
+  return ep_memo(&s->dst_ep, &s->dst_ep_state, &s->flow.daddr, s->pkt.family);
+}
+
+/* The flow's destination became `addr` (DNAT). */
+static __always_inline void flow_set_daddr(struct dpv2_scratch *s, const struct dpv2_addr *addr) {
+  addr_copy(&s->flow.daddr, addr);
+  s->dst_ep_state = DPV2_EP_UNKNOWN;
+}
 
 static __always_inline int proto_is_icmp(__u8 proto) {
   return proto == DPV2_PROTO_ICMP || proto == DPV2_PROTO_ICMPV6;
@@ -158,18 +195,15 @@ static __always_inline int drop(struct dpv2_scratch *s, struct dpv2_result *res,
   return 0;
 }
 
-static __always_inline __u32 identity_of(const struct dpv2_addr *addr, __u8 family) {
-  struct dpv2_endpoint_value *ep = endpoint_lookup(addr, family);
-  if (ep) {
-    return ep->identity;
-  }
-  return policy_identity_of(addr, family);
+static __always_inline __u32 identity_of(const struct dpv2_endpoint_value *ep,
+                                         const struct dpv2_addr *addr, __u8 family) {
+  return ep ? ep->identity : policy_identity_of(addr, family);
 }
 
 static __always_inline void resolve_identities(struct dpv2_scratch *s) {
   if (s->identities_pending) {
-    s->flow.src_identity = identity_of(&s->flow.saddr, s->pkt.family);
-    s->flow.dst_identity = identity_of(&s->flow.daddr, s->pkt.family);
+    s->flow.src_identity = identity_of(flow_src_ep(s), &s->flow.saddr, s->pkt.family);
+    s->flow.dst_identity = identity_of(flow_dst_ep(s), &s->flow.daddr, s->pkt.family);
     s->identities_pending = 0;
   }
 }
@@ -182,15 +216,14 @@ DPV2_VERIFIED_ALONE int datapath_policy_lookup(struct dpv2_scratch *s, int new_c
     return DPV2_DROP_INTERNAL;
   }
   struct dpv2_flow *flow = &s->flow;
-  __u8 family = s->pkt.family;
   __u8 proto = s->pkt.proto;
   __be16 dport = proto_is_icmp(proto) ? 0 : flow->dport;
-  struct dpv2_endpoint_value *src_ep = s->from_pod ? endpoint_lookup(&flow->saddr, family) : 0;
-  struct dpv2_endpoint_value *dst_ep = endpoint_lookup(&flow->daddr, family);
+  const struct dpv2_endpoint_value *src_ep = s->from_pod ? flow_src_ep(s) : 0;
+  const struct dpv2_endpoint_value *dst_ep = flow_dst_ep(s);
   struct dpv2_policy_value pv;
 #pragma unroll
   for (int i = 0; i < 2; i++) {
-    struct dpv2_endpoint_value *ep = i == 0 ? src_ep : dst_ep;
+    const struct dpv2_endpoint_value *ep = i == 0 ? src_ep : dst_ep;
     __u8 dir = i == 0 ? DPV2_DIR_EGRESS : DPV2_DIR_INGRESS;
     __u32 flag = i == 0 ? DPV2_EP_F_EGRESS_POLICY : DPV2_EP_F_INGRESS_POLICY;
     if (!ep || !(ep->flags & flag)) {
@@ -216,9 +249,10 @@ static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_conne
   return feature_policy() ? datapath_policy_lookup(s, new_connection) : 0;
 }
 
+/* Delivers to the flow's destination (after translation). */
 static __always_inline int deliver(DPV2_CTX *ctx, struct dpv2_scratch *s,
-                                   const struct dpv2_addr *daddr, struct dpv2_result *res) {
-  struct dpv2_endpoint_value *ep = endpoint_lookup(daddr, s->pkt.family);
+                                   struct dpv2_result *res) {
+  const struct dpv2_endpoint_value *ep = flow_dst_ep(s);
   if (ep) {
     if (ctx_store(ctx, 0, ep->mac, 6) < 0 || ctx_store(ctx, 6, ep->host_mac, 6) < 0) {
       return drop(s, res, DPV2_DROP_INTERNAL, &s->flow);
@@ -264,7 +298,7 @@ static __always_inline int handle_related_icmp(DPV2_CTX *ctx, struct dpv2_scratc
     }
     count(DPV2_CNT_REV_NAT, 1);
   }
-  deliver(ctx, s, &s->flow.daddr, res);
+  deliver(ctx, s, res);
   return 1;
 }
 
@@ -292,6 +326,7 @@ static __always_inline int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
     count(DPV2_CNT_REV_NAT, 1);
     flags |= DPV2_EV_F_TRANSLATED;
     addr_copy(&flow->saddr, &frontend);
+    s->src_ep_state = DPV2_EP_UNKNOWN;
     flow->sport = frontend_port;
     addr_copy(&flow->orig_daddr, &frontend);
     flow->orig_dport = frontend_port;
@@ -306,7 +341,7 @@ static __always_inline int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
   if (first) {
     emit(s, DPV2_EVENT_TRACE, flags, DPV2_DROP_NONE, flow, 0);
   }
-  return deliver(ctx, s, &flow->daddr, res);
+  return deliver(ctx, s, res);
 }
 
 /* A TCP SYN (without RST/FIN) on an entry with a closing bit reopens it. */
@@ -361,11 +396,11 @@ static __always_inline int select_backend(struct dpv2_scratch *s, const struct d
 }
 
 DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
-                                       struct dpv2_lb_value *svc, struct dpv2_result *res) {
+                                       struct dpv2_lb_value *svc, struct dpv2_result *res,
+                                       __u64 now) {
   if (!s || !svc || !res) {
     return 0;
   }
-  __u64 now = datapath_now();
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
   flow->service_id = svc->service_id;
@@ -385,7 +420,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   int rc;
   if (se && be) {
     flow->backend_id = se->backend_id;
-    addr_copy(&flow->daddr, &be->addr);
+    flow_set_daddr(s, &be->addr);
     flow->dport = be->port;
     ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
     struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
@@ -445,7 +480,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   addr_copy(&s->dnat_addr, &be->addr);
   s->dnat_port = be->port;
   flow->backend_id = backend_id;
-  addr_copy(&flow->daddr, &be->addr);
+  flow_set_daddr(s, &be->addr);
   flow->dport = be->port;
   resolve_identities(s);
   rc = datapath_policy(s, 1);
@@ -498,7 +533,7 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
                                              struct dpv2_result *res, __u64 now) {
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
-  struct dpv2_endpoint_value *dst_ep = endpoint_lookup(&p->daddr, p->family);
+  const struct dpv2_endpoint_value *dst_ep = flow_dst_ep(s);
   /* Only connections of local pods are tracked (for policy and replies);
    * transit traffic passes untouched; ICMP errors that match no flow are
    * never tracked themselves. */
@@ -509,7 +544,7 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
     if (rc) {
       return drop(s, res, rc, flow);
     }
-    return deliver(ctx, s, &p->daddr, res);
+    return deliver(ctx, s, res);
   }
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
@@ -542,7 +577,7 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
   if (new_connection) {
     emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW, DPV2_DROP_NONE, flow, 0);
   }
-  return deliver(ctx, s, &p->daddr, res);
+  return deliver(ctx, s, res);
 }
 
 /* XDP: the frame is not XDP's to serve; tc will see it as it came. */
@@ -584,8 +619,10 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   }
   flow_from_packet(&s->flow, p);
   s->identities_pending = 1;
+  s->src_ep_state = DPV2_EP_UNKNOWN;
+  s->dst_ep_state = DPV2_EP_UNKNOWN;
   if (s->from_pod && cfg_enforce_source) {
-    struct dpv2_endpoint_value *ep = endpoint_lookup(&p->saddr, p->family);
+    const struct dpv2_endpoint_value *ep = flow_src_ep(s);
     if (!ep || ep->ifindex != s->ifindex) {
       return drop(s, res, DPV2_DROP_SPOOFED_SOURCE, &s->flow);
     }
@@ -615,7 +652,7 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
     }
     if (svc) {
       s->dnat = 0;
-      handle_service(ctx, s, svc, res);
+      handle_service(ctx, s, svc, res, now);
       if (!s->dnat) {
         return 0;
       }
@@ -623,7 +660,7 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
       if (rc < 0) {
         return drop(s, res, -rc, &s->flow);
       }
-      return deliver(ctx, s, &s->flow.daddr, res);
+      return deliver(ctx, s, res);
     }
   }
   if (hook_is_xdp()) {
