@@ -79,23 +79,36 @@ dpv2_ct_value* ConntrackTable::FindAny(const dpv2_ct_key& key) {
 
 dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& key, const dpv2_ct_value& value) {
   const dpv2_ct_key k = Normalized(key);
-  const uint64_t hash = Hash(k);
-  if (dpv2_ct_value* v = entries_.Find(k, hash); v != nullptr) {
+  return Create(k, Hash(k), value);
+}
+
+dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& normalized_key, uint64_t hash,
+                                      const dpv2_ct_value& value, bool* inserted) {
+  if (inserted != nullptr) {
+    *inserted = false;
+  }
+  if (dpv2_ct_value* v = entries_.Find(normalized_key, hash); v != nullptr) {
+    ++generation_;
     *v = value;
     return v;
   }
-  const bool tcp = key.proto == DPV2_PROTO_TCP;
+  const bool tcp = normalized_key.proto == DPV2_PROTO_TCP;
   if (tcp ? tcp_entries_ >= tcp_capacity_ : other_entries_ >= other_capacity_) {
     return nullptr;
   }
-  Count(key.proto, +1);
-  return entries_.InsertAbsent(k, hash, value);
+  ++generation_;
+  Count(normalized_key.proto, +1);
+  if (inserted != nullptr) {
+    *inserted = true;
+  }
+  return entries_.InsertAbsent(normalized_key, hash, value);
 }
 
 bool ConntrackTable::Erase(const dpv2_ct_key& key) {
   if (!entries_.Erase(Normalized(key))) {
     return false;
   }
+  ++generation_;
   Count(key.proto, -1);
   return true;
 }
@@ -118,6 +131,7 @@ bool ConntrackTable::EraseIfExpired(const dpv2_ct_key& key, uint64_t now_ns) {
     return false;
   }
   entries_.Erase(k, hash);
+  ++generation_;
   Count(key.proto, -1);
   return true;
 }
@@ -134,6 +148,7 @@ GcStats ConntrackTable::CollectGarbage(uint64_t now_ns) {
 
 void ConntrackTable::Flush() {
   entries_.ClearKeepCapacity();
+  ++generation_;
   tcp_entries_ = 0;
   other_entries_ = 0;
 }

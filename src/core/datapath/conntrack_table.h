@@ -68,15 +68,25 @@ class ConntrackTable {
   dpv2_ct_value* Find(const dpv2_ct_key& normalized_key, uint64_t hash, uint64_t now_ns);
   // The entry for `key` whether or not it expired (GC may not have run).
   dpv2_ct_value* FindAny(const dpv2_ct_key& key);
+  dpv2_ct_value* FindAny(const dpv2_ct_key& normalized_key, uint64_t hash) {
+    return entries_.Find(normalized_key, hash);
+  }
   // Inserts `value` under `key`, overwriting an entry of the same key (live
   // or expired) without counting against the capacity. Returns nullptr when
   // the key is new and its table (TCP or other) is full. May grow the table:
   // pointers from earlier Find/Create calls are invalid afterwards.
   dpv2_ct_value* Create(const dpv2_ct_key& key, const dpv2_ct_value& value);
+  // The same for a normalized key and its Hash, known to the caller;
+  // `inserted`, when not null, tells whether the key was new.
+  dpv2_ct_value* Create(const dpv2_ct_key& normalized_key, uint64_t hash,
+                        const dpv2_ct_value& value, bool* inserted = nullptr);
   bool Erase(const dpv2_ct_key& key);
   // Room for `entries` without growing (growth rehashes every entry, a
   // pause a DPDK lcore avoids by reserving at start).
-  void Reserve(size_t entries) { entries_.Reserve(entries); }
+  void Reserve(size_t entries) {
+    entries_.Reserve(entries);
+    ++generation_;
+  }
 
   // Garbage collection in two steps, as a concurrent collector would run:
   // the keys that were expired when scanned, then a conditional delete.
@@ -88,9 +98,17 @@ class ConntrackTable {
   void Flush();
   std::vector<ConntrackEntry> Dump() const;
 
+  // Changes whenever an entry is created, overwritten or erased: while it
+  // stays the same, a pointer from Find is still valid and a Find that
+  // missed would miss again (a burst looks its frames up ahead of running
+  // them, and reuses the answers only if the generation did not move).
+  uint64_t generation() const { return generation_; }
+
   size_t tcp_entries() const { return tcp_entries_; }
   size_t other_entries() const { return other_entries_; }
   size_t size() const { return entries_.size(); }
+  // Slots; a Create that changes it rehashed (moved every entry).
+  size_t capacity() const { return entries_.capacity(); }
   const ConntrackTimeouts& timeouts() const { return timeouts_; }
 
  private:
@@ -101,6 +119,7 @@ class ConntrackTable {
   uint32_t other_capacity_;
   size_t tcp_entries_ = 0;
   size_t other_entries_ = 0;
+  uint64_t generation_ = 0;
   FlatTable<dpv2_ct_key, dpv2_ct_value> entries_;
 };
 

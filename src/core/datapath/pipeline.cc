@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/packet/rewrite.h"
 #include "dpv2/abi/hash.h"
 #include "dpv2/packet.h"
 
@@ -23,6 +24,13 @@ bool IsIcmp(uint8_t proto) { return proto == DPV2_PROTO_ICMP || proto == DPV2_PR
 
 bool HasPorts(uint8_t proto) {
   return proto == DPV2_PROTO_TCP || proto == DPV2_PROTO_UDP || proto == DPV2_PROTO_SCTP;
+}
+
+// IpAddr::ToAbi without the call (once per address and frame).
+dpv2_addr AbiAddr(const IpAddr& a) {
+  dpv2_addr out{};
+  std::memcpy(out.b, a.bytes().data(), a.is_v4() ? 4 : 16);
+  return out;
 }
 
 // Conntrack keys: ICMP keeps the echo identifier in sport and 0 in dport in
@@ -56,12 +64,13 @@ bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) 
 void Prepare(absl::Span<const uint8_t> frame, PreparedFrame* p) {
   p->parsed = ParsePacket(frame);
   p->keyed = false;
+  p->looked_up = false;
   const ParsedPacket& pkt = p->parsed.pkt;
   if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip) {
     return;
   }
-  p->saddr = pkt.src.ToAbi();
-  p->daddr = pkt.dst.ToAbi();
+  p->saddr = AbiAddr(pkt.src);
+  p->daddr = AbiAddr(pkt.dst);
   if (pkt.is_fragment) {
     return;
   }
@@ -134,6 +143,15 @@ class PacketRun {
   // FindEndpoint, remembered for the addresses of this packet (a packet asks
   // about the same two or three addresses several times).
   const dpv2_endpoint_value* EndpointOf(const dpv2_addr& addr);
+
+  // Whether the burst's look-ahead answer (hit or miss) still holds.
+  bool LookedUp(const dpv2_ct_value*) const {
+    return prepared_.looked_up && prepared_.ct_generation == state_.conntrack.generation();
+  }
+  // A look-ahead hit, unless an update since made it expire.
+  dpv2_ct_value* Live(dpv2_ct_value* v) const {
+    return v != nullptr && now_ < v->expires_ns ? v : nullptr;
+  }
 
   FrameResult Deliver(const dpv2_addr& daddr);
   FrameResult Drop(dpv2_drop_reason reason, Flow* flow);
@@ -215,15 +233,18 @@ FrameResult PacketRun::Run() {
   // The reply direction first: a reply of a tracked flow is never a new
   // connection, whatever its destination port.
   // (Prepare keyed every IP frame that is not a fragment.)
-  if (dpv2_ct_value* entry =
-          state_.conntrack.Find(prepared_.reply_key, prepared_.reply_hash, now_);
+  if (dpv2_ct_value* entry = LookedUp(prepared_.reply_entry)
+                                  ? Live(prepared_.reply_entry)
+                                  : state_.conntrack.Find(prepared_.reply_key,
+                                                          prepared_.reply_hash, now_);
       entry != nullptr) {
     return HandleReply(*entry, prepared_.reply_key);
   }
 
   if (HasPorts(proto_)) {
     const dpv2_lb_value* svc =
-        tables_.FindService(prepared_.service_key, prepared_.service_hash);
+        prepared_.looked_up ? prepared_.service
+                            : tables_.FindService(prepared_.service_key, prepared_.service_hash);
     if (svc != nullptr && (svc->flags & DPV2_LB_F_TWO_SCOPES) && entry_ == Entry::kFromPod) {
       dpv2_lb_key key = prepared_.service_key;
       key.scope = DPV2_LB_SCOPE_INT;
@@ -292,9 +313,8 @@ FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key)
   flow.backend_id = entry.backend_id;
   uint16_t flags = DPV2_EV_F_REPLY;
   if (entry.flags & DPV2_CT_F_REV_NAT) {
-    const IpAddr frontend = IpAddr::FromAbi(entry.nat_addr, pkt_.family);
     const uint16_t frontend_port = ntohs(entry.nat_port);
-    RewriteSource(frame_, pkt_, frontend, frontend_port);
+    RewriteSourceAbi(frame_, pkt_, entry.nat_addr, frontend_port);
     state_.counters[DPV2_CNT_REV_NAT] += 1;
     flags |= DPV2_EV_F_TRANSLATED;
     flow.saddr = entry.nat_addr;
@@ -306,7 +326,9 @@ FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key)
     const dpv2_ct_key service_key = MakeCtKey(key.saddr, entry.nat_addr, ntohs(key.sport),
                                               frontend_port, proto_, family_,
                                               DPV2_CT_KEY_SERVICE);
-    if (dpv2_ct_value* service = state_.conntrack.Find(service_key, now_); service != nullptr) {
+    if (dpv2_ct_value* service =
+            state_.conntrack.Find(service_key, ConntrackTable::Hash(service_key), now_);
+        service != nullptr) {
       UpdateConntrackEntry(*service, proto_, CtDirection::kReply, pkt_.tcp_flags,
                            static_cast<uint32_t>(frame_.size()), now_,
                            state_.conntrack.timeouts());
@@ -328,7 +350,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
 
   const dpv2_ct_key& service_key = prepared_.service_ct_key;
   dpv2_ct_value* service_entry =
-      state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
+      LookedUp(prepared_.service_entry)
+          ? Live(prepared_.service_entry)
+          : state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
   const dpv2_backend* backend = nullptr;
   bool reopened = false;
   if (service_entry != nullptr) {
@@ -346,7 +370,8 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     flow.dport = ntohs(backend->port);
     const dpv2_ct_key flow_key =
         MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
-    dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, now_);
+    const uint64_t flow_hash = ConntrackTable::Hash(flow_key);
+    dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
     flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
       return Drop(r, &flow);
@@ -363,19 +388,20 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
       value.service_id = svc.service_id;
       value.src_identity = flow.src_identity;
       value.dst_identity = flow.dst_identity;
-      flow_entry = state_.conntrack.Create(flow_key, value);
+      flow_entry = state_.conntrack.Create(flow_key, flow_hash, value);
       if (flow_entry == nullptr) {
         return Drop(DPV2_DROP_CT_FULL, &flow);
       }
       state_.counters[DPV2_CNT_CT_CREATED] += 1;
-      service_entry = state_.conntrack.FindAny(service_key);  // Create may rehash
+      // Create may rehash.
+      service_entry = state_.conntrack.FindAny(service_key, prepared_.service_ct_hash);
     }
     UpdateConntrackEntry(*service_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes,
                          now_, timeouts);
     UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                          timeouts);
     state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
-    RewriteDestination(frame_, pkt_, IpAddr::FromAbi(backend->addr, pkt_.family), flow.dport);
+    RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
     return Deliver(flow.daddr);
   }
 
@@ -445,23 +471,30 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   value.dst_identity = flow.dst_identity;
   // A reopened or re-chosen connection overwrites its SERVICE entry in place,
   // so only a brand-new one can find the table full.
-  const bool replaces_service = state_.conntrack.FindAny(service_key) != nullptr;
-  dpv2_ct_value* new_service = state_.conntrack.Create(service_key, value);
+  bool new_service_key = false;
+  dpv2_ct_value* new_service = state_.conntrack.Create(service_key, prepared_.service_ct_hash,
+                                                       value, &new_service_key);
   if (new_service == nullptr) {
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
   const dpv2_ct_key flow_key =
       MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
   value.flags |= DPV2_CT_F_REV_NAT;
-  dpv2_ct_value* new_flow = state_.conntrack.Create(flow_key, value);
+  const size_t slots = state_.conntrack.capacity();
+  dpv2_ct_value* new_flow =
+      state_.conntrack.Create(flow_key, ConntrackTable::Hash(flow_key), value);
   if (new_flow == nullptr) {
-    if (!replaces_service) {
+    // A reopened or re-chosen connection overwrote its SERVICE entry in
+    // place: only a brand-new one is taken back.
+    if (new_service_key) {
       state_.conntrack.Erase(service_key);
     }
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
-  // Create may rehash: look the SERVICE entry up again before updating it.
-  new_service = state_.conntrack.FindAny(service_key);
+  if (state_.conntrack.capacity() != slots) {
+    // The table grew (rehashed): look the SERVICE entry up again.
+    new_service = state_.conntrack.FindAny(service_key, prepared_.service_ct_hash);
+  }
   UpdateConntrackEntry(*new_flow, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        timeouts);
   UpdateConntrackEntry(*new_service, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
@@ -475,7 +508,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     state_.counters[DPV2_CNT_CT_REOPENED] += 1;
   }
   Emit(DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, &flow);
-  RewriteDestination(frame_, pkt_, IpAddr::FromAbi(backend->addr, pkt_.family), flow.dport);
+  RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
   return Deliver(flow.daddr);
 }
 
@@ -496,7 +529,8 @@ FrameResult PacketRun::HandlePlainFlow() {
   }
 
   const dpv2_ct_key key = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_, family_, 0);
-  dpv2_ct_value* entry = state_.conntrack.Find(key, now_);
+  const uint64_t hash = ConntrackTable::Hash(key);
+  dpv2_ct_value* entry = state_.conntrack.Find(key, hash, now_);
   const bool reopened = entry != nullptr && ReopensEntry(*entry, proto_, pkt_.tcp_flags);
   const bool new_connection = entry == nullptr || reopened;
   if (dpv2_drop_reason r = CheckPolicy(flow, new_connection); r != DPV2_DROP_NONE) {
@@ -508,7 +542,7 @@ FrameResult PacketRun::HandlePlainFlow() {
     value.created_ns = now_;
     value.src_identity = flow.src_identity;
     value.dst_identity = flow.dst_identity;
-    entry = state_.conntrack.Create(key, value);
+    entry = state_.conntrack.Create(key, hash, value);
     if (entry == nullptr) {
       return Drop(DPV2_DROP_CT_FULL, &flow);
     }
@@ -692,17 +726,25 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
     }
   }
   // Pass 2 (bursts only: it pays when the prefetches of pass 1 had time to
-  // land): an established service connection will read its backend.
+  // land): the lookups every keyed frame makes, kept for pass 3 while the
+  // conntrack table does not change; an established service connection
+  // will read its backend.
   if (n > 1) {
+    const uint64_t generation = state.conntrack.generation();
     for (size_t i = 0; i < n; ++i) {
-      const PreparedFrame& p = state.prepared[i];
+      PreparedFrame& p = state.prepared[i];
       if (!p.keyed) {
         continue;
       }
-      if (const dpv2_ct_value* v =
-              state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
-          v != nullptr) {
-        tables.PrefetchBackend(v->backend_id);
+      p.looked_up = true;
+      p.ct_generation = generation;
+      p.reply_entry = state.conntrack.Find(p.reply_key, p.reply_hash, now_ns);
+      p.service_entry = state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
+      p.service = HasPorts(p.parsed.pkt.proto)
+                      ? tables.FindService(p.service_key, p.service_hash)
+                      : nullptr;
+      if (p.service_entry != nullptr) {
+        tables.PrefetchBackend(p.service_entry->backend_id);
       }
     }
   }

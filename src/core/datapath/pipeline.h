@@ -63,6 +63,14 @@ struct PreparedFrame {
   uint64_t service_ct_hash = 0;
   dpv2_lb_key service_key{};  // EXT scope (HasPorts only)
   uint64_t service_hash = 0;
+  // Bursts: the answers of the two conntrack lookups, found ahead of the
+  // run while the table's generation was `ct_generation` (reused only if it
+  // still is), and of the service lookup (tables do not change in a burst).
+  bool looked_up = false;
+  uint64_t ct_generation = 0;
+  dpv2_ct_value* reply_entry = nullptr;
+  dpv2_ct_value* service_entry = nullptr;
+  const dpv2_lb_value* service = nullptr;
 };
 
 // The mutable state of one datapath instance; owned by one thread.

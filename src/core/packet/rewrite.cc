@@ -7,6 +7,7 @@
 // agree across backends.
 #include <cstring>
 
+#include "core/packet/rewrite.h"
 #include "core/packet/wire.h"
 #include "dpv2/packet.h"
 
@@ -17,9 +18,12 @@ using wire::Load16;
 using wire::Store16;
 
 // The frame and `pkt` must agree: the IP packet lies inside the frame.
+bool Consistent(absl::Span<uint8_t> frame, const ParsedPacket& pkt, Family family) {
+  return family == pkt.family && pkt.l3_len > 0 && pkt.l3_offset + pkt.l3_len <= frame.size() &&
+         pkt.l4_offset <= pkt.l3_offset + pkt.l3_len;
+}
 bool Consistent(absl::Span<uint8_t> frame, const ParsedPacket& pkt, const IpAddr& addr) {
-  return addr.family() == pkt.family && pkt.l3_len > 0 &&
-         pkt.l3_offset + pkt.l3_len <= frame.size() && pkt.l4_offset <= pkt.l3_offset + pkt.l3_len;
+  return Consistent(frame, pkt, addr.family());
 }
 
 bool HasL4Header(const ParsedPacket& pkt) { return !pkt.is_fragment || pkt.is_first_fragment; }
@@ -40,7 +44,7 @@ void ReplaceAndUpdate(uint8_t* p, const uint8_t* bytes, size_t len,
 // complement sum of 16-bit words: the same for every checksum covering them
 // (IPv4 header and L4 pseudo-header), so computed once. At most 16 words,
 // no overflow.
-uint32_t ReplacementDelta(const uint8_t* old, const uint8_t* neu, size_t len) {
+inline uint32_t ReplacementDelta(const uint8_t* old, const uint8_t* neu, size_t len) {
   uint32_t sum = 0;
   for (size_t i = 0; i + 1 < len; i += 2) {
     sum += static_cast<uint16_t>(~Load16(old + i));
@@ -52,7 +56,7 @@ uint32_t ReplacementDelta(const uint8_t* old, const uint8_t* neu, size_t len) {
 // RFC 1624 eqn. 3 with the change summed beforehand: equal to
 // ChecksumReplaceBytes over the same bytes.
 uint16_t ApplyDelta(uint16_t csum, uint32_t delta) {
-  return static_cast<uint16_t>(~ChecksumFold(static_cast<uint16_t>(~csum) + delta));
+  return static_cast<uint16_t>(~wire::Fold16(static_cast<uint16_t>(~csum) + delta));
 }
 
 void RecomputeSctpCrc(uint8_t* f, size_t l4, size_t end) {
@@ -61,11 +65,9 @@ void RecomputeSctpCrc(uint8_t* f, size_t l4, size_t end) {
   wire::StoreLe32(csum, Crc32c(absl::MakeConstSpan(f + l4, end - l4)));
 }
 
+// `addr` holds 4 (IPv4) or 16 bytes, of pkt.family (checked by the callers).
 void RewriteOuter(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool source,
-                  const IpAddr& addr, uint16_t port) {
-  if (!Consistent(frame, pkt, addr)) {
-    return;
-  }
+                  const uint8_t* addr, uint16_t port) {
   uint8_t* f = frame.data();
   bool v6 = pkt.family == Family::kV6;
   size_t l3 = pkt.l3_offset;
@@ -118,7 +120,9 @@ void RewriteOuter(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool sourc
   }
 
   // Address: IPv4 header checksum and, through the pseudo-header, L4.
-  const uint32_t delta = ReplacementDelta(f + addr_off, addr.bytes().data(), addr.size());
+  // Constant lengths in each branch, so that the sum and the copy unroll.
+  const uint32_t delta =
+      v6 ? ReplacementDelta(f + addr_off, addr, 16) : ReplacementDelta(f + addr_off, addr, 4);
   if (!v6) {
     Store16(f + l3 + wire::kIPv4CsumOffset,
             ApplyDelta(Load16(f + l3 + wire::kIPv4CsumOffset), delta));
@@ -126,7 +130,11 @@ void RewriteOuter(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool sourc
   if (use_csum && pseudo) {
     l4_csum = ApplyDelta(l4_csum, delta);
   }
-  std::memcpy(f + addr_off, addr.bytes().data(), addr.size());
+  if (v6) {
+    std::memcpy(f + addr_off, addr, 16);
+  } else {
+    std::memcpy(f + addr_off, addr, 4);
+  }
 
   // Port or echo identifier.
   if (has_ports || echo_id) {
@@ -134,7 +142,7 @@ void RewriteOuter(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool sourc
     uint16_t old_port = Load16(f + off);
     if (old_port != port) {
       if (use_csum) {
-        l4_csum = ChecksumReplace16(l4_csum, old_port, port);
+        l4_csum = wire::Replace16(l4_csum, old_port, port);
       }
       Store16(f + off, port);
     }
@@ -254,12 +262,30 @@ void RewriteInner(absl::Span<uint8_t> frame, const ParsedPacket& pkt, bool sourc
 
 void RewriteSource(absl::Span<uint8_t> frame, const ParsedPacket& pkt, const IpAddr& addr,
                    uint16_t port) {
-  RewriteOuter(frame, pkt, /*source=*/true, addr, port);
+  if (Consistent(frame, pkt, addr)) {
+    RewriteOuter(frame, pkt, /*source=*/true, addr.bytes().data(), port);
+  }
 }
 
 void RewriteDestination(absl::Span<uint8_t> frame, const ParsedPacket& pkt, const IpAddr& addr,
                         uint16_t port) {
-  RewriteOuter(frame, pkt, /*source=*/false, addr, port);
+  if (Consistent(frame, pkt, addr)) {
+    RewriteOuter(frame, pkt, /*source=*/false, addr.bytes().data(), port);
+  }
+}
+
+void RewriteSourceAbi(absl::Span<uint8_t> frame, const ParsedPacket& pkt, const dpv2_addr& addr,
+                      uint16_t port) {
+  if (Consistent(frame, pkt, pkt.family)) {
+    RewriteOuter(frame, pkt, /*source=*/true, addr.b, port);
+  }
+}
+
+void RewriteDestinationAbi(absl::Span<uint8_t> frame, const ParsedPacket& pkt,
+                           const dpv2_addr& addr, uint16_t port) {
+  if (Consistent(frame, pkt, pkt.family)) {
+    RewriteOuter(frame, pkt, /*source=*/false, addr.b, port);
+  }
 }
 
 void RewriteInnerSource(absl::Span<uint8_t> frame, const ParsedPacket& pkt, const IpAddr& addr,

@@ -35,6 +35,20 @@ inline uint32_t LoadLe32(const uint8_t* p) {
          static_cast<uint32_t>(p[1]) << 8 | p[0];
 }
 
+// One's complement fold of a 32-bit sum to 16 bits: two rounds reach a
+// 16-bit value for any 32-bit input (same result as ChecksumFold's loop,
+// without a call on the per-packet rewrite path).
+inline uint16_t Fold16(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+// RFC 1624 eqn. 3 for one 16-bit word (same result as ChecksumReplace16).
+inline uint16_t Replace16(uint16_t csum, uint16_t old_word, uint16_t new_word) {
+  return static_cast<uint16_t>(~Fold16(static_cast<uint32_t>(static_cast<uint16_t>(~csum)) +
+                                       static_cast<uint16_t>(~old_word) + new_word));
+}
+
 // Header offsets used by more than one source file.
 inline constexpr size_t kIPv4SrcOffset = 12;
 inline constexpr size_t kIPv4DstOffset = 16;

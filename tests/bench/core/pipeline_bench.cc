@@ -14,6 +14,9 @@
 //   pipeline_bench            # 12, 10k and 1M entries, 41 rounds
 //   pipeline_bench --quick    # the same sizes, 9 rounds (CI smoke)
 //   pipeline_bench --small    # 12 entries only (for callgrind's counts)
+//   pipeline_bench --small --only=established   # one path only (callgrind:
+//       the other path's setup runs through ProcessFrame, outside the
+//       --toggle-collect='dpv2::ProcessBurst*' window)
 #include <arpa/inet.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
@@ -160,7 +163,11 @@ struct Row {
   Figures created;
 };
 
-Row Run(uint32_t services, int burst_size, int rounds, const InstructionCounter& counter) {
+// Which paths a run measures (--only): both, or one for callgrind's counts.
+enum class Paths { kBoth, kNew, kEstablished };
+
+Row Run(uint32_t services, int burst_size, int rounds, Paths paths,
+        const InstructionCounter& counter) {
   DatapathConfig config;
   config.maglev_table_size = kTableSize;
   config.max_services = std::max<uint32_t>(services, 16);
@@ -205,20 +212,37 @@ Row Run(uint32_t services, int burst_size, int rounds, const InstructionCounter&
   };
 
   // New connections: every round starts from an empty conntrack table.
-  std::vector<double> new_ns, new_instr;
-  for (int r = 0; r < rounds; ++r) {
-    state.conntrack.Flush();
-    run_round(syns, &new_ns, &new_instr);
+  std::vector<double> new_ns{0}, new_instr{0};
+  if (paths != Paths::kEstablished) {
+    new_ns.clear();
+    new_instr.clear();
+    for (int r = 0; r < rounds; ++r) {
+      state.conntrack.Flush();
+      run_round(syns, &new_ns, &new_instr);
+    }
+  } else {
+    // Open the connections one frame at a time, outside the measured path.
+    for (int i = 0; i < kFlows; ++i) {
+      std::vector<uint8_t> f(syns.bytes.begin() + i * syns.frame_len,
+                             syns.bytes.begin() + (i + 1) * syns.frame_len);
+      ProcessFrame(tables, state, Entry::kFromNetwork, 1, absl::MakeSpan(f), now);
+    }
   }
   // Established: ACKs of the connections the last round opened.
-  std::vector<double> est_ns, est_instr;
-  for (int r = 0; r < rounds; ++r) {
+  std::vector<double> est_ns{0}, est_instr{0};
+  const int est_rounds = paths == Paths::kNew ? 0 : rounds;
+  if (est_rounds > 0) {
+    est_ns.clear();
+    est_instr.clear();
+  }
+  for (int r = 0; r < est_rounds; ++r) {
     run_round(acks, &est_ns, &est_instr);
   }
-  if (state.counters[DPV2_CNT_SERVICE_ESTABLISHED] != static_cast<uint64_t>(rounds) * kFlows) {
+  if (state.counters[DPV2_CNT_SERVICE_ESTABLISHED] !=
+      static_cast<uint64_t>(est_rounds) * kFlows) {
     std::fprintf(stderr, "pipeline_bench: %llu established packets, want %llu\n",
                  static_cast<unsigned long long>(state.counters[DPV2_CNT_SERVICE_ESTABLISHED]),
-                 static_cast<unsigned long long>(rounds) * kFlows);
+                 static_cast<unsigned long long>(est_rounds) * kFlows);
     std::exit(1);
   }
   return {.entries = services * kBackendsPerService,
@@ -231,6 +255,7 @@ Row Run(uint32_t services, int burst_size, int rounds, const InstructionCounter&
 
 int main(int argc, char** argv) {
   bool quick = false;
+  dpv2::Paths paths = dpv2::Paths::kBoth;
   // 3, 2,500 and 250,000 services of 4 backends.
   std::vector<uint32_t> services = {3, 2500, 250000};
   for (int i = 1; i < argc; ++i) {
@@ -241,8 +266,13 @@ int main(int argc, char** argv) {
       // (valgrind --tool=callgrind --toggle-collect='dpv2::ProcessBurst*').
       services = {3};
       quick = true;
+    } else if (std::strcmp(argv[i], "--only=new") == 0) {
+      paths = dpv2::Paths::kNew;
+    } else if (std::strcmp(argv[i], "--only=established") == 0) {
+      paths = dpv2::Paths::kEstablished;
     } else {
-      std::fprintf(stderr, "usage: pipeline_bench [--quick | --small]\n");
+      std::fprintf(stderr,
+                   "usage: pipeline_bench [--quick | --small] [--only=new|established]\n");
       return 2;
     }
   }
@@ -263,7 +293,7 @@ int main(int argc, char** argv) {
     double est_base = 0;
     double new_base = 0;
     for (uint32_t n : services) {
-      const dpv2::Row row = dpv2::Run(n, burst, rounds, counter);
+      const dpv2::Row row = dpv2::Run(n, burst, rounds, paths, counter);
       if (est_base == 0) {
         est_base = row.established.median_ns;
         new_base = row.created.median_ns;

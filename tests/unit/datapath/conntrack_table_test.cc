@@ -168,5 +168,33 @@ TEST_CASE("flush empties the table and dump lists every entry") {
   CHECK(ct.Dump().empty());
 }
 
+TEST_CASE("the generation moves on every create, overwrite, erase and flush, not on lookups") {
+  ConntrackTable ct(SmallConfig());
+  auto Value = [](uint64_t expires) { return dpv2_ct_value{.expires_ns = expires}; };
+  const dpv2_ct_key key = Key(DPV2_PROTO_TCP, 1000);
+  const uint64_t hash = ConntrackTable::Hash(Normalized(key));
+  uint64_t g = ct.generation();
+  bool inserted = false;
+  REQUIRE(ct.Create(Normalized(key), hash, Value(kS), &inserted) != nullptr);
+  CHECK(inserted);
+  CHECK(ct.generation() != g);
+  g = ct.generation();
+  CHECK(ct.Find(key, 0) != nullptr);
+  CHECK(ct.FindAny(Normalized(key), hash) != nullptr);
+  CHECK(ct.generation() == g);
+  REQUIRE(ct.Create(key, Value(2 * kS)) != nullptr);  // overwrite
+  CHECK(ct.generation() != g);
+  REQUIRE(ct.Create(Normalized(key), hash, Value(3 * kS), &inserted) != nullptr);
+  CHECK_FALSE(inserted);
+  g = ct.generation();
+  CHECK(ct.Erase(key));
+  CHECK(ct.generation() != g);
+  g = ct.generation();
+  CHECK_FALSE(ct.Erase(key));  // nothing erased
+  CHECK(ct.generation() == g);
+  ct.Flush();
+  CHECK(ct.generation() != g);
+}
+
 }  // namespace
 }  // namespace dpv2
