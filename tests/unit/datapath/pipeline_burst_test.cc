@@ -126,12 +126,28 @@ void RequireBurstMatchesFrames(const DatapathTables& tables, DatapathState& burs
   }
 }
 
+// The tables of OneService and two states that start alike: one for the
+// burst, one for frame by frame.
+struct Twins {
+  explicit Twins(uint32_t ct_tcp_entries = 1024)
+      : config(Config(ct_tcp_entries)),
+        tables(config),
+        burst_state(config, nullptr),
+        frame_state(config, nullptr) {
+    REQUIRE(tables.Apply(OneService()).ok());
+  }
+  void RequireSame(const std::vector<Input>& inputs) {
+    RequireBurstMatchesFrames(tables, burst_state, frame_state, inputs);
+  }
+
+  DatapathConfig config;
+  DatapathTables tables;
+  DatapathState burst_state;
+  DatapathState frame_state;
+};
+
 TEST_CASE("a burst whose frames depend on entries created earlier in it acts frame by frame") {
-  const DatapathConfig config = Config();
-  DatapathTables tables(config);
-  REQUIRE(tables.Apply(OneService()).ok());
-  DatapathState burst_state(config, nullptr);
-  DatapathState frame_state(config, nullptr);
+  Twins t;
   // The SYN-ACK is a reply only once the SYN before it created the entry;
   // the ACK is established only then; the RST closes and the next SYN
   // reopens; a runt and a non-IP frame sit in between.
@@ -147,51 +163,43 @@ TEST_CASE("a burst whose frames depend on entries created earlier in it acts fra
       ToService("192.0.2.2", 2000, kTcpAck),
       FromBackend("192.0.2.2", 2000, kTcpAck),
   };
-  RequireBurstMatchesFrames(tables, burst_state, frame_state, inputs);
-  CHECK(burst_state.counters[DPV2_CNT_SERVICE_NEW] == 3);
-  CHECK(burst_state.counters[DPV2_CNT_REV_NAT] == 2);
-  CHECK(burst_state.counters[DPV2_CNT_CT_REOPENED] == 1);
+  t.RequireSame(inputs);
+  CHECK(t.burst_state.counters[DPV2_CNT_SERVICE_NEW] == 3);
+  CHECK(t.burst_state.counters[DPV2_CNT_REV_NAT] == 2);
+  CHECK(t.burst_state.counters[DPV2_CNT_CT_REOPENED] == 1);
 }
 
 TEST_CASE("a burst of established frames, whose look-ahead answers stay valid, acts frame by frame") {
-  const DatapathConfig config = Config();
-  DatapathTables tables(config);
-  REQUIRE(tables.Apply(OneService()).ok());
-  DatapathState burst_state(config, nullptr);
-  DatapathState frame_state(config, nullptr);
+  Twins t;
   std::vector<Input> open;
   for (uint16_t c = 0; c < 8; ++c) {
     open.push_back(ToService("192.0.2.1", static_cast<uint16_t>(3000 + c), kTcpSyn));
   }
-  RequireBurstMatchesFrames(tables, burst_state, frame_state, open);
-  const uint64_t generation = burst_state.conntrack.generation();
+  t.RequireSame(open);
+  const uint64_t generation = t.burst_state.conntrack.generation();
   std::vector<Input> established;
   for (uint16_t c = 0; c < 8; ++c) {
     established.push_back(ToService("192.0.2.1", static_cast<uint16_t>(3000 + c), kTcpAck));
     established.push_back(FromBackend("192.0.2.1", static_cast<uint16_t>(3000 + c), kTcpAck));
   }
-  RequireBurstMatchesFrames(tables, burst_state, frame_state, established);
-  CHECK(burst_state.conntrack.generation() == generation);  // nothing created
-  CHECK(burst_state.counters[DPV2_CNT_SERVICE_ESTABLISHED] == 8);
-  CHECK(burst_state.counters[DPV2_CNT_REV_NAT] == 8);
+  t.RequireSame(established);
+  CHECK(t.burst_state.conntrack.generation() == generation);  // nothing created
+  CHECK(t.burst_state.counters[DPV2_CNT_SERVICE_ESTABLISHED] == 8);
+  CHECK(t.burst_state.counters[DPV2_CNT_REV_NAT] == 8);
 }
 
 TEST_CASE("a burst that fills the conntrack table drops the same frames as frame by frame") {
   // Room for two connections (two entries each): the third SYN finds the
   // table full, the rest of the burst still runs.
-  const DatapathConfig config = Config(/*ct_tcp_entries=*/4);
-  DatapathTables tables(config);
-  REQUIRE(tables.Apply(OneService()).ok());
-  DatapathState burst_state(config, nullptr);
-  DatapathState frame_state(config, nullptr);
+  Twins t(/*ct_tcp_entries=*/4);
   std::vector<Input> inputs = {
       ToService("192.0.2.1", 1000, kTcpSyn), ToService("192.0.2.2", 1000, kTcpSyn),
       ToService("192.0.2.3", 1000, kTcpSyn), ToService("192.0.2.1", 1000, kTcpAck),
       ToService("192.0.2.3", 1000, kTcpAck),
   };
-  RequireBurstMatchesFrames(tables, burst_state, frame_state, inputs);
-  CHECK(burst_state.drops[DPV2_DROP_CT_FULL] == 2);
-  CHECK(burst_state.conntrack.size() == 4);
+  t.RequireSame(inputs);
+  CHECK(t.burst_state.drops[DPV2_DROP_CT_FULL] == 2);
+  CHECK(t.burst_state.conntrack.size() == 4);
 }
 
 }  // namespace
