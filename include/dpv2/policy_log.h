@@ -9,12 +9,18 @@
 // at most 3000 keys) and a per-node rate limit (500 records/s, no burst).
 // Over a limit a record is dropped and counted by reason. RotatingLogFile
 // writes the lines to /var/log/network/policy_action.log style files,
-// rotating at 10 MB and keeping 5 old files. Time comes from an injectable
-// clock so that tests drive windows and buckets exactly.
+// rotating at 10 MB and keeping 5 old files.
+//
+// The limiter and the deny windows run on event time (FlowEvent::timestamp_ns,
+// the datapath clock), not on the time an event is read: the agent drains the
+// ring buffer in batches, and a batch of events that happened over 100 ms must
+// keep up to 50 records, not one. Record timestamps are event times converted
+// to wall time with one offset between the two clocks, re-read at each Tick.
+// Both clocks are injectable so that tests drive windows and buckets exactly.
 //
 //   dpv2::PolicyLogger logger({.node_name = "node-1"}, &policy_state, sink);
 //   DPV2_RETURN_IF_ERROR(logger.SetConfig(network_logging));
-//   for (const dpv2::FlowEvent& ev : events) logger.Handle(ev);  logger.Tick();
+//   for (const dpv2::FlowEvent& ev : drained) logger.Handle(ev);  logger.Tick();
 #ifndef DPV2_POLICY_LOG_H_
 #define DPV2_POLICY_LOG_H_
 
@@ -23,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <vector>
 
@@ -101,11 +108,14 @@ struct PolicyLogRecord {
 std::string FormatPolicyLogRecord(const PolicyLogRecord& record);
 
 // Records per second with no burst: a token is worth 1/rate seconds and the
-// bucket holds one, so records are spaced by at least 1/rate.
+// bucket holds one, so records are spaced by at least 1/rate. `at` is when
+// the record's event happened; a time before the latest one seen adds no
+// token and does not move the limiter's clock back (events of several CPUs
+// arrive slightly out of order).
 class LogRateLimiter {
  public:
   explicit LogRateLimiter(double per_second) : per_second_(per_second) {}
-  bool Allow(absl::Time now);
+  bool Allow(absl::Time at);
 
  private:
   double per_second_;
@@ -143,7 +153,17 @@ struct PolicyLoggerOptions {
   double max_log_rate = 500;                        // records per second, no burst
   absl::Duration deny_aggregation = absl::Seconds(5);
   size_t deny_aggregation_keys = 3000;
+  // Wall clock, for record timestamps only.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // The datapath clock in ns: the clock of FlowEvent::timestamp_ns. Empty:
+  // CLOCK_MONOTONIC (the sim's default; the eBPF backend's clock is
+  // CLOCK_MONOTONIC + kEbpfClockOffsetNs).
+  std::function<uint64_t()> datapath_clock;
+  // An event stamped after the datapath's now, or more than this before it,
+  // carries a time no datapath produced: it is taken as happening now (and
+  // counted), so one bad stamp can neither stall the limiter nor reopen
+  // windows long closed.
+  absl::Duration max_event_age = absl::Minutes(5);
 };
 
 struct PolicyLoggerStats {
@@ -152,6 +172,7 @@ struct PolicyLoggerStats {
   uint64_t dropped_aggregation_limit = 0;  // "aggregation_limit"
   uint64_t aggregated = 0;                 // denies merged into an earlier record
   uint64_t not_logged = 0;  // verdicts the config does not ask for (off, delegation, unmatched)
+  uint64_t bad_timestamps = 0;  // events in the future or older than max_event_age
 };
 
 class PolicyLogger {
@@ -166,10 +187,14 @@ class PolicyLogger {
   void ClearConfig();
 
   // Takes a decoded datapath event; ignores anything but POLICY_VERDICT.
+  // Deny windows that ended before the event's time are emitted first, so a
+  // batch spanning a window's end is handled as if read event by event.
   void Handle(const FlowEvent& event);
-  // Emits deny aggregates whose window has ended. Call periodically.
+  // Emits deny aggregates whose window has ended by the datapath's now, and
+  // re-reads the offset between the wall and datapath clocks. Call
+  // periodically, right after handling a drained batch.
   void Tick();
-  // Emits every pending aggregate now (shutdown).
+  // Emits every pending aggregate as if its window had ended (shutdown).
   void Flush();
 
   const PolicyLoggerStats& stats() const { return stats_; }
@@ -186,20 +211,35 @@ class PolicyLogger {
       return H::combine(std::move(h), k.src, k.dst, k.dport, k.proto, k.egress);
     }
   };
-  struct Pending {
-    PolicyLogRecord record;
-    absl::Time deadline;
+  // Deny windows in the order they end (seq breaks ties: first opened first).
+  struct WindowEnd {
+    absl::Time deadline;  // datapath time
+    uint64_t seq;
+    DenyKey key;
+    bool operator>(const WindowEnd& o) const {
+      return deadline != o.deadline ? deadline > o.deadline : seq > o.seq;
+    }
   };
 
   PolicyLogEndpoint Describe(const IpAddr& ip) const;
-  void Emit(const PolicyLogRecord& record);
+  // The datapath clock now, as an absl::Time counted from its own epoch.
+  absl::Time DatapathNow() const;
+  // The event's datapath time, or now for a stamp no datapath produced.
+  absl::Time EventTime(uint64_t timestamp_ns, absl::Time now);
+  // Emits the deny aggregates whose window ended at or before `t`.
+  void EmitWindowsEndedBy(absl::Time t);
+  // `at`: the datapath time the record is charged to the limiter at.
+  void Emit(const PolicyLogRecord& record, absl::Time at);
 
   PolicyLoggerOptions options_;
   const PolicyState* state_;
   Sink sink_;
   std::optional<NetworkLoggingSpec> config_;
   LogRateLimiter limiter_;
-  absl::flat_hash_map<DenyKey, Pending> pending_;
+  absl::Duration wall_offset_;  // wall time - datapath time
+  absl::flat_hash_map<DenyKey, PolicyLogRecord> pending_;
+  std::priority_queue<WindowEnd, std::vector<WindowEnd>, std::greater<WindowEnd>> window_ends_;
+  uint64_t next_seq_ = 0;
   PolicyLoggerStats stats_;
 };
 

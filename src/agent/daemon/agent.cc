@@ -173,7 +173,11 @@ void Agent::State::UpdateLoggingConfig(const ClusterView& view) {
 
 void Agent::State::MakePolicyLogger(const ClusterView& view) {
   policy_logger = std::make_unique<PolicyLogger>(
-      PolicyLoggerOptions{.node_name = options.node_name}, &view.policy(),
+      // Event timestamps are in the datapath's clock: the logger limits and
+      // aggregates by them.
+      PolicyLoggerOptions{.node_name = options.node_name,
+                          .datapath_clock = options.datapath_now_ns},
+      &view.policy(),
       [this](absl::string_view line) {
         if (absl::Status st = policy_log_file->WriteLine(line); !st.ok()) {
           log->Warn("policy log write failed", {{"error", std::string(st.message())}});

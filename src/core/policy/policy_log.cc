@@ -3,6 +3,7 @@
 #include "dpv2/policy_log.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -141,14 +142,16 @@ std::string FormatPolicyLogRecord(const PolicyLogRecord& r) {
   return out;
 }
 
-bool LogRateLimiter::Allow(absl::Time now) {
-  if (last_) {
-    tokens_ += absl::ToDoubleSeconds(now - *last_) * per_second_;
+bool LogRateLimiter::Allow(absl::Time at) {
+  if (!last_) {
+    last_ = at;
+  } else if (at > *last_) {
+    tokens_ += absl::ToDoubleSeconds(at - *last_) * per_second_;
     if (tokens_ > 1.0) {
       tokens_ = 1.0;  // no burst
     }
+    last_ = at;
   }
-  last_ = now;
   if (tokens_ >= 1.0) {
     tokens_ -= 1.0;
     return true;
@@ -232,7 +235,31 @@ PolicyLogger::PolicyLogger(PolicyLoggerOptions options, const PolicyState* state
     : options_(std::move(options)),
       state_(state),
       sink_(std::move(sink)),
-      limiter_(options_.max_log_rate) {}
+      limiter_(options_.max_log_rate),
+      wall_offset_(options_.clock() - DatapathNow()) {}
+
+absl::Time PolicyLogger::DatapathNow() const {
+  uint64_t ns;
+  if (options_.datapath_clock) {
+    ns = options_.datapath_clock();
+  } else {
+    ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+  }
+  return absl::FromUnixNanos(static_cast<int64_t>(ns));
+}
+
+absl::Time PolicyLogger::EventTime(uint64_t timestamp_ns, absl::Time now) {
+  // Compared as unsigned first: a stamp beyond int64 must not wrap into the past.
+  const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(now));
+  if (timestamp_ns > now_ns ||
+      absl::Nanoseconds(now_ns - timestamp_ns) > options_.max_event_age) {
+    ++stats_.bad_timestamps;
+    return now;
+  }
+  return absl::FromUnixNanos(static_cast<int64_t>(timestamp_ns));
+}
 
 absl::Status PolicyLogger::SetConfig(const NetworkLogging& config) {
   if (absl::Status s = ValidateNetworkLogging(config); !s.ok()) {
@@ -263,8 +290,8 @@ PolicyLogEndpoint PolicyLogger::Describe(const IpAddr& ip) const {
   return e;
 }
 
-void PolicyLogger::Emit(const PolicyLogRecord& record) {
-  if (!limiter_.Allow(options_.clock())) {
+void PolicyLogger::Emit(const PolicyLogRecord& record, absl::Time at) {
+  if (!limiter_.Allow(at)) {
     ++stats_.dropped_rate_limit;
     return;
   }
@@ -276,6 +303,8 @@ void PolicyLogger::Handle(const FlowEvent& ev) {
   if (ev.type != DPV2_EVENT_POLICY_VERDICT) {
     return;
   }
+  const absl::Time at = EventTime(ev.timestamp_ns, DatapathNow());
+  EmitWindowsEndedBy(at);
   const bool allowed = (ev.flags & DPV2_EV_F_ALLOWED) != 0;
   const bool egress = (ev.flags & DPV2_EV_F_EGRESS) != 0;
   if (!config_) {
@@ -328,16 +357,15 @@ void PolicyLogger::Handle(const FlowEvent& ev) {
   if (options_.log_node_name) {
     r.node_name = options_.node_name;
   }
-  const absl::Time now = options_.clock();
-  r.timestamp = now;
+  r.timestamp = at + wall_offset_;
   if (allowed) {
-    Emit(r);
+    Emit(r, at);
     return;
   }
   const DenyKey key{.src = ev.tuple.src, .dst = ev.tuple.dst, .dport = ev.tuple.dport,
                     .proto = static_cast<uint8_t>(ev.tuple.proto), .egress = egress};
   if (auto it = pending_.find(key); it != pending_.end()) {
-    ++it->second.record.count;
+    ++it->second.count;
     ++stats_.aggregated;
     return;
   }
@@ -345,38 +373,31 @@ void PolicyLogger::Handle(const FlowEvent& ev) {
     ++stats_.dropped_aggregation_limit;
     return;
   }
-  pending_.emplace(key, Pending{.record = std::move(r), .deadline = now + options_.deny_aggregation});
+  pending_.emplace(key, std::move(r));
+  window_ends_.push({.deadline = at + options_.deny_aggregation, .seq = next_seq_++, .key = key});
+}
+
+void PolicyLogger::EmitWindowsEndedBy(absl::Time t) {
+  while (!window_ends_.empty() && window_ends_.top().deadline <= t) {
+    const WindowEnd end = window_ends_.top();
+    window_ends_.pop();
+    auto it = pending_.find(end.key);
+    if (it == pending_.end()) {
+      continue;
+    }
+    // Charged to the limiter when the window ends: that is when the record
+    // is complete, in event time.
+    Emit(it->second, end.deadline);
+    pending_.erase(it);
+  }
 }
 
 void PolicyLogger::Tick() {
-  const absl::Time now = options_.clock();
-  std::vector<std::pair<absl::Time, PolicyLogRecord>> due;
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second.deadline <= now) {
-      due.push_back({it->second.record.timestamp, std::move(it->second.record)});
-      pending_.erase(it++);
-    } else {
-      ++it;
-    }
-  }
-  std::sort(due.begin(), due.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [t, r] : due) {
-    Emit(r);
-  }
+  const absl::Time now = DatapathNow();
+  wall_offset_ = options_.clock() - now;
+  EmitWindowsEndedBy(now);
 }
 
-void PolicyLogger::Flush() {
-  std::vector<std::pair<absl::Time, PolicyLogRecord>> due;
-  for (auto& [k, p] : pending_) {
-    due.push_back({p.record.timestamp, std::move(p.record)});
-  }
-  pending_.clear();
-  std::sort(due.begin(), due.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [t, r] : due) {
-    Emit(r);
-  }
-}
+void PolicyLogger::Flush() { EmitWindowsEndedBy(absl::InfiniteFuture()); }
 
 }  // namespace dpv2

@@ -90,16 +90,37 @@ TEST_CASE("policy log: the rate limiter allows 500 a second and no burst", "[pol
   CHECK(allowed == 500);
 }
 
-// A cluster: namespace "default" with a server and two clients.
+TEST_CASE("policy log: time going backwards neither refills nor drains the rate limiter",
+          "[policy_log]") {
+  LogRateLimiter lim(500);
+  const absl::Time t = absl::FromUnixSeconds(100);
+  CHECK(lim.Allow(t));
+  CHECK_FALSE(lim.Allow(t - absl::Seconds(10)));  // no token from going back
+  CHECK_FALSE(lim.Allow(t + absl::Milliseconds(1)));
+  // The limiter's clock stayed at t: 2 ms after it is a full token again,
+  // not a debt from the 10 s step back.
+  CHECK(lim.Allow(t + absl::Milliseconds(2)));
+}
+
+// A cluster: namespace "default" with a server and two clients. Two clocks
+// move together: the wall clock (`now`) and the datapath's (`dp_now`, the
+// clock of event timestamps, like CLOCK_MONOTONIC: a different epoch).
 struct LogFixture {
   PolicyState state{{.node_name = "node-1"}};
   absl::Time now = absl::FromUnixSeconds(1592083771);
+  uint64_t dp_now = uint64_t{86400} * 1000000000;  // a day after boot
   std::vector<std::string> lines;
   PolicyLogger logger{{.node_name = "node-1",
                        .log_node_name = false,
-                       .clock = [this] { return now; }},
+                       .clock = [this] { return now; },
+                       .datapath_clock = [this] { return dp_now; }},
                       &state,
                       [this](absl::string_view l) { lines.emplace_back(l); }};
+
+  void Advance(absl::Duration d) {
+    now += d;
+    dp_now += static_cast<uint64_t>(absl::ToInt64Nanoseconds(d));
+  }
 
   LogFixture() {
     REQUIRE(state.SetNamespace({.name = "default"}).ok());
@@ -125,7 +146,8 @@ struct LogFixture {
   // The verdict event the datapath emits, with the match id the compiled
   // entries carry.
   FlowEvent Verdict(const char* src, uint16_t sport, bool allowed) {
-    FlowEvent ev{.type = DPV2_EVENT_POLICY_VERDICT,
+    FlowEvent ev{.timestamp_ns = dp_now,
+                 .type = DPV2_EVENT_POLICY_VERDICT,
                  .flags = static_cast<uint16_t>(allowed ? DPV2_EV_F_ALLOWED : 0),
                  .tuple = {.src = Ip(src), .dst = Ip("10.84.0.11"), .sport = sport, .dport = 8080}};
     if (allowed) {
@@ -147,7 +169,7 @@ TEST_CASE("policy log: an allowed connection is logged in GKE's format", "[polic
   LogFixture f;
   REQUIRE(f.logger.SetConfig({.metadata = {.name = "default"},
                               .spec = {.cluster = {.allow = {.log = true}}}}).ok());
-  f.now += absl::Nanoseconds(445836587);
+  f.Advance(absl::Nanoseconds(445836587));
   f.logger.Handle(f.Verdict("10.84.1.7", 55644, true));
   REQUIRE(f.lines.size() == 1);
   CHECK(f.lines[0] == kGkeAllow);
@@ -210,15 +232,14 @@ TEST_CASE("policy log: denies of one tuple are merged over 5 s, ignoring the sou
   LogFixture f;
   REQUIRE(f.logger.SetConfig({.metadata = {.name = "default"},
                               .spec = {.cluster = {.deny = {.log = true}}}}).ok());
-  const absl::Time start = f.now;
   f.logger.Handle(f.Verdict("10.84.1.8", 1000, false));
-  f.now += absl::Seconds(1);
+  f.Advance(absl::Seconds(1));
   f.logger.Handle(f.Verdict("10.84.1.8", 1001, false));
-  f.now += absl::Seconds(3);
+  f.Advance(absl::Seconds(3));
   f.logger.Handle(f.Verdict("10.84.1.8", 1002, false));
   f.logger.Tick();
   CHECK(f.lines.empty());  // window still open
-  f.now = start + absl::Seconds(5);
+  f.Advance(absl::Seconds(1));
   f.logger.Tick();
   REQUIRE(f.lines.size() == 1);
   CHECK(f.lines[0].find(R"("src_port":1000)") != std::string::npos);  // the first event's
@@ -227,7 +248,7 @@ TEST_CASE("policy log: denies of one tuple are merged over 5 s, ignoring the sou
   CHECK(f.logger.stats().aggregated == 2);
   // A new window starts afresh.
   f.logger.Handle(f.Verdict("10.84.1.8", 1003, false));
-  f.now += absl::Seconds(5);
+  f.Advance(absl::Seconds(5));
   f.logger.Tick();
   REQUIRE(f.lines.size() == 2);
   CHECK(f.lines[1].find(R"("count":1)") != std::string::npos);
@@ -244,8 +265,9 @@ TEST_CASE("policy log: over 3000 deny keys in a window, new keys are dropped and
     f.logger.Handle(ev);
   }
   CHECK(f.logger.stats().dropped_aggregation_limit == 5);
-  // Emitted over time, within the rate limit: 3000 records need 6 s at 500/s.
-  f.now += absl::Seconds(5);
+  // Every window opened at the same instant and ends at the same instant:
+  // one record gets the token.
+  f.Advance(absl::Seconds(5));
   f.logger.Tick();
   CHECK(f.lines.size() == 1);  // all due at once: no burst
   CHECK(f.logger.stats().dropped_rate_limit == 2999);
@@ -258,11 +280,118 @@ TEST_CASE("policy log: allowed records beyond 500 a second are dropped as rate_l
                               .spec = {.cluster = {.allow = {.log = true}}}}).ok());
   const FlowEvent ev = f.Verdict("10.84.1.7", 1, true);
   for (int i = 0; i < 1000; ++i) {  // 1000 in one second, evenly spaced
-    f.logger.Handle(ev);
-    f.now += absl::Milliseconds(1);
+    FlowEvent at = ev;
+    at.timestamp_ns = f.dp_now;
+    f.logger.Handle(at);
+    f.Advance(absl::Milliseconds(1));
   }
   CHECK(f.lines.size() == 500);
   CHECK(f.logger.stats().dropped_rate_limit == 500);
+}
+
+// The timestamp field of a record line.
+std::string TimestampOf(const std::string& line) {
+  const size_t at = line.find(R"("timestamp":")");
+  return at == std::string::npos ? "" : line.substr(at + 13, 30);
+}
+
+TEST_CASE("policy log: a batch drained at once keeps one record per 2 ms of event time",
+          "[policy_log]") {
+  LogFixture f;
+  REQUIRE(f.logger.SetConfig({.metadata = {.name = "default"},
+                              .spec = {.cluster = {.allow = {.log = true}}}}).ok());
+  // 100 connections over 100 ms, 1 ms apart, read in one drain at the end.
+  std::vector<FlowEvent> batch;
+  for (int i = 0; i < 100; ++i) {
+    batch.push_back(f.Verdict("10.84.1.7", static_cast<uint16_t>(1000 + i), true));
+    f.Advance(absl::Milliseconds(1));
+  }
+  for (const FlowEvent& ev : batch) {
+    f.logger.Handle(ev);
+  }
+  f.logger.Tick();
+  CHECK(f.lines.size() == 50);
+  CHECK(f.logger.stats().dropped_rate_limit == 50);
+  REQUIRE(f.lines.size() >= 2);
+  // Stamped when they happened (the wall clock read 100 ms later).
+  CHECK(TimestampOf(f.lines[0]) == "2020-06-13T21:29:31.000000000Z");
+  CHECK(TimestampOf(f.lines[1]) == "2020-06-13T21:29:31.002000000Z");
+  CHECK(TimestampOf(f.lines.back()) == "2020-06-13T21:29:31.098000000Z");
+  CHECK(f.logger.stats().bad_timestamps == 0);
+}
+
+TEST_CASE("policy log: a deny window ends by event time, within one drained batch",
+          "[policy_log]") {
+  LogFixture f;
+  REQUIRE(f.logger.SetConfig({.metadata = {.name = "default"},
+                              .spec = {.cluster = {.deny = {.log = true}}}}).ok());
+  std::vector<FlowEvent> batch;
+  batch.push_back(f.Verdict("10.84.1.8", 1000, false));
+  f.Advance(absl::Milliseconds(4900));
+  batch.push_back(f.Verdict("10.84.1.8", 1001, false));  // same window
+  f.Advance(absl::Milliseconds(100));
+  batch.push_back(f.Verdict("10.84.1.8", 1002, false));  // 5 s later: a new window
+  f.Advance(absl::Seconds(1));
+  for (const FlowEvent& ev : batch) {
+    f.logger.Handle(ev);
+  }
+  // The first window closed when the third event happened, before any Tick.
+  REQUIRE(f.lines.size() == 1);
+  CHECK(f.lines[0].find(R"("src_port":1000)") != std::string::npos);
+  CHECK(f.lines[0].find(R"("count":2)") != std::string::npos);
+  CHECK(TimestampOf(f.lines[0]) == "2020-06-13T21:29:31.000000000Z");
+  f.logger.Tick();  // the second window has 4 s to go
+  CHECK(f.lines.size() == 1);
+  f.Advance(absl::Seconds(4));
+  f.logger.Tick();
+  REQUIRE(f.lines.size() == 2);
+  CHECK(f.lines[1].find(R"("src_port":1002)") != std::string::npos);
+  CHECK(f.lines[1].find(R"("count":1)") != std::string::npos);
+  CHECK(TimestampOf(f.lines[1]) == "2020-06-13T21:29:36.000000000Z");
+}
+
+TEST_CASE("policy log: timestamps in the future, far past or going backwards do not stall the "
+          "limiter",
+          "[policy_log]") {
+  LogFixture f;
+  REQUIRE(f.logger.SetConfig({.metadata = {.name = "default"},
+                              .spec = {.cluster = {.allow = {.log = true},
+                                                   .deny = {.log = true}}}}).ok());
+  const uint64_t start = f.dp_now;
+  FlowEvent future = f.Verdict("10.84.1.7", 1, true);
+  future.timestamp_ns = ~uint64_t{0};  // far beyond int64 too
+  f.logger.Handle(future);
+  FlowEvent ancient = f.Verdict("10.84.1.7", 2, true);
+  ancient.timestamp_ns = 0;
+  f.Advance(absl::Milliseconds(2));
+  f.logger.Handle(ancient);
+  CHECK(f.logger.stats().bad_timestamps == 2);
+  CHECK(f.lines.size() == 2);  // both taken as "now", 2 ms apart
+  CHECK(TimestampOf(f.lines[1]) == "2020-06-13T21:29:31.002000000Z");
+  // A deny stamped in the future opens a window that ends 5 s from now, not
+  // in the year 2554.
+  FlowEvent deny = f.Verdict("10.84.1.8", 3, false);
+  deny.timestamp_ns = f.dp_now + uint64_t{1000000000} * 3600;
+  f.logger.Handle(deny);
+  // Then normal traffic over one second, with every tenth event stamped
+  // 50 ms in the past (CPUs' events interleaved out of order).
+  size_t before = f.lines.size();
+  for (int i = 0; i < 1000; ++i) {
+    f.Advance(absl::Milliseconds(1));
+    FlowEvent ev = f.Verdict("10.84.1.7", static_cast<uint16_t>(10 + i), true);
+    if (i % 10 == 0) {
+      ev.timestamp_ns -= 50'000'000;
+    }
+    f.logger.Handle(ev);
+  }
+  // Not stalled: the late tenths get no token, the rest are limited to
+  // 500/s as usual: one record every 2 ms of this second.
+  CHECK(f.lines.size() - before == 500);
+  f.Advance(absl::Seconds(4));
+  f.logger.Tick();  // the deny's window ended 5 s after it was handled
+  CHECK(f.lines.back().find(R"("disposition":"deny")") != std::string::npos);
+  CHECK(f.dp_now - start == uint64_t{5002} * 1000000);
+  CHECK(f.logger.stats().bad_timestamps == 3);
 }
 
 TEST_CASE("policy log: the file rotates at its size limit and keeps N backups", "[policy_log]") {
