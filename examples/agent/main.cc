@@ -79,6 +79,7 @@ absl::StatusOr<AgentOptions> OptionsFromFlags(const AgentFlags& flags) {
                  .manifests = flags.manifests,
                  .control_socket = flags.control_socket,
                  .policy_log = flags.policy_log};
+  o.lb.datapath = flags.datapath;  // one config for the view and the backend
   if (!flags.kubeconfig.empty() || flags.in_cluster) {
     absl::StatusOr<dpv2::agent::apiserver::ClientConfig> config =
         flags.in_cluster ? dpv2::agent::apiserver::LoadInClusterConfig()

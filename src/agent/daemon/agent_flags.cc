@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -25,6 +27,46 @@ std::string Hostname() {
 
 absl::Status FlagError(absl::string_view flag, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("flag --", flag, ": ", why));
+}
+
+struct DatapathFlag {
+  const char* flag;
+  const char* help;
+  std::function<uint32_t*(DatapathConfig&)> field;
+};
+
+const std::vector<DatapathFlag>& DatapathFlags() {
+  static const std::vector<DatapathFlag>* flags = new std::vector<DatapathFlag>{
+      {"maglev-table-size", "Maglev lookup table slots per Service (a prime)",
+       [](DatapathConfig& c) { return &c.maglev_table_size; }},
+      {"max-services", "frontend entries (Service IP:port:protocol)",
+       [](DatapathConfig& c) { return &c.max_services; }},
+      {"max-backends", "service-backend entries",
+       [](DatapathConfig& c) { return &c.max_backends; }},
+      {"max-lookup-tables", "Maglev/random lookup tables (one per frontend scope)",
+       [](DatapathConfig& c) { return &c.max_tables; }},
+      {"ct-tcp-entries", "conntrack entries for TCP",
+       [](DatapathConfig& c) { return &c.ct_tcp_entries; }},
+      {"ct-other-entries", "conntrack entries for UDP, SCTP, ICMP",
+       [](DatapathConfig& c) { return &c.ct_other_entries; }},
+      {"max-affinity", "sessionAffinity ClientIP entries",
+       [](DatapathConfig& c) { return &c.max_affinity; }},
+      {"max-source-ranges", "loadBalancerSourceRanges entries",
+       [](DatapathConfig& c) { return &c.max_source_ranges; }},
+      {"max-endpoints", "local pod endpoints",
+       [](DatapathConfig& c) { return &c.max_endpoints; }},
+      {"max-ipcache", "ipcache entries (pod IPs and prefixes to identities)",
+       [](DatapathConfig& c) { return &c.max_ipcache; }},
+      {"max-policy-entries", "compiled policy entries, all endpoints together",
+       [](DatapathConfig& c) { return &c.max_policy_entries; }},
+      {"ct-timeout-tcp-established", "seconds",
+       [](DatapathConfig& c) { return &c.timeouts.tcp_established_s; }},
+      {"ct-timeout-tcp-syn", "seconds", [](DatapathConfig& c) { return &c.timeouts.tcp_syn_s; }},
+      {"ct-timeout-tcp-close", "seconds",
+       [](DatapathConfig& c) { return &c.timeouts.tcp_close_s; }},
+      {"ct-timeout-non-tcp", "seconds", [](DatapathConfig& c) { return &c.timeouts.non_tcp_s; }},
+  };
+  return *flags;
 }
 
 }  // namespace
@@ -113,6 +155,20 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
       {"log-format", choice("log-format", {{"text", [&f] { f.log_format = LogFormat::kText; }},
                                            {"json", [&f] { f.log_format = LogFormat::kJson; }}})},
   };
+  // Datapath sizes and timeouts: whole numbers from 1 to 2^32-1. The table
+  // names each flag once, for parsing, for errors and for AgentUsage.
+  for (const DatapathFlag& d : DatapathFlags()) {
+    uint32_t* field = d.field(f.datapath);
+    valued[d.flag] = [flag = d.flag, field](const std::string& v) {
+      uint64_t n = 0;
+      if (!absl::SimpleAtoi(v, &n) || n == 0 || n > UINT32_MAX) {
+        return FlagError(flag, absl::StrCat("\"", v, "\" is not a whole number from 1 to ",
+                                            UINT32_MAX));
+      }
+      *field = static_cast<uint32_t>(n);
+      return absl::OkStatus();
+    };
+  }
   std::map<std::string, bool*> switches = {
       {"in-cluster", &f.in_cluster}, {"xdp", &f.xdp}, {"once", &f.once}, {"help", &f.help}};
 
@@ -193,6 +249,14 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
       }
     }
   }
+  if (!DatapathConfig{.maglev_table_size = f.datapath.maglev_table_size}.Validate().ok()) {
+    return FlagError("maglev-table-size",
+                     absl::StrCat(f.datapath.maglev_table_size,
+                                  " is not a prime (Maglev needs one: 16381, 65521, ...)"));
+  }
+  if (absl::Status s = f.datapath.Validate(); !s.ok()) {
+    return s;  // every field is checked above; kept so a new rule cannot slip by
+  }
   if (f.node.empty()) {
     f.node = Hostname();
     if (f.node.empty()) {
@@ -211,7 +275,14 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(int argc, char** argv) {
 }
 
 std::string AgentUsage() {
-  return R"(usage: dpv2-agent (--manifests=PATH | --kubeconfig=PATH | --in-cluster) [flags]
+  std::string sizes;
+  DatapathConfig defaults;
+  for (const DatapathFlag& d : DatapathFlags()) {
+    std::string name = absl::StrCat("--", d.flag, "=N");
+    absl::StrAppend(&sizes, "  ", name, std::string(name.size() < 29 ? 29 - name.size() : 1, ' '),
+                    d.help, " (default ", *d.field(defaults), ")\n");
+  }
+  return absl::StrCat(R"(usage: dpv2-agent (--manifests=PATH | --kubeconfig=PATH | --in-cluster) [flags]
 
 The dpv2 node agent: Kubernetes objects in, datapath state out.
 
@@ -229,8 +300,10 @@ The dpv2 node agent: Kubernetes objects in, datapath state out.
   --healthz-address=HOST:PORT  kube-proxy-compatible health server (default 0.0.0.0:10256; empty: none)
   --log-format=text|json       structured log lines on stderr (default text)
   --once                       reconcile once and exit (0 when everything applied)
-Exit status: 0 ok, 1 failed, 2 usage error.
-)";
+Datapath map sizes and conntrack timeouts (every backend). An agent restarted
+over pinned eBPF maps must be given the sizes they were made with:
+)",
+                      sizes, "Exit status: 0 ok, 1 failed, 2 usage error.\n");
 }
 
 }  // namespace dpv2::agent::daemon

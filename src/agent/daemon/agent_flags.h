@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "dpv2/datapath_config.h"
 
 namespace dpv2::agent::daemon {
 
@@ -48,6 +49,10 @@ struct AgentFlags {
   std::string metrics_address;  // empty: no /metrics server
   std::string healthz_address = "0.0.0.0:10256";  // empty: no health server
   LogFormat log_format = LogFormat::kText;
+  // Map sizes and conntrack timeouts (--max-backends, --ct-tcp-entries, ...,
+  // see AgentUsage): the defaults of DatapathConfig unless given. Valid when
+  // parsing succeeded (DatapathConfig::Validate).
+  DatapathConfig datapath;
   bool once = false;
   bool help = false;
 };

@@ -94,6 +94,71 @@ TEST_CASE("listen addresses are HOST:PORT with IPv6 in brackets") {
   CHECK(v6->ToString() == "[fd00::1]:80");
 }
 
+TEST_CASE("map-size and conntrack flags set the datapath config; unset ones keep defaults") {
+  absl::StatusOr<AgentFlags> f = ParseAgentFlags(
+      {"--manifests=x", "--maglev-table-size=65521", "--max-services=1000",
+       "--max-backends", "20000", "--max-lookup-tables=999", "--ct-tcp-entries=4096",
+       "--ct-other-entries=2048", "--max-affinity=77", "--max-source-ranges=88",
+       "--max-endpoints=256", "--max-ipcache=4294967295", "--max-policy-entries=12345",
+       "--ct-timeout-tcp-established=21600", "--ct-timeout-tcp-syn=30",
+       "--ct-timeout-tcp-close=5", "--ct-timeout-non-tcp=120"});
+  REQUIRE(f.ok());
+  const DatapathConfig& c = f->datapath;
+  CHECK(c.maglev_table_size == 65521);
+  CHECK(c.max_services == 1000);
+  CHECK(c.max_backends == 20000);
+  CHECK(c.max_tables == 999);
+  CHECK(c.ct_tcp_entries == 4096);
+  CHECK(c.ct_other_entries == 2048);
+  CHECK(c.max_affinity == 77);
+  CHECK(c.max_source_ranges == 88);
+  CHECK(c.max_endpoints == 256);
+  CHECK(c.max_ipcache == 4294967295u);
+  CHECK(c.max_policy_entries == 12345);
+  CHECK(c.timeouts.tcp_established_s == 21600);
+  CHECK(c.timeouts.tcp_syn_s == 30);
+  CHECK(c.timeouts.tcp_close_s == 5);
+  CHECK(c.timeouts.non_tcp_s == 120);
+
+  absl::StatusOr<AgentFlags> d = ParseAgentFlags({"--manifests=x", "--max-backends=7"});
+  REQUIRE(d.ok());
+  const DatapathConfig defaults;
+  CHECK(d->datapath.max_backends == 7);
+  CHECK(d->datapath.max_services == defaults.max_services);
+  CHECK(d->datapath.ct_tcp_entries == defaults.ct_tcp_entries);
+  CHECK(d->datapath.maglev_table_size == defaults.maglev_table_size);
+}
+
+TEST_CASE("bad map sizes are refused naming the flag") {
+  CHECK(ErrorOf({"--manifests=x", "--max-backends=0"}) ==
+        "flag --max-backends: \"0\" is not a whole number from 1 to 4294967295");
+  CHECK(ErrorOf({"--manifests=x", "--ct-tcp-entries=4294967296"}) ==
+        "flag --ct-tcp-entries: \"4294967296\" is not a whole number from 1 to 4294967295");
+  CHECK(ErrorOf({"--manifests=x", "--max-services=-1"}) ==
+        "flag --max-services: \"-1\" is not a whole number from 1 to 4294967295");
+  CHECK(ErrorOf({"--manifests=x", "--max-ipcache=1e6"}) ==
+        "flag --max-ipcache: \"1e6\" is not a whole number from 1 to 4294967295");
+  CHECK(ErrorOf({"--manifests=x", "--ct-timeout-non-tcp="}) ==
+        "flag --ct-timeout-non-tcp: \"\" is not a whole number from 1 to 4294967295");
+  CHECK(ErrorOf({"--manifests=x", "--max-endpoints"}) == "flag --max-endpoints: needs a value");
+  CHECK(ErrorOf({"--manifests=x", "--max-policy-entries=5", "--max-policy-entries=6"}) ==
+        "flag --max-policy-entries: given twice");
+  CHECK(ErrorOf({"--manifests=x", "--maglev-table-size=16380"}) ==
+        "flag --maglev-table-size: 16380 is not a prime (Maglev needs one: 16381, 65521, ...)");
+  CHECK(ErrorOf({"--manifests=x", "--maglev-table-size=1"}) ==
+        "flag --maglev-table-size: 1 is not a prime (Maglev needs one: 16381, 65521, ...)");
+}
+
+TEST_CASE("the usage text lists every map-size flag with its default") {
+  const std::string usage = AgentUsage();
+  for (const char* line :
+       {"--maglev-table-size=N", "(default 16381)", "--max-backends=N", "(default 65536)",
+        "--ct-tcp-entries=N", "(default 524288)", "--ct-other-entries=N", "(default 262144)",
+        "--max-policy-entries=N", "--max-ipcache=N", "--ct-timeout-non-tcp=N"}) {
+    CHECK(usage.find(line) != std::string::npos);
+  }
+}
+
 TEST_CASE("an empty healthz address turns the health server off") {
   absl::StatusOr<AgentFlags> f = ParseAgentFlags({"--manifests=x", "--healthz-address="});
   REQUIRE(f.ok());
