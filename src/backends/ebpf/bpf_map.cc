@@ -16,6 +16,11 @@ absl::Status BpfMap::Error(const char* op, int err) const {
   if (err == EPERM || err == EACCES) {
     return absl::PermissionDeniedError(msg);
   }
+  // The kernel's ENOTSUPP (524, no errno name in user space): a batch
+  // operation this map type lacks.
+  if (err == 524 || err == EOPNOTSUPP) {
+    return absl::UnimplementedError(msg);
+  }
   return absl::InternalError(msg);
 }
 

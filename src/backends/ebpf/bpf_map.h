@@ -31,8 +31,9 @@ class BpfMap {
 
   // flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST.
   absl::Status Update(const void* key, const void* value, uint64_t flags = 0) const;
-  // `n` entries in one BPF_MAP_UPDATE_BATCH (hash and array maps): keys and
-  // values packed back to back. On error some prefix may have been written.
+  // `n` entries in one BPF_MAP_UPDATE_BATCH: keys and values packed back to
+  // back. On error some prefix may have been written. A map type without
+  // batch operations gives UnimplementedError (as DeleteBatch does).
   absl::Status UpdateBatch(const void* keys, const void* values, uint32_t n) const;
   // `n` keys in one BPF_MAP_DELETE_BATCH; absent keys are skipped.
   absl::Status DeleteBatch(const void* keys, uint32_t n) const;

@@ -29,9 +29,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <optional>
 
-#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
@@ -65,30 +66,35 @@ absl::Status Errno(absl::string_view what, int err) {
   return absl::InternalError(absl::StrCat("ebpf backend: ", what, ": ", strerror(err)));
 }
 
+// How long a deleted lookup table stays in the map (see "Retired tables" in
+// the file comment): far longer than any program runs.
+constexpr uint64_t kTableGraceNs = 100'000'000ull;  // 100 ms
+// Bytes of table values handed to the kernel per batch call.
+constexpr size_t kTableBytesPerCall = 8 << 20;
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * kNsPerSecond + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 // One map write with what it replaced, so that it can be undone.
 struct UndoRecord {
   const BpfMap* map;
   std::string key;
   std::optional<std::string> old_value;
-  int old_inner_fd = -1;  // lookup tables: the replaced inner map
+  bool retired = false;  // a lookup table id queued on the retired list
 };
 
+// The writes of one batch, each recorded with the value it replaced before it
+// is made, so that Undo can restore the maps. Writes of many entries go to
+// the kernel in batch calls (one syscall per map and chunk).
 class MapTransaction {
  public:
-  ~MapTransaction() {
-    for (UndoRecord& r : log_) {
-      if (r.old_inner_fd >= 0) {
-        close(r.old_inner_fd);
-      }
-    }
-  }
+  MapTransaction(const BpfMap& tables, std::vector<RetiredTable>& retired)
+      : tables_(tables), retired_(retired) {}
 
-  absl::Status Put(const BpfMap& map, const void* key, const void* value) {
-    DPV2_RETURN_IF_ERROR(Record(map, key, /*inner=*/false));
-    return map.Update(key, value);
-  }
-  // Many entries of a hash map in one syscall; each key's previous value is
-  // recorded first, so a failure part-way is undone like any other.
+  // Entries of a hash or LPM map (with .key and .value members).
   template <typename Entry, typename K, typename V>
   absl::Status PutMany(const BpfMap& map, const std::vector<Entry>& entries, K Entry::*key,
                        V Entry::*value) {
@@ -97,64 +103,107 @@ class MapTransaction {
     for (size_t i = 0; i < entries.size(); ++i) {
       std::memcpy(keys.data() + i * sizeof(K), &(entries[i].*key), sizeof(K));
       std::memcpy(values.data() + i * sizeof(V), &(entries[i].*value), sizeof(V));
-      DPV2_RETURN_IF_ERROR(Record(map, &(entries[i].*key), /*inner=*/false));
+      DPV2_RETURN_IF_ERROR(Record(map, &(entries[i].*key)));
     }
-    return map.UpdateBatch(keys.data(), values.data(), static_cast<uint32_t>(entries.size()));
+    return WriteMany(map, keys.data(), values.data(), entries.size());
   }
-  absl::Status Remove(const BpfMap& map, const void* key) {
-    DPV2_RETURN_IF_ERROR(Record(map, key, /*inner=*/false));
-    return map.Delete(key);
+  // Keys that all take the same value.
+  template <typename K, typename V>
+  absl::Status PutKeys(const BpfMap& map, const std::vector<K>& keys, const V& value) {
+    std::string values(keys.size() * sizeof(V), '\0');
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::memcpy(values.data() + i * sizeof(V), &value, sizeof(V));
+      DPV2_RETURN_IF_ERROR(Record(map, &keys[i]));
+    }
+    return WriteMany(map, keys.data(), values.data(), keys.size());
   }
-  // Outer hash-of-maps: the value written is an fd, the value read an id.
-  // One batch call each (see ApplyToMaps).
-  absl::Status PutTables(const BpfMap& outer, const std::vector<uint32_t>& ids,
-                         const std::vector<uint32_t>& inner_fds) {
+  template <typename K>
+  absl::Status RemoveMany(const BpfMap& map, const std::vector<K>& keys) {
+    for (const K& k : keys) {
+      DPV2_RETURN_IF_ERROR(Record(map, &k));
+    }
+    absl::Status s = map.DeleteBatch(keys.data(), static_cast<uint32_t>(keys.size()));
+    if (IsUnsupported(s)) {
+      for (const K& k : keys) {
+        DPV2_RETURN_IF_ERROR(map.Delete(&k));
+      }
+      return absl::OkStatus();
+    }
+    return s;
+  }
+  // Whole lookup tables, `slots` values of M ids back to back. When the map
+  // is full, `make_room` may free space (retired tables) and say so; the
+  // write is then tried once more.
+  absl::Status PutTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& slots,
+                         const std::function<bool()>& make_room) {
     for (const uint32_t& id : ids) {
-      DPV2_RETURN_IF_ERROR(Record(outer, &id, /*inner=*/true));
+      DPV2_RETURN_IF_ERROR(Record(tables_, &id));
     }
-    return outer.UpdateBatch(ids.data(), inner_fds.data(), static_cast<uint32_t>(ids.size()));
+    const uint32_t n = static_cast<uint32_t>(ids.size());
+    absl::Status s = tables_.UpdateBatch(ids.data(), slots.data(), n);
+    if (absl::IsResourceExhausted(s) && make_room()) {
+      s = tables_.UpdateBatch(ids.data(), slots.data(), n);
+    }
+    return s;
   }
-  absl::Status RemoveTables(const BpfMap& outer, const std::vector<uint32_t>& ids) {
-    for (const uint32_t& id : ids) {
-      DPV2_RETURN_IF_ERROR(Record(outer, &id, /*inner=*/true));
+  // Lookup tables deleted by the batch: retired now, deleted from the map
+  // after the grace period.
+  void RetireTables(const std::vector<uint32_t>& ids) {
+    const uint64_t release = MonotonicNs() + kTableGraceNs;
+    for (uint32_t id : ids) {
+      retired_.push_back({.id = id, .release_after_ns = release});
+      log_.push_back({.map = &tables_, .key = Bytes(&id, sizeof(id)), .retired = true});
     }
-    return outer.DeleteBatch(ids.data(), static_cast<uint32_t>(ids.size()));
   }
 
   // Best effort, newest first: a failure here leaves the maps as they are.
   void Undo() {
     for (auto it = log_.rbegin(); it != log_.rend(); ++it) {
-      if (!it->old_value.has_value()) {
-        it->map->Delete(it->key.data()).IgnoreError();
-      } else if (it->old_inner_fd >= 0) {
-        uint32_t fd = static_cast<uint32_t>(it->old_inner_fd);
-        it->map->Update(it->key.data(), &fd).IgnoreError();
-      } else {
+      if (it->retired) {
+        // Retired by this batch (the newest entries): back in use.
+        retired_.pop_back();
+      } else if (it->old_value.has_value()) {
         it->map->Update(it->key.data(), it->old_value->data()).IgnoreError();
+      } else if (it->map == &tables_) {
+        // A frontend may have pointed to it for a moment: retire, not delete.
+        uint32_t id;
+        std::memcpy(&id, it->key.data(), sizeof(id));
+        retired_.push_back({.id = id, .release_after_ns = MonotonicNs() + kTableGraceNs});
+      } else {
+        it->map->Delete(it->key.data()).IgnoreError();
       }
     }
   }
 
  private:
-  absl::Status Record(const BpfMap& map, const void* key, bool inner) {
+  static bool IsUnsupported(const absl::Status& s) { return absl::IsUnimplemented(s); }
+
+  absl::Status WriteMany(const BpfMap& map, const void* keys, const void* values, size_t n) {
+    absl::Status s = map.UpdateBatch(keys, values, static_cast<uint32_t>(n));
+    if (IsUnsupported(s)) {
+      const char* k = static_cast<const char*>(keys);
+      const char* v = static_cast<const char*>(values);
+      for (size_t i = 0; i < n; ++i) {
+        DPV2_RETURN_IF_ERROR(map.Update(k + i * map.key_size(), v + i * map.value_size()));
+      }
+      return absl::OkStatus();
+    }
+    return s;
+  }
+
+  absl::Status Record(const BpfMap& map, const void* key) {
     UndoRecord r{.map = &map, .key = Bytes(key, map.key_size())};
     std::string old(map.value_size(), '\0');
     DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(key, old.data()));
     if (found) {
-      if (inner) {
-        uint32_t id;
-        std::memcpy(&id, old.data(), sizeof(id));
-        r.old_inner_fd = bpf_map_get_fd_by_id(id);
-        if (r.old_inner_fd < 0) {
-          return Errno(absl::StrCat(map.name(), ": reopen inner map ", id), errno);
-        }
-      }
       r.old_value = std::move(old);
     }
     log_.push_back(std::move(r));
     return absl::OkStatus();
   }
 
+  const BpfMap& tables_;
+  std::vector<RetiredTable>& retired_;
   std::vector<UndoRecord> log_;
 };
 
@@ -182,6 +231,11 @@ EbpfBackend::~EbpfBackend() {
   // detached. Pinned, it stays for the next process to update.
   if (xdp_link_fd_ >= 0) {
     close(xdp_link_fd_);
+  }
+  // Pinned maps outlive this process: leave no retired table behind for the
+  // next one to find (unpinned, the maps go with the skeleton).
+  if (!options_.pin_path.empty() && tables_.fd() >= 0) {
+    ReleaseRetiredTables(/*wait=*/true).IgnoreError();
   }
   // A pinned instance keeps its programs attached: the next process replaces
   // them atomically and established connections never see a gap.
@@ -215,7 +269,8 @@ absl::Status EbpfBackend::Init() {
   auto& m = skel_->get()->maps;
   services_ = MapOf<dpv2_lb_key, dpv2_lb_value>(m.dpv2_services);
   backends_ = MapOf<uint32_t, dpv2_backend>(m.dpv2_backends);
-  tables_ = MapOf<uint32_t, uint32_t>(m.dpv2_lookup_tables);
+  tables_ = BpfMap(bpf_map__fd(m.dpv2_lookup_tables), bpf_map__name(m.dpv2_lookup_tables),
+                   sizeof(uint32_t), options_.config.maglev_table_size * sizeof(uint32_t));
   source_ranges_ = MapOf<dpv2_src_range_key, uint8_t>(m.dpv2_source_ranges);
   endpoints_ = MapOf<dpv2_endpoint_key, dpv2_endpoint_value>(m.dpv2_endpoints);
   ipcache_ = MapOf<dpv2_ipcache_key, dpv2_ipcache_value>(m.dpv2_ipcache);
@@ -370,79 +425,69 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
 }
 
 absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
-  MapTransaction tx;
+  DPV2_RETURN_IF_ERROR(ReleaseRetiredTables(/*wait=*/false));
+  if (!retired_tables_.empty() && !b.tables_upsert.empty()) {
+    // An id written again while retired would be replaced in place under a
+    // packet that may still read it: let its grace period end first.
+    absl::flat_hash_set<uint32_t> retired;
+    for (const RetiredTable& r : retired_tables_) {
+      retired.insert(r.id);
+    }
+    for (const LookupTable& t : b.tables_upsert) {
+      if (retired.contains(t.id)) {
+        DPV2_RETURN_IF_ERROR(ReleaseRetiredTables(/*wait=*/true));
+        break;
+      }
+    }
+  }
+  MapTransaction tx(tables_, retired_tables_);
   const uint8_t present = 1;
+  // A full table map may hold retired tables: wait for their grace period
+  // and delete them (the model counted them as gone already).
+  absl::Status room = absl::OkStatus();
+  auto make_room = [&]() -> bool {
+    if (retired_tables_.empty()) {
+      return false;
+    }
+    room = ReleaseRetiredTables(/*wait=*/true);
+    return room.ok();
+  };
   auto body = [&]() -> absl::Status {
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(backends_, b.backends_upsert, &BackendEntry::id, &BackendEntry::value));
-    // A new inner array per table, complete before anything points to it.
-    // The outer map takes them in chunks: the kernel waits for running
-    // programs (an RCU grace period, milliseconds) once per write call to a
-    // map of maps, so one call per table would take minutes at 65,536.
-    std::vector<uint32_t> slot_keys(options_.config.maglev_table_size);
-    for (uint32_t i = 0; i < slot_keys.size(); ++i) {
-      slot_keys[i] = i;
-    }
-    constexpr size_t kTablesPerCall = 512;  // open descriptors at a time
-    for (size_t first = 0; first < b.tables_upsert.size(); first += kTablesPerCall) {
-      std::vector<uint32_t> ids, fds;
-      absl::Cleanup close_fds = [&fds] {
-        for (uint32_t fd : fds) {
-          close(static_cast<int>(fd));
-        }
-      };
-      const size_t end = std::min(b.tables_upsert.size(), first + kTablesPerCall);
+    // Whole tables, complete before a frontend points to them.
+    const size_t m = options_.config.maglev_table_size;
+    const size_t per_call = std::max<size_t>(1, kTableBytesPerCall / (m * sizeof(uint32_t)));
+    std::vector<uint32_t> ids, slots;
+    for (size_t first = 0; first < b.tables_upsert.size(); first += per_call) {
+      const size_t end = std::min(b.tables_upsert.size(), first + per_call);
+      ids.clear();
+      slots.clear();
       for (size_t i = first; i < end; ++i) {
-        const LookupTable& t = b.tables_upsert[i];
-        LIBBPF_OPTS(bpf_map_create_opts, create_opts);
-        const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "dpv2_table", sizeof(uint32_t),
-                                      sizeof(uint32_t), options_.config.maglev_table_size,
-                                      &create_opts);
-        if (fd < 0) {
-          return Errno(absl::StrCat("lookup table ", t.id, ": create inner map"), errno);
-        }
-        fds.push_back(static_cast<uint32_t>(fd));
-        ids.push_back(t.id);
-        uint32_t count = static_cast<uint32_t>(t.slots.size());
-        LIBBPF_OPTS(bpf_map_batch_opts, batch_opts);
-        if (bpf_map_update_batch(fd, slot_keys.data(), t.slots.data(), &count, &batch_opts) != 0) {
-          return Errno(absl::StrCat("lookup table ", t.id, ": fill"), errno);
-        }
+        ids.push_back(b.tables_upsert[i].id);
+        slots.insert(slots.end(), b.tables_upsert[i].slots.begin(),
+                     b.tables_upsert[i].slots.end());
       }
-      DPV2_RETURN_IF_ERROR(tx.PutTables(tables_, ids, fds));
+      if (absl::Status s = tx.PutTables(ids, slots, make_room); !s.ok()) {
+        return room.ok() ? s : room;
+      }
     }
-    for (const dpv2_src_range_key& k : b.source_ranges_upsert) {
-      DPV2_RETURN_IF_ERROR(tx.Put(source_ranges_, &k, &present));
-    }
+    DPV2_RETURN_IF_ERROR(tx.PutKeys(source_ranges_, b.source_ranges_upsert, present));
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(endpoints_, b.endpoints_upsert, &EndpointEntry::key, &EndpointEntry::value));
-    for (const IpcacheEntry& e : b.ipcache_upsert) {
-      DPV2_RETURN_IF_ERROR(tx.Put(ipcache_, &e.key, &e.value));
-    }
-    for (const PolicyEntry& e : b.policy_upsert) {
-      DPV2_RETURN_IF_ERROR(tx.Put(policy_, &e.key, &e.value));
-    }
+    DPV2_RETURN_IF_ERROR(
+        tx.PutMany(ipcache_, b.ipcache_upsert, &IpcacheEntry::key, &IpcacheEntry::value));
+    DPV2_RETURN_IF_ERROR(
+        tx.PutMany(policy_, b.policy_upsert, &PolicyEntry::key, &PolicyEntry::value));
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(services_, b.services_upsert, &ServiceEntry::key, &ServiceEntry::value));
-    for (const dpv2_lb_key& k : b.services_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(services_, &k));
-    }
-    for (const dpv2_policy_key& k : b.policy_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(policy_, &k));
-    }
-    for (const dpv2_ipcache_key& k : b.ipcache_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(ipcache_, &k));
-    }
-    for (const dpv2_endpoint_key& k : b.endpoints_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(endpoints_, &k));
-    }
-    for (const dpv2_src_range_key& k : b.source_ranges_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(source_ranges_, &k));
-    }
-    DPV2_RETURN_IF_ERROR(tx.RemoveTables(tables_, b.tables_delete));
-    for (uint32_t id : b.backends_delete) {
-      DPV2_RETURN_IF_ERROR(tx.Remove(backends_, &id));
-    }
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(services_, b.services_delete));
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(policy_, b.policy_delete));
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(ipcache_, b.ipcache_delete));
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(endpoints_, b.endpoints_delete));
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(source_ranges_, b.source_ranges_delete));
+    tx.RetireTables(b.tables_delete);
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(backends_, b.backends_delete));
     return absl::OkStatus();
   };
   absl::Status s = body();
@@ -450,6 +495,39 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
     tx.Undo();
   }
   return s;
+}
+
+absl::StatusOr<size_t> EbpfBackend::LookupTablesInMap() {
+  absl::MutexLock lock(&mu_);
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, tables_.Keys());
+  return keys.size();
+}
+
+absl::Status EbpfBackend::ReleaseRetiredTables(bool wait) {
+  if (retired_tables_.empty()) {
+    return absl::OkStatus();
+  }
+  uint64_t now = MonotonicNs();
+  if (wait && now < retired_tables_.back().release_after_ns) {
+    const uint64_t ns = retired_tables_.back().release_after_ns - now;
+    timespec ts{.tv_sec = static_cast<time_t>(ns / kNsPerSecond),
+                .tv_nsec = static_cast<long>(ns % kNsPerSecond)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    now = MonotonicNs();
+  }
+  size_t n = 0;
+  while (n < retired_tables_.size() && retired_tables_[n].release_after_ns <= now) {
+    ++n;
+  }
+  std::vector<uint32_t> ids;
+  ids.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    ids.push_back(retired_tables_[i].id);
+  }
+  DPV2_RETURN_IF_ERROR(tables_.DeleteBatch(ids.data(), static_cast<uint32_t>(ids.size())));
+  retired_tables_.erase(retired_tables_.begin(), retired_tables_.begin() + n);
+  return absl::OkStatus();
 }
 
 absl::Status EbpfBackend::RebuildModelFromMaps() {

@@ -27,6 +27,13 @@ struct ring_buffer;
 
 namespace dpv2::ebpf {
 
+// A lookup table the datapath's view no longer has, kept in the map until no
+// program can still be reading it (ebpf_backend.cc, "Retired tables").
+struct RetiredTable {
+  uint32_t id;
+  uint64_t release_after_ns;  // CLOCK_MONOTONIC
+};
+
 class EbpfBackend : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<EbpfBackend>> Create(const EbpfOptions& options);
@@ -57,6 +64,9 @@ class EbpfBackend : public Backend {
   int xdp_test_fd() const;
   // RunPacket frames the XDP program served by itself (not handed to tc).
   uint64_t xdp_served() const { return xdp_served_; }
+  // Lookup tables the map holds, retired ones (deleted, waiting out their
+  // grace period) included.
+  absl::StatusOr<size_t> LookupTablesInMap();
   // Attaches the from-pod program at tc ingress of `ifindex` (atomic replace).
   absl::Status AttachFromPod(uint32_t ifindex);
 
@@ -64,6 +74,9 @@ class EbpfBackend : public Backend {
   explicit EbpfBackend(const EbpfOptions& options);
   absl::Status Init();
   absl::Status ApplyToMaps(const ChangeBatch& batch);
+  // Deletes the retired tables whose grace period is over; with `wait`,
+  // first sleeps until every retired table's is.
+  absl::Status ReleaseRetiredTables(bool wait);
   // Every entry of the configuration maps (inner lookup tables included),
   // sorted; state_dump.cc.
   absl::StatusOr<ChangeBatch> ReadMaps() const;
@@ -87,6 +100,7 @@ class EbpfBackend : public Backend {
   std::unique_ptr<DatapathTables> model_;
   BpfMap services_, backends_, tables_, source_ranges_, endpoints_, ipcache_, policy_;
   BpfMap ct_tcp_, ct_other_, affinity_, counters_, drops_;
+  std::vector<RetiredTable> retired_tables_;  // oldest first
   ring_buffer* ring_ = nullptr;
   std::deque<dpv2_event> pending_;
   std::vector<uint32_t> attached_;  // tc ingress hooks this instance attached

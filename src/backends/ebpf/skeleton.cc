@@ -75,9 +75,6 @@ absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool wi
 DatapathSkeleton::~DatapathSkeleton() {
   dpv2_xdp__destroy(xdp_);
   dpv2_tc__destroy(skel_);
-  if (inner_template_fd_ >= 0) {
-    close(inner_template_fd_);
-  }
 }
 
 absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event_ring_bytes,
@@ -91,16 +88,11 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
   }
 
   auto& m = skel_->maps;
-  // The inner-map template says how large every lookup table is. libbpf 1.1
-  // cannot resize its own template (it crashes), so hand it one of size M.
-  LIBBPF_OPTS(bpf_map_create_opts, create_opts);
-  inner_template_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "dpv2_table_tpl", sizeof(uint32_t),
-                                      sizeof(uint32_t), c.maglev_table_size, &create_opts);
-  if (inner_template_fd_ < 0) {
-    return LibbpfError("create lookup table template", errno);
-  }
-  if (int err = bpf_map__set_inner_map_fd(m.dpv2_lookup_tables, inner_template_fd_); err != 0) {
-    return LibbpfError("set lookup table template", err);
+  // A lookup table is one value of M backend ids (bpf/maglev.h).
+  if (int err = bpf_map__set_value_size(m.dpv2_lookup_tables,
+                                        c.maglev_table_size * sizeof(uint32_t));
+      err != 0) {
+    return LibbpfError("lookup tables: set value size", err);
   }
   for (auto [map, size] : {std::pair{m.dpv2_lookup_tables, c.max_tables},
                            {m.dpv2_services, c.max_services},

@@ -46,7 +46,6 @@ class DatapathSkeleton {
   DatapathSkeleton(dpv2_tc* skel, dpv2_xdp* xdp) : skel_(skel), xdp_(xdp) {}
   dpv2_tc* skel_;
   dpv2_xdp* xdp_;
-  int inner_template_fd_ = -1;
   bool loaded_ = false;
 };
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "backends/ebpf/ebpf_backend.h"
 #include "dpv2/checksum.h"
 #include "dpv2/ebpf.h"
@@ -365,6 +366,117 @@ TEST_CASE("a restarted process finds its pinned maps: configuration and connecti
   second->reset();
   umount2(dir, MNT_DETACH);
   rmdir(dir);
+}
+
+// Lookup tables live whole in one hash map (bpf/maglev.h); a deleted table
+// waits out a grace period there before it is deleted, since its memory may
+// be reused at once by the next insert (ebpf_backend.cc "Retired tables").
+
+// A second backend of the same pod on port 9090 (id 3), and table `table_id`
+// of `backend_id` with the frontend switched to it; `retire` is deleted.
+ChangeBatch SwitchTable(uint32_t table_id, uint32_t backend_id, uint32_t retire) {
+  ChangeBatch b;
+  BackendEntry be = ClusterIpBatch().backends_upsert[0];
+  be.id = 3;
+  be.value.port = htons(9090);
+  b.backends_upsert.push_back(be);
+  b.tables_upsert.push_back(
+      LookupTable{.id = table_id, .slots = std::vector<uint32_t>(kM, backend_id)});
+  ServiceEntry svc = ClusterIpBatch().services_upsert[0];
+  svc.value.table_id = table_id;
+  b.services_upsert.push_back(svc);
+  b.tables_delete.push_back(retire);
+  return b;
+}
+
+uint16_t ServedPort(Backend& b, uint16_t client_port) {
+  const std::vector<uint8_t> syn =
+      PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(client_port, 80, kTcpSyn).Build();
+  PacketOutcome out = Run(b, kClientIfindex, syn);
+  REQUIRE(out.verdict == Verdict::kRedirect);
+  return ParsePacket(out.outputs[0].frame).pkt.dport;
+}
+
+std::vector<uint32_t> DumpedTableIds(Backend& b) {
+  absl::StatusOr<ChangeBatch> dump = b.DumpState();
+  REQUIRE(dump.ok());
+  std::vector<uint32_t> ids;
+  for (const LookupTable& t : dump->tables_upsert) {
+    ids.push_back(t.id);
+  }
+  return ids;
+}
+
+size_t TablesInMap(Backend& b) {
+  absl::StatusOr<size_t> n = dynamic_cast<ebpf::EbpfBackend&>(b).LookupTablesInMap();
+  REQUIRE(n.ok());
+  return *n;
+}
+
+void WaitOutGrace() { usleep(150'000); }  // kTableGraceNs is 100 ms
+
+TEST_CASE("a table switch serves the new table at once; the old one leaves the dump at once and "
+          "the map after its grace period") {
+  std::unique_ptr<Backend> b = MakeLoaded();
+  CHECK(ServedPort(*b, 40001) == 8080);
+  REQUIRE(b->Apply(SwitchTable(6, 3, 5)).ok());
+  CHECK(ServedPort(*b, 40002) == 9090);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{6});
+  CHECK(TablesInMap(*b) == 2);  // 5 is retired, still readable
+  WaitOutGrace();
+  REQUIRE(b->Apply(ChangeBatch{}).ok());  // any Apply releases what is due
+  CHECK(TablesInMap(*b) == 1);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{6});
+}
+
+TEST_CASE("a retired table id written again serves its new contents") {
+  std::unique_ptr<Backend> b = MakeLoaded();
+  REQUIRE(b->Apply(SwitchTable(6, 3, 5)).ok());  // 5 (backend 1) retired
+  absl::Status s = b->Apply(SwitchTable(5, 3, 6));  // 5 again, now backend 3
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  CHECK(ServedPort(*b, 40003) == 9090);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{5});
+}
+
+TEST_CASE("a table map holding retired tables makes room by waiting out their grace period") {
+  DatapathConfig config = SmallConfig();
+  config.max_tables = 2;
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  REQUIRE(b->Apply(SwitchTable(6, 3, 5)).ok());  // map: 5 (retired), 6
+  absl::Status s = b->Apply(SwitchTable(7, 1, 6));  // map full until 5 goes
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  CHECK(ServedPort(*b, 40004) == 8080);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{7});
+  CHECK(TablesInMap(*b) == 2);  // 6 retired, 7
+}
+
+TEST_CASE("a full table map fails the batch by name and is undone: new tables are retired, the "
+          "old frontend still serves") {
+  DatapathConfig config = SmallConfig();
+  config.max_tables = 2;
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  // After the batch only 6 and 7 exist (the model's count is 2), but the map
+  // needs room for both while 5 is still in use: no retired table to free.
+  ChangeBatch batch = SwitchTable(7, 3, 5);
+  batch.tables_upsert.insert(batch.tables_upsert.begin(),
+                             LookupTable{.id = 6, .slots = std::vector<uint32_t>(kM, 3)});
+  absl::Status s = b->Apply(batch);
+  CHECK(absl::IsResourceExhausted(s));
+  CHECK(absl::StrContains(s.message(), "dpv2_lookup_tables"));
+  CHECK(ServedPort(*b, 40005) == 8080);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{5});
+  CHECK(TablesInMap(*b) == 2);  // 6 retired: a frontend could have read it
+  WaitOutGrace();
+  REQUIRE(b->Apply(ChangeBatch{}).ok());
+  CHECK(TablesInMap(*b) == 1);
+  // The same batch fits once the map has room for it.
+  batch.tables_upsert.erase(batch.tables_upsert.begin());
+  s = b->Apply(batch);
+  INFO(s.ToString());
+  CHECK(s.ok());
+  CHECK(ServedPort(*b, 40006) == 9090);
 }
 
 }  // namespace
