@@ -79,8 +79,8 @@ class CorePipelineProgram : public DatapathProgram {
     return absl::OkStatus();
   }
   absl::StatusOr<ChangeBatch> Dump(int copy) const override { return copies_[copy].Dump(); }
-  bool SteeringHash(int copy, absl::Span<const uint8_t> frame, uint32_t* hash) const override {
-    return FlowSteeringHash(copies_[copy], ParsePacket(frame), hash);
+  bool SteeringHash(int copy, const ParseResult& parsed, uint32_t* hash) const override {
+    return FlowSteeringHash(copies_[copy], parsed, hash);
   }
   std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
     return std::make_unique<CoreLcoreDatapath>(copies_, config_, events, random_seed);

@@ -70,8 +70,9 @@ class DatapathProgram {
   }
   // Flow steering across worker lcores (core/datapath/steering.h): the hash
   // whose value modulo the number of workers names the lcore that owns the
-  // frame's connection; false when any lcore may run the frame.
-  virtual bool SteeringHash(int /*copy*/, absl::Span<const uint8_t> /*frame*/,
+  // frame's connection; false when any lcore may run the frame. `parsed` is
+  // ParsePacket of the frame (the caller keeps it for ProcessBurst).
+  virtual bool SteeringHash(int /*copy*/, const ParseResult& /*parsed*/,
                             uint32_t* /*hash*/) const {
     return false;
   }

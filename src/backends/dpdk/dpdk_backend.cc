@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -173,6 +174,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Frames of the current burst owned by other workers, per worker
   // (capacity reserved at start: no allocation on the fast path).
   std::vector<std::vector<rte_mbuf*>> handoff;
+  // The parse of each frame Steer kept (frame i of the compacted burst), or
+  // nullptr: ProcessBurst reuses it instead of parsing the frame again.
+  std::array<ParseResult, kMaxRxBurst> steer_parsed;
+  std::array<const ParseResult*, kMaxRxBurst> kept_parsed{};
   // ARP/ND requests this worker answers (SetDpdkNeighborAnswers), and the
   // reply being sent.
   std::shared_ptr<const NeighborAnswers> answers;
@@ -370,9 +375,10 @@ void ProcessInjected(Worker& w, int copy, uint64_t now_ns, size_t in_index, rte_
 }
 
 // Frames of the ports (not injected), rewritten in place as one burst;
-// in_index[i] is the port frame i came in by.
+// in_index[i] is the port frame i came in by; parsed, when not null, holds
+// each frame's parse or nullptr (Steer's).
 void ProcessMbufs(Worker& w, int copy, uint64_t now_ns, rte_mbuf** ms, const uint16_t* in_index,
-                  uint16_t n) {
+                  uint16_t n, const ParseResult* const* parsed = nullptr) {
   WorkerShared& shared = *w.shared;
   BurstFrame frames[kMaxBurst];
   FrameResult results[kMaxBurst];
@@ -384,8 +390,10 @@ void ProcessMbufs(Worker& w, int copy, uint64_t now_ns, rte_mbuf** ms, const uin
       continue;
     }
     const PortRuntime& port = *shared.ports[in_index[i]];
-    frames[k] = {.frame = FrameBytes(ms[i]), .entry = port.options.entry,
-                 .ifindex = port.options.ifindex};
+    frames[k] = {.frame = FrameBytes(ms[i]),
+                 .entry = port.options.entry,
+                 .ifindex = port.options.ifindex,
+                 .parsed = parsed != nullptr ? parsed[i] : nullptr};
     kept[k] = ms[i];
     kept_in[k] = in_index[i];
     ++k;
@@ -400,7 +408,8 @@ void ProcessMbufs(Worker& w, int copy, uint64_t now_ns, rte_mbuf** ms, const uin
 
 // Flow steering (docs/dpdk.md): hands the frames of `ms` whose connection
 // another worker owns to that worker's inbox and compacts the rest, which
-// this worker runs, to the front; returns how many remain.
+// this worker runs, to the front, with their parse in w.kept_parsed;
+// returns how many remain.
 uint16_t Steer(Worker& w, int copy, rte_mbuf** ms, uint16_t in_index, uint16_t n) {
   WorkerShared& shared = *w.shared;
   const size_t workers = shared.inboxes.size();
@@ -408,15 +417,22 @@ uint16_t Steer(Worker& w, int copy, rte_mbuf** ms, uint16_t in_index, uint16_t n
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = ms[i];
     uint32_t hash = 0;
-    if (rte_pktmbuf_is_contiguous(m) &&
-        shared.program->SteeringHash(copy, FrameBytes(m), &hash)) {
-      const size_t owner = hash % workers;
-      if (owner != w.index) {
-        Meta(m)->in_port = in_index;
-        w.handoff[owner].push_back(m);
-        continue;
+    const ParseResult* parsed = nullptr;
+    if (rte_pktmbuf_is_contiguous(m)) {
+      // Parsed into the slot the frame takes if kept (a handed-off frame's
+      // slot is reused by the next one).
+      w.steer_parsed[kept] = ParsePacket(FrameBytes(m));
+      parsed = &w.steer_parsed[kept];
+      if (shared.program->SteeringHash(copy, *parsed, &hash)) {
+        const size_t owner = hash % workers;
+        if (owner != w.index) {
+          Meta(m)->in_port = in_index;
+          w.handoff[owner].push_back(m);
+          continue;
+        }
       }
     }
+    w.kept_parsed[kept] = parsed;
     ms[kept++] = m;
   }
   for (size_t owner = 0; owner < workers; ++owner) {
@@ -476,11 +492,13 @@ int WorkerMain(void* arg) {
         Bump(w.packets, n);
         continue;
       }
+      const ParseResult* const* parsed = nullptr;
       if (!shared.inboxes.empty()) {
         n = Steer(w, copy, burst, static_cast<uint16_t>(q.port_index), n);
+        parsed = w.kept_parsed.data();
       }
       std::fill_n(in_index, n, static_cast<uint16_t>(q.port_index));
-      ProcessMbufs(w, copy, now_ns, burst, in_index, n);
+      ProcessMbufs(w, copy, now_ns, burst, in_index, n, parsed);
     }
     if (!shared.inboxes.empty()) {
       // Frames other workers received for connections this one owns.

@@ -59,22 +59,14 @@ void ConntrackTable::Count(uint8_t proto, int delta) {
   }
 }
 
-dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& normalized_key, uint64_t hash,
-                                    uint64_t now_ns) {
-  dpv2_ct_value* v = entries_.Find(normalized_key, hash);
-  if (v == nullptr || now_ns >= v->expires_ns) {
-    return nullptr;
-  }
-  return v;
-}
-
 dpv2_ct_value* ConntrackTable::Find(const dpv2_ct_key& key, uint64_t now_ns) {
   const dpv2_ct_key k = Normalized(key);
   return Find(k, Hash(k), now_ns);
 }
 
 dpv2_ct_value* ConntrackTable::FindAny(const dpv2_ct_key& key) {
-  return entries_.Find(Normalized(key));
+  const dpv2_ct_key k = Normalized(key);
+  return entries_.Find(k, Hash(k));
 }
 
 dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& key, const dpv2_ct_value& value) {
@@ -105,7 +97,8 @@ dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& normalized_key, uint64_
 }
 
 bool ConntrackTable::Erase(const dpv2_ct_key& key) {
-  if (!entries_.Erase(Normalized(key))) {
+  const dpv2_ct_key k = Normalized(key);
+  if (!entries_.Erase(k, Hash(k))) {
     return false;
   }
   ++generation_;

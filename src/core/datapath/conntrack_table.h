@@ -18,6 +18,7 @@
 #define DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/datapath/abi_key.h"
@@ -60,12 +61,30 @@ class ConntrackTable {
 
   // The hash the lookups below take, of a key with its padding cleared
   // (Normalized); computed once per key and packet.
-  static uint64_t Hash(const dpv2_ct_key& normalized_key) { return KeyHash(normalized_key); }
+  // Every access to the table goes through this hash (FlatTable's own
+  // KeyHash would place keys elsewhere). An IPv4 key is 24 bytes of zeros
+  // past its addresses: its two addresses and the rest fit two words.
+  static uint64_t Hash(const dpv2_ct_key& normalized_key) {
+    if (normalized_key.family != DPV2_FAMILY_V4) {
+      return KeyHash(normalized_key);
+    }
+    uint32_t s;
+    uint32_t d;
+    uint64_t rest;
+    std::memcpy(&s, normalized_key.saddr.b, 4);
+    std::memcpy(&d, normalized_key.daddr.b, 4);
+    std::memcpy(&rest, &normalized_key.sport, 8);  // ports, proto, family, flags, pad
+    const uint64_t words[2] = {static_cast<uint64_t>(s) << 32 | d, rest};
+    return HashKeyBytes(words, sizeof(words));
+  }
   void Prefetch(uint64_t hash) const { entries_.Prefetch(hash); }
 
   // The live entry for `key` (now < expires_ns), or nullptr.
   dpv2_ct_value* Find(const dpv2_ct_key& key, uint64_t now_ns);
-  dpv2_ct_value* Find(const dpv2_ct_key& normalized_key, uint64_t hash, uint64_t now_ns);
+  dpv2_ct_value* Find(const dpv2_ct_key& normalized_key, uint64_t hash, uint64_t now_ns) {
+    dpv2_ct_value* v = entries_.Find(normalized_key, hash);
+    return v == nullptr || now_ns >= v->expires_ns ? nullptr : v;
+  }
   // The entry for `key` whether or not it expired (GC may not have run).
   dpv2_ct_value* FindAny(const dpv2_ct_key& key);
   dpv2_ct_value* FindAny(const dpv2_ct_key& normalized_key, uint64_t hash) {

@@ -534,10 +534,6 @@ const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
   return services_.Find(k, KeyHash(k));
 }
 
-const dpv2_backend* DatapathTables::FindBackend(uint32_t backend_id) const {
-  return backends_.Find(backend_id, KeyHash(backend_id));
-}
-
 absl::Span<const uint32_t> DatapathTables::FindTable(uint32_t table_id) const {
   auto it = tables_.find(table_id);
   if (it == tables_.end()) {
@@ -559,14 +555,6 @@ bool DatapathTables::IsBackendAddress(uint8_t family, const dpv2_addr& addr, uin
                                       uint8_t proto) const {
   const BackendAddrKey key{.addr = addr, .port = port_be, .proto = proto, .family = family};
   return backend_addrs_.Find(key, KeyHash(key)) != nullptr;
-}
-
-const dpv2_endpoint_value* DatapathTables::FindEndpoint(uint8_t family,
-                                                        const dpv2_addr& addr) const {
-  dpv2_endpoint_key key{};
-  key.addr = addr;
-  key.family = family;
-  return endpoints_.Find(key, KeyHash(key));
 }
 
 const dpv2_ipcache_value* DatapathTables::LookupIpcache(uint8_t family,

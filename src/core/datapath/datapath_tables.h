@@ -49,7 +49,9 @@ class DatapathTables {
     return services_.Find(normalized_key, hash);
   }
   void PrefetchService(uint64_t hash) const { services_.Prefetch(hash); }
-  const dpv2_backend* FindBackend(uint32_t backend_id) const;
+  const dpv2_backend* FindBackend(uint32_t backend_id) const {
+    return backends_.Find(backend_id, KeyHash(backend_id));
+  }
   void PrefetchBackend(uint32_t backend_id) const { backends_.Prefetch(KeyHash(backend_id)); }
   // The slots of a lookup table (maglev_table_size of them), empty if absent.
   absl::Span<const uint32_t> FindTable(uint32_t table_id) const;
@@ -59,7 +61,12 @@ class DatapathTables {
   // protocol: the service side of a connection (flow steering).
   bool IsBackendAddress(uint8_t family, const dpv2_addr& addr, uint16_t port_be,
                         uint8_t proto) const;
-  const dpv2_endpoint_value* FindEndpoint(uint8_t family, const dpv2_addr& addr) const;
+  const dpv2_endpoint_value* FindEndpoint(uint8_t family, const dpv2_addr& addr) const {
+    dpv2_endpoint_key key{};
+    key.addr = addr;
+    key.family = family;
+    return endpoints_.Find(key, KeyHash(key));
+  }
   // Longest-prefix match; nullptr when no prefix holds `addr`.
   const dpv2_ipcache_value* LookupIpcache(uint8_t family, const dpv2_addr& addr) const;
   const PolicyMap& policy() const { return policy_; }

@@ -101,6 +101,32 @@ struct SlotAllocator {
   friend bool operator==(const SlotAllocator&, const SlotAllocator&) { return true; }
 };
 
+// Byte equality of two keys, a word at a time (keys are small and a
+// multiple of 4 bytes; a call to memcmp would cost more than the compare).
+template <typename Key>
+inline bool KeyEquals(const Key& a, const Key& b) {
+  static_assert(sizeof(Key) % 4 == 0);
+  const auto* pa = reinterpret_cast<const unsigned char*>(&a);
+  const auto* pb = reinterpret_cast<const unsigned char*>(&b);
+  uint64_t diff = 0;
+  size_t i = 0;
+  for (; i + 8 <= sizeof(Key); i += 8) {
+    uint64_t wa;
+    uint64_t wb;
+    std::memcpy(&wa, pa + i, 8);
+    std::memcpy(&wb, pb + i, 8);
+    diff |= wa ^ wb;
+  }
+  if constexpr (sizeof(Key) % 8 != 0) {
+    uint32_t wa;
+    uint32_t wb;
+    std::memcpy(&wa, pa + i, 4);
+    std::memcpy(&wb, pb + i, 4);
+    diff |= wa ^ wb;
+  }
+  return diff == 0;
+}
+
 template <typename Key>
 inline uint64_t KeyHash(const Key& key) {
   static_assert(std::is_trivially_copyable_v<Key> && sizeof(Key) % 4 == 0);
@@ -112,13 +138,14 @@ class FlatTable {
  public:
   static_assert(std::is_trivially_copyable_v<Key> && std::is_trivially_copyable_v<Value>);
 
-  FlatTable() { slots_.resize(kMinSlots); }
+  FlatTable() { Resize(kMinSlots); }
 
   Value* Find(const Key& key, uint64_t hash) {
     const uint32_t tag = Tag(hash);
-    for (size_t i = tag & mask(); slots_[i].used; i = (i + 1) & mask()) {
-      if (slots_[i].tag == tag && std::memcmp(&slots_[i].key, &key, sizeof(Key)) == 0) {
-        return &slots_[i].value;
+    Slot* const slots = slots_.data();
+    for (size_t i = tag & mask_; slots[i].used; i = (i + 1) & mask_) {
+      if (slots[i].tag == tag && KeyEquals(slots[i].key, key)) {
+        return &slots[i].value;
       }
     }
     return nullptr;
@@ -131,7 +158,7 @@ class FlatTable {
   bool Contains(const Key& key) const { return Find(key) != nullptr; }
 
   // Pulls the home slot of `hash` towards the cache.
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[Tag(hash) & mask()]); }
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(slots_.data() + (Tag(hash) & mask_)); }
 
   // Inserts or overwrites; returns the stored value and whether it was new.
   std::pair<Value*, bool> Insert(const Key& key, uint64_t hash, const Value& value) {
@@ -163,7 +190,7 @@ class FlatTable {
     const uint32_t tag = Tag(hash);
     size_t i = tag & mask();
     for (; slots_[i].used; i = (i + 1) & mask()) {
-      if (slots_[i].tag == tag && std::memcmp(&slots_[i].key, &key, sizeof(Key)) == 0) {
+      if (slots_[i].tag == tag && KeyEquals(slots_[i].key, key)) {
         break;
       }
     }
@@ -198,6 +225,7 @@ class FlatTable {
   }
   void Clear() {
     slots_.assign(kMinSlots, Slot{});
+    Resize(kMinSlots);
     size_ = 0;
   }
   // Empties the table but keeps its memory (a flush on a fast path).
@@ -219,7 +247,7 @@ class FlatTable {
   }
 
   size_t size() const { return size_; }
-  size_t capacity() const { return slots_.size(); }
+  size_t capacity() const { return mask_ + 1; }
 
  private:
   static constexpr size_t kMinSlots = 16;
@@ -232,11 +260,18 @@ class FlatTable {
   };
 
   static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash); }
-  size_t mask() const { return slots_.size() - 1; }
+  size_t mask() const { return mask_; }
+  // Keeps the mask in step with the slot count (kept apart: size() of a
+  // vector of 120-byte slots is a division).
+  void Resize(size_t slots) {
+    slots_.resize(slots);
+    mask_ = slots - 1;
+  }
 
   void Rehash(size_t slots) {
     std::vector<Slot, SlotAllocator<Slot>> old(slots, Slot{});
     old.swap(slots_);
+    mask_ = slots - 1;
     for (const Slot& s : old) {
       if (!s.used) {
         continue;
@@ -250,6 +285,7 @@ class FlatTable {
   }
 
   std::vector<Slot, SlotAllocator<Slot>> slots_;
+  size_t mask_ = 0;  // slots_.size() - 1
   size_t size_ = 0;
 };
 

@@ -61,8 +61,12 @@ bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) 
 
 // The first pass over a frame: parse, and the keys (and hashes) of the
 // lookups every IP frame makes, which the burst prefetches.
-void Prepare(absl::Span<const uint8_t> frame, PreparedFrame* p) {
-  p->parsed = ParsePacket(frame);
+void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, PreparedFrame* p) {
+  if (parsed != nullptr) {
+    p->parsed = *parsed;
+  } else {
+    p->parsed = ParsePacket(frame);
+  }
   p->keyed = false;
   p->looked_up = false;
   const ParsedPacket& pkt = p->parsed.pkt;
@@ -716,7 +720,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
   // SERVICE conntrack entries and of the frontend.
   for (size_t i = 0; i < n; ++i) {
     PreparedFrame& p = state.prepared[i];
-    Prepare(frames[i].frame, &p);
+    Prepare(frames[i].frame, frames[i].parsed, &p);
     if (p.keyed) {
       state.conntrack.Prefetch(p.reply_hash);
       state.conntrack.Prefetch(p.service_ct_hash);
@@ -761,7 +765,7 @@ FrameResult ProcessFrame(const DatapathTables& tables, DatapathState& state, Ent
                          std::vector<dpv2_event>* collected) {
   const BurstFrame in{.frame = frame, .entry = entry, .ifindex = ifindex};
   PreparedFrame& p = state.prepared[0];
-  Prepare(frame, &p);
+  Prepare(frame, nullptr, &p);
   return PacketRun(tables, state, in, p, state.replies[0].data(), now_ns, collected).Run();
 }
 

@@ -108,6 +108,9 @@ struct BurstFrame {
   absl::Span<uint8_t> frame;
   Entry entry = Entry::kFromNetwork;
   uint32_t ifindex = 0;
+  // ParsePacket(frame), when the caller already needed it (flow steering
+  // parses every frame it receives): the burst then does not parse again.
+  const ParseResult* parsed = nullptr;
 };
 
 // Runs up to kMaxBurst frames, in order, with the same effect as one
