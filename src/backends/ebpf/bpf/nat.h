@@ -29,11 +29,99 @@ static __always_inline __u16 load16(DPV2_CTX *ctx, __u32 off, int *err) {
   return v;
 }
 
+/* nat_rewrite's common case through direct packet access: an unfragmented
+ * TCP or UDP packet whose headers lie in the linear part of the frame. The
+ * address, port and IPv4 header checksum are written in place; the L4
+ * checksum follows the same two RFC 1624 steps as the general path (address,
+ * then port): on tc through bpf_l4_csum_replace, which knows the skb's
+ * checksum state (csum.h), last, since it voids packet pointers. 1 when
+ * done, 0 when the packet needs the general path, < 0 a drop reason. */
+static __always_inline int nat_rewrite_direct(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int src,
+                                              const struct dpv2_addr *addr, __be16 port) {
+  const int tcp = pkt->proto == DPV2_PROTO_TCP;
+  if (pkt->is_fragment || (!tcp && pkt->proto != DPV2_PROTO_UDP)) {
+    return 0;
+  }
+  const int v6 = pkt->family == DPV2_FAMILY_V6;
+  const __u32 l3 = pkt->l3_off;
+  const __u32 l4 = pkt->l4_off;
+  if (l3 > 64 || l4 > 1024) {
+    return 0; /* bounds the offsets for the verifier */
+  }
+  __u8 *data = ctx_data(ctx);
+  void *end = ctx_data_end(ctx);
+  __u8 *ip = data + l3;
+  __u8 *th = data + l4;
+  if ((void *)(ip + 40) > end || (void *)(th + 18) > end) {
+    return 0;
+  }
+  __u16 *l4_csum = (__u16 *)(th + (tcp ? 16 : 6));
+  /* RFC 768: an IPv4 UDP datagram without a checksum keeps none. */
+  const int use_csum = !(!tcp && !v6 && *l4_csum == 0);
+  struct dpv2_addr old = {};
+  __be16 *port_p = (__be16 *)(th + (src ? 0 : 2));
+  const __be16 old_port = *port_p;
+  if (!v6) {
+    __u32 *a = (__u32 *)(ip + (src ? 12 : 16));
+    *(__u32 *)old.b = *a;
+    *a = *(const __u32 *)addr->b;
+    __u16 *ip_csum = (__u16 *)(ip + 10);
+    *ip_csum = csum_replace(*ip_csum, old.b, addr->b, 4);
+  } else {
+    __u32 *a = (__u32 *)(ip + (src ? 8 : 24));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      ((__u32 *)old.b)[i] = a[i];
+      a[i] = ((const __u32 *)addr->b)[i];
+    }
+  }
+  *port_p = port;
+  const __u32 alen = v6 ? 16 : 4;
+  if (use_csum) {
+#ifdef DPV2_CTX_XDP
+    __u16 c = csum_replace(*l4_csum, old.b, addr->b, alen);
+    if (old_port != port) {
+      c = csum_replace2(c, old_port, port);
+    }
+    *l4_csum = (!tcp && c == 0) ? 0xffff : c;
+#else
+    const __u32 csum_off = l4 + (tcp ? 16 : 6);
+    if (l4_csum_replace(ctx, csum_off, old.b, addr->b, alen, 1) < 0 ||
+        (old_port != port && l4_csum_replace(ctx, csum_off, &old_port, &port, 2, 0) < 0)) {
+      return -DPV2_DROP_NAT_FAILED;
+    }
+    if (!tcp) {
+      /* RFC 768: a computed 0 is sent as all ones. Pointers again: the
+       * helper may have moved the packet. */
+      __u8 *d = ctx_data(ctx);
+      __u16 *c = (__u16 *)(d + csum_off);
+      if (csum_off > 1100 || (void *)(c + 1) > ctx_data_end(ctx)) {
+        return -DPV2_DROP_NAT_FAILED;
+      }
+      if (*c == 0) {
+        *c = 0xffff;
+      }
+    }
+#endif
+  }
+  addr_copy(src ? &pkt->saddr : &pkt->daddr, addr);
+  if (src) {
+    pkt->sport = port;
+  } else {
+    pkt->dport = port;
+  }
+  return 1;
+}
+
 /* Rewrites the outer source or destination address and port of `pkt`. */
 DPV2_VERIFIED_ALONE int nat_rewrite(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int which,
                                     const struct dpv2_addr *addr, __be16 port) {
   if (!pkt || !addr) {
     return -DPV2_DROP_INTERNAL;
+  }
+  int direct = nat_rewrite_direct(ctx, pkt, which == NAT_SRC, addr, port);
+  if (direct != 0) {
+    return direct < 0 ? direct : 0;
   }
   int src = which == NAT_SRC;
   int v6 = pkt->family == DPV2_FAMILY_V6;
