@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "agent/control/control_server.h"
 #include "agent/control/flow_hub.h"
+#include "agent/daemon/api_objects.h"
 #include "agent/daemon/flow_metrics.h"
 #include "agent/daemon/health.h"
 #include "agent/daemon/http_server.h"
@@ -57,6 +58,8 @@ struct Agent::State {
   std::mutex source_mu;  // the manifest source (Load on the loop, Changed on the poller)
   std::unique_ptr<ManifestSource> manifests;
   std::vector<std::unique_ptr<apiserver::Reflector>> reflectors;
+  // The reflectors' objects, decoded once per watch event.
+  std::unique_ptr<ApiObjects> api_objects;
   std::thread poller;
   std::mutex poller_mu;
   std::condition_variable poller_wake;
@@ -115,27 +118,10 @@ absl::StatusOr<k8s::ClusterObjects> Agent::State::Snapshot() {
     ++manifest_reads;
     return objects;
   }
-  // All resources must have completed a LIST: a view built from half the
-  // cluster (Services without their EndpointSlices, policies without pods)
-  // would program wrong verdicts.
-  std::vector<std::string> unsynced;
-  for (const auto& r : reflectors) {
-    if (!r->State().synced) {
-      unsynced.push_back(r->resource().plural);
-    }
-  }
-  if (!unsynced.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("waiting for the first LIST of ", absl::StrJoin(unsynced, ", ")));
-  }
-  k8s::ClusterObjects objects;
-  for (const auto& r : reflectors) {
-    std::string origin = absl::StrCat("API ", r->resource().plural);
-    for (const auto& [key, object] : r->Snapshot()) {
-      k8s::AddObject(object, origin, &objects);
-    }
-  }
-  return objects;
+  // Unavailable until every resource completed a LIST: a view built from
+  // half the cluster (Services without their EndpointSlices, policies
+  // without pods) would program wrong verdicts.
+  return api_objects->Snapshot();
 }
 
 void Agent::State::UpdateLoggingConfig(const ClusterView& view) {
@@ -419,6 +405,10 @@ std::string Agent::State::MetricsText() {
             [](const WS& s) { return s.errors; });
     counter("dpv2_api_watch_events_total", "Watch events applied.",
             [](const WS& s) { return s.events; });
+    rest.Family("dpv2_api_objects_decoded_total", "counter",
+                "API objects decoded: once per object added or changed, never per reconcile.");
+    rest.Sample("dpv2_api_objects_decoded_total", {},
+                static_cast<double>(api_objects->decoded()));
   }
   if (policy_logger) {
     rest.Family("policy_logging_records_total", "counter", "Policy log records written.");
@@ -496,11 +486,22 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Backe
   if (!o.manifests.empty()) {
     s->manifests = std::make_unique<ManifestSource>(o.manifests);
   }
-  for (const ApiWatch& w : o.api_watches) {
+  if (!o.api_watches.empty()) {
+    std::vector<apiserver::ApiResource> resources;
+    for (const ApiWatch& w : o.api_watches) {
+      resources.push_back(w.resource);
+    }
+    s->api_objects = std::make_unique<ApiObjects>(std::move(resources));
+  }
+  for (size_t i = 0; i < o.api_watches.size(); ++i) {
+    const ApiWatch& w = o.api_watches[i];
     apiserver::ReflectorOptions watch = o.reflector;
     watch.resource = w.resource;
     s->reflectors.push_back(std::make_unique<apiserver::Reflector>(
-        w.config, watch, [s](const apiserver::ReflectorUpdate& u) {
+        w.config, watch, [s, i](const apiserver::ReflectorUpdate& u) {
+          // Decoded here, on the reflector's thread, once per event: the
+          // reconcile only copies decoded objects.
+          s->api_objects->Apply(i, u);
           if (!u.deltas.empty() || u.synced) {
             s->Notify();
           }

@@ -40,6 +40,12 @@ void WriteFile(const fs::path& p, const std::string& text) {
   fs::rename(p.string() + ".tmp", p);  // readers never see half a file
 }
 
+// The value of the unlabelled sample `name` in Prometheus text, or -1.
+double Sample(const std::string& metrics, const std::string& name) {
+  const size_t at = metrics.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + name.size() + 2));
+}
+
 bool HasFrontendPort(Agent& agent, uint16_t port) {
   bool found = false;
   agent.WithState([&](ClusterView& v, Backend&) {
@@ -289,6 +295,9 @@ TEST_CASE("the agent waits for every resource's LIST, then applies watch events"
     local = v.LocalEndpointOf("shop/web-1").has_value();
   });
   CHECK(local);
+  // Each listed object was decoded once, however many reconciles ran.
+  const double listed = Sample((*agent)->MetricsText(), "dpv2_api_objects_decoded_total");
+  CHECK(listed > 0);
 
   cluster.send_new_service = true;
   bool api_service = WaitFor([&] {
@@ -304,6 +313,7 @@ TEST_CASE("the agent waits for every resource's LIST, then applies watch events"
   std::string metrics = (*agent)->MetricsText();
   CHECK(metrics.find("dpv2_api_watch_synced{resource=\"services\"} 1") != std::string::npos);
   CHECK(metrics.find("dpv2_api_watch_lists_total{resource=\"pods\"} 1") != std::string::npos);
+  CHECK(Sample(metrics, "dpv2_api_objects_decoded_total") == listed + 1);  // the new Service
   (*agent)->Stop();
 }
 
