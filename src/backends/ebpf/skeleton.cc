@@ -1,11 +1,14 @@
 #include "backends/ebpf/skeleton.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -46,6 +49,34 @@ void SetTunables(Rodata* r, const DatapathConfig& c, uint64_t clock_offset_ns) {
   r->cfg_clock_offset_ns = clock_offset_ns;
 }
 
+// libbpf's log goes through here (installed once, process-wide): what the
+// previous printer (libbpf's own: warnings and info to stderr) would print,
+// minus one known line. Every tc attach first creates the clsact qdisc
+// (bpf_tc_hook_create, NLM_F_EXCL) and takes EEXIST as "already there", but
+// libbpf prints the kernel's extended ack for that EEXIST, "Exclusivity flag
+// on, cannot modify.", as a warning each time.
+libbpf_print_fn_t previous_libbpf_print = nullptr;
+
+int FilterLibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  va_list copy;
+  va_copy(copy, args);
+  char line[512];
+  vsnprintf(line, sizeof(line), format, copy);
+  va_end(copy);
+  if (strstr(line, "Exclusivity flag on") != nullptr || previous_libbpf_print == nullptr) {
+    return 0;
+  }
+  return previous_libbpf_print(level, format, args);
+}
+
+void InstallLibbpfPrint() {
+  static const bool installed = [] {
+    previous_libbpf_print = libbpf_set_print(FilterLibbpfPrint);
+    return true;
+  }();
+  (void)installed;
+}
+
 absl::Status Reuse(bpf_map* map, const bpf_map* owner) {
   if (int err = bpf_map__reuse_fd(map, bpf_map__fd(owner)); err != 0) {
     return LibbpfError(absl::StrCat("XDP object: share map ", bpf_map__name(map)), err);
@@ -56,6 +87,7 @@ absl::Status Reuse(bpf_map* map, const bpf_map* owner) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool with_xdp) {
+  InstallLibbpfPrint();
   dpv2_tc* skel = dpv2_tc__open();
   if (skel == nullptr) {
     return LibbpfError("open BPF object dpv2_tc", errno);
