@@ -131,7 +131,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
     tables_final[t.id] = &t;
   }
   auto table_after = [&](uint32_t id) {
-    return (tables_final.contains(id) || tables_.contains(id)) && !tables_deleted.contains(id);
+    return (tables_final.contains(id) || tables_.Contains(id)) && !tables_deleted.contains(id);
   };
 
   for (const dpv2_src_range_key& r : batch.source_ranges_upsert) {
@@ -259,7 +259,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
   // A backend deleted while a lookup table keeps naming it.
   if (!batch.backends_delete.empty()) {
     absl::flat_hash_map<uint32_t, int64_t> users;
-    auto count_table = [&](const std::vector<uint32_t>& slots, int64_t delta) {
+    auto count_table = [&](absl::Span<const uint32_t> slots, int64_t delta) {
       absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
       for (uint32_t id : distinct) {
         users[id] += delta;
@@ -270,8 +270,8 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
       touched.insert(id);
     }
     for (uint32_t id : touched) {
-      if (auto it = tables_.find(id); it != tables_.end()) {
-        count_table(it->second, -1);
+      if (absl::Span<const uint32_t> slots = tables_.Find(id); !slots.empty()) {
+        count_table(slots, -1);
       }
       if (tables_deleted.contains(id)) {
         continue;
@@ -310,7 +310,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
   const size_t tables_after = SizeAfter<uint32_t>(
       tables_.size(), batch.tables_upsert, batch.tables_delete,
       [](const LookupTable& t) { return t.id; },
-      [&](uint32_t id) { return tables_.contains(id); });
+      [&](uint32_t id) { return tables_.Contains(id); });
   if (tables_after > config_.max_tables) {
     return Full("lookup tables", config_.max_tables);
   }
@@ -355,7 +355,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
 }
 
 void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
-  auto add_table_users = [this](const std::vector<uint32_t>& slots, int delta) {
+  auto add_table_users = [this](absl::Span<const uint32_t> slots, int delta) {
     absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
     for (uint32_t id : distinct) {
       if ((backend_users_[id] += delta) == 0) {
@@ -393,12 +393,11 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     add_backend_addr(b.value, +1);
   }
   for (const LookupTable& t : batch.tables_upsert) {
-    auto [it, inserted] = tables_.try_emplace(t.id);
-    if (!inserted) {
-      add_table_users(it->second, -1);
+    if (absl::Span<const uint32_t> old = tables_.Find(t.id); !old.empty()) {
+      add_table_users(old, -1);
     }
-    it->second = t.slots;
-    add_table_users(it->second, +1);
+    tables_.Upsert(t.id, t.slots);
+    add_table_users(t.slots, +1);
   }
   for (const dpv2_src_range_key& r : batch.source_ranges_upsert) {
     source_ranges_.Upsert(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64, 1);
@@ -445,9 +444,9 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     source_ranges_.Erase(r.service_id, r.family, r.addr, static_cast<int>(r.prefixlen) - 64);
   }
   for (uint32_t id : batch.tables_delete) {
-    if (auto it = tables_.find(id); it != tables_.end()) {
-      add_table_users(it->second, -1);
-      tables_.erase(it);
+    if (absl::Span<const uint32_t> old = tables_.Find(id); !old.empty()) {
+      add_table_users(old, -1);
+      tables_.Erase(id);
     }
   }
   for (uint32_t id : batch.backends_delete) {
@@ -469,9 +468,9 @@ ChangeBatch DatapathTables::Dump() const {
   backends_.ForEach([&b](uint32_t id, const dpv2_backend& value) {
     b.backends_upsert.push_back({.id = id, .value = value});
   });
-  for (const auto& [id, slots] : tables_) {
-    b.tables_upsert.push_back({.id = id, .slots = slots});
-  }
+  tables_.ForEach([&b](uint32_t id, absl::Span<const uint32_t> slots) {
+    b.tables_upsert.push_back({.id = id, .slots = std::vector<uint32_t>(slots.begin(), slots.end())});
+  });
   source_ranges_.ForEach([&b](uint32_t service_id, uint8_t family, const dpv2_addr& addr,
                               int length, char) {
     dpv2_src_range_key k{};
@@ -534,12 +533,33 @@ const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
   return services_.Find(k, KeyHash(k));
 }
 
-absl::Span<const uint32_t> DatapathTables::FindTable(uint32_t table_id) const {
-  auto it = tables_.find(table_id);
-  if (it == tables_.end()) {
-    return {};
+void LookupTableStore::Upsert(uint32_t id, absl::Span<const uint32_t> slots) {
+  if (per_table_ == 0) {
+    return;  // a table of no slots reads as absent either way
   }
-  return it->second;
+  const uint64_t hash = KeyHash(id);
+  uint32_t block;
+  if (const uint32_t* existing = index_.Find(id, hash); existing != nullptr) {
+    block = *existing;
+  } else if (!free_blocks_.empty()) {
+    block = free_blocks_.back();
+    free_blocks_.pop_back();
+    index_.InsertAbsent(id, hash, block);
+  } else {
+    block = static_cast<uint32_t>(slots_.size() / per_table_);
+    slots_.resize(slots_.size() + per_table_);
+    index_.InsertAbsent(id, hash, block);
+  }
+  std::copy_n(slots.begin(), std::min(slots.size(), per_table_),
+              slots_.begin() + static_cast<ptrdiff_t>(size_t{block} * per_table_));
+}
+
+void LookupTableStore::Erase(uint32_t id) {
+  const uint64_t hash = KeyHash(id);
+  if (const uint32_t* block = index_.Find(id, hash); block != nullptr) {
+    free_blocks_.push_back(*block);
+    index_.Erase(id, hash);
+  }
 }
 
 bool DatapathTables::SourceRangeAllows(uint32_t service_id, uint8_t family,

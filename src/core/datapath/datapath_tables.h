@@ -34,9 +34,48 @@
 
 namespace dpv2 {
 
+// The Maglev lookup tables, all of one size (maglev_table_size slots): kept
+// in one array of blocks, with a FlatTable from table id to block, so that a
+// new connection's slot costs the index probe and one line of the block (a
+// map of vectors costs a probe, the vector header, then the slot). Deleted
+// blocks are reused.
+class LookupTableStore {
+ public:
+  explicit LookupTableStore(size_t slots_per_table) : per_table_(slots_per_table) {}
+
+  // Empty when absent.
+  absl::Span<const uint32_t> Find(uint32_t id) const {
+    const uint32_t* block = index_.Find(id, KeyHash(id));
+    if (block == nullptr) {
+      return {};
+    }
+    return absl::MakeConstSpan(slots_.data() + size_t{*block} * per_table_, per_table_);
+  }
+  bool Contains(uint32_t id) const { return index_.Contains(id); }
+  void PrefetchIndex(uint32_t id) const { index_.Prefetch(KeyHash(id)); }
+  // `slots` must hold slots_per_table entries (Apply validates it).
+  void Upsert(uint32_t id, absl::Span<const uint32_t> slots);
+  void Erase(uint32_t id);
+  size_t size() const { return index_.size(); }
+  // f(id, slots) for every table.
+  template <typename F>
+  void ForEach(F f) const {
+    index_.ForEach([&](uint32_t id, uint32_t block) {
+      f(id, absl::MakeConstSpan(slots_.data() + size_t{block} * per_table_, per_table_));
+    });
+  }
+
+ private:
+  size_t per_table_;
+  FlatTable<uint32_t, uint32_t> index_;  // table id -> block number
+  std::vector<uint32_t> slots_;          // block b is [b * per_table_, (b + 1) * per_table_)
+  std::vector<uint32_t> free_blocks_;
+};
+
 class DatapathTables {
  public:
-  explicit DatapathTables(const DatapathConfig& config) : config_(config) {}
+  explicit DatapathTables(const DatapathConfig& config)
+      : config_(config), tables_(config.maglev_table_size) {}
 
   // All or nothing; see the file comment. Deleting an absent key is not an
   // error (a batch may be re-applied after a restart).
@@ -54,7 +93,8 @@ class DatapathTables {
   }
   void PrefetchBackend(uint32_t backend_id) const { backends_.Prefetch(KeyHash(backend_id)); }
   // The slots of a lookup table (maglev_table_size of them), empty if absent.
-  absl::Span<const uint32_t> FindTable(uint32_t table_id) const;
+  absl::Span<const uint32_t> FindTable(uint32_t table_id) const { return tables_.Find(table_id); }
+  void PrefetchTable(uint32_t table_id) const { tables_.PrefetchIndex(table_id); }
   // loadBalancerSourceRanges: whether some range of `service_id` holds `client`.
   bool SourceRangeAllows(uint32_t service_id, uint8_t family, const dpv2_addr& client) const;
   // Whether some backend has this address, port (network order) and
@@ -102,7 +142,7 @@ class DatapathTables {
   };
   static BackendAddrKey BackendAddrOf(const dpv2_backend& b);
   FlatTable<BackendAddrKey, uint32_t> backend_addrs_;
-  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> tables_;
+  LookupTableStore tables_;
   LpmTable<char> source_ranges_;  // scope = service_id; presence means allowed
   FlatTable<dpv2_endpoint_key, dpv2_endpoint_value> endpoints_;
   LpmTable<dpv2_ipcache_value> ipcache_;  // scope 0

@@ -48,9 +48,21 @@ dpv2_ct_key MakeCtKey(const dpv2_addr& saddr, const dpv2_addr& daddr, uint16_t s
   return key;
 }
 
+// ICMPv6 the node's stack handles for a pod, with addresses no endpoint
+// entry lists: neighbor discovery (133-137) from any source, MLD (130-132,
+// 143) from a link-local or the unspecified source (docs/datapath.md).
 bool IsNeighborDiscovery(const ParsedPacket& pkt) {
-  return pkt.family == Family::kV6 && pkt.proto == DPV2_PROTO_ICMPV6 && pkt.icmp_type >= 133 &&
-         pkt.icmp_type <= 137;
+  if (pkt.family != Family::kV6 || pkt.proto != DPV2_PROTO_ICMPV6) {
+    return false;
+  }
+  if (pkt.icmp_type >= 133 && pkt.icmp_type <= 137) {
+    return true;
+  }
+  const bool mld = (pkt.icmp_type >= 130 && pkt.icmp_type <= 132) || pkt.icmp_type == 143;
+  const std::array<uint8_t, 16>& a = pkt.src.bytes();
+  const bool link_local = a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+  const bool unspecified = std::all_of(a.begin(), a.end(), [](uint8_t b) { return b == 0; });
+  return mld && (link_local || unspecified);
 }
 
 // A TCP SYN (without RST/FIN) on an entry with a closing bit reopens it.
@@ -69,6 +81,8 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   }
   p->keyed = false;
   p->looked_up = false;
+  p->wants_slot = false;
+  p->has_maglev_slot = false;
   const ParsedPacket& pkt = p->parsed.pkt;
   if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip) {
     return;
@@ -97,6 +111,16 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
     p->service_key.scope = DPV2_LB_SCOPE_EXT;
     p->service_hash = KeyHash(p->service_key);
   }
+}
+
+// The Maglev hash of a frame's tuple (the ABI's dpv2_tuple_hash, as BPF
+// computes it).
+uint32_t TupleHash(const PreparedFrame& p) {
+  const ParsedPacket& pkt = p.parsed.pkt;
+  const dpv2_ct_key tuple = MakeCtKey(p.saddr, p.daddr, pkt.sport, pkt.dport, pkt.proto,
+                                      AbiFamily(pkt.family), 0);
+  return dpv2_tuple_hash(&tuple.saddr, &tuple.daddr, tuple.sport, tuple.dport, tuple.proto,
+                         tuple.family);
 }
 
 class PacketRun {
@@ -434,7 +458,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
       state_.counters[DPV2_CNT_AFFINITY_HIT] += 1;
     }
   }
-  if (backend_id == 0) {
+  if (backend_id == 0 && prepared_.has_maglev_slot && &svc == prepared_.service) {
+    backend_id = prepared_.maglev_table[prepared_.maglev_slot];  // found ahead (burst)
+  } else if (backend_id == 0) {
     absl::Span<const uint32_t> table = tables_.FindTable(svc.table_id);
     if (table.empty()) {
       return Drop(DPV2_DROP_NO_LOOKUP_TABLE, &flow);
@@ -443,11 +469,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     if (svc.flags & DPV2_LB_F_RANDOM) {
       slot = state_.NextRandom() % table.size();
     } else {
-      const dpv2_ct_key tuple = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_,
-                                          family_, 0);
-      slot = dpv2_tuple_hash(&tuple.saddr, &tuple.daddr, tuple.sport, tuple.dport, tuple.proto,
-                             tuple.family) %
-             table.size();
+      slot = TupleHash(prepared_) % table.size();
     }
     backend_id = table[slot];
   }
@@ -733,6 +755,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
   // land): the lookups every keyed frame makes, kept for pass 3 while the
   // conntrack table does not change; an established service connection
   // will read its backend.
+  bool wants_slots = false;
   if (n > 1) {
     const uint64_t generation = state.conntrack.generation();
     for (size_t i = 0; i < n; ++i) {
@@ -749,6 +772,32 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
                       : nullptr;
       if (p.service_entry != nullptr) {
         tables.PrefetchBackend(p.service_entry->backend_id);
+      } else if (p.service != nullptr && !(p.service->flags & DPV2_LB_F_RANDOM)) {
+        // A new connection will read its Maglev table, a slot of it and the
+        // slot's backend: a chain of misses on large tables, each started
+        // for the whole burst before the next is read.
+        tables.PrefetchTable(p.service->table_id);
+        p.wants_slot = true;
+        wants_slots = true;
+      }
+    }
+  }
+  if (wants_slots) {
+    for (size_t i = 0; i < n; ++i) {
+      PreparedFrame& p = state.prepared[i];
+      if (p.wants_slot) {
+        p.maglev_table = tables.FindTable(p.service->table_id);
+        if (!p.maglev_table.empty()) {
+          p.maglev_slot = static_cast<uint32_t>(TupleHash(p) % p.maglev_table.size());
+          p.has_maglev_slot = true;
+          __builtin_prefetch(&p.maglev_table[p.maglev_slot]);
+        }
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const PreparedFrame& p = state.prepared[i];
+      if (p.has_maglev_slot) {
+        tables.PrefetchBackend(p.maglev_table[p.maglev_slot]);
       }
     }
   }

@@ -71,6 +71,13 @@ struct PreparedFrame {
   dpv2_ct_value* reply_entry = nullptr;
   dpv2_ct_value* service_entry = nullptr;
   const dpv2_lb_value* service = nullptr;
+  // A new connection to `service` (not RANDOM): its Maglev table and the
+  // slot its tuple hash selects, found while that slot (then the slot's
+  // backend) was prefetched; has_maglev_slot says they are set.
+  bool wants_slot = false;
+  bool has_maglev_slot = false;
+  uint32_t maglev_slot = 0;
+  absl::Span<const uint32_t> maglev_table;
 };
 
 // The mutable state of one datapath instance; owned by one thread.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 
@@ -326,6 +327,34 @@ TEST_CASE("two copies that apply the same batches answer alike (RCU double buffe
     absl::Span<const uint32_t> sb = t->FindTable(2);
     CHECK(std::vector<uint32_t>(sa.begin(), sa.end()) == std::vector<uint32_t>(sb.begin(), sb.end()));
   }
+}
+
+TEST_CASE("lookup table blocks are rewritten in place, freed on delete and reused") {
+  LookupTableStore store(3);
+  store.Upsert(10, std::vector<uint32_t>{1, 2, 3});
+  store.Upsert(20, std::vector<uint32_t>{4, 5, 6});
+  CHECK(store.size() == 2);
+  CHECK(std::vector<uint32_t>(store.Find(10).begin(), store.Find(10).end()) ==
+        std::vector<uint32_t>{1, 2, 3});
+  store.Upsert(10, std::vector<uint32_t>{7, 8, 9});  // replaced in its block
+  CHECK(std::vector<uint32_t>(store.Find(10).begin(), store.Find(10).end()) ==
+        std::vector<uint32_t>{7, 8, 9});
+  const uint32_t* block_of_20 = store.Find(20).data();
+  store.Erase(20);
+  CHECK(store.Find(20).empty());
+  CHECK_FALSE(store.Contains(20));
+  store.Erase(20);  // absent: nothing happens
+  store.Upsert(30, std::vector<uint32_t>{1, 1, 1});
+  CHECK(store.Find(30).data() == block_of_20);  // the freed block, no growth
+  CHECK(std::vector<uint32_t>(store.Find(10).begin(), store.Find(10).end()) ==
+        std::vector<uint32_t>{7, 8, 9});
+  std::vector<uint32_t> ids;
+  store.ForEach([&](uint32_t id, absl::Span<const uint32_t> slots) {
+    CHECK(slots.size() == 3);
+    ids.push_back(id);
+  });
+  std::sort(ids.begin(), ids.end());
+  CHECK(ids == std::vector<uint32_t>{10, 30});
 }
 
 }  // namespace
