@@ -9,7 +9,7 @@ packages=(
   libbenchmark-dev
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev
   dpdk-dev
-  iproute2 iptables nftables
+  iproute2 iptables nftables ethtool
   gnuplot-nox
 )
 
