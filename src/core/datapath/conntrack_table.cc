@@ -1,50 +1,6 @@
 #include "core/datapath/conntrack_table.h"
 
 namespace dpv2 {
-namespace {
-
-constexpr uint8_t kTcpFin = 0x01;
-constexpr uint8_t kTcpSyn = 0x02;
-constexpr uint8_t kTcpRst = 0x04;
-constexpr uint16_t kClosing = DPV2_CT_F_TX_CLOSING | DPV2_CT_F_RX_CLOSING;
-
-}  // namespace
-
-CtUpdateResult UpdateConntrackEntry(dpv2_ct_value& value, uint8_t proto, CtDirection dir,
-                                    uint8_t tcp_flags, uint32_t bytes, uint64_t now_ns,
-                                    const ConntrackTimeouts& timeouts) {
-  CtUpdateResult result = CtUpdateResult::kRefreshed;
-  uint64_t lifetime_s = timeouts.non_tcp_s;
-  if (proto == DPV2_PROTO_TCP) {
-    if (tcp_flags & kTcpRst) {
-      value.flags |= kClosing;
-    } else if (tcp_flags & kTcpFin) {
-      value.flags |= dir == CtDirection::kOriginal ? DPV2_CT_F_TX_CLOSING : DPV2_CT_F_RX_CLOSING;
-    } else if ((tcp_flags & kTcpSyn) && dir == CtDirection::kOriginal &&
-               (value.flags & kClosing)) {
-      value.flags &= static_cast<uint16_t>(~(kClosing | DPV2_CT_F_SEEN_NON_SYN));
-      result = CtUpdateResult::kReopened;
-    }
-    if (!(tcp_flags & kTcpSyn)) {
-      value.flags |= DPV2_CT_F_SEEN_NON_SYN;
-    }
-    if ((value.flags & kClosing) == kClosing) {
-      lifetime_s = timeouts.tcp_close_s;
-    } else if (value.flags & DPV2_CT_F_SEEN_NON_SYN) {
-      lifetime_s = timeouts.tcp_established_s;
-    } else {
-      lifetime_s = timeouts.tcp_syn_s;
-    }
-    value.tcp_flags_seen |= tcp_flags;
-  }
-  if (dir == CtDirection::kReply) {
-    value.flags |= DPV2_CT_F_REPLY_SEEN;
-  }
-  value.packets += 1;
-  value.bytes += bytes;
-  value.expires_ns = now_ns + lifetime_s * kNanosPerSecond;
-  return result;
-}
 
 ConntrackTable::ConntrackTable(const DatapathConfig& config)
     : timeouts_(config.timeouts),

@@ -26,6 +26,7 @@
 #include "dpv2/abi/abi.h"
 #include "dpv2/backend.h"
 #include "dpv2/datapath_config.h"
+#include "dpv2/packet.h"
 
 namespace dpv2 {
 
@@ -51,9 +52,43 @@ enum class CtUpdateResult : uint8_t {
 //  - any TCP packet without SYN sets SEEN_NON_SYN;
 //  - lifetime: both closing => tcp_close_s; else SEEN_NON_SYN =>
 //    tcp_established_s; else tcp_syn_s. Non-TCP protocols: non_tcp_s.
-CtUpdateResult UpdateConntrackEntry(dpv2_ct_value& value, uint8_t proto, CtDirection dir,
+// (Inline: it runs twice for every packet of a service connection.)
+inline constexpr uint16_t kCtClosingBoth = DPV2_CT_F_TX_CLOSING | DPV2_CT_F_RX_CLOSING;
+inline CtUpdateResult UpdateConntrackEntry(dpv2_ct_value& value, uint8_t proto, CtDirection dir,
                                     uint8_t tcp_flags, uint32_t bytes, uint64_t now_ns,
-                                    const ConntrackTimeouts& timeouts);
+                                    const ConntrackTimeouts& timeouts) {
+  CtUpdateResult result = CtUpdateResult::kRefreshed;
+  uint64_t lifetime_s = timeouts.non_tcp_s;
+  if (proto == DPV2_PROTO_TCP) {
+    if (tcp_flags & kTcpRst) {
+      value.flags |= kCtClosingBoth;
+    } else if (tcp_flags & kTcpFin) {
+      value.flags |= dir == CtDirection::kOriginal ? DPV2_CT_F_TX_CLOSING : DPV2_CT_F_RX_CLOSING;
+    } else if ((tcp_flags & kTcpSyn) && dir == CtDirection::kOriginal &&
+               (value.flags & kCtClosingBoth)) {
+      value.flags &= static_cast<uint16_t>(~(kCtClosingBoth | DPV2_CT_F_SEEN_NON_SYN));
+      result = CtUpdateResult::kReopened;
+    }
+    if (!(tcp_flags & kTcpSyn)) {
+      value.flags |= DPV2_CT_F_SEEN_NON_SYN;
+    }
+    if ((value.flags & kCtClosingBoth) == kCtClosingBoth) {
+      lifetime_s = timeouts.tcp_close_s;
+    } else if (value.flags & DPV2_CT_F_SEEN_NON_SYN) {
+      lifetime_s = timeouts.tcp_established_s;
+    } else {
+      lifetime_s = timeouts.tcp_syn_s;
+    }
+    value.tcp_flags_seen |= tcp_flags;
+  }
+  if (dir == CtDirection::kReply) {
+    value.flags |= DPV2_CT_F_REPLY_SEEN;
+  }
+  value.packets += 1;
+  value.bytes += bytes;
+  value.expires_ns = now_ns + lifetime_s * kNanosPerSecond;
+  return result;
+}
 
 class ConntrackTable {
  public:
