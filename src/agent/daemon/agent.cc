@@ -422,6 +422,10 @@ std::string Agent::State::MetricsText() {
                 "Denies merged into an earlier record.");
     rest.Sample("policy_logging_aggregated_total", {},
                 static_cast<double>(logger_stats.aggregated));
+    rest.Family("policy_logging_bad_timestamps_total", "counter",
+                "Verdict events stamped in the future or over 5 min ago, taken as now.");
+    rest.Sample("policy_logging_bad_timestamps_total", {},
+                static_cast<double>(logger_stats.bad_timestamps));
   }
   flow_metrics.Write(rest);
   return out.text();

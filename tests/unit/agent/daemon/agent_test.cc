@@ -150,7 +150,8 @@ TEST_CASE("the agent applies manifests, re-reads them on change, and serves metr
           "dpv2_datapath_packets_total{verdict=\"redirect\"} 0",
           "dpv2_map_entries{map=\"endpoints\"} 1", "dpv2_map_capacity{map=\"services\"} 65536",
           "# TYPE policy_event_count counter", "# TYPE pod_flow_ingress_flows_count counter",
-          "# TYPE pod_flow_egress_flows_count counter", "policy_logging_records_total 0"}) {
+          "# TYPE pod_flow_egress_flows_count counter", "policy_logging_records_total 0",
+          "policy_logging_bad_timestamps_total 0"}) {
       INFO(want);
       CHECK(m.body.find(want) != std::string::npos);
     }
