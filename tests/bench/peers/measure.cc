@@ -1,6 +1,7 @@
 #include "measure.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
@@ -16,6 +17,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -210,42 +213,60 @@ uint32_t HighestBpfMapId() {
   }
 }
 
-absl::StatusOr<int64_t> BpfMapMemlockBytes(uint32_t min_id, const std::string& name_prefix) {
-  int64_t total = 0;
-  uint32_t id = min_id;
-  while (true) {
-    bpf_attr attr{};
-    attr.start_id = id;
-    if (BpfSyscall(BPF_MAP_GET_NEXT_ID, &attr) != 0) {
-      break;
+absl::StatusOr<std::vector<BpfMapMemory>> BpfMapMemlock(uint32_t min_id,
+                                                        const std::string& name_prefix) {
+  std::map<std::string, BpfMapMemory> by_name;
+  std::set<uint32_t> seen;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    return absl::InternalError(absl::StrCat("open /proc/self/fd: ", strerror(errno)));
+  }
+  std::vector<int> fds;
+  while (dirent* e = readdir(dir)) {
+    int fd = 0;
+    if (absl::SimpleAtoi(e->d_name, &fd) && fd != dirfd(dir)) {
+      fds.push_back(fd);
     }
-    id = attr.next_id;
-    bpf_attr get{};
-    get.map_id = id;
-    const int fd = static_cast<int>(BpfSyscall(BPF_MAP_GET_FD_BY_ID, &get));
-    if (fd < 0) {
-      continue;  // gone meanwhile
-    }
-    Fd owned(fd);
+  }
+  closedir(dir);
+  for (int fd : fds) {
     bpf_map_info info{};
     bpf_attr info_attr{};
     info_attr.info.bpf_fd = fd;
     info_attr.info.info_len = sizeof(info);
     info_attr.info.info = reinterpret_cast<uint64_t>(&info);
-    if (BpfSyscall(BPF_OBJ_GET_INFO_BY_FD, &info_attr) != 0 ||
-        !absl::StartsWith(info.name, name_prefix)) {
+    // Fails for descriptors that are not BPF maps (programs, files).
+    if (BpfSyscall(BPF_OBJ_GET_INFO_BY_FD, &info_attr) != 0 || info.id <= min_id ||
+        !absl::StartsWith(info.name, name_prefix) || !seen.insert(info.id).second) {
       continue;
     }
+    BpfMapMemory& m = by_name[info.name];
+    m.name = info.name;
+    ++m.maps;
+    m.max_entries += info.max_entries;
+    // Hash and LRU maps preallocate unless told not to; arrays always do;
+    // LPM tries, rings and maps of maps never do (their inner maps count
+    // on their own).
+    const bool hash_like = info.type == BPF_MAP_TYPE_HASH || info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+                           info.type == BPF_MAP_TYPE_LRU_HASH ||
+                           info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    const bool array_like = info.type == BPF_MAP_TYPE_ARRAY ||
+                            info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    m.preallocated = array_like || (hash_like && (info.map_flags & BPF_F_NO_PREALLOC) == 0);
     const std::string fdinfo = ReadFile(absl::StrCat("/proc/self/fdinfo/", fd));
     for (absl::string_view line : absl::StrSplit(fdinfo, '\n')) {
       int64_t bytes = 0;
       if (absl::ConsumePrefix(&line, "memlock:") &&
           absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &bytes)) {
-        total += bytes;
+        m.memlock_bytes += bytes;
       }
     }
   }
-  return total;
+  std::vector<BpfMapMemory> out;
+  for (auto& [name, m] : by_name) {
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 std::string MachineDescription() {

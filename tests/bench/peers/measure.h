@@ -39,9 +39,21 @@ class Samples {
 absl::StatusOr<int64_t> KernelMemoryBytes();
 // Resident set size of this process, in bytes.
 absl::StatusOr<int64_t> ResidentBytes();
-// The memlock bytes of every BPF map whose id is above `min_id` and whose
-// name starts with `name_prefix` (inner maps of map-in-maps included).
-absl::StatusOr<int64_t> BpfMapMemlockBytes(uint32_t min_id, const std::string& name_prefix);
+// The BPF maps of one name: how many, their memlock bytes (the kernel's
+// account in fdinfo; for maps without preallocation it follows the entries
+// held), entries allowed and whether their memory is taken at creation.
+struct BpfMapMemory {
+  std::string name;
+  int maps = 0;
+  int64_t memlock_bytes = 0;
+  uint64_t max_entries = 0;
+  bool preallocated = false;
+};
+// Every BPF map this process holds a descriptor of whose id is above
+// `min_id` and whose name starts with `name_prefix`, summed by name. (Map ids
+// are system-wide: other processes' maps are left out.)
+absl::StatusOr<std::vector<BpfMapMemory>> BpfMapMemlock(uint32_t min_id,
+                                                        const std::string& name_prefix);
 // The highest BPF map id in use now (0 when none).
 uint32_t HighestBpfMapId();
 
@@ -71,6 +83,7 @@ class Table {
  public:
   Table(std::string title, std::vector<std::string> header);
   void AddRow(std::vector<std::string> row);
+  bool empty() const { return rows_.empty(); }
   std::string ToString() const;
 
  private:

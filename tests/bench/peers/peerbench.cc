@@ -171,10 +171,13 @@ struct Result {
   Samples add_program_ms, add_visible_ms;
   Samples change_program_ms, change_visible_ms;
   Samples change_agent_ms, change_apply_ms;  // dpv2: ClusterView / ApplyTo
+  Samples change_datapath_ms;                 // dpv2: Backend::Apply within ApplyTo
   std::pair<double, double> load_split;       // dpv2: ClusterView / ApplyTo
+  double load_datapath_ms = 0;                // dpv2: Backend::Apply within ApplyTo
   int lost = 0;                               // connections without an answer
   int64_t kernel_bytes = 0;
   int64_t map_bytes = 0;
+  std::vector<BpfMapMemory> maps;  // dpv2: by map name
   int64_t agent_bytes = 0;
   uint64_t text_bytes = 0;
   uint64_t entries = 0;  // service-backend entries
@@ -279,11 +282,16 @@ class Bench {
     r.load_ms = system->load_ms().value_or(absl::ToDoubleMilliseconds(absl::Now() - start));
     r.startup_ms = system->startup_ms();
     r.load_split = system->last_agent_and_apply_ms();
+    r.load_datapath_ms = system->last_datapath_ms();
     DPV2_ASSIGN_OR_RETURN(const int64_t after, KernelMemoryBytes());
     r.kernel_bytes = after - before;
     r.text_bytes = system->last_text_bytes();
     r.agent_bytes = system->agent_bytes();
-    DPV2_ASSIGN_OR_RETURN(r.map_bytes, system->MapBytes());
+    DPV2_ASSIGN_OR_RETURN(r.maps, system->Maps());
+    r.map_bytes = 0;
+    for (const BpfMapMemory& m : r.maps) {
+      r.map_bytes += m.memlock_bytes;
+    }
     // The first connection proves the system forwards before it is timed.
     std::mt19937 rng(1);
     auto [addr, port] = Target(*system, set, set.services.size() - 1, rng);
@@ -382,7 +390,7 @@ class Bench {
         if (st.ok()) {
           st = Timed(*system, set, change, V4(set.services[0].cluster_ip), to_b ? "b" : "a",
                      r.change_program_ms, r.change_visible_ms, &r.change_agent_ms,
-                     &r.change_apply_ms);
+                     &r.change_apply_ms, &r.change_datapath_ms);
         }
         if (!st.ok()) {
           Fail(r, st);
@@ -396,7 +404,7 @@ class Bench {
   absl::Status Timed(PeerSystem& system, const BenchServices& set, const SetChange& change,
                      const IpAddr& vip, const std::string& server, Samples& program_ms,
                      Samples& visible_ms, Samples* agent_ms = nullptr,
-                     Samples* apply_ms = nullptr) {
+                     Samples* apply_ms = nullptr, Samples* datapath_ms = nullptr) {
     const absl::Time start = absl::Now();
     DPV2_RETURN_IF_ERROR(system.Program(set, &change));
     program_ms.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
@@ -404,6 +412,7 @@ class Bench {
       auto [agent, apply] = system.last_agent_and_apply_ms();
       agent_ms->Add(agent);
       apply_ms->Add(apply);
+      datapath_ms->Add(system.last_datapath_ms());
     }
     DPV2_ASSIGN_OR_RETURN(absl::Duration visible,
                           WaitServedBy(system.lab().client.netns(), vip, set.plan.service_port,
@@ -512,7 +521,8 @@ class Bench {
               "endpoint: program call returned / first new connection served by the change "
               "(p50 / p99)",
               {"Services", "system", "startup", "load", "add: program", "add: visible", "endpoint: program",
-               "endpoint: visible", "visible p99 ratio", "dpv2 agent / apply: load; endpoint p50"});
+               "endpoint: visible", "visible p99 ratio",
+               "dpv2 agent / apply (of it datapath): load; endpoint p50"});
       const auto pair = [](const Samples& s) {
         return s.empty() ? std::string("-")
                          : absl::StrCat(FormatDouble(s.Percentile(50), 2), " / ",
@@ -532,9 +542,11 @@ class Bench {
                   kind != SystemKind::kDpv2
                       ? "-"
                       : absl::StrCat(FormatDouble(r.load_split.first, 1), " / ",
-                                     FormatDouble(r.load_split.second, 1), "; ",
+                                     FormatDouble(r.load_split.second, 1), " (",
+                                     FormatDouble(r.load_datapath_ms, 1), "); ",
                                      FormatDouble(r.change_agent_ms.Median(), 2), " / ",
-                                     FormatDouble(r.change_apply_ms.Median(), 2))});
+                                     FormatDouble(r.change_apply_ms.Median(), 2), " (",
+                                     FormatDouble(r.change_datapath_ms.Median(), 2), ")")});
       });
       std::printf("%s", t.ToString().c_str());
     }
@@ -559,6 +571,25 @@ class Bench {
                                 : "-"});
       });
       std::printf("%s", t.ToString().c_str());
+      // Where dpv2's map memory is: preallocated maps cost the same empty
+      // or full (fixed cost, sized by the configuration); the others grow
+      // with what they hold.
+      Table maps("dpv2 BPF maps: memlock (the kernel's account) by map; per entry = memlock / "
+                 "service-backend entries",
+                 {"Services", "entries", "map", "allocation", "max entries", "memlock KiB",
+                  "per entry B"});
+      rows([&](uint32_t n, SystemKind, const Result& r) {
+        for (const BpfMapMemory& m : r.maps) {
+          maps.AddRow({absl::StrCat(n), absl::StrCat(r.entries),
+                       m.maps > 1 ? absl::StrCat(m.name, " (x", m.maps, ")") : m.name,
+                       m.preallocated ? "fixed" : "grows",
+                       absl::StrCat(m.max_entries), FormatDouble(m.memlock_bytes / 1024.0, 0),
+                       FormatDouble(static_cast<double>(m.memlock_bytes) / r.entries, 1)});
+        }
+      });
+      if (!maps.empty()) {
+        std::printf("%s", maps.ToString().c_str());
+      }
     }
     std::fflush(stdout);
   }

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "kube_proxy_rules.h"
+#include "measure.h"
 #include "netlab/netlab.h"
 
 namespace dpv2::bench {
@@ -83,8 +84,13 @@ class PeerSystem {
   // How the last Program split between the agent (objects decoded,
   // ClusterView::Update) and the datapath (ApplyTo), ms; dpv2 only.
   virtual std::pair<double, double> last_agent_and_apply_ms() const { return {0, 0}; }
-  // BPF map memory (memlock) the system holds (dpv2).
-  virtual absl::StatusOr<int64_t> MapBytes() const { return 0; }
+  // The part of the last Program's apply spent in Backend::Apply (the
+  // datapath's map writes, without the core's diff), ms; dpv2 only.
+  virtual double last_datapath_ms() const { return 0; }
+  // BPF map memory (memlock) the system holds, by map name (dpv2).
+  virtual absl::StatusOr<std::vector<BpfMapMemory>> Maps() const {
+    return std::vector<BpfMapMemory>();
+  }
 
  protected:
   std::unique_ptr<NodeLab> lab_;
