@@ -479,5 +479,30 @@ TEST_CASE("a full table map fails the batch by name and is undone: new tables ar
   CHECK(ServedPort(*b, 40006) == 9090);
 }
 
+TEST_CASE("a pinned instance leaves no retired table behind: the next process finds only live "
+          "tables") {
+  REQUIRE(unshare(CLONE_NEWNS) == 0);
+  REQUIRE(mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+  char dir[] = "/tmp/dpv2-ebpf-retire-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  REQUIRE(mount("bpf", dir, "bpf", 0, nullptr) == 0);
+  const std::string pin = std::string(dir) + "/node";
+  {
+    std::unique_ptr<Backend> first = MakeLoaded({.config = SmallConfig(), .pin_path = pin});
+    REQUIRE(first->Apply(SwitchTable(6, 3, 5)).ok());
+    CHECK(TablesInMap(*first) == 2);  // 5 retired when the process ends
+  }
+  absl::StatusOr<std::unique_ptr<Backend>> second =
+      MakeEbpfBackend({.config = SmallConfig(), .pin_path = pin});
+  INFO(second.status().ToString());
+  REQUIRE(second.ok());
+  CHECK(TablesInMap(**second) == 1);
+  CHECK(DumpedTableIds(**second) == std::vector<uint32_t>{6});
+  CHECK(ServedPort(**second, 40007) == 9090);
+  second->reset();
+  umount2(dir, MNT_DETACH);
+  rmdir(dir);
+}
+
 }  // namespace
 }  // namespace dpv2
