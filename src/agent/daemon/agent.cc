@@ -159,10 +159,11 @@ void Agent::State::UpdateLoggingConfig(const ClusterView& view) {
 
 void Agent::State::MakePolicyLogger(const ClusterView& view) {
   policy_logger = std::make_unique<PolicyLogger>(
-      // Event timestamps are in the datapath's clock: the logger limits and
-      // aggregates by them.
-      PolicyLoggerOptions{.node_name = options.node_name,
-                          .datapath_clock = options.datapath_now_ns},
+      // The logger limits and aggregates by event timestamps, whose clock is
+      // CLOCK_MONOTONIC on every backend the agent runs (the sim's default
+      // clock; the BPF programs stamp events with bpf_ktime_get_ns, without
+      // the offset conntrack times carry): the logger's default clock.
+      PolicyLoggerOptions{.node_name = options.node_name},
       &view.policy(),
       [this](absl::string_view line) {
         if (absl::Status st = policy_log_file->WriteLine(line); !st.ok()) {

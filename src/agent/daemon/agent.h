@@ -69,8 +69,8 @@ struct AgentOptions {
   absl::Duration health_timeout = absl::Seconds(60);
   std::string control_socket;  // empty: none
   std::string policy_log;      // empty: none
-  // The datapath clock (of event and conntrack timestamps), for `dpv2ctl ct
-  // list` (see ControlTarget) and the policy log. Empty: CLOCK_MONOTONIC.
+  // The datapath clock of conntrack timestamps, for `dpv2ctl ct list` (see
+  // ControlTarget). Empty: CLOCK_MONOTONIC.
   std::function<uint64_t()> datapath_now_ns;
   // Learns what a pinned datapath holds before the first apply (restart).
   std::function<absl::Status(ClusterView&, Backend&)> adopt;
