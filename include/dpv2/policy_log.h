@@ -155,9 +155,9 @@ struct PolicyLoggerOptions {
   size_t deny_aggregation_keys = 3000;
   // Wall clock, for record timestamps only.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
-  // The datapath clock in ns: the clock of FlowEvent::timestamp_ns. Empty:
-  // CLOCK_MONOTONIC (the sim's default; the eBPF backend's clock is
-  // CLOCK_MONOTONIC + kEbpfClockOffsetNs).
+  // The clock of FlowEvent::timestamp_ns, in ns. Empty: CLOCK_MONOTONIC,
+  // which both the sim (by default) and the BPF programs (bpf_ktime_get_ns,
+  // without the kEbpfClockOffsetNs of conntrack times) stamp events with.
   std::function<uint64_t()> datapath_clock;
   // An event stamped after the datapath's now, or more than this before it,
   // carries a time no datapath produced: it is taken as happening now (and
