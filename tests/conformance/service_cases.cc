@@ -784,6 +784,49 @@ void AddMalformedAndEdgeCases(std::vector<ConformanceCase>& cases) {
                        {DropEvent(DPV2_DROP_SPOOFED_SOURCE,
                                   T(L4Proto::kUDP, kPodB.v6, 40000, kVip6, 53))})},
   });
+  // MLD (RFC 3810): a pod's stack reports its multicast groups from its
+  // link-local address, or from :: before that address is usable; such
+  // frames pass to the node's stack like neighbor discovery. MLD from any
+  // other source is checked like any packet.
+  {
+    const PacketBuilder report = Pkt("fe80::a8c1:abff:fe00:1", "ff02::16").HopByHop().Icmp(143, 0);
+    const PacketBuilder unspecified = Pkt("::", "ff02::16").HopByHop().Icmp(143, 0);
+    const PacketBuilder done = Pkt("fe80::1", "ff02::2").Icmp(132, 0);
+    cases.push_back({
+        .proves = "a pod's MLD reports and done messages from link-local or unspecified sources "
+                  "pass untouched to the stack with no event",
+        .config = cfg,
+        .services = {WebService()},
+        .endpoints = LocalPods(),
+        .steps = {Events(Pass(FromPod(kPodA, report), report), {}),
+                  Events(Pass(FromPod(kPodA, unspecified), unspecified), {}),
+                  Counters(Events(Pass(FromPod(kPodA, done), done), {}),
+                           {{DPV2_CNT_PASSED, 1}})},
+    });
+    struct Spoofed {
+      const char* what;
+      PacketBuilder frame;
+      FiveTuple tuple;
+    };
+    const Spoofed spoofed[] = {
+        {"an MLD report from a global address that is not the pod's own is dropped as spoofed",
+         Pkt("fd00:10:1::99", "ff02::16").Icmp(143, 0),
+         T(L4Proto::kICMPv6, "fd00:10:1::99", 0, "ff02::16", 0)},
+        {"an ICMPv6 echo from a link-local address that is not the pod's own is dropped as "
+         "spoofed (only ND and MLD bypass anti-spoofing)",
+         Pkt("fe80::1", "fe80::2").IcmpEcho(7, 1), T(L4Proto::kICMPv6, "fe80::1", 7, "fe80::2", 7)},
+    };
+    for (const Spoofed& sp : spoofed) {
+      cases.push_back({
+          .proves = sp.what,
+          .config = cfg,
+          .services = {WebService()},
+          .endpoints = LocalPods(),
+          .steps = {Events(DropStep(FromPod(kPodA, sp.frame), DPV2_DROP_SPOOFED_SOURCE),
+                           {DropEvent(DPV2_DROP_SPOOFED_SOURCE, sp.tuple)})},
+      });
+    }
+  }
   {
     PacketBuilder arp;
     arp.EtherType(kEtherTypeArp).Payload(std::string(28, '\x01'));

@@ -106,8 +106,9 @@ static __always_inline __u8 *ctx_direct(DPV2_CTX *ctx, __u32 off, __u32 len) {
 static __always_inline long ctx_load(DPV2_CTX *ctx, __u32 off, void *to, __u32 len) {
   __u8 *p = ctx_direct(ctx, off, len);
   if (p) {
-    /* Packet bytes are often not aligned; x86, the JIT this is built for,
-     * does not care, and the verifier allows it there: wide loads. */
+    /* Packet bytes are often not aligned: wide loads anyway, which the
+     * verifier allows for packet memory on CPUs with efficient unaligned
+     * access (x86-64, arm64). */
     __builtin_memcpy(to, __builtin_assume_aligned(p, 4), len);
     return 0;
   }

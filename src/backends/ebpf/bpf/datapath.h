@@ -580,6 +580,27 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
   return deliver(ctx, s, res);
 }
 
+/* ICMPv6 that the node's stack handles for a pod, with addresses no endpoint
+ * entry lists (docs/datapath.md, stage 2): neighbor discovery (133-137) from
+ * any source, and MLD (queries 130, reports 131 and 143, done 132) from a
+ * link-local (fe80::/10) or the unspecified source, the only sources RFC
+ * 2710 and 3810 allow it. */
+static __always_inline int icmp6_link_control(const struct dpv2_pkt *p) {
+  if (p->family != DPV2_FAMILY_V6 || p->proto != DPV2_PROTO_ICMPV6) {
+    return 0;
+  }
+  const __u8 t = p->icmp_type;
+  if (t >= 133 && t <= 137) {
+    return 1;
+  }
+  if (!((t >= 130 && t <= 132) || t == 143)) {
+    return 0;
+  }
+  const __u32 *w = (const __u32 *)p->saddr.b;
+  const int link_local = p->saddr.b[0] == 0xfe && (p->saddr.b[1] & 0xc0) == 0x80;
+  return link_local || (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
 /* XDP: the frame is not XDP's to serve; tc will see it as it came. */
 static __always_inline int next_hook(struct dpv2_result *res) {
   res->verdict = DPV2_V_NEXT;
@@ -610,9 +631,7 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
     res->verdict = DPV2_V_PASS;
     return 0;
   }
-  /* Neighbor discovery uses addresses no endpoint entry lists. */
-  if (p->family == DPV2_FAMILY_V6 && p->proto == DPV2_PROTO_ICMPV6 && p->icmp_type >= 133 &&
-      p->icmp_type <= 137) {
+  if (icmp6_link_control(p)) {
     count(DPV2_CNT_PASSED, 1);
     res->verdict = DPV2_V_PASS;
     return 0;
