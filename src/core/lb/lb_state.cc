@@ -116,6 +116,9 @@ struct BackendRecord {
 struct TableRecord {
   TableContent content;
   uint32_t refs = 0;  // frontend scopes that point to it
+  // Kept only until the backend acknowledges the table (64 KiB at the
+  // default size): a table is never rewritten, and Diff() recomputes it from
+  // `content` if the backend must be written again (ResetAcknowledged).
   std::shared_ptr<const std::vector<uint32_t>> slots;
 };
 
@@ -172,6 +175,14 @@ struct LbState::State {
   std::set<uint32_t> acked_tables;
   std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> acked_ranges;
 
+  // Keys whose desired record may differ from the acknowledged one: the only
+  // ones Diff() looks at, so that diffing a small change costs that change.
+  // Marked by Commit, LearnDump and ResetAcknowledged; Acknowledge drops the
+  // ones the backend now agrees with.
+  std::set<uint32_t> dirty_backends, dirty_tables;
+  std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> dirty_ranges;
+  std::set<dpv2_lb_key, AbiLess<dpv2_lb_key>> dirty_services;
+
   // Restart adoption (Adopt): the ids the datapath uses for the same
   // records, and every id it holds, which fresh allocation skips.
   std::map<BackendKey, uint32_t> adopted_backend_ids;
@@ -183,6 +194,10 @@ struct LbState::State {
   absl::Status Check(const std::string& key, const CompiledService& next) const;
   void Commit(const std::string& key, std::optional<CompiledService> next);
   void ReleaseUnused();
+  // Per key: the desired record equals the acknowledged one (both absent too).
+  bool BackendAcked(uint32_t id) const;
+  bool TableAcked(uint32_t id) const;
+  bool ServiceAcked(const dpv2_lb_key& k) const;
   std::vector<uint32_t> BuildSlots(const TableContent& content) const;
   uint32_t BackendIdFor(const BackendKey& bk);
   uint32_t TableIdFor(const TableContent& content, const std::vector<uint32_t>& slots);
@@ -542,6 +557,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       if (rec.refs++ == 0) {
         ++live_backends;
       }
+      dirty_backends.insert(rec.id);
       std::memset(&rec.value, 0, sizeof(rec.value));
       rec.value.addr = bk.addr.ToAbi();
       rec.value.port = htons(bk.port);
@@ -562,6 +578,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
         if (tables[table_id].refs++ == 0) {
           ++live_tables;
         }
+        dirty_tables.insert(table_id);
       }
       ServiceIdRecord& sid = service_ids[f.addr];
       if (sid.id == 0) {
@@ -577,6 +594,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       v.flags = f.flags;
       desired_services[f.Key()] = v;
       frontend_owner[f.Key()] = key;
+      dirty_services.insert(f.Key());
     }
   }
 
@@ -591,13 +609,16 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
     ServiceIdRecord& sid = service_ids.at(f.addr);
     for (const Prefix& p : f.ranges) {
       desired_ranges.erase(MakeRangeKey(sid.id, p));
+      dirty_ranges.insert(MakeRangeKey(sid.id, p));
     }
     if (!next_keys.contains(k)) {
       desired_services.erase(k);
       frontend_owner.erase(k);
+      dirty_services.insert(k);
     }
     if (!f.selected.empty()) {
       const uint32_t id = table_by_content.at(f.selected);
+      dirty_tables.insert(id);
       if (--tables.at(id).refs == 0) {
         --live_tables;
         release_tables.insert(id);
@@ -608,6 +629,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
     }
   }
   for (const auto& [bk, local] : prev.backends) {
+    dirty_backends.insert(backends.at(bk).id);
     if (--backends.at(bk).refs == 0) {
       --live_backends;
       release_backends.insert(bk);
@@ -617,6 +639,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
     for (const FrontendRecord& f : next->frontends) {
       for (const Prefix& p : f.ranges) {
         desired_ranges.insert(MakeRangeKey(service_ids.at(f.addr).id, p));
+        dirty_ranges.insert(MakeRangeKey(service_ids.at(f.addr).id, p));
       }
     }
     compiled[key] = *std::move(next);
@@ -828,24 +851,28 @@ void LbState::State::LearnDump(const ChangeBatch& dumped, bool adopt_ids) {
     if (e.id != 0) {
       acked_backends[e.id] = e.value;
       backends_by_id[e.id] = e.value;
+      dirty_backends.insert(e.id);
     }
   }
   for (const LookupTable& t : dumped.tables_upsert) {
     reserved_table_ids.insert(t.id);
     if (t.id != 0) {
       acked_tables.insert(t.id);
+      dirty_tables.insert(t.id);
     }
   }
   for (const ServiceEntry& e : dumped.services_upsert) {
     reserved_service_ids.insert(e.value.service_id);
     if (ValidFamily(e.key.family)) {
       acked_services[e.key] = e.value;
+      dirty_services.insert(e.key);
     }
   }
   for (const dpv2_src_range_key& k : dumped.source_ranges_upsert) {
     const uint32_t bits = k.family == DPV2_FAMILY_V4 ? 32 : k.family == DPV2_FAMILY_V6 ? 128 : 0;
     if (bits != 0 && k.prefixlen >= 64 && k.prefixlen <= 64 + bits) {
       acked_ranges.insert(k);
+      dirty_ranges.insert(k);
     }
   }
   // Fresh ids go above every adopted one, so that an id the previous agent
@@ -944,53 +971,70 @@ absl::Status LbState::RemoveService(absl::string_view namespace_name, absl::stri
   return absl::OkStatus();
 }
 
+bool LbState::State::BackendAcked(uint32_t id) const {
+  auto bk = backend_by_id.find(id);
+  const BackendRecord* rec = bk == backend_by_id.end() ? nullptr : &backends.at(bk->second);
+  const bool desired = rec != nullptr && rec->refs > 0;
+  auto acked = acked_backends.find(id);
+  if (!desired || acked == acked_backends.end()) {
+    return desired == (acked != acked_backends.end());
+  }
+  return AbiEqual(acked->second, rec->value);
+}
+
+bool LbState::State::TableAcked(uint32_t id) const {
+  auto t = tables.find(id);
+  return (t != tables.end() && t->second.refs > 0) == acked_tables.contains(id);
+}
+
+bool LbState::State::ServiceAcked(const dpv2_lb_key& k) const {
+  auto d = desired_services.find(k);
+  auto a = acked_services.find(k);
+  if (d == desired_services.end() || a == acked_services.end()) {
+    return (d == desired_services.end()) == (a == acked_services.end());
+  }
+  return AbiEqual(d->second, a->second);
+}
+
 ChangeBatch LbState::Diff() const {
   const State& s = *state_;
   ChangeBatch b;
-  for (const auto& [id, bk] : s.backend_by_id) {
-    const BackendRecord& rec = s.backends.at(bk);
-    auto acked = s.acked_backends.find(id);
-    if (rec.refs > 0) {
-      if (acked == s.acked_backends.end() || !AbiEqual(acked->second, rec.value)) {
-        b.backends_upsert.push_back({.id = id, .value = rec.value});
-      }
+  for (uint32_t id : s.dirty_backends) {
+    if (s.BackendAcked(id)) {
+      continue;
     }
-  }
-  for (const auto& [id, value] : s.acked_backends) {
-    auto bk = s.backend_by_id.find(id);
-    if (bk == s.backend_by_id.end() || s.backends.at(bk->second).refs == 0) {
+    if (auto bk = s.backend_by_id.find(id);
+        bk != s.backend_by_id.end() && s.backends.at(bk->second).refs > 0) {
+      b.backends_upsert.push_back({.id = id, .value = s.backends.at(bk->second).value});
+    } else {
       b.backends_delete.push_back(id);
     }
   }
-  for (const auto& [id, rec] : s.tables) {
-    if (rec.refs > 0 && !s.acked_tables.contains(id)) {
-      b.tables_upsert.push_back({.id = id, .slots = *rec.slots});
+  for (uint32_t id : s.dirty_tables) {
+    if (s.TableAcked(id)) {
+      continue;
     }
-  }
-  for (uint32_t id : s.acked_tables) {
-    auto t = s.tables.find(id);
-    if (t == s.tables.end() || t->second.refs == 0) {
+    if (auto t = s.tables.find(id); t != s.tables.end() && t->second.refs > 0) {
+      b.tables_upsert.push_back(
+          {.id = id,
+           .slots = t->second.slots ? *t->second.slots : s.BuildSlots(t->second.content)});
+    } else {
       b.tables_delete.push_back(id);
     }
   }
-  for (const dpv2_src_range_key& k : s.desired_ranges) {
-    if (!s.acked_ranges.contains(k)) {
-      b.source_ranges_upsert.push_back(k);
+  for (const dpv2_src_range_key& k : s.dirty_ranges) {
+    const bool desired = s.desired_ranges.contains(k);
+    if (desired != s.acked_ranges.contains(k)) {
+      (desired ? b.source_ranges_upsert : b.source_ranges_delete).push_back(k);
     }
   }
-  for (const dpv2_src_range_key& k : s.acked_ranges) {
-    if (!s.desired_ranges.contains(k)) {
-      b.source_ranges_delete.push_back(k);
+  for (const dpv2_lb_key& k : s.dirty_services) {
+    if (s.ServiceAcked(k)) {
+      continue;
     }
-  }
-  for (const auto& [k, v] : s.desired_services) {
-    auto acked = s.acked_services.find(k);
-    if (acked == s.acked_services.end() || !AbiEqual(acked->second, v)) {
-      b.services_upsert.push_back({.key = k, .value = v});
-    }
-  }
-  for (const auto& [k, v] : s.acked_services) {
-    if (!s.desired_services.contains(k)) {
+    if (auto d = s.desired_services.find(k); d != s.desired_services.end()) {
+      b.services_upsert.push_back({.key = k, .value = d->second});
+    } else {
       b.services_delete.push_back(k);
     }
   }
@@ -1001,35 +1045,54 @@ void LbState::Acknowledge(const ChangeBatch& batch) {
   State& s = *state_;
   for (const BackendEntry& e : batch.backends_upsert) {
     s.acked_backends[e.id] = e.value;
+    s.dirty_backends.insert(e.id);
   }
   for (const LookupTable& t : batch.tables_upsert) {
     s.acked_tables.insert(t.id);
+    s.dirty_tables.insert(t.id);
+    if (auto rec = s.tables.find(t.id); rec != s.tables.end()) {
+      rec->second.slots.reset();
+    }
   }
   for (const dpv2_src_range_key& k : batch.source_ranges_upsert) {
     s.acked_ranges.insert(k);
+    s.dirty_ranges.insert(k);
   }
   for (const ServiceEntry& e : batch.services_upsert) {
     s.acked_services[e.key] = e.value;
+    s.dirty_services.insert(e.key);
   }
   for (const dpv2_lb_key& k : batch.services_delete) {
     s.acked_services.erase(k);
+    s.dirty_services.insert(k);
     s.release_service_ids.insert({.addr = IpAddr::FromAbi(k.addr, static_cast<Family>(k.family)),
                                   .port = ntohs(k.port),
                                   .proto = static_cast<L4Proto>(k.proto)});
   }
   for (const dpv2_src_range_key& k : batch.source_ranges_delete) {
     s.acked_ranges.erase(k);
+    s.dirty_ranges.insert(k);
   }
   for (uint32_t id : batch.tables_delete) {
     s.acked_tables.erase(id);
+    s.dirty_tables.insert(id);
     s.release_tables.insert(id);
   }
   for (uint32_t id : batch.backends_delete) {
     s.acked_backends.erase(id);
+    s.dirty_backends.insert(id);
     if (auto bk = s.backend_by_id.find(id); bk != s.backend_by_id.end()) {
       s.release_backends.insert(bk->second);
     }
   }
+  // Forget dirt the backend now agrees with (before ReleaseUnused forgets
+  // records: a released one is neither desired nor acknowledged).
+  std::erase_if(s.dirty_backends, [&s](uint32_t id) { return s.BackendAcked(id); });
+  std::erase_if(s.dirty_tables, [&s](uint32_t id) { return s.TableAcked(id); });
+  std::erase_if(s.dirty_ranges, [&s](const dpv2_src_range_key& k) {
+    return s.desired_ranges.contains(k) == s.acked_ranges.contains(k);
+  });
+  std::erase_if(s.dirty_services, [&s](const dpv2_lb_key& k) { return s.ServiceAcked(k); });
   s.ReleaseUnused();
 }
 
@@ -1067,10 +1130,16 @@ void LbState::ResetAcknowledged() {
   s.acked_ranges.clear();
   for (const auto& [bk, rec] : s.backends) {
     s.release_backends.insert(bk);
+    s.dirty_backends.insert(rec.id);
   }
   for (const auto& [id, rec] : s.tables) {
     s.release_tables.insert(id);
+    s.dirty_tables.insert(id);
   }
+  for (const auto& [k, v] : s.desired_services) {
+    s.dirty_services.insert(k);
+  }
+  s.dirty_ranges.insert(s.desired_ranges.begin(), s.desired_ranges.end());
   for (const auto& [fa, rec] : s.service_ids) {
     s.release_service_ids.insert(fa);
   }

@@ -116,28 +116,45 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
     });
   }
 
-  constexpr uint32_t kEmpty = 0;  // backend id 0 is reserved, so it marks free slots
-  std::vector<uint32_t> slots(m, kEmpty);
-  uint64_t filled = 0;
+  // Which slots are taken, one bit each: a walker's probes for its next
+  // free slot read this (2 KiB at M = 16381, in L1) instead of the 64 KiB
+  // slot array, which is written once per slot and never read. Steps along
+  // the permutation need no division: pos + skip < 2M.
+  std::vector<uint32_t> slots(m);
+  std::vector<uint64_t> taken((m + 63) / 64, 0);
+  const uint32_t size = static_cast<uint32_t>(m);
+  uint32_t filled = 0;
+  auto claim = [&slots, bits = taken.data(), size, &filled](Walker& w) {
+    const uint32_t skip = w.skip;
+    uint32_t pos = w.pos;
+    while ((bits[pos >> 6] >> (pos & 63)) & 1) {
+      pos += skip;
+      pos -= pos >= size ? size : 0;
+    }
+    bits[pos >> 6] |= uint64_t{1} << (pos & 63);
+    slots[pos] = w.id;
+    pos += skip;
+    w.pos = pos - (pos >= size ? size : 0);
+    return ++filled == size;  // true once the table is full
+  };
+  if (std::all_of(walkers.begin(), walkers.end(),
+                  [max_weight](const Walker& w) { return w.weight == max_weight; })) {
+    // Equal weights (the usual case): one turn each per round.
+    while (true) {
+      for (Walker& w : walkers) {
+        if (claim(w)) {
+          return slots;
+        }
+      }
+    }
+  }
   while (true) {
     for (Walker& w : walkers) {
       // A backend of weight w gets w/max_weight turns per round on average.
       w.credit += w.weight;
       while (w.credit >= max_weight) {
         w.credit -= max_weight;
-        // Step along the permutation without a division: pos + skip < 2M.
-        auto advance = [&w, m] {
-          w.pos += w.skip;
-          if (w.pos >= m) {
-            w.pos -= static_cast<uint32_t>(m);
-          }
-        };
-        while (slots[w.pos] != kEmpty) {
-          advance();
-        }
-        slots[w.pos] = w.id;
-        advance();
-        if (++filled == m) {
+        if (claim(w)) {
           return slots;
         }
       }

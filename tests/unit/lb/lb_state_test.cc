@@ -731,5 +731,65 @@ TEST_CASE("Acknowledging a stale batch converges on the next Diff") {
   CHECK(lb.Frontends()[0].backends == std::vector<std::string>{"10.0.1.2:8080"});
 }
 
+TEST_CASE("after one Service of many changes, Diff holds only that Service's records") {
+  LbState lb = MakeState();
+  for (int i = 0; i < 200; ++i) {
+    const std::string name = absl::StrCat("svc-", i);
+    const std::string vip = absl::StrCat("10.96.1.", i);
+    const std::string ep = absl::StrCat("10.0.2.", i);
+    REQUIRE(lb.UpsertService(ClusterIpService({Ep(ep.c_str())}, name.c_str(), vip.c_str())).ok());
+  }
+  const ChangeBatch first = lb.Diff();
+  lb.Acknowledge(first);
+  REQUIRE(lb.Diff().empty());
+  REQUIRE(lb.UpsertService(
+                ClusterIpService({Ep("10.0.2.7"), Ep("10.0.3.7")}, "svc-7", "10.96.1.7"))
+              .ok());
+  const ChangeBatch b = lb.Diff();
+  CHECK(b.backends_upsert.size() == 1);
+  CHECK(b.tables_upsert.size() == 1);
+  CHECK(b.tables_delete.size() == 1);
+  REQUIRE(b.services_upsert.size() == 1);
+  CHECK(IpAddr::FromAbi(b.services_upsert[0].key.addr, Family::kV4) == Ip("10.96.1.7"));
+  CHECK(b.size() == 4);
+
+  SECTION("a partial acknowledgement leaves the rest in the next Diff") {
+    ChangeBatch part;
+    part.backends_upsert = b.backends_upsert;
+    part.tables_upsert = b.tables_upsert;
+    lb.Acknowledge(part);
+    const ChangeBatch rest = lb.Diff();
+    CHECK(rest.backends_upsert.empty());
+    CHECK(rest.tables_upsert.empty());
+    CHECK(rest.services_upsert.size() == 1);
+    CHECK(rest.tables_delete.size() == 1);
+    CHECK(rest.size() == 2);
+  }
+  SECTION("an acknowledgement of records it never asked for is undone by the next Diff") {
+    ChangeBatch foreign;
+    foreign.services_delete.push_back(Key("10.96.1.9", 80));
+    lb.Acknowledge(b);
+    lb.Acknowledge(foreign);  // the backend lost svc-9's frontend
+    const ChangeBatch again = lb.Diff();
+    REQUIRE(again.services_upsert.size() == 1);
+    CHECK(IpAddr::FromAbi(again.services_upsert[0].key.addr, Family::kV4) == Ip("10.96.1.9"));
+    CHECK(again.size() == 1);
+  }
+  SECTION("ResetAcknowledged brings every record back, tables recomputed to the same slots") {
+    lb.ResetAcknowledged();
+    const ChangeBatch all = lb.Diff();
+    CHECK(all.services_upsert.size() == 200);
+    CHECK(all.backends_upsert.size() == 201);
+    REQUIRE(all.tables_upsert.size() == 200);
+    size_t same = 0;
+    for (const LookupTable& t : all.tables_upsert) {
+      for (const LookupTable& f : first.tables_upsert) {
+        same += t.id == f.id && t.slots == f.slots ? 1 : 0;
+      }
+    }
+    CHECK(same == 199);  // all but svc-7's, which has a new table
+  }
+}
+
 }  // namespace
 }  // namespace dpv2

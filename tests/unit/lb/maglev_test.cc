@@ -158,5 +158,47 @@ TEST_CASE("Maglev rejects id 0, duplicate identities and more backends than slot
   CHECK(m.Populate(Backends(5)).ok());
 }
 
+// Fingerprints (FNV-1a over the slots' bytes) of tables computed by the
+// first implementation (slot-array probes): a faster population must give
+// every node the same tables as before, or a rolling upgrade moves flows.
+TEST_CASE("Maglev tables are identical to the first implementation's, weights included") {
+  struct Case {
+    uint32_t size;
+    uint64_t seed;
+    int backends;
+    int weights;  // 0: all 1; 1: 1, 2, 5; 2: i % 4 (some 0)
+    uint64_t fingerprint;
+  };
+  const Case cases[] = {
+      {16381, 7, 10, 0, 0x4a0cac1d6cb31a58ULL}, {65521, 42, 100, 0, 0x509d21c6c7103aeaULL},
+      {1021, 0, 3, 1, 0xe776e17eee81ff92ULL},   {13, 1, 13, 0, 0xfdd7c6486999cca5ULL},
+      {16381, 5, 1, 0, 0x9228ceba7dd8ea91ULL},  {251, 9, 40, 2, 0xc466db6a6597f067ULL},
+      {16381, 3, 1000, 0, 0x1e768faac9ff7d1bULL},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.size, c.seed, c.backends, c.weights);
+    const MaglevTable m = *MaglevTable::Create({.table_size = c.size, .seed = c.seed});
+    std::vector<MaglevBackend> backends;
+    for (int i = 0; i < c.backends; ++i) {
+      const uint32_t weight = c.weights == 0   ? 1
+                              : c.weights == 1 ? (i == 0 ? 1 : i == 1 ? 2 : 5)
+                                               : static_cast<uint32_t>(i % 4);
+      backends.push_back({.id = static_cast<uint32_t>(100 + i),
+                          .identity = absl::StrCat("10.1.", i / 250, ".", i % 250 + 1, ":80/TCP"),
+                          .weight = weight});
+    }
+    const std::vector<uint32_t> slots = *m.Populate(backends);
+    REQUIRE(slots.size() == c.size);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint32_t id : slots) {
+      for (int b = 0; b < 4; ++b) {
+        h ^= (id >> (8 * b)) & 0xff;
+        h *= 0x100000001b3ULL;
+      }
+    }
+    CHECK(h == c.fingerprint);
+  }
+}
+
 }  // namespace
 }  // namespace dpv2
