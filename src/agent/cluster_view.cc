@@ -46,6 +46,12 @@ bool Same(const ServicePortSpec& a, const ServicePortSpec& b);
 bool Same(const EndpointSpec& a, const EndpointSpec& b);
 bool Same(const EndpointPortSpec& a, const EndpointPortSpec& b);
 bool Same(const EndpointSliceSpec& a, const EndpointSliceSpec& b);
+bool Same(const LabelSelectorRequirement& a, const LabelSelectorRequirement& b);
+bool Same(const IPBlock& a, const IPBlock& b);
+bool Same(const NetworkPolicyPeer& a, const NetworkPolicyPeer& b);
+bool Same(const NetworkPolicyPort& a, const NetworkPolicyPort& b);
+bool Same(const NetworkPolicyIngressRule& a, const NetworkPolicyIngressRule& b);
+bool Same(const NetworkPolicyEgressRule& a, const NetworkPolicyEgressRule& b);
 
 template <typename T>
 bool SameAll(const std::vector<T>& a, const std::vector<T>& b) {
@@ -124,6 +130,53 @@ bool Same(const std::optional<LocalEndpoint>& a, const std::optional<LocalEndpoi
   return std::tie(a->ifindex, a->mac, a->host_mac) == std::tie(b->ifindex, b->mac, b->host_mac);
 }
 
+bool Same(const LabelSelectorRequirement& a, const LabelSelectorRequirement& b) {
+  return std::tie(a.key, a.op, a.values) == std::tie(b.key, b.op, b.values);
+}
+
+bool Same(const LabelSelector& a, const LabelSelector& b) {
+  return a.match_labels == b.match_labels && SameAll(a.match_expressions, b.match_expressions);
+}
+
+template <typename T>
+bool Same(const std::optional<T>& a, const std::optional<T>& b) {
+  if (!a || !b) {
+    return a.has_value() == b.has_value();
+  }
+  return Same(*a, *b);
+}
+
+bool Same(const IPBlock& a, const IPBlock& b) {
+  return std::tie(a.cidr, a.except) == std::tie(b.cidr, b.except);
+}
+
+bool Same(const NetworkPolicyPeer& a, const NetworkPolicyPeer& b) {
+  return Same(a.pod_selector, b.pod_selector) && Same(a.namespace_selector, b.namespace_selector) &&
+         Same(a.ip_block, b.ip_block);
+}
+
+bool Same(const NetworkPolicyPort& a, const NetworkPolicyPort& b) {
+  return std::tie(a.protocol, a.port, a.end_port) == std::tie(b.protocol, b.port, b.end_port);
+}
+
+bool Same(const NetworkPolicyIngressRule& a, const NetworkPolicyIngressRule& b) {
+  return SameAll(a.ports, b.ports) && SameAll(a.from, b.from);
+}
+
+bool Same(const NetworkPolicyEgressRule& a, const NetworkPolicyEgressRule& b) {
+  return SameAll(a.ports, b.ports) && SameAll(a.to, b.to);
+}
+
+bool Same(const NetworkPolicy& a, const NetworkPolicy& b) {
+  const ObjectMeta& am = a.metadata;
+  const ObjectMeta& bm = b.metadata;
+  return std::tie(am.name, am.namespace_name, am.labels, am.annotations, a.spec.policy_types) ==
+             std::tie(bm.name, bm.namespace_name, bm.labels, bm.annotations,
+                      b.spec.policy_types) &&
+         Same(a.spec.pod_selector, b.spec.pod_selector) && SameAll(a.spec.ingress, b.spec.ingress) &&
+         SameAll(a.spec.egress, b.spec.egress);
+}
+
 }  // namespace
 
 ServiceSpec BuildServiceSpec(const k8s::ServiceObject& service,
@@ -139,6 +192,44 @@ NodeInfo BuildNodeInfo(const k8s::NodeObject& node) {
                   .addresses = node.Ips()};
 }
 
+namespace {
+
+// The Service key ("namespace/service-name") a slice belongs to, or "" for a
+// slice that is not proxied (FQDN, or no kubernetes.io/service-name label).
+std::string ServiceOfSlice(const k8s::EndpointSliceObject& slice) {
+  if (slice.fqdn || slice.service_name.empty()) {
+    return "";
+  }
+  return absl::StrCat(slice.namespace_name, "/", slice.service_name);
+}
+
+// Keys (as ClusterObjects keys them) whose objects may differ from what the
+// core was last given.
+struct DirtyKeys {
+  std::set<std::string> services, pods, namespaces, nodes, network_policies, anps;
+  bool banp = false;
+
+  void Merge(DirtyKeys& other) {
+    services.merge(other.services);
+    pods.merge(other.pods);
+    namespaces.merge(other.namespaces);
+    nodes.merge(other.nodes);
+    network_policies.merge(other.network_policies);
+    anps.merge(other.anps);
+    banp |= other.banp;
+    other = {};
+  }
+};
+
+template <typename T>
+void MarkKeys(const std::map<std::string, T>& objects, std::set<std::string>& keys) {
+  for (const auto& entry : objects) {
+    keys.insert(keys.end(), entry.first);
+  }
+}
+
+}  // namespace
+
 struct ClusterView::State {
   ClusterViewOptions options;
   LbState lb;
@@ -149,20 +240,62 @@ struct ClusterView::State {
   std::map<std::string, LocalEndpoint> local_endpoints;  // pod key -> endpoint
   uint32_t next_ifindex = 100;
 
-  // Applied keys, to remove what disappeared.
+  // Proxied slice keys of each Service key, in key order (the order
+  // BuildServiceSpec merges them in).
+  std::map<std::string, std::set<std::string>> slices_by_service;
+  // What changed since the last Recompute, and what the core rejected then
+  // (retried, and reported again, every Update).
+  DirtyKeys dirty, rejected;
+
+  // Keys seen (and not removed since), to remove what disappears; Services:
+  // the ones the core holds.
   std::set<std::string> services, pods, namespaces, nodes, network_policies, anps;
   bool banp = false;
   // What the core accepted, per key, to skip objects equal to the previous
-  // Update's. An object the core rejected is not here and is retried (and
-  // reported again) every Update.
+  // Update's. An object the core rejected is not here.
   std::map<std::string, ServiceSpec> applied_services;
   std::map<std::string, NamespaceInfo> applied_namespaces;
   std::map<std::string, NodeInfo> applied_nodes;
   std::map<std::string, std::pair<PodInfo, std::optional<LocalEndpoint>>> applied_pods;
+  std::map<std::string, NetworkPolicy> applied_network_policies;
 
   State(ClusterViewOptions o, LbState l)
       : options(std::move(o)), lb(std::move(l)), policy({.node_name = options.node_name}) {}
+
+  // Slice index upkeep around a change of slice `key` in `objects`; marks the
+  // Services it leaves and joins.
+  void UnindexSlice(const std::string& key);
+  void IndexSlice(const std::string& key);
+  // Hands the core the dirty objects (and the rejected ones again).
+  void Recompute();
+  std::optional<LocalEndpoint> LocalEndpointFor(const std::string& key, const PodInfo& pod);
 };
+
+void ClusterView::State::UnindexSlice(const std::string& key) {
+  auto it = objects.endpoint_slices.find(key);
+  if (it == objects.endpoint_slices.end()) {
+    return;
+  }
+  const std::string service = ServiceOfSlice(it->second);
+  if (service.empty()) {
+    return;
+  }
+  if (auto sl = slices_by_service.find(service); sl != slices_by_service.end()) {
+    sl->second.erase(key);
+    if (sl->second.empty()) {
+      slices_by_service.erase(sl);
+    }
+  }
+  dirty.services.insert(service);
+}
+
+void ClusterView::State::IndexSlice(const std::string& key) {
+  const std::string service = ServiceOfSlice(objects.endpoint_slices.at(key));
+  if (!service.empty()) {
+    slices_by_service[service].insert(key);
+    dirty.services.insert(service);
+  }
+}
 
 namespace {
 
@@ -177,13 +310,20 @@ std::array<uint8_t, 6> SyntheticMac(uint8_t kind, uint32_t n) {
 // forgets what it rejected (so that the next Update retries it) and reports.
 template <typename T, typename Problem>
 void Remember(const std::string& key, T value, const absl::Status& status,
-              absl::string_view kind, const Problem& problem, std::map<std::string, T>& applied) {
+              absl::string_view kind, const Problem& problem, std::map<std::string, T>& applied,
+              std::set<std::string>& rejected) {
   if (status.ok()) {
     applied.insert_or_assign(key, std::move(value));
   } else {
     applied.erase(key);
+    rejected.insert(key);
     problem(absl::StrCat(kind, key), status);
   }
+}
+
+std::pair<std::string, std::string> SplitKey(const std::string& key) {
+  const size_t slash = key.find('/');
+  return {key.substr(0, slash), key.substr(slash + 1)};
 }
 
 }  // namespace
@@ -203,7 +343,119 @@ ClusterView::~ClusterView() = default;
 
 void ClusterView::Update(const k8s::ClusterObjects& objects) {
   State& s = *state_;
+  // Every key of the old and the new set is looked at; the Same* checks in
+  // Recompute keep equal objects away from the core.
+  MarkKeys(s.objects.services, s.dirty.services);
+  MarkKeys(objects.services, s.dirty.services);
+  MarkKeys(s.objects.pods, s.dirty.pods);
+  MarkKeys(objects.pods, s.dirty.pods);
+  MarkKeys(s.objects.namespaces, s.dirty.namespaces);
+  MarkKeys(objects.namespaces, s.dirty.namespaces);
+  MarkKeys(s.objects.nodes, s.dirty.nodes);
+  MarkKeys(objects.nodes, s.dirty.nodes);
+  MarkKeys(s.objects.network_policies, s.dirty.network_policies);
+  MarkKeys(objects.network_policies, s.dirty.network_policies);
+  MarkKeys(s.objects.admin_network_policies, s.dirty.anps);
+  MarkKeys(objects.admin_network_policies, s.dirty.anps);
+  s.dirty.banp = true;
+  s.dirty.nodes.insert(s.options.node_name);
   s.objects = objects;
+  s.slices_by_service.clear();
+  for (const auto& [key, slice] : s.objects.endpoint_slices) {
+    if (std::string service = ServiceOfSlice(slice); !service.empty()) {
+      s.slices_by_service[service].insert(key);
+    }
+  }
+  s.Recompute();
+}
+
+void ClusterView::Update(const ObjectChanges& changes) {
+  State& s = *state_;
+  k8s::ClusterObjects& o = s.objects;
+  const k8s::ClusterObjects& c = changes.changed;
+  for (const auto& [key, slice] : c.endpoint_slices) {
+    s.UnindexSlice(key);
+    o.endpoint_slices.insert_or_assign(key, slice);
+    s.IndexSlice(key);
+  }
+  auto upsert = [](const auto& from, auto& to, std::set<std::string>& dirty) {
+    for (const auto& [key, object] : from) {
+      to.insert_or_assign(key, object);
+      dirty.insert(key);
+    }
+  };
+  upsert(c.services, o.services, s.dirty.services);
+  upsert(c.pods, o.pods, s.dirty.pods);
+  upsert(c.namespaces, o.namespaces, s.dirty.namespaces);
+  upsert(c.nodes, o.nodes, s.dirty.nodes);
+  upsert(c.network_policies, o.network_policies, s.dirty.network_policies);
+  upsert(c.admin_network_policies, o.admin_network_policies, s.dirty.anps);
+  if (c.baseline_admin_network_policy) {
+    o.baseline_admin_network_policy = c.baseline_admin_network_policy;
+    s.dirty.banp = true;
+  }
+  if (c.network_logging) {
+    o.network_logging = c.network_logging;
+  }
+
+  const RemovedObjects& r = changes.removed;
+  for (const std::string& key : r.endpoint_slices) {
+    s.UnindexSlice(key);
+    o.endpoint_slices.erase(key);
+  }
+  auto remove = [](const std::vector<std::string>& keys, auto& from, std::set<std::string>& dirty) {
+    for (const std::string& key : keys) {
+      from.erase(key);
+      dirty.insert(key);
+    }
+  };
+  remove(r.services, o.services, s.dirty.services);
+  remove(r.pods, o.pods, s.dirty.pods);
+  remove(r.namespaces, o.namespaces, s.dirty.namespaces);
+  remove(r.nodes, o.nodes, s.dirty.nodes);
+  remove(r.network_policies, o.network_policies, s.dirty.network_policies);
+  remove(r.admin_network_policies, o.admin_network_policies, s.dirty.anps);
+  if (r.baseline_admin_network_policy) {
+    o.baseline_admin_network_policy.reset();
+    s.dirty.banp = true;
+  }
+  if (r.network_logging) {
+    o.network_logging.reset();
+  }
+  s.Recompute();
+}
+
+std::optional<LocalEndpoint> ClusterView::State::LocalEndpointFor(const std::string& key,
+                                                                  const PodInfo& pod) {
+  const bool is_local = !pod.host_network && !pod.ips.empty() &&
+                        (options.all_pods_local ||
+                         (!options.node_name.empty() && pod.node_name == options.node_name));
+  std::optional<LocalEndpoint> local;
+  if (is_local) {
+    if (options.local_endpoint) {
+      local = options.local_endpoint(pod);
+    } else if (auto it = local_endpoints.find(key); it != local_endpoints.end()) {
+      local = it->second;
+    } else {
+      const uint32_t ifindex = next_ifindex++;
+      local = LocalEndpoint{.ifindex = ifindex,
+                            .mac = SyntheticMac(0x00, ifindex),
+                            .host_mac = SyntheticMac(0xee, ifindex)};
+    }
+  }
+  if (local) {
+    local_endpoints[key] = *local;
+  } else {
+    local_endpoints.erase(key);
+  }
+  return local;
+}
+
+void ClusterView::State::Recompute() {
+  State& s = *this;
+  s.dirty.Merge(s.rejected);
+  DirtyKeys d = std::move(s.dirty);
+  s.dirty = {};
   s.problems.clear();
   auto problem = [&s](absl::string_view what, const absl::Status& status) {
     if (!status.ok()) {
@@ -212,126 +464,107 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
   };
 
   // Node first: it decides local endpoints, zone and NodePort addresses.
-  NodeInfo node{.name = s.options.node_name};
-  if (auto it = objects.nodes.find(s.options.node_name); it != objects.nodes.end()) {
-    node = BuildNodeInfo(it->second);
-  }
-  if (node.name != s.node.name || node.zone != s.node.zone ||
-      node.addresses != s.node.addresses || node.labels != s.node.labels) {
-    problem(absl::StrCat("Node ", node.name), s.lb.SetNode(node));
-    s.node = node;
+  if (d.nodes.contains(s.options.node_name)) {
+    NodeInfo node{.name = s.options.node_name};
+    if (auto it = objects.nodes.find(s.options.node_name); it != objects.nodes.end()) {
+      node = BuildNodeInfo(it->second);
+    }
+    if (!Same(node, s.node)) {
+      problem(absl::StrCat("Node ", node.name), s.lb.SetNode(node));
+      s.node = node;
+    }
   }
 
   // Policy inputs: namespaces, nodes, pods, then the policies over them.
-  std::set<std::string> seen;
   // Each Set* below is skipped when the object equals the one the core
   // accepted last time: PolicyState derives the same state from it.
-  for (const auto& [key, ns] : objects.namespaces) {
-    seen.insert(key);
-    if (auto it = s.applied_namespaces.find(key);
-        it != s.applied_namespaces.end() && Same(it->second, ns)) {
-      continue;
-    }
-    Remember(key, ns, s.policy.SetNamespace(ns), "Namespace ", problem, s.applied_namespaces);
-  }
-  for (const std::string& key : s.namespaces) {
-    if (!seen.count(key)) {
+  for (const std::string& key : d.namespaces) {
+    if (auto it = objects.namespaces.find(key); it != objects.namespaces.end()) {
+      s.namespaces.insert(key);
+      if (auto a = s.applied_namespaces.find(key);
+          a != s.applied_namespaces.end() && Same(a->second, it->second)) {
+        continue;
+      }
+      Remember(key, it->second, s.policy.SetNamespace(it->second), "Namespace ", problem,
+               s.applied_namespaces, s.rejected.namespaces);
+    } else if (s.namespaces.erase(key)) {
       problem(absl::StrCat("Namespace ", key), s.policy.RemoveNamespace(key));
       s.applied_namespaces.erase(key);
     }
   }
-  s.namespaces = std::move(seen);
-  seen.clear();
-  for (const auto& [key, n] : objects.nodes) {
-    seen.insert(key);
-    NodeInfo info = BuildNodeInfo(n);
-    if (auto it = s.applied_nodes.find(key); it != s.applied_nodes.end() && Same(it->second, info)) {
-      continue;
-    }
-    const absl::Status st = s.policy.SetNode(info);
-    Remember(key, std::move(info), st, "Node ", problem, s.applied_nodes);
-  }
-  for (const std::string& key : s.nodes) {
-    if (!seen.count(key)) {
+  for (const std::string& key : d.nodes) {
+    if (auto it = objects.nodes.find(key); it != objects.nodes.end()) {
+      s.nodes.insert(key);
+      NodeInfo info = BuildNodeInfo(it->second);
+      if (auto a = s.applied_nodes.find(key); a != s.applied_nodes.end() && Same(a->second, info)) {
+        continue;
+      }
+      const absl::Status st = s.policy.SetNode(info);
+      Remember(key, std::move(info), st, "Node ", problem, s.applied_nodes, s.rejected.nodes);
+    } else if (s.nodes.erase(key)) {
       problem(absl::StrCat("Node ", key), s.policy.RemoveNode(key));
       s.applied_nodes.erase(key);
     }
   }
-  s.nodes = std::move(seen);
-  seen.clear();
-  for (const auto& [key, pod] : objects.pods) {
-    std::optional<LocalEndpoint> local;
-    bool is_local = !pod.info.host_network && !pod.info.ips.empty() &&
-                    (s.options.all_pods_local ||
-                     (!s.options.node_name.empty() && pod.info.node_name == s.options.node_name));
-    if (is_local) {
-      if (s.options.local_endpoint) {
-        local = s.options.local_endpoint(pod.info);
-      } else if (auto it = s.local_endpoints.find(key); it != s.local_endpoints.end()) {
-        local = it->second;
-      } else {
-        uint32_t ifindex = s.next_ifindex++;
-        local = LocalEndpoint{.ifindex = ifindex,
-                              .mac = SyntheticMac(0x00, ifindex),
-                              .host_mac = SyntheticMac(0xee, ifindex)};
+  for (const std::string& key : d.pods) {
+    if (auto it = objects.pods.find(key); it != objects.pods.end()) {
+      const PodInfo& pod = it->second.info;
+      const std::optional<LocalEndpoint> local = s.LocalEndpointFor(key, pod);
+      s.pods.insert(key);
+      if (auto a = s.applied_pods.find(key); a != s.applied_pods.end() &&
+                                             Same(a->second.first, pod) &&
+                                             Same(a->second.second, local)) {
+        continue;
       }
-    }
-    if (local) {
-      s.local_endpoints[key] = *local;
-    } else {
-      s.local_endpoints.erase(key);
-    }
-    seen.insert(key);
-    if (auto it = s.applied_pods.find(key); it != s.applied_pods.end() &&
-                                            Same(it->second.first, pod.info) &&
-                                            Same(it->second.second, local)) {
-      continue;
-    }
-    const absl::Status st = s.policy.SetPod(pod.info, local);
-    Remember(key, std::make_pair(pod.info, local), st, "Pod ", problem, s.applied_pods);
-  }
-  for (const std::string& key : s.pods) {
-    if (!seen.count(key)) {
-      size_t slash = key.find('/');
-      problem(absl::StrCat("Pod ", key),
-              s.policy.RemovePod(key.substr(0, slash), key.substr(slash + 1)));
+      const absl::Status st = s.policy.SetPod(pod, local);
+      Remember(key, std::make_pair(pod, local), st, "Pod ", problem, s.applied_pods,
+               s.rejected.pods);
+    } else if (s.pods.erase(key)) {
+      const auto [ns, name] = SplitKey(key);
+      problem(absl::StrCat("Pod ", key), s.policy.RemovePod(ns, name));
       s.local_endpoints.erase(key);
       s.applied_pods.erase(key);
     }
   }
-  s.pods = std::move(seen);
-  seen.clear();
-  for (const auto& [key, np] : objects.network_policies) {
-    problem(absl::StrCat("NetworkPolicy ", key), s.policy.SetNetworkPolicy(np));
-    seen.insert(key);
-  }
-  for (const std::string& key : s.network_policies) {
-    if (!seen.count(key)) {
-      size_t slash = key.find('/');
-      problem(absl::StrCat("NetworkPolicy ", key),
-              s.policy.RemoveNetworkPolicy(key.substr(0, slash), key.substr(slash + 1)));
+  for (const std::string& key : d.network_policies) {
+    if (auto it = objects.network_policies.find(key); it != objects.network_policies.end()) {
+      s.network_policies.insert(key);
+      if (auto a = s.applied_network_policies.find(key);
+          a != s.applied_network_policies.end() && Same(a->second, it->second)) {
+        continue;
+      }
+      Remember(key, it->second, s.policy.SetNetworkPolicy(it->second), "NetworkPolicy ",
+               problem, s.applied_network_policies, s.rejected.network_policies);
+    } else if (s.network_policies.erase(key)) {
+      const auto [ns, name] = SplitKey(key);
+      problem(absl::StrCat("NetworkPolicy ", key), s.policy.RemoveNetworkPolicy(ns, name));
+      s.applied_network_policies.erase(key);
     }
   }
-  s.network_policies = std::move(seen);
-  seen.clear();
-  for (const auto& [key, anp] : objects.admin_network_policies) {
-    problem(absl::StrCat("AdminNetworkPolicy ", key), s.policy.SetAdminNetworkPolicy(anp));
-    seen.insert(key);
-  }
-  for (const std::string& key : s.anps) {
-    if (!seen.count(key)) {
+  for (const std::string& key : d.anps) {
+    if (auto it = objects.admin_network_policies.find(key);
+        it != objects.admin_network_policies.end()) {
+      s.anps.insert(key);
+      const absl::Status st = s.policy.SetAdminNetworkPolicy(it->second);
+      if (!st.ok()) {
+        s.rejected.anps.insert(key);
+      }
+      problem(absl::StrCat("AdminNetworkPolicy ", key), st);
+    } else if (s.anps.erase(key)) {
       problem(absl::StrCat("AdminNetworkPolicy ", key), s.policy.RemoveAdminNetworkPolicy(key));
     }
   }
-  s.anps = std::move(seen);
-  seen.clear();
-  if (objects.baseline_admin_network_policy) {
-    problem("BaselineAdminNetworkPolicy default",
-            s.policy.SetBaselineAdminNetworkPolicy(*objects.baseline_admin_network_policy));
-    s.banp = true;
-  } else if (s.banp) {
-    problem("BaselineAdminNetworkPolicy default", s.policy.RemoveBaselineAdminNetworkPolicy());
-    s.banp = false;
+  if (d.banp) {
+    if (objects.baseline_admin_network_policy) {
+      const absl::Status st =
+          s.policy.SetBaselineAdminNetworkPolicy(*objects.baseline_admin_network_policy);
+      s.rejected.banp = !st.ok();
+      problem("BaselineAdminNetworkPolicy default", st);
+      s.banp = true;
+    } else if (s.banp) {
+      problem("BaselineAdminNetworkPolicy default", s.policy.RemoveBaselineAdminNetworkPolicy());
+      s.banp = false;
+    }
   }
   for (std::string& w : s.policy.TakeWarnings()) {
     s.problems.push_back(std::move(w));
@@ -343,42 +576,46 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
   // nodePort is accepted in the same Update. A Service the core now rejects
   // loses its previous version too.
   auto remove_service = [&s, &problem](const std::string& key) {
-    size_t slash = key.find('/');
-    absl::Status st = s.lb.RemoveService(key.substr(0, slash), key.substr(slash + 1));
+    const auto [ns, name] = SplitKey(key);
+    absl::Status st = s.lb.RemoveService(ns, name);
     s.applied_services.erase(key);
+    s.services.erase(key);
     if (!st.ok() && !absl::IsNotFound(st)) {
       problem(absl::StrCat("Service ", key), st);
     }
   };
-  for (const std::string& key : s.services) {
+  for (const std::string& key : d.services) {
+    auto it = objects.services.find(key);
+    if (s.services.contains(key) && (it == objects.services.end() || it->second.external_name)) {
+      remove_service(key);
+    }
+  }
+  std::vector<const EndpointSliceSpec*> own;
+  for (const std::string& key : d.services) {
     auto it = objects.services.find(key);
     if (it == objects.services.end() || it->second.external_name) {
-      remove_service(key);
-    }
-  }
-  const SliceIndex slices = IndexSlices(objects);
-  const std::vector<const EndpointSliceSpec*> no_slices;
-  for (const auto& [key, svc] : objects.services) {
-    if (svc.external_name) {
       continue;
     }
-    auto sl = slices.find(key);
-    const std::vector<const EndpointSliceSpec*>& own = sl == slices.end() ? no_slices : sl->second;
-    if (auto it = s.applied_services.find(key);
-        it != s.applied_services.end() && SameService(it->second, svc.spec, own)) {
-      seen.insert(key);
+    own.clear();
+    if (auto sl = s.slices_by_service.find(key); sl != s.slices_by_service.end()) {
+      for (const std::string& slice_key : sl->second) {
+        own.push_back(&objects.endpoint_slices.at(slice_key).spec);
+      }
+    }
+    if (auto a = s.applied_services.find(key);
+        a != s.applied_services.end() && SameService(a->second, it->second.spec, own)) {
       continue;
     }
-    ServiceSpec spec = BuildServiceSpec(svc, own);
+    ServiceSpec spec = BuildServiceSpec(it->second, own);
     absl::Status st = s.lb.UpsertService(spec);
     if (st.ok()) {
-      seen.insert(key);
-    } else if (s.services.count(key)) {
+      s.services.insert(key);
+    } else if (s.services.contains(key)) {
       remove_service(key);
     }
-    Remember(key, std::move(spec), st, "Service ", problem, s.applied_services);
+    Remember(key, std::move(spec), st, "Service ", problem, s.applied_services,
+             s.rejected.services);
   }
-  s.services = std::move(seen);
 }
 
 ChangeBatch ClusterView::PendingChanges() const {
@@ -387,18 +624,20 @@ ChangeBatch ClusterView::PendingChanges() const {
   return batch;
 }
 
-absl::Status ClusterView::ApplyTo(Backend& backend) {
-  ChangeBatch lb_batch = state_->lb.Diff();
-  ChangeBatch policy_batch = state_->policy.Diff();
-  ChangeBatch all = lb_batch;
-  all.Append(policy_batch);
-  if (all.empty()) {
-    return absl::OkStatus();
+absl::Status ClusterView::ApplyTo(Backend& backend, ChangeBatch* attempted) {
+  // One batch, no copy of the (large) lookup tables: each state acknowledges
+  // only its own kinds of records from it.
+  ChangeBatch all = state_->lb.Diff();
+  all.Append(state_->policy.Diff());
+  absl::Status status = all.empty() ? absl::OkStatus() : backend.Apply(all);
+  if (status.ok()) {
+    state_->lb.Acknowledge(all);
+    state_->policy.Acknowledge(all);
   }
-  DPV2_RETURN_IF_ERROR(backend.Apply(all));
-  state_->lb.Acknowledge(lb_batch);
-  state_->policy.Acknowledge(policy_batch);
-  return absl::OkStatus();
+  if (attempted != nullptr) {
+    *attempted = std::move(all);
+  }
+  return status;
 }
 
 absl::Status ClusterView::Adopt(const ChangeBatch& dumped) {

@@ -5,12 +5,17 @@
 // the Local traffic policies and the topology zone (from the Node's
 // topology.kubernetes.io/zone label).
 //
-// Update() takes a whole object set (manifests re-read, or an API cache
-// snapshot) and turns it into adds, replacements and removals; an object the
-// core rejects is reported in problems() and left out, never half applied.
+// Update() takes either a whole object set (manifests re-read, or an API
+// cache snapshot) or only the objects that changed (ObjectChanges, as a watch
+// delivers them) and turns it into adds, replacements and removals; an object
+// the core rejects is reported in problems() and left out, never half
+// applied. Work follows the change: the view records which Services, pods,
+// namespaces, nodes and policies an object change touches (a slice touches
+// its Service) and recomputes only those, and the core diffs only the records
+// they touched.
 //
 //   absl::StatusOr<ClusterView> view = ClusterView::Create({.node_name = "node-1"});
-//   view->Update(objects);
+//   view->Update(objects);  // later: view->Update(ObjectChanges{.changed = slices});
 //   DPV2_RETURN_IF_ERROR(view->ApplyTo(*backend));
 #ifndef DPV2_AGENT_CLUSTER_VIEW_H_
 #define DPV2_AGENT_CLUSTER_VIEW_H_
@@ -43,6 +48,23 @@ struct ClusterViewOptions {
   std::function<std::optional<LocalEndpoint>(const PodInfo&)> local_endpoint;
 };
 
+// Keys of removed objects, per kind, as ClusterObjects keys them.
+struct RemovedObjects {
+  std::vector<std::string> services, endpoint_slices, pods, namespaces, nodes, network_policies,
+      admin_network_policies;
+  bool baseline_admin_network_policy = false;
+  bool network_logging = false;
+};
+
+// Objects added, replaced or removed since the previous Update: `changed`
+// holds the new versions (decoded with k8s::AddObject like a full set; its
+// errors and warnings are the caller's to report), `removed` the keys that
+// went away. A key both changed and removed is removed.
+struct ObjectChanges {
+  k8s::ClusterObjects changed;
+  RemovedObjects removed;
+};
+
 class ClusterView {
  public:
   static absl::StatusOr<ClusterView> Create(ClusterViewOptions options);
@@ -52,13 +74,20 @@ class ClusterView {
   ~ClusterView();
 
   // Makes the desired state match `objects`. Problems (objects the core
-  // rejected) replace those of the previous Update.
+  // rejected) replace those of the previous Update. Costs a comparison of
+  // every object with the previous set.
   void Update(const k8s::ClusterObjects& objects);
+  // The same as Update() with the previous set patched by `changes`, at a
+  // cost that follows the change: only the objects named in it, and the
+  // Services of changed EndpointSlices, are recomputed. Objects the core
+  // rejected before are retried (and reported in problems() again).
+  void Update(const ObjectChanges& changes);
 
   // Applies what changed since the last successful ApplyTo (everything the
   // first time) as one batch; on error nothing is acknowledged and the next
-  // call retries the whole difference.
-  absl::Status ApplyTo(Backend& backend);
+  // call retries the whole difference. `attempted`, if given, receives the
+  // batch (so that callers that report it need not diff twice).
+  absl::Status ApplyTo(Backend& backend, ChangeBatch* attempted = nullptr);
   // The batch ApplyTo would apply.
   ChangeBatch PendingChanges() const;
   // The backend was replaced or lost its state: the next ApplyTo writes all.

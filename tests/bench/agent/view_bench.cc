@@ -1,12 +1,28 @@
 // view_bench: the agent's control-plane cost from API objects to the datapath
-// (PERF.md P6, P7). For N Services x 10 endpoints (and half as many pods,
-// spread over 100 nodes) it prints the full sync (ClusterView::Update +
-// ApplyTo on the sim backend, fresh view each time) and one endpoint change
-// (one EndpointSlice condition flipped, Update + ApplyTo), median and p99.
+// (PERF.md P6, P7), phase by phase, on the sim backend.
 //
-//   view_bench            1,000 and 10,000 Services
+// The cluster at size N has N Services x 10 endpoints (one EndpointSlice
+// each), 5N pods (half the endpoints have a pod object) spread over 100 nodes,
+// N/10 NetworkPolicies (each selects one Service's pods and admits another's)
+// and one namespace: at N = 10,000 that is P7's 10k Services / 100k endpoints
+// / 50k pods / 1k policies. Objects start as API JSON.
+//
+// Full sync (P7), a fresh view each time: decode (k8s::AddObject of every
+// object), ClusterView::Update, diff (ClusterView::PendingChanges: LbState and
+// PolicyState), apply (the rest of ApplyTo: sim Backend::Apply, which
+// validates and writes DatapathTables, and Acknowledge).
+// One endpoint change (P6): one EndpointSlice's JSON with one endpoint's
+// ready condition flipped, decoded and handed to the view as a change
+// (ClusterView::Update with ObjectChanges), diffed and applied.
+// Memory: heap bytes (mallinfo2) held by the decoded objects and by the view
+// (its object store, LbState, PolicyState), per object, after a full sync.
+//
+//   view_bench            1,000, 3,000 and 10,000 Services
 //   view_bench --quick    1,000 Services, few repeats (smoke test)
 //   view_bench --max 3000 sizes up to 3,000 only
+//   view_bench --changes 50  50 endpoint changes per size (default 200)
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,12 +36,15 @@
 #include "agent/cluster_view.h"
 #include "agent/k8s/objects.h"
 #include "dpv2/sim.h"
+#include "nlohmann/json.hpp"
 
 namespace {
 
 using dpv2::IpAddr;
 using dpv2::agent::ClusterView;
+using dpv2::agent::ObjectChanges;
 using dpv2::agent::k8s::ClusterObjects;
+using Json = nlohmann::json;
 
 constexpr int kEndpointsPerService = 10;
 constexpr int kNodes = 100;
@@ -39,59 +58,91 @@ dpv2::DatapathConfig BenchConfig(int services) {
   return config;
 }
 
-ClusterObjects MakeObjects(int services) {
-  ClusterObjects objects;
-  objects.namespaces["default"] = {.name = "default"};
+std::string Name(int service) { return absl::StrCat("svc-", service); }
+std::string NodeName(int endpoint) { return absl::StrCat("node-", endpoint % kNodes); }
+IpAddr EndpointIp(int endpoint) { return IpAddr::V4(0x0A400000 + endpoint + 1); }
+
+Json Meta(const std::string& name, Json labels = Json::object()) {
+  return {{"name", name}, {"namespace", "default"}, {"labels", std::move(labels)}};
+}
+
+Json SliceJson(int service, const std::vector<bool>& ready) {
+  Json endpoints = Json::array();
+  for (int j = 0; j < kEndpointsPerService; ++j) {
+    const int e = service * kEndpointsPerService + j;
+    endpoints.push_back({{"addresses", {EndpointIp(e).ToString()}},
+                         {"conditions", {{"ready", static_cast<bool>(ready[j])}}},
+                         {"nodeName", NodeName(e)},
+                         {"zone", absl::StrCat("zone-", (e % kNodes) % 3)},
+                         {"targetRef", {{"kind", "Pod"},
+                                        {"namespace", "default"},
+                                        {"name", absl::StrCat(Name(service), "-", j)}}}});
+  }
+  return {{"apiVersion", "discovery.k8s.io/v1"},
+          {"kind", "EndpointSlice"},
+          {"metadata", Meta(Name(service) + "-abcde",
+                            {{"kubernetes.io/service-name", Name(service)}})},
+          {"addressType", "IPv4"},
+          {"ports", {{{"name", "http"}, {"port", 8080}, {"protocol", "TCP"}}}},
+          {"endpoints", std::move(endpoints)}};
+}
+
+// The API objects of the cluster of size `services` (see the file comment).
+std::vector<Json> MakeCluster(int services) {
+  std::vector<Json> out;
+  out.push_back({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "default"}}}});
   for (int n = 0; n < kNodes; ++n) {
-    dpv2::agent::k8s::NodeObject node;
-    node.name = absl::StrCat("node-", n);
-    node.zone = absl::StrCat("zone-", n % 3);
-    node.labels["topology.kubernetes.io/zone"] = node.zone;
-    node.addresses.push_back({.text = IpAddr::V4(0xC0A80000 + n + 1).ToString(),
-                              .ip = IpAddr::V4(0xC0A80000 + n + 1)});
-    objects.nodes[node.name] = node;
+    const std::string zone = absl::StrCat("zone-", n % 3);
+    out.push_back(
+        {{"apiVersion", "v1"},
+         {"kind", "Node"},
+         {"metadata",
+          {{"name", absl::StrCat("node-", n)}, {"labels", {{"topology.kubernetes.io/zone", zone}}}}},
+         {"status",
+          {{"addresses",
+            {{{"type", "InternalIP"}, {"address", IpAddr::V4(0xC0A80000 + n + 1).ToString()}}}}}}});
   }
+  const std::vector<bool> all_ready(kEndpointsPerService, true);
   for (int i = 0; i < services; ++i) {
-    const std::string name = absl::StrCat("svc-", i);
-    dpv2::agent::k8s::ServiceObject svc;
-    svc.spec.namespace_name = "default";
-    svc.spec.name = name;
-    svc.spec.cluster_ips = {IpAddr::V4(0x0A600000 + i + 1)};
-    svc.spec.ports = {{.name = "http", .port = 80}};
-    svc.selector = dpv2::Labels{{"app", name}};
-    svc.target_ports = {{.number = 8080}};
-    objects.services["default/" + name] = svc;
-
-    dpv2::agent::k8s::EndpointSliceObject slice;
-    slice.namespace_name = "default";
-    slice.service_name = name;
-    slice.labels["kubernetes.io/service-name"] = name;
-    slice.spec.name = name + "-abcde";
-    slice.spec.ports = {{.name = "http", .port = 8080}};
-    for (int j = 0; j < kEndpointsPerService; ++j) {
+    out.push_back({{"apiVersion", "v1"},
+                   {"kind", "Service"},
+                   {"metadata", Meta(Name(i))},
+                   {"spec",
+                    {{"clusterIP", IpAddr::V4(0x0A600000 + i + 1).ToString()},
+                     {"selector", {{"app", Name(i)}}},
+                     {"ports", {{{"name", "http"}, {"port", 80}, {"targetPort", 8080}}}}}}});
+    out.push_back(SliceJson(i, all_ready));
+    for (int j = 0; j < kEndpointsPerService; j += 2) {  // half the endpoints have a pod
       const int e = i * kEndpointsPerService + j;
-      const std::string pod_name = absl::StrCat(name, "-", j);
-      const std::string node_name = absl::StrCat("node-", e % kNodes);
-      const IpAddr ip = IpAddr::V4(0x0A400000 + e + 1);
-      slice.spec.endpoints.push_back({.addresses = {ip}, .node_name = node_name,
-                                      .zone = absl::StrCat("zone-", (e % kNodes) % 3)});
-      slice.target_pods.push_back("default/" + pod_name);
-      if (j % 2 == 0) {  // half the endpoints have a pod object: 50k pods at 10k Services
-        dpv2::agent::k8s::PodObject pod;
-        pod.info = {.namespace_name = "default", .name = pod_name,
-                    .labels = {{"app", name}}, .ips = {ip}, .node_name = node_name};
-        pod.phase = "Running";
-        objects.pods["default/" + pod_name] = pod;
-      }
+      const std::string ip = EndpointIp(e).ToString();
+      out.push_back({{"apiVersion", "v1"},
+                     {"kind", "Pod"},
+                     {"metadata", Meta(absl::StrCat(Name(i), "-", j), {{"app", Name(i)}})},
+                     {"spec", {{"nodeName", NodeName(e)}, {"containers", {{{"name", "c"}}}}}},
+                     {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}});
     }
-    objects.endpoint_slices["default/" + slice.spec.name] = slice;
   }
-  return objects;
+  for (int p = 0; p < services / 10; ++p) {
+    const int to = p * 10;
+    const int from = (p * 10 + 1) % services;
+    out.push_back(
+        {{"apiVersion", "networking.k8s.io/v1"},
+         {"kind", "NetworkPolicy"},
+         {"metadata", Meta(absl::StrCat("allow-", Name(from), "-to-", Name(to)))},
+         {"spec",
+          {{"podSelector", {{"matchLabels", {{"app", Name(to)}}}}},
+           {"ingress",
+            {{{"from", {{{"podSelector", {{"matchLabels", {{"app", Name(from)}}}}}}}},
+              {"ports", {{{"protocol", "TCP"}, {"port", 8080}}}}}}}}}});
+  }
+  return out;
 }
 
-double Ms(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+size_t HeapBytes() { return mallinfo2().uordblks; }
 
 struct Figures {
   double median = 0;
@@ -104,56 +155,111 @@ Figures Summarize(std::vector<double> v) {
   return {.median = v[v.size() / 2], .p99 = v[p99]};
 }
 
+// Times of one pass through the phases, ms.
+struct Phases {
+  std::vector<double> decode, update, diff, apply, total;
+
+  void Add(double d, double u, double df, double a) {
+    decode.push_back(d);
+    update.push_back(u);
+    diff.push_back(df);
+    apply.push_back(a);
+    total.push_back(d + u + df + a);
+  }
+  void Print(const char* what, int services, const char* fmt) const {
+    std::printf("%8d %-12s", services, what);
+    for (const auto* v : {&decode, &update, &diff, &apply, &total}) {
+      const Figures f = Summarize(*v);
+      std::printf(fmt, f.median, f.p99);
+    }
+    std::printf("\n");
+  }
+};
+
 int Run(int services, int full_repeats, int change_repeats) {
-  const ClusterObjects objects = MakeObjects(services);
+  const std::vector<Json> cluster = MakeCluster(services);
   const dpv2::DatapathConfig config = BenchConfig(services);
-  std::vector<double> full;
+  Phases full;
+  size_t objects_heap = 0, view_heap = 0, object_count = 0;
   std::unique_ptr<dpv2::Backend> backend;
   std::optional<ClusterView> view;
+  std::optional<ClusterObjects> objects;
   for (int r = 0; r < full_repeats; ++r) {
+    // Last round's state first goes away, so that heap figures are its own.
+    view.reset();
+    backend.reset();
+    objects.reset();
     auto b = dpv2::MakeSimBackend({.config = config});
-    auto v = ClusterView::Create({.node_name = "node-0", .lb = {.datapath = config}});
-    if (!b.ok() || !v.ok()) {
-      std::fprintf(stderr, "setup failed: %s %s\n", b.status().ToString().c_str(),
-                   v.status().ToString().c_str());
+    if (!b.ok()) {
+      std::fprintf(stderr, "sim backend: %s\n", b.status().ToString().c_str());
       return 1;
     }
-    const auto start = std::chrono::steady_clock::now();
-    v->Update(objects);
+    const size_t heap0 = HeapBytes();
+    const Clock::time_point t0 = Clock::now();
+    objects.emplace();
+    for (const Json& o : cluster) {
+      dpv2::agent::k8s::AddObject(o, "bench", &*objects);
+    }
+    const Clock::time_point t1 = Clock::now();
+    const size_t heap1 = HeapBytes();
+    auto v = ClusterView::Create({.node_name = "node-0", .lb = {.datapath = config}});
+    if (!v.ok() || !objects->errors.empty()) {
+      std::fprintf(stderr, "setup failed: %s %s\n", v.status().ToString().c_str(),
+                   objects->errors.empty() ? "" : objects->errors[0].c_str());
+      return 1;
+    }
+    const Clock::time_point t2 = Clock::now();
+    v->Update(*objects);
+    const Clock::time_point t3 = Clock::now();
+    const size_t pending = v->PendingChanges().size();
+    const Clock::time_point t4 = Clock::now();
+    const size_t heap2 = HeapBytes();
     const absl::Status st = v->ApplyTo(**b);
-    full.push_back(Ms(std::chrono::steady_clock::now() - start));
-    if (!st.ok() || !v->problems().empty()) {
+    const Clock::time_point t5 = Clock::now();
+    if (!st.ok() || !v->problems().empty() || pending == 0) {
       std::fprintf(stderr, "full sync failed: %s %s\n", st.ToString().c_str(),
                    v->problems().empty() ? "" : v->problems()[0].c_str());
       return 1;
     }
+    // ApplyTo diffs again before it applies: its own diff is taken out.
+    full.Add(Ms(t1 - t0), Ms(t3 - t2), Ms(t4 - t3), Ms(t5 - t4) - Ms(t4 - t3));
+    objects_heap = heap1 - heap0;
+    view_heap = heap2 - heap1;
+    object_count = objects->object_count();
     backend = std::move(*b);
     view.emplace(std::move(*v));
   }
 
-  ClusterObjects changed = objects;
+  // One endpoint change as a watch delivers it: the slice's new JSON.
   std::mt19937 rng(42);
-  std::vector<double> change, change_update;
+  std::vector<std::vector<bool>> ready(services, std::vector<bool>(kEndpointsPerService, true));
+  Phases change;
   for (int r = 0; r < change_repeats; ++r) {
-    const std::string key = absl::StrCat("default/svc-", rng() % services, "-abcde");
-    auto& endpoint = changed.endpoint_slices[key].spec.endpoints[0];
-    endpoint.conditions.ready = !endpoint.conditions.IsReady();
-    const auto start = std::chrono::steady_clock::now();
-    view->Update(changed);
-    change_update.push_back(Ms(std::chrono::steady_clock::now() - start));
+    const int svc = static_cast<int>(rng() % services);
+    ready[svc][0] = !ready[svc][0];
+    const Json slice = SliceJson(svc, ready[svc]);
+    const Clock::time_point t0 = Clock::now();
+    ObjectChanges changes;
+    dpv2::agent::k8s::AddObject(slice, "watch", &changes.changed);
+    const Clock::time_point t1 = Clock::now();
+    view->Update(changes);
+    const Clock::time_point t2 = Clock::now();
+    const dpv2::ChangeBatch pending = view->PendingChanges();
+    const Clock::time_point t3 = Clock::now();
     const absl::Status st = view->ApplyTo(*backend);
-    change.push_back(Ms(std::chrono::steady_clock::now() - start));
-    if (!st.ok()) {
-      std::fprintf(stderr, "change failed: %s\n", st.ToString().c_str());
+    const Clock::time_point t4 = Clock::now();
+    if (!st.ok() || pending.empty()) {
+      std::fprintf(stderr, "change failed: %s (%zu changes)\n", st.ToString().c_str(),
+                   pending.size());
       return 1;
     }
+    change.Add(Ms(t1 - t0), Ms(t2 - t1), Ms(t3 - t2), Ms(t4 - t3) - Ms(t3 - t2));
   }
-  const Figures f = Summarize(full);
-  const Figures c = Summarize(change);
-  const Figures u = Summarize(change_update);
-  std::printf("%8d %10zu %8zu | %12.1f %12.1f | %12.3f %12.3f | %12.3f %12.3f\n", services,
-              objects.endpoint_slices.size() * kEndpointsPerService, objects.pods.size(),
-              f.median, f.p99, c.median, c.p99, u.median, u.p99);
+  full.Print("full sync", services, " %9.1f %9.1f |");
+  change.Print("1 endpoint", services, " %9.3f %9.3f |");
+  std::printf("%8d %-12s %zu objects: decoded %.0f B/object, view %.0f B/object\n", services,
+              "heap", object_count, static_cast<double>(objects_heap) / object_count,
+              static_cast<double>(view_heap) / object_count);
   std::fflush(stdout);
   return 0;
 }
@@ -163,26 +269,31 @@ int Run(int services, int full_repeats, int change_repeats) {
 int main(int argc, char** argv) {
   bool quick = false;
   int max = 10000;
+  int changes = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
     } else if (std::strcmp(argv[i], "--max") == 0 && i + 1 < argc) {
       max = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--changes") == 0 && i + 1 < argc) {
+      changes = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--max SERVICES]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--max SERVICES] [--changes N]\n", argv[0]);
       return 2;
     }
   }
-  std::printf("ClusterView Update + ApplyTo on the sim backend, times in ms\n");
-  std::printf("%8s %10s %8s | %12s %12s | %12s %12s | %12s %12s\n", "services", "endpoints",
-              "pods", "full med", "full p99", "1-change med", "1-change p99", "of it Update",
-              "Update p99");
+  std::printf(
+      "API objects -> ClusterView -> sim backend; N Services x %d endpoints, N/2 x 10 pods, "
+      "N/10 NetworkPolicies\ntimes in ms, median and p99 per phase\n",
+      kEndpointsPerService);
+  std::printf("%8s %-12s %19s | %19s | %19s | %19s | %19s |\n", "services", "", "decode",
+              "Update", "diff", "apply", "total");
   for (int services : {1000, 3000, 10000}) {
     if (services > max || (quick && services > 1000)) {
       continue;
     }
-    const int full_repeats = quick ? 2 : (services >= 10000 ? 3 : 5);
-    const int change_repeats = quick ? 5 : (services >= 10000 ? 30 : 100);
+    const int full_repeats = quick ? 1 : (services >= 10000 ? 3 : 5);
+    const int change_repeats = changes > 0 ? changes : quick ? 20 : 200;
     if (int rc = Run(services, full_repeats, change_repeats); rc != 0) {
       return rc;
     }

@@ -1,8 +1,10 @@
 // ClusterView::Update is incremental: objects equal to the previous Update's
 // are not handed to the core again, yet every change still reaches the
 // datapath, including the ones that act through another object (a Node zone
-// on topology-aware Services, a pod label on policies).
+// on topology-aware Services, a pod label on policies). A change set
+// (ObjectChanges) reaches the same state as the whole patched set.
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -78,6 +80,17 @@ addressType: IPv4
 ports: [{name: http, port: 9090}]
 endpoints:
 - addresses: [10.0.2.1]
+)";
+
+// Same ClusterIP and port as shop/web: the core refuses the second one.
+constexpr char kClash[] = R"(
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web2, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
 )";
 
 k8s::ClusterObjects Load(const std::string& text) {
@@ -205,17 +218,7 @@ TEST_CASE("a pod relabel still changes the policy entries", "[cluster_view][incr
 
 TEST_CASE("an object the core rejected is reported again by an equal Update and retried",
           "[cluster_view][incremental]") {
-  // Same ClusterIP and port as shop/web: the core refuses the second one.
-  const std::string clash = R"(
----
-apiVersion: v1
-kind: Service
-metadata: {name: web2, namespace: shop}
-spec:
-  clusterIP: 10.96.0.10
-  ports: [{name: http, port: 80, targetPort: 8080}]
-)";
-  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects + clash);
+  k8s::ClusterObjects objects = Load(NodeYaml("zone-a") + kObjects + kClash);
   auto view = ClusterView::Create({.node_name = "node-1"});
   REQUIRE(view.ok());
   view->Update(objects);
@@ -239,6 +242,141 @@ TEST_CASE("BuildServiceSpec merges only the proxied slices of its own Service",
   CHECK(spec.endpoint_slices[0].name == "api-abc");
   objects.endpoint_slices.at("shop/api-abc").fqdn = true;
   CHECK(BuildServiceSpec(objects.services.at("shop/api"), objects).endpoint_slices.empty());
+}
+
+// Byte-for-byte equality of two batches (ABI records have zeroed padding).
+template <typename T>
+bool SameRecords(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+bool SameBatch(const ChangeBatch& a, const ChangeBatch& b) {
+  bool tables = a.tables_upsert.size() == b.tables_upsert.size();
+  for (size_t i = 0; tables && i < a.tables_upsert.size(); ++i) {
+    tables = a.tables_upsert[i].id == b.tables_upsert[i].id &&
+             a.tables_upsert[i].slots == b.tables_upsert[i].slots;
+  }
+  return tables && SameRecords(a.backends_upsert, b.backends_upsert) &&
+         SameRecords(a.source_ranges_upsert, b.source_ranges_upsert) &&
+         SameRecords(a.endpoints_upsert, b.endpoints_upsert) &&
+         SameRecords(a.ipcache_upsert, b.ipcache_upsert) &&
+         SameRecords(a.policy_upsert, b.policy_upsert) &&
+         SameRecords(a.services_upsert, b.services_upsert) &&
+         SameRecords(a.services_delete, b.services_delete) &&
+         SameRecords(a.policy_delete, b.policy_delete) &&
+         SameRecords(a.ipcache_delete, b.ipcache_delete) &&
+         SameRecords(a.endpoints_delete, b.endpoints_delete) &&
+         SameRecords(a.source_ranges_delete, b.source_ranges_delete) &&
+         a.tables_delete == b.tables_delete && a.backends_delete == b.backends_delete;
+}
+
+TEST_CASE("a change set gives the batch an Update with the whole patched set gives",
+          "[cluster_view][changes]") {
+  const k8s::ClusterObjects before = Load(NodeYaml("zone-a") + kObjects);
+  Applied whole = ApplyAll(before);
+  Applied delta = ApplyAll(before);
+  k8s::ClusterObjects after = before;
+  ObjectChanges changes;
+
+  SECTION("an endpoint added to a slice") {
+    after.endpoint_slices.at("shop/api-abc").spec.endpoints.push_back(
+        {.addresses = {*IpAddr::Parse("10.0.2.2")}});
+    changes.changed.endpoint_slices.emplace("shop/api-abc",
+                                            after.endpoint_slices.at("shop/api-abc"));
+  }
+  SECTION("a slice removed") {
+    after.endpoint_slices.erase("shop/web-abc");
+    changes.removed.endpoint_slices.push_back("shop/web-abc");
+  }
+  SECTION("a slice relabelled from one Service to another") {
+    k8s::EndpointSliceObject& slice = after.endpoint_slices.at("shop/api-abc");
+    slice.service_name = "web";
+    slice.labels["kubernetes.io/service-name"] = "web";
+    changes.changed.endpoint_slices.emplace("shop/api-abc", slice);
+  }
+  SECTION("a Service removed") {
+    after.services.erase("shop/api");
+    changes.removed.services.push_back("shop/api");
+  }
+  SECTION("a Service added") {
+    k8s::ServiceObject svc = after.services.at("shop/api");
+    svc.spec.name = "api2";
+    svc.spec.cluster_ips = {*IpAddr::Parse("10.96.0.12")};
+    after.services.emplace("shop/api2", svc);
+    changes.changed.services.emplace("shop/api2", svc);
+  }
+  SECTION("a pod relabelled") {
+    after.pods.at("shop/web-1").info.labels["app"] = "other";
+    changes.changed.pods.emplace("shop/web-1", after.pods.at("shop/web-1"));
+  }
+  SECTION("a pod removed") {
+    after.pods.erase("shop/db-1");
+    changes.removed.pods.push_back("shop/db-1");
+  }
+  SECTION("a NetworkPolicy changed") {
+    after.network_policies.at("shop/db").spec.ingress.clear();
+    changes.changed.network_policies.emplace("shop/db", after.network_policies.at("shop/db"));
+  }
+  SECTION("a NetworkPolicy removed") {
+    after.network_policies.erase("shop/db");
+    changes.removed.network_policies.push_back("shop/db");
+  }
+  SECTION("this node's zone changed") {
+    k8s::ClusterObjects node = Load(NodeYaml("zone-b"));
+    after.nodes = node.nodes;
+    changes.changed.nodes = node.nodes;
+  }
+  whole.view.Update(after);
+  delta.view.Update(changes);
+  const ChangeBatch expected = whole.view.PendingChanges();
+  const ChangeBatch got = delta.view.PendingChanges();
+  INFO("whole set: " << expected.Summary() << "; change set: " << got.Summary());
+  CHECK_FALSE(expected.empty());
+  CHECK(SameBatch(expected, got));
+  CHECK(whole.view.problems() == delta.view.problems());
+  CHECK(delta.view.objects().object_count() == after.object_count());
+  CHECK(delta.view.lb().Frontends().size() == whole.view.lb().Frontends().size());
+  REQUIRE(delta.view.ApplyTo(*delta.backend).ok());
+  // The whole set afterwards finds nothing left to apply.
+  delta.view.Update(after);
+  CHECK(delta.view.PendingChanges().empty());
+}
+
+TEST_CASE("a change set that does not name a rejected object still retries and reports it",
+          "[cluster_view][changes]") {
+  auto view = ClusterView::Create({.node_name = "node-1"});
+  REQUIRE(view.ok());
+  view->Update(Load(NodeYaml("zone-a") + kObjects + kClash));
+  REQUIRE(view->problems().size() == 1);
+
+  ObjectChanges unrelated;
+  unrelated.changed.namespaces.emplace("shop", NamespaceInfo{.name = "shop"});
+  view->Update(unrelated);
+  REQUIRE(view->problems().size() == 1);
+  CHECK(view->problems()[0].find("Service shop/web2") == 0);
+
+  ObjectChanges web_gone;
+  web_gone.removed.services.push_back("shop/web");
+  view->Update(web_gone);
+  CHECK(view->problems().empty());
+  CHECK(BackendsOf(*view, "shop/web2").empty());  // served now: a frontend without slices
+  CHECK(view->lb().service_count() == 2);
+}
+
+TEST_CASE("a change set naming absent objects or unknown keys changes nothing",
+          "[cluster_view][changes]") {
+  Applied a = ApplyAll(Load(NodeYaml("zone-a") + kObjects));
+  ObjectChanges changes;
+  changes.removed.services = {"shop/none", "no-slash"};
+  changes.removed.endpoint_slices = {"shop/none"};
+  changes.removed.pods = {"shop/none"};
+  changes.removed.network_policies = {"shop/none"};
+  changes.removed.admin_network_policies = {"none"};
+  changes.removed.baseline_admin_network_policy = true;
+  a.view.Update(changes);
+  CHECK(a.view.problems().empty());
+  CHECK(a.view.PendingChanges().empty());
 }
 
 }  // namespace
