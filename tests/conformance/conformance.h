@@ -40,8 +40,18 @@ class ConformanceHarness {
   // (e.g. unprivileged): the program exits 77 (skip), or fails when CI=true.
   virtual absl::Status Prepare() { return absl::OkStatus(); }
   virtual absl::Status Cleanup() { return absl::OkStatus(); }
-  // A fresh, empty datapath per case.
+  // An empty datapath per case: freshly made, or one a case gave back.
   virtual absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const DatapathConfig& config) = 0;
+  // Takes back, after a case, the backend MakeBackend made with `config`. A
+  // harness may keep it for a later MakeBackend with an equal config once it
+  // has proved the backend is back to its just-made state; otherwise the
+  // error names what was left behind, and the case fails (a leak must not
+  // pass into the next case unseen). By default the backend is destroyed.
+  virtual absl::Status Recycle(std::unique_ptr<Backend> backend, const DatapathConfig& config) {
+    (void)backend;
+    (void)config;
+    return absl::OkStatus();
+  }
   // Moves the datapath's notion of now forward by `ns` (the sim moves its
   // fake clock; eBPF shifts stored timestamps back instead).
   virtual absl::Status AdvanceTime(Backend& backend, uint64_t ns) = 0;

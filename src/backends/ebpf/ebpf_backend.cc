@@ -33,6 +33,7 @@
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
@@ -207,6 +208,24 @@ class MapTransaction {
   std::vector<UndoRecord> log_;
 };
 
+bool IsArray(const bpf_map* map) {
+  const bpf_map_type t = bpf_map__type(map);
+  return t == BPF_MAP_TYPE_ARRAY || t == BPF_MAP_TYPE_PERCPU_ARRAY;
+}
+
+bool IsPerCpu(const bpf_map* map) {
+  const bpf_map_type t = bpf_map__type(map);
+  return t == BPF_MAP_TYPE_PERCPU_ARRAY || t == BPF_MAP_TYPE_PERCPU_HASH ||
+         t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+// .rodata and .kconfig are frozen at load: nothing can change them.
+bool IsFrozen(const bpf_map* map) {
+  const absl::string_view name = bpf_map__name(map);
+  return bpf_map__is_internal(map) &&
+         (absl::EndsWith(name, ".rodata") || absl::EndsWith(name, ".kconfig"));
+}
+
 template <typename K, typename V>
 BpfMap MapOf(bpf_map* m) {
   return BpfMap(bpf_map__fd(m), bpf_map__name(m), sizeof(K), sizeof(V));
@@ -286,6 +305,16 @@ absl::Status EbpfBackend::Init() {
   }
   // Pinned maps may hold a previous process's state: the model starts from it.
   DPV2_RETURN_IF_ERROR(RebuildModelFromMaps());
+  if (options_.pin_path.empty()) {
+    // What Reset writes back: arrays are not empty at load (zeros, or a
+    // global's initial value).
+    DPV2_RETURN_IF_ERROR(ForEachMap([&](bpf_map* map, const BpfMap& bm) -> absl::Status {
+      if (IsArray(map) && !IsFrozen(map)) {
+        DPV2_ASSIGN_OR_RETURN(arrays_at_load_[bm.name()], ReadMapEntries(bm));
+      }
+      return absl::OkStatus();
+    }));
+  }
   if (options_.external_ifindex != 0) {
     // tc first: XDP hands frames on to it, so it must be in place.
     DPV2_RETURN_IF_ERROR(AttachTc(options_.external_ifindex, from_network_fd()));
@@ -412,6 +441,11 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
   }
   if (s.ok()) {
     s = ApplyToMaps(batch);
+    // Whatever the maps now hold (written or undone), established flows
+    // check it again at their next forward packet (bpf/revision.h).
+    if (absl::Status r = skel_->BumpRevision(); s.ok()) {
+      s = r;
+    }
   }
   if (!s.ok()) {
     // The maps were restored (or never touched); make the model agree with
@@ -495,6 +529,76 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
     tx.Undo();
   }
   return s;
+}
+
+absl::Status EbpfBackend::ForEachMap(
+    const std::function<absl::Status(bpf_map*, const BpfMap&)>& f) const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) {
+    return Errno("number of CPUs", -cpus);
+  }
+  absl::flat_hash_set<uint32_t> seen;  // map ids: a reused map has another fd
+  for (bpf_object* obj : {skel_->get()->obj, skel_->xdp() == nullptr ? nullptr : skel_->xdp()->obj}) {
+    if (obj == nullptr) {
+      continue;
+    }
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+      bpf_map_info info{};
+      uint32_t info_len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &info_len) != 0) {
+        return Errno(absl::StrCat("map ", bpf_map__name(map), ": info"), errno);
+      }
+      if (!seen.insert(info.id).second) {
+        continue;  // the XDP object's handle on a tc map
+      }
+      size_t value_size = bpf_map__value_size(map);
+      if (IsPerCpu(map)) {
+        value_size = (value_size + 7) / 8 * 8 * static_cast<size_t>(cpus);
+      }
+      DPV2_RETURN_IF_ERROR(
+          f(map, BpfMap(bpf_map__fd(map), bpf_map__name(map), bpf_map__key_size(map), value_size)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EbpfBackend::Reset() {
+  absl::MutexLock lock(&mu_);
+  if (!options_.pin_path.empty() || !attached_.empty() || xdp_link_fd_ >= 0) {
+    return absl::FailedPreconditionError(
+        "ebpf backend: Reset needs an unpinned instance with no program attached");
+  }
+  DPV2_RETURN_IF_ERROR(ConsumeRing());
+  pending_.clear();
+  DPV2_RETURN_IF_ERROR(ForEachMap([&](bpf_map* map, const BpfMap& m) -> absl::Status {
+    if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF || IsFrozen(map)) {
+      return absl::OkStatus();
+    }
+    if (IsArray(map)) {
+      for (const auto& [key, value] : arrays_at_load_[m.name()]) {
+        DPV2_RETURN_IF_ERROR(m.Update(key.data(), value.data()));
+      }
+      return absl::OkStatus();
+    }
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, m.Keys());
+    std::string packed;
+    for (const std::string& k : keys) {
+      packed += k;
+    }
+    absl::Status s = m.DeleteBatch(packed.data(), static_cast<uint32_t>(keys.size()));
+    if (absl::IsUnimplemented(s)) {  // LPM tries have no batch calls
+      for (const std::string& k : keys) {
+        DPV2_RETURN_IF_ERROR(m.Delete(k.data()));
+      }
+      return absl::OkStatus();
+    }
+    return s;
+  }));
+  retired_tables_.clear();  // gone with the rest of the table map
+  xdp_served_ = 0;
+  model_ = std::make_unique<DatapathTables>(options_.config);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<size_t> EbpfBackend::LookupTablesInMap() {
@@ -644,7 +748,7 @@ absl::StatusOr<PacketOutcome> EbpfBackend::RunPacket(const PacketInput& input) {
 absl::Status EbpfBackend::RunTc(const PacketInput& input, PacketOutcome& out) {
   const int prog = input.entry == Entry::kFromPod ? from_pod_test_fd() : from_network_test_fd();
   __sk_buff ctx_in{};
-  ctx_in.cb[0] = input.ifindex;
+  ctx_in.cb[3] = input.ifindex;  // DPV2_CB_IN_IFINDEX (bpf/common.h)
   __sk_buff ctx_out{};
   std::vector<uint8_t> data_out(input.frame.size() + 512);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = input.frame.data(),

@@ -12,7 +12,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -23,6 +26,7 @@
 #include "dpv2/backend.h"
 #include "dpv2/ebpf.h"
 
+struct bpf_map;
 struct ring_buffer;
 
 namespace dpv2::ebpf {
@@ -33,6 +37,24 @@ struct RetiredTable {
   uint32_t id;
   uint64_t release_after_ns;  // CLOCK_MONOTONIC
 };
+
+// Everything a loaded datapath holds: the bytes of every map of its objects
+// (programs' globals included) and the loader's own state. Two instances
+// loaded with the same options have equal images; Reset must give back that
+// image (tests and the conformance harness compare them).
+struct DatapathImage {
+  // Map name -> key bytes -> value bytes (per-CPU maps: every CPU's value).
+  // The event ring is not a map one can read: its unread events count in
+  // `loader`.
+  std::map<std::string, std::map<std::string, std::string>> maps;
+  // Unread events, retired tables, frames XDP served, the validation model's
+  // entry counts.
+  std::map<std::string, uint64_t> loader;
+};
+
+// Empty when the images are equal; else the first difference, naming the
+// map and the key (hex), e.g. "dpv2_ct_tcp: key 0a00... only in got".
+std::string DescribeImageDifference(const DatapathImage& want, const DatapathImage& got);
 
 class EbpfBackend : public Backend {
  public:
@@ -70,6 +92,18 @@ class EbpfBackend : public Backend {
   // Attaches the from-pod program at tc ingress of `ifindex` (atomic replace).
   absl::Status AttachFromPod(uint32_t ifindex);
 
+  // Returns the datapath to the state it had just after loading, without
+  // loading again (the verifier takes most of a second per load): every hash
+  // and LPM map emptied, every array (counters, scratch, globals) rewritten
+  // with its content at load, events dropped, retired tables and the
+  // validation model forgotten. Only for an unpinned instance with nothing
+  // attached (FailedPrecondition otherwise): pinned maps are another
+  // process's state too, and attached programs would see a half-empty
+  // datapath. Used by tests that run many cases on one load.
+  absl::Status Reset();
+  // See DatapathImage. Reads every map entry by entry: for tests.
+  absl::StatusOr<DatapathImage> Image();
+
  private:
   explicit EbpfBackend(const EbpfOptions& options);
   absl::Status Init();
@@ -81,6 +115,11 @@ class EbpfBackend : public Backend {
   // sorted; state_dump.cc.
   absl::StatusOr<ChangeBatch> ReadMaps() const;
   absl::Status RebuildModelFromMaps();
+  // f(map, its BpfMap) for every map of the loaded objects, once each (the
+  // XDP object shares the tc object's state maps).
+  absl::Status ForEachMap(const std::function<absl::Status(bpf_map*, const BpfMap&)>& f) const;
+  // Every entry of one map, read one by one (state_dump.cc).
+  absl::StatusOr<std::map<std::string, std::string>> ReadMapEntries(const BpfMap& m) const;
   absl::Status ConsumeRing();
   absl::Status AttachTc(uint32_t ifindex, int prog_fd);
   // bpf_link on the external device, pinned as <pin_path>/xdp_link so that
@@ -106,6 +145,9 @@ class EbpfBackend : public Backend {
   std::vector<uint32_t> attached_;  // tc ingress hooks this instance attached
   int xdp_link_fd_ = -1;
   uint64_t xdp_served_ = 0;
+  // Arrays (counters, scratch, writable globals) as loaded, for Reset; only
+  // taken for unpinned instances.
+  std::map<std::string, std::map<std::string, std::string>> arrays_at_load_;
 };
 
 }  // namespace dpv2::ebpf

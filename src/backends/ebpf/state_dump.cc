@@ -3,9 +3,16 @@
 // model from it at start, and a restarted agent adopts it
 // (docs/datapath.md "Restart adoption"): the maps, not any user-space copy,
 // are the truth after a restart.
+//
+// EbpfBackend::Image: every map's bytes and the loader's state, the proof
+// that Reset gives back a just-loaded datapath.
+#include <bpf/libbpf.h>
+
 #include <cstring>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "backends/ebpf/ebpf_backend.h"
 #include "core/datapath/datapath_tables.h"
 #include "core/status_macros.h"
@@ -78,6 +85,109 @@ absl::StatusOr<ChangeBatch> EbpfBackend::ReadMaps() const {
 absl::StatusOr<ChangeBatch> EbpfBackend::DumpState() {
   absl::MutexLock lock(&mu_);
   return ReadMaps();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> EbpfBackend::ReadMapEntries(
+    const BpfMap& m) const {
+  std::map<std::string, std::string> entries;
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, m.Keys());
+  std::string value(m.value_size(), '\0');
+  for (const std::string& k : keys) {
+    DPV2_ASSIGN_OR_RETURN(bool found, m.Lookup(k.data(), value.data()));
+    if (found) {
+      entries[k] = value;
+    }
+  }
+  return entries;
+}
+
+absl::StatusOr<DatapathImage> EbpfBackend::Image() {
+  absl::MutexLock lock(&mu_);
+  DatapathImage image;
+  DPV2_RETURN_IF_ERROR(ForEachMap([&](bpf_map* map, const BpfMap& m) -> absl::Status {
+    if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF) {
+      return absl::OkStatus();
+    }
+    DPV2_ASSIGN_OR_RETURN(image.maps[m.name()], ReadMapEntries(m));
+    return absl::OkStatus();
+  }));
+  DPV2_RETURN_IF_ERROR(ConsumeRing());
+  image.loader["unread events"] = pending_.size();
+  image.loader["retired tables"] = retired_tables_.size();
+  image.loader["frames served by XDP"] = xdp_served_;
+  image.loader["model services"] = model_->service_count();
+  image.loader["model backends"] = model_->backend_count();
+  image.loader["model tables"] = model_->table_count();
+  image.loader["model source ranges"] = model_->source_range_count();
+  image.loader["model endpoints"] = model_->endpoint_count();
+  image.loader["model ipcache"] = model_->ipcache_count();
+  image.loader["model policy"] = model_->policy_count();
+  return image;
+}
+
+namespace {
+
+// Map bytes in a message: a lookup table is kilobytes.
+std::string Hex(const std::string& bytes) {
+  constexpr size_t kShown = 48;
+  if (bytes.size() <= kShown) {
+    return absl::BytesToHexString(bytes);
+  }
+  return absl::StrCat(absl::BytesToHexString(bytes.substr(0, kShown)), "... (", bytes.size(),
+                      " bytes)");
+}
+
+}  // namespace
+
+std::string DescribeImageDifference(const DatapathImage& want, const DatapathImage& got) {
+  static const std::map<std::string, std::string> kNoEntries;
+  auto entries_of = [](const DatapathImage& image, const std::string& name) -> const auto& {
+    auto it = image.maps.find(name);
+    return it == image.maps.end() ? kNoEntries : it->second;
+  };
+  std::vector<std::string> names;
+  for (const auto& [name, entries] : want.maps) {
+    names.push_back(name);
+  }
+  for (const auto& [name, entries] : got.maps) {
+    if (!want.maps.contains(name)) {
+      names.push_back(name);
+    }
+  }
+  for (const std::string& name : names) {
+    const std::map<std::string, std::string>& w = entries_of(want, name);
+    const std::map<std::string, std::string>& g = entries_of(got, name);
+    for (const auto& [key, value] : w) {
+      auto it = g.find(key);
+      if (it == g.end()) {
+        return absl::StrCat(name, ": key ", Hex(key), " missing");
+      }
+      if (it->second != value) {
+        return absl::StrCat(name, ": key ", Hex(key), " holds ",
+                            Hex(it->second), ", want ",
+                            Hex(value));
+      }
+    }
+    for (const auto& [key, value] : g) {
+      if (!w.contains(key)) {
+        return absl::StrCat(name, ": key ", Hex(key), " (value ",
+                            Hex(value), ") left behind");
+      }
+    }
+  }
+  for (const auto& [name, n] : want.loader) {
+    auto it = got.loader.find(name);
+    const uint64_t g = it == got.loader.end() ? 0 : it->second;
+    if (g != n) {
+      return absl::StrCat("loader: ", name, " ", g, ", want ", n);
+    }
+  }
+  for (const auto& [name, n] : got.loader) {
+    if (!want.loader.contains(name)) {
+      return absl::StrCat("loader: ", name, " ", n, ", not in the wanted image");
+    }
+  }
+  return "";
 }
 
 }  // namespace dpv2::ebpf

@@ -504,5 +504,91 @@ TEST_CASE("a pinned instance leaves no retired table behind: the next process fi
   rmdir(dir);
 }
 
+
+// Reset (what the conformance harness runs between cases instead of a load).
+
+IpcacheEntry Prefix(const char* addr, uint32_t bits, uint32_t identity) {
+  IpcacheEntry e{};
+  e.key.prefixlen = 32 + bits;
+  e.key.family = DPV2_FAMILY_V4;
+  e.key.addr = Addr(addr);
+  e.value.identity = identity;
+  return e;
+}
+
+ebpf::DatapathImage ImageOf(Backend& b) {
+  absl::StatusOr<ebpf::DatapathImage> image = dynamic_cast<ebpf::EbpfBackend&>(b).Image();
+  INFO(image.status().ToString());
+  REQUIRE(image.ok());
+  return *std::move(image);
+}
+
+TEST_CASE("a reset backend holds exactly what a freshly loaded one holds, after connections, "
+          "events, drops, aged state, retired tables and LPM entries") {
+  const EbpfOptions options{.config = SmallConfig(), .xdp = true};
+  std::unique_ptr<Backend> busy = MakeLoaded(options);
+  REQUIRE(busy->Apply(SwitchTable(6, 3, 5)).ok());  // table 5 retired
+  ChangeBatch more;
+  more.services_upsert = {NodePortBatch().services_upsert[1]};
+  more.services_upsert[0].value.table_id = 6;
+  more.ipcache_upsert = {Prefix("10.0.0.0", 8, 7), Prefix("10.0.2.9", 32, 1002)};
+  REQUIRE(busy->Apply(more).ok());
+  Run(*busy, kClientIfindex, Syn());  // conntrack, a trace event, counters
+  RunFromNetwork(*busy,  // served by XDP
+                 PacketBuilder().IPv4("203.0.113.7", "192.168.1.10").Tcp(5555, 30080, kTcpSyn).Build());
+  Run(*busy, kClientIfindex,  // a drop
+      PacketBuilder().IPv4("10.0.1.99", "10.96.0.10").Tcp(40000, 80, kTcpSyn).Build());
+  auto& ebpf = dynamic_cast<ebpf::EbpfBackend&>(*busy);
+  REQUIRE(ebpf.AgeState(1'000'000'000ull).ok());
+  REQUIRE(XdpServed(*busy) == 1);
+  std::unique_ptr<Backend> fresh = *MakeEbpfBackend(options);
+  const ebpf::DatapathImage loaded = ImageOf(*fresh);
+  // The image sees what the busy case left: the check below can fail.
+  CHECK(!ebpf::DescribeImageDifference(loaded, ImageOf(*busy)).empty());
+
+  absl::Status reset = ebpf.Reset();
+  INFO(reset.ToString());
+  REQUIRE(reset.ok());
+  const std::string difference = ebpf::DescribeImageDifference(loaded, ImageOf(*busy));
+  INFO(difference);
+  CHECK(difference.empty());
+  CHECK(busy->DumpState()->empty());
+  CHECK(busy->DumpConntrack()->empty());
+  CHECK(busy->DrainEvents(100)->empty());
+  CHECK(XdpServed(*busy) == 0);
+  // And it serves like a new one: the same state gives the same outcome.
+  REQUIRE(busy->Apply(ClusterIpBatch()).ok());
+  REQUIRE(fresh->Apply(ClusterIpBatch()).ok());
+  RequireSameOutcome(Run(*busy, kClientIfindex, Syn()), Run(*fresh, kClientIfindex, Syn()));
+  CHECK(busy->ReadCounters()->counters == fresh->ReadCounters()->counters);
+}
+
+TEST_CASE("an image difference names the map and the key left behind") {
+  std::unique_ptr<Backend> b = *MakeEbpfBackend({.config = SmallConfig()});
+  const ebpf::DatapathImage empty = ImageOf(*b);
+  ChangeBatch batch;
+  batch.ipcache_upsert = {Prefix("10.0.0.0", 8, 7)};
+  REQUIRE(b->Apply(batch).ok());
+  const std::string difference = ebpf::DescribeImageDifference(empty, ImageOf(*b));
+  CHECK(absl::StartsWith(difference, "dpv2_ipcache: key 28000000040000000a"));
+  CHECK(absl::EndsWith(difference, "left behind"));
+}
+
+TEST_CASE("Reset is refused for a pinned instance: its maps are also the next process's") {
+  REQUIRE(unshare(CLONE_NEWNS) == 0);
+  REQUIRE(mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+  char dir[] = "/tmp/dpv2-ebpf-reset-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  REQUIRE(mount("bpf", dir, "bpf", 0, nullptr) == 0);
+  {
+    std::unique_ptr<Backend> b =
+        MakeLoaded({.config = SmallConfig(), .pin_path = std::string(dir) + "/node"});
+    CHECK(absl::IsFailedPrecondition(dynamic_cast<ebpf::EbpfBackend&>(*b).Reset()));
+    CHECK(b->DumpState()->services_upsert.size() == 1);
+  }
+  umount2(dir, MNT_DETACH);
+  rmdir(dir);
+}
+
 }  // namespace
 }  // namespace dpv2
