@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 
@@ -69,6 +70,38 @@ size_t SizeAfter(size_t current, const UpsertRange& upserts, const DeleteRange& 
   return current + added.size() - removed.size();
 }
 
+// Calls f(id, first_slot) once for each distinct backend id of a lookup
+// table's slots. A table holds few distinct ids in many slots (10 in 16,381
+// is usual), so a small direct-mapped filter of ids already seen answers most
+// slots with one compare; only its misses probe the set. Hashing every slot
+// into a set cost ~0.2 ms a table, 3 times per table write in Apply.
+template <typename F>
+void ForEachDistinct(absl::Span<const uint32_t> slots, F f) {
+  constexpr size_t kFilter = 64;
+  std::array<uint32_t, kFilter> seen;
+  seen.fill(0);
+  bool zero_seen = false;  // 0 is the filter's empty mark
+  absl::flat_hash_set<uint32_t> distinct;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const uint32_t id = slots[i];
+    uint32_t& cached = seen[id % kFilter];
+    if (id == 0) {
+      if (zero_seen) {
+        continue;
+      }
+      zero_seen = true;
+    } else if (cached == id) {
+      continue;
+    } else {
+      cached = id;
+      if (!distinct.insert(id).second) {
+        continue;
+      }
+    }
+    f(id, i);
+  }
+}
+
 }  // namespace
 
 std::string DescribeServiceKey(const dpv2_lb_key& key) {
@@ -116,17 +149,16 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
           absl::StrCat("apply: lookup table ", t.id, ": ", t.slots.size(),
                        " slots, want maglev_table_size ", table_size));
     }
-    absl::flat_hash_set<uint32_t> checked;
-    for (size_t i = 0; i < t.slots.size(); ++i) {
-      const uint32_t id = t.slots[i];
-      if (!checked.insert(id).second) {
-        continue;
+    std::optional<std::pair<uint32_t, size_t>> absent;  // first bad (backend, slot)
+    ForEachDistinct(t.slots, [&](uint32_t id, size_t slot) {
+      if (!absent && (id == 0 || !backend_after(id))) {
+        absent.emplace(id, slot);
       }
-      if (id == 0 || !backend_after(id)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("apply: lookup table ", t.id, ": slot ", i, " names backend ", id,
-                         ", absent after the batch"));
-      }
+    });
+    if (absent) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: lookup table ", t.id, ": slot ", absent->second,
+                       " names backend ", absent->first, ", absent after the batch"));
     }
     tables_final[t.id] = &t;
   }
@@ -260,10 +292,7 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
   if (!batch.backends_delete.empty()) {
     absl::flat_hash_map<uint32_t, int64_t> users;
     auto count_table = [&](absl::Span<const uint32_t> slots, int64_t delta) {
-      absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
-      for (uint32_t id : distinct) {
-        users[id] += delta;
-      }
+      ForEachDistinct(slots, [&](uint32_t id, size_t) { users[id] += delta; });
     };
     absl::flat_hash_set<uint32_t> touched = tables_deleted;
     for (const auto& [id, table] : tables_final) {
@@ -356,12 +385,11 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch) const {
 
 void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
   auto add_table_users = [this](absl::Span<const uint32_t> slots, int delta) {
-    absl::flat_hash_set<uint32_t> distinct(slots.begin(), slots.end());
-    for (uint32_t id : distinct) {
+    ForEachDistinct(slots, [&](uint32_t id, size_t) {
       if ((backend_users_[id] += delta) == 0) {
         backend_users_.erase(id);
       }
-    }
+    });
   };
   auto add_service_user = [this](uint32_t table_id, int delta) {
     if (table_id != 0 && (table_users_[table_id] += delta) == 0) {

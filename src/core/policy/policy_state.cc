@@ -1037,16 +1037,28 @@ struct PolicyState::State {
   }
 
   // Endpoints a change of policy `cp` may concern, and the identities whose
-  // groups it may change (those its selectors match).
+  // groups it may change (those its selectors match). Only the endpoints it
+  // applies to can change: those it applied to at the last recompute
+  // (cp.endpoints, exact because every pod change recomputes its endpoint)
+  // and those its subject selects now. Marking every endpoint of the
+  // namespace instead made a full sync cost policies x endpoints recomputes,
+  // each over every policy.
   void MarkPolicyCandidates(const CompiledPolicy& cp) {
     std::vector<uint32_t> eps(cp.endpoints.begin(), cp.endpoints.end());
+    auto add_if_applies = [&](uint32_t ep, const EndpointRecord& rec) {
+      if (!cp.endpoints.contains(ep) && PolicyApplies(cp, pods.at(rec.pod_key))) {
+        eps.push_back(ep);
+      }
+    };
     if (cp.ref.kind == PolicyRef::Kind::kNetworkPolicy) {
       if (auto it = endpoints_by_namespace.find(cp.np_namespace); it != endpoints_by_namespace.end()) {
-        eps.insert(eps.end(), it->second.begin(), it->second.end());
+        for (uint32_t ep : it->second) {
+          add_if_applies(ep, endpoints.at(ep));
+        }
       }
     } else {
       for (const auto& [ep, rec] : endpoints) {
-        eps.push_back(ep);
+        add_if_applies(ep, rec);
       }
     }
     // Wildcard rules touch every group; address selectors re-tag identities

@@ -3,12 +3,19 @@
 // datapath, including the ones that act through another object (a Node zone
 // on topology-aware Services, a pod label on policies). A change set
 // (ObjectChanges) reaches the same state as the whole patched set.
+#include <arpa/inet.h>
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "agent/cluster_view.h"
+#include "core/datapath/datapath_tables.h"
 #include "dpv2/sim.h"
 
 namespace dpv2::agent {
@@ -377,6 +384,254 @@ TEST_CASE("a change set naming absent objects or unknown keys changes nothing",
   a.view.Update(changes);
   CHECK(a.view.problems().empty());
   CHECK(a.view.PendingChanges().empty());
+}
+
+
+// ---- a sequence of change sets against full syncs ------------------------
+
+// Two namespaces, pods on this node and another, Services, and policies whose
+// subjects select some pods of a namespace only (by app or by tier), with
+// pod, namespace and address peers and a named port.
+constexpr char kMixed[] = R"(
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {topology.kubernetes.io/zone: zone-a}}
+status: {addresses: [{type: InternalIP, address: 192.168.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+status: {addresses: [{type: InternalIP, address: 192.168.0.2}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {team: b}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web, tier: front}}
+spec: {nodeName: node-1, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIPs: [{ip: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, namespace: shop, labels: {app: web, tier: front}}
+spec: {nodeName: node-2, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIPs: [{ip: 10.0.1.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: shop, labels: {app: db, tier: back}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.0.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-1, namespace: shop, labels: {app: api, tier: back}}
+spec: {nodeName: node-1, containers: [{name: c, ports: [{name: http, containerPort: 9090}]}]}
+status: {podIPs: [{ip: 10.0.0.3}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mon-1, namespace: ops, labels: {app: mon}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.0.0.4}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.0.0.1]
+- addresses: [10.0.1.1]
+)";
+
+constexpr char kMixedPolicies[] = R"(
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: back, namespace: shop}
+spec:
+  podSelector: {matchLabels: {tier: back}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: b}}}]
+    ports: [{port: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: front-egress, namespace: shop}
+spec:
+  podSelector: {matchLabels: {tier: front}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {tier: back}}}, {ipBlock: {cidr: 10.0.1.0/24}}]
+)";
+
+// The datapath's contents with every number the view allocates (endpoint,
+// identity, backend, table and match ids, ifindexes) replaced by what it
+// stands for, one sorted line per entry: two views that took different paths
+// to the same objects must give the same lines.
+std::vector<std::string> Canonical(const ClusterView& view, Backend& backend) {
+  absl::StatusOr<ChangeBatch> dump = backend.DumpState();
+  REQUIRE(dump.ok());
+  std::map<uint32_t, std::string> endpoint_ip;
+  std::map<uint32_t, std::vector<std::string>> identity_prefixes;
+  for (const IpcacheEntry& e : dump->ipcache_upsert) {
+    const IpAddr ip = IpAddr::FromAbi(e.key.addr, static_cast<Family>(e.key.family));
+    identity_prefixes[e.value.identity].push_back(
+        absl::StrCat(ip.ToString(), "/", e.key.prefixlen - 32));
+  }
+  auto identity = [&](uint32_t id) -> std::string {
+    if (id < DPV2_IDENTITY_FIRST_ALLOCATED) {
+      return absl::StrCat("reserved:", id);
+    }
+    auto it = identity_prefixes.find(id);
+    return it == identity_prefixes.end() ? "unmapped" : absl::StrJoin(it->second, ",");
+  };
+  std::vector<std::string> lines;
+  for (const EndpointEntry& e : dump->endpoints_upsert) {
+    const std::string ip =
+        IpAddr::FromAbi(e.key.addr, static_cast<Family>(e.key.family)).ToString();
+    endpoint_ip[e.value.endpoint_id] = ip;
+    lines.push_back(absl::StrCat("endpoint ", ip, " identity ", identity(e.value.identity),
+                                 " flags ", +e.value.flags));
+  }
+  for (const PolicyEntry& p : dump->policy_upsert) {
+    std::string match = "none";
+    if (const std::vector<PolicyRef>* refs = view.policy().MatchPolicies(p.value.match_id)) {
+      match.clear();
+      for (const PolicyRef& r : *refs) {
+        absl::StrAppend(&match, PolicyKindName(r.kind), ":", r.namespace_name, "/", r.name, " ");
+      }
+    }
+    lines.push_back(absl::StrCat("policy ", endpoint_ip[p.key.endpoint_id], " dir ",
+                                 +p.key.direction, " peer ", identity(p.key.identity), " proto ",
+                                 +p.key.proto, " port ", ntohs(p.key.dport), " len ",
+                                 p.key.prefixlen, " verdict ", +p.value.verdict, " tier ",
+                                 +p.value.tier, " match ", match));
+  }
+  std::map<uint32_t, std::string> backend_name;
+  for (const BackendEntry& b : dump->backends_upsert) {
+    backend_name[b.id] =
+        absl::StrCat(IpAddr::FromAbi(b.value.addr, static_cast<Family>(b.value.family)).ToString(),
+                     ":", ntohs(b.value.port));
+  }
+  std::map<uint32_t, std::string> table_text;
+  for (const LookupTable& t : dump->tables_upsert) {
+    for (uint32_t slot : t.slots) {
+      absl::StrAppend(&table_text[t.id], backend_name[slot], " ");
+    }
+  }
+  for (const ServiceEntry& s : dump->services_upsert) {
+    lines.push_back(absl::StrCat("service ", DescribeServiceKey(s.key), " flags ",
+                                 s.value.flags, " backends ", s.value.backend_count, " table ",
+                                 table_text[s.value.table_id]));
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+TEST_CASE("a sequence of change sets reaches the datapath a full sync of the same objects reaches",
+          "[cluster_view][changes]") {
+  const DatapathConfig config{.maglev_table_size = 31};
+  auto make = [&config]() {
+    auto backend = MakeSimBackend({.config = config});
+    REQUIRE(backend.ok());
+    auto view = ClusterView::Create({.node_name = "node-1", .lb = {.datapath = config}});
+    REQUIRE(view.ok());
+    return Applied{std::move(*backend), std::move(*view)};
+  };
+  k8s::ClusterObjects current = Load(kMixed);
+  Applied delta = make();
+  delta.view.Update(current);
+  REQUIRE(delta.view.ApplyTo(*delta.backend).ok());
+
+  // Each step: objects added or replaced (YAML) and keys removed.
+  struct Step {
+    std::string what;
+    std::string changed;
+    RemovedObjects removed;
+  };
+  const std::vector<Step> steps = {
+      {"the policies arrive", kMixedPolicies, {}},
+      {"a back pod becomes front (leaves two subjects, joins one)",
+       "apiVersion: v1\nkind: Pod\nmetadata: {name: api-1, namespace: shop, labels: {app: api, "
+       "tier: front}}\nspec: {nodeName: node-1, containers: [{name: c}]}\n"
+       "status: {podIPs: [{ip: 10.0.0.3}]}\n",
+       {}},
+      {"a policy's subject moves from app=db to app=api",
+       "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: "
+       "shop}\nspec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from: "
+       "[{podSelector: {matchLabels: {app: web}}}]\n",
+       {}},
+      {"a peer namespace stops matching, a pod goes and another comes",
+       "apiVersion: v1\nkind: Namespace\nmetadata: {name: ops, labels: {team: c}}\n---\n"
+       "apiVersion: v1\nkind: Pod\nmetadata: {name: db-2, namespace: shop, labels: {app: db, "
+       "tier: back}}\nspec: {nodeName: node-1, containers: [{name: c}]}\n"
+       "status: {podIPs: [{ip: 10.0.0.5}]}\n",
+       {.pods = {"shop/db-1"}}},
+      {"a policy goes and a Service's endpoints change",
+       "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc, "
+       "namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n"
+       "ports: [{name: http, port: 8080}]\nendpoints:\n- addresses: [10.0.0.1]\n",
+       {.network_policies = {"shop/front-egress"}}},
+  };
+  for (const Step& step : steps) {
+    INFO("step: " << step.what);
+    ObjectChanges changes;
+    changes.changed = Load(step.changed);
+    changes.removed = step.removed;
+    for (const auto& [key, pod] : changes.changed.pods) {
+      current.pods.insert_or_assign(key, pod);
+    }
+    for (const auto& [key, ns] : changes.changed.namespaces) {
+      current.namespaces.insert_or_assign(key, ns);
+    }
+    for (const auto& [key, np] : changes.changed.network_policies) {
+      current.network_policies.insert_or_assign(key, np);
+    }
+    for (const auto& [key, slice] : changes.changed.endpoint_slices) {
+      current.endpoint_slices.insert_or_assign(key, slice);
+    }
+    for (const std::string& key : step.removed.pods) {
+      current.pods.erase(key);
+    }
+    for (const std::string& key : step.removed.network_policies) {
+      current.network_policies.erase(key);
+    }
+    const std::vector<std::string> before = Canonical(delta.view, *delta.backend);
+    delta.view.Update(changes);
+    REQUIRE(delta.view.problems().empty());
+    REQUIRE(delta.view.ApplyTo(*delta.backend).ok());
+
+    Applied whole = make();
+    whole.view.Update(current);
+    REQUIRE(whole.view.problems().empty());
+    REQUIRE(whole.view.ApplyTo(*whole.backend).ok());
+    const std::vector<std::string> expected = Canonical(whole.view, *whole.backend);
+    const std::vector<std::string> got = Canonical(delta.view, *delta.backend);
+    CHECK(got != before);  // every step changes the datapath
+    CHECK(absl::StrJoin(got, "\n") == absl::StrJoin(expected, "\n"));
+  }
 }
 
 }  // namespace
