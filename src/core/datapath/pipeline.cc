@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/packet/parse.h"
 #include "core/packet/rewrite.h"
 #include "dpv2/abi/hash.h"
 #include "dpv2/packet.h"
@@ -26,11 +27,29 @@ bool HasPorts(uint8_t proto) {
   return proto == DPV2_PROTO_TCP || proto == DPV2_PROTO_UDP || proto == DPV2_PROTO_SCTP;
 }
 
-// IpAddr::ToAbi without the call (once per address and frame).
+// IpAddr::ToAbi without the call (once per address and frame); copies of
+// constant length, which compile to moves where a variable one is a call.
 dpv2_addr AbiAddr(const IpAddr& a) {
   dpv2_addr out{};
-  std::memcpy(out.b, a.bytes().data(), a.is_v4() ? 4 : 16);
+  if (a.is_v4()) {
+    std::memcpy(out.b, a.bytes().data(), 4);
+  } else {
+    std::memcpy(out.b, a.bytes().data(), 16);
+  }
   return out;
+}
+
+// Address equality as two word compares (memcmp of 16 bytes is a call).
+bool SameAddr(const dpv2_addr& a, const dpv2_addr& b) {
+  uint64_t a0;
+  uint64_t a1;
+  uint64_t b0;
+  uint64_t b1;
+  std::memcpy(&a0, a.b, 8);
+  std::memcpy(&a1, a.b + 8, 8);
+  std::memcpy(&b0, b.b, 8);
+  std::memcpy(&b1, b.b + 8, 8);
+  return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
 // Conntrack keys: ICMP keeps the echo identifier in sport and 0 in dport in
@@ -74,17 +93,17 @@ bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) 
 // The first pass over a frame: parse, and the keys (and hashes) of the
 // lookups every IP frame makes, which the burst prefetches.
 void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, PreparedFrame* p) {
-  if (parsed != nullptr) {
-    p->parsed = *parsed;
-  } else {
-    p->parsed = ParsePacket(frame);
+  if (parsed == nullptr) {
+    ParsePacketInto(frame, &p->own);
+    parsed = &p->own;
   }
+  p->parsed = parsed;
   p->keyed = false;
   p->looked_up = false;
   p->wants_slot = false;
   p->has_maglev_slot = false;
-  const ParsedPacket& pkt = p->parsed.pkt;
-  if (p->parsed.drop != DPV2_DROP_NONE || !p->parsed.is_ip) {
+  const ParsedPacket& pkt = parsed->pkt;
+  if (parsed->drop != DPV2_DROP_NONE || !parsed->is_ip) {
     return;
   }
   p->saddr = AbiAddr(pkt.src);
@@ -116,7 +135,7 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
 // The Maglev hash of a frame's tuple (the ABI's dpv2_tuple_hash, as BPF
 // computes it).
 uint32_t TupleHash(const PreparedFrame& p) {
-  const ParsedPacket& pkt = p.parsed.pkt;
+  const ParsedPacket& pkt = p.parsed->pkt;
   const dpv2_ct_key tuple = MakeCtKey(p.saddr, p.daddr, pkt.sport, pkt.dport, pkt.proto,
                                       AbiFamily(pkt.family), 0);
   return dpv2_tuple_hash(&tuple.saddr, &tuple.daddr, tuple.sport, tuple.dport, tuple.proto,
@@ -205,7 +224,7 @@ class PacketRun {
   std::array<KnownEndpoint, 4> known_endpoints_;
   size_t known_count_ = 0;
 
-  const ParsedPacket& pkt_ = prepared_.parsed.pkt;
+  const ParsedPacket& pkt_ = prepared_.parsed->pkt;
   uint8_t family_ = 0;
   uint8_t proto_ = 0;
   dpv2_addr saddr_{};
@@ -216,7 +235,7 @@ FrameResult PacketRun::Run() {
   state_.counters[DPV2_CNT_PACKETS] += 1;
   state_.counters[DPV2_CNT_BYTES] += frame_.size();
 
-  const ParseResult& parsed = prepared_.parsed;
+  const ParseResult& parsed = *prepared_.parsed;
   if (parsed.drop != DPV2_DROP_NONE) {
     return Drop(parsed.drop, nullptr);
   }
@@ -587,7 +606,7 @@ FrameResult PacketRun::HandlePlainFlow() {
 
 const dpv2_endpoint_value* PacketRun::EndpointOf(const dpv2_addr& addr) {
   for (size_t i = 0; i < known_count_; ++i) {
-    if (std::memcmp(&known_endpoints_[i].addr, &addr, sizeof(addr)) == 0) {
+    if (SameAddr(known_endpoints_[i].addr, addr)) {
       return known_endpoints_[i].ep;
     }
   }
@@ -746,7 +765,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
     if (p.keyed) {
       state.conntrack.Prefetch(p.reply_hash);
       state.conntrack.Prefetch(p.service_ct_hash);
-      if (HasPorts(p.parsed.pkt.proto)) {
+      if (HasPorts(p.parsed->pkt.proto)) {
         tables.PrefetchService(p.service_hash);
       }
     }
@@ -767,7 +786,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
       p.ct_generation = generation;
       p.reply_entry = state.conntrack.Find(p.reply_key, p.reply_hash, now_ns);
       p.service_entry = state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
-      p.service = HasPorts(p.parsed.pkt.proto)
+      p.service = HasPorts(p.parsed->pkt.proto)
                       ? tables.FindService(p.service_key, p.service_hash)
                       : nullptr;
       if (p.service_entry != nullptr) {

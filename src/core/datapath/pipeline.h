@@ -53,7 +53,10 @@ class EventSink {
 // What the first pass of a burst learns about a frame: its parse and the
 // keys (with their hashes) of the lookups every IP frame makes.
 struct PreparedFrame {
-  ParseResult parsed;
+  // The frame's parse: the caller's (BurstFrame::parsed) or `own`, written
+  // in place by the first pass (never copied).
+  const ParseResult* parsed = nullptr;
+  ParseResult own;
   bool keyed = false;  // an IP frame the pipeline looks up (keys below valid)
   dpv2_addr saddr{};   // parsed.pkt's addresses in ABI form (IP frames)
   dpv2_addr daddr{};

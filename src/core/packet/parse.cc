@@ -7,8 +7,10 @@
 // the checks is the contract the BPF parser follows (see dpv2/packet.h).
 #include <cstring>
 
-#include "dpv2/packet.h"
+#include "core/packet/parse.h"
+
 #include "core/packet/wire.h"
+#include "dpv2/packet.h"
 
 namespace dpv2 {
 namespace {
@@ -361,25 +363,95 @@ FiveTuple ParsedPacket::inner_tuple() const {
                    .dport = inner_dport, .proto = static_cast<L4Proto>(inner_proto)};
 }
 
+bool ParseCommonFrame(absl::Span<const uint8_t> frame, ParseResult* out) {
+  constexpr size_t kL3 = kEthHeaderLen;
+  constexpr size_t kL4 = kL3 + wire::kIPv4MinHeaderLen;
+  const uint8_t* f = frame.data();
+  const size_t n = frame.size();
+  // Untagged IPv4, version 4 and IHL 5 (no options), the whole IP packet in
+  // the frame, neither MF nor a fragment offset (DF may be set).
+  if (n < kL4 + wire::kUdpHeaderLen || Load16(f + 12) != kEtherTypeIPv4 || f[kL3] != 0x45) {
+    return false;
+  }
+  const uint16_t total = Load16(f + kL3 + 2);
+  if (total < wire::kIPv4MinHeaderLen || total > n - kL3 || (Load16(f + kL3 + 6) & 0x3fff) != 0) {
+    return false;
+  }
+  const size_t avail = total - wire::kIPv4MinHeaderLen;
+  const uint8_t proto = f[kL3 + 9];
+  // The L4 header whole and its length fields consistent; anything else
+  // (a drop, or another protocol) is the general parser's.
+  size_t l4_len;
+  size_t payload_len;
+  if (proto == DPV2_PROTO_TCP) {
+    if (avail < wire::kTcpMinHeaderLen) {
+      return false;
+    }
+    l4_len = static_cast<size_t>(f[kL4 + 12] >> 4) * 4;
+    if (l4_len < wire::kTcpMinHeaderLen || l4_len > avail) {
+      return false;
+    }
+    payload_len = avail - l4_len;
+  } else if (proto == DPV2_PROTO_UDP) {
+    const uint16_t ulen = Load16(f + kL4 + 4);
+    if (avail < wire::kUdpHeaderLen || ulen < wire::kUdpHeaderLen || ulen > avail) {
+      return false;
+    }
+    l4_len = wire::kUdpHeaderLen;
+    payload_len = ulen - wire::kUdpHeaderLen;
+  } else {
+    return false;
+  }
+  *out = ParseResult{};
+  out->is_ip = true;
+  ParsedPacket& p = out->pkt;
+  p.ethertype = kEtherTypeIPv4;
+  p.l3_offset = kL3;
+  p.family = Family::kV4;
+  p.src = IpAddr::V4Bytes(f + kL3 + wire::kIPv4SrcOffset);
+  p.dst = IpAddr::V4Bytes(f + kL3 + wire::kIPv4DstOffset);
+  p.ttl = f[kL3 + 8];
+  p.proto = proto;
+  p.l3_len = total;
+  p.l4_offset = kL4;
+  p.sport = Load16(f + kL4);
+  p.dport = Load16(f + kL4 + 2);
+  p.payload_offset = kL4 + l4_len;
+  p.payload_len = static_cast<uint16_t>(payload_len);
+  if (proto == DPV2_PROTO_TCP) {
+    p.tcp_seq = Load32(f + kL4 + 4);
+    p.tcp_ack = Load32(f + kL4 + 8);
+    p.tcp_flags = f[kL4 + 13];
+  }
+  return true;
+}
+
 ParseResult ParsePacket(absl::Span<const uint8_t> frame) {
   ParseResult r;
+  ParsePacketInto(frame, &r);
+  return r;
+}
+
+void ParseAnyFrame(absl::Span<const uint8_t> frame, ParseResult* out) {
+  *out = ParseResult{};
+  ParseResult& r = *out;
   ParsedPacket& p = r.pkt;
   const uint8_t* f = frame.data();
   size_t n = frame.size();
   if (n < kEthHeaderLen) {
     r.drop = DPV2_DROP_TRUNCATED;
-    return r;
+    return;
   }
   uint16_t ethertype = Load16(f + 12);
   size_t off = kEthHeaderLen;
   if (ethertype == kEtherTypeQinQ) {
     r.drop = DPV2_DROP_BAD_L2;
-    return r;
+    return;
   }
   if (ethertype == kEtherTypeVlan) {
     if (n < kEthHeaderLen + kVlanTagLen) {
       r.drop = DPV2_DROP_TRUNCATED;
-      return r;
+      return;
     }
     p.has_vlan = true;
     p.vlan_id = Load16(f + 14) & 0x0fff;
@@ -387,7 +459,7 @@ ParseResult ParsePacket(absl::Span<const uint8_t> frame) {
     off += kVlanTagLen;
     if (ethertype == kEtherTypeVlan || ethertype == kEtherTypeQinQ) {
       r.drop = DPV2_DROP_BAD_L2;
-      return r;
+      return;
     }
   }
   p.ethertype = ethertype;
@@ -399,7 +471,6 @@ ParseResult ParsePacket(absl::Span<const uint8_t> frame) {
     r.is_ip = true;
     r.drop = ParseIPv6(f, n, off, &p);
   }
-  return r;
 }
 
 }  // namespace dpv2
