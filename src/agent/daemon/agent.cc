@@ -479,6 +479,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Backe
       .retry = o.retry,
       .gc_interval = o.gc_interval,
   };
+  if (!o.api_watches.empty()) {
+    // Between whole snapshots, only what the watches changed goes to the view.
+    ro.take_changes = [s] { return s->api_objects->TakeChanges(); };
+  }
   if (o.resolve_pod_interfaces) {
     auto links = std::make_shared<NetlinkLinks>();
     ro.resolve_endpoint = [links](const k8s::PodObject& pod) {

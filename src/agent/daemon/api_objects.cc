@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/core/status_macros.h"
 
 namespace dpv2::agent::daemon {
 namespace {
@@ -16,13 +17,24 @@ constexpr auto kMaps = std::make_tuple(
     &k8s::ClusterObjects::pods, &k8s::ClusterObjects::namespaces, &k8s::ClusterObjects::nodes,
     &k8s::ClusterObjects::network_policies, &k8s::ClusterObjects::admin_network_policies);
 
-// fn(index, member pointer) for every map.
+// The removed keys of each map, in the order of kMaps.
+constexpr auto kRemoved = std::make_tuple(
+    &RemovedObjects::services, &RemovedObjects::endpoint_slices, &RemovedObjects::pods,
+    &RemovedObjects::namespaces, &RemovedObjects::nodes, &RemovedObjects::network_policies,
+    &RemovedObjects::admin_network_policies);
+
+// fn(index, member pointer to the map, member pointer to its removed keys)
+// for every map.
 template <typename Fn>
 void ForEachMap(Fn&& fn) {
   std::apply(
       [&](auto... member) {
-        int index = 0;
-        (fn(index++, member), ...);
+        std::apply(
+            [&](auto... removed) {
+              int index = 0;
+              (fn(index++, member, removed), ...);
+            },
+            kRemoved);
       },
       kMaps);
 }
@@ -38,11 +50,15 @@ void ApiObjects::Remove(const Slot& slot) {
     return;
   }
   const Contribution& c = it->second;
-  ForEachMap([&](int index, auto member) {
+  ForEachMap([&](int index, auto member, auto) {
     if (index == c.field) {
       (objects_.*member).erase(c.key);
     }
   });
+  if (c.field >= 0) {
+    changed_.emplace(c.field, c.key);
+  }
+  singletons_changed_ |= c.baseline.has_value() || c.logging.has_value();
   extras_.erase(slot);
   contributions_.erase(it);
 }
@@ -52,15 +68,17 @@ void ApiObjects::Decode(const Slot& slot, const nlohmann::json& object) {
   k8s::AddObject(object, absl::StrCat("API ", resources_[slot.first].plural), &one);
   ++decoded_;
   Contribution c{.errors = std::move(one.errors), .warnings = std::move(one.warnings)};
-  ForEachMap([&](int index, auto member) {
+  ForEachMap([&](int index, auto member, auto) {
     for (auto& [key, value] : one.*member) {  // at most one object
       c.field = index;
       c.key = key;
       (objects_.*member).insert_or_assign(key, std::move(value));
+      changed_.emplace(index, key);
     }
   });
   c.baseline = std::move(one.baseline_admin_network_policy);
   c.logging = one.network_logging;
+  singletons_changed_ |= c.baseline.has_value() || c.logging.has_value();
   auto [it, inserted] = contributions_.insert_or_assign(slot, std::move(c));
   const Contribution& stored = it->second;
   if (!stored.errors.empty() || !stored.warnings.empty() || stored.baseline || stored.logging) {
@@ -83,10 +101,10 @@ void ApiObjects::Apply(size_t resource, const apiserver::ReflectorUpdate& update
   if (update.synced) {
     synced_[resource] = true;
   }
+  relisted_ |= update.relisted;
 }
 
-absl::StatusOr<k8s::ClusterObjects> ApiObjects::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+absl::Status ApiObjects::CheckSynced() const {
   std::vector<std::string> unsynced;
   for (size_t i = 0; i < resources_.size(); ++i) {
     if (!synced_[i]) {
@@ -97,7 +115,10 @@ absl::StatusOr<k8s::ClusterObjects> ApiObjects::Snapshot() const {
     return absl::UnavailableError(
         absl::StrCat("waiting for the first LIST of ", absl::StrJoin(unsynced, ", ")));
   }
-  k8s::ClusterObjects out = objects_;
+  return absl::OkStatus();
+}
+
+void ApiObjects::AddExtras(k8s::ClusterObjects& out) const {
   for (const auto& [slot, c] : extras_) {
     out.errors.insert(out.errors.end(), c->errors.begin(), c->errors.end());
     out.warnings.insert(out.warnings.end(), c->warnings.begin(), c->warnings.end());
@@ -116,7 +137,54 @@ absl::StatusOr<k8s::ClusterObjects> ApiObjects::Snapshot() const {
       out.network_logging = c->logging;
     }
   }
+}
+
+void ApiObjects::ForgetChanges() {
+  changed_.clear();
+  singletons_changed_ = false;
+  relisted_ = false;
+}
+
+absl::StatusOr<k8s::ClusterObjects> ApiObjects::Snapshot() {
+  std::lock_guard<std::mutex> lock(mu_);
+  DPV2_RETURN_IF_ERROR(CheckSynced());
+  k8s::ClusterObjects out = objects_;
+  AddExtras(out);
+  ForgetChanges();
   return out;
+}
+
+absl::StatusOr<std::optional<ObjectChanges>> ApiObjects::TakeChanges() {
+  std::lock_guard<std::mutex> lock(mu_);
+  DPV2_RETURN_IF_ERROR(CheckSynced());
+  if (relisted_) {
+    // The relist's deltas are a diff against the reflector's store and would
+    // do, but a whole snapshot is what every other resync path trusts.
+    return std::optional<ObjectChanges>();
+  }
+  ObjectChanges out;
+  AddExtras(out.changed);
+  if (singletons_changed_) {
+    out.removed.baseline_admin_network_policy = !out.changed.baseline_admin_network_policy;
+    out.removed.network_logging = !out.changed.network_logging;
+  } else {
+    out.changed.baseline_admin_network_policy.reset();
+    out.changed.network_logging.reset();
+  }
+  for (const auto& [field, key] : changed_) {
+    ForEachMap([&](int index, auto member, auto removed) {
+      if (index != field) {
+        return;
+      }
+      if (auto it = (objects_.*member).find(key); it != (objects_.*member).end()) {
+        (out.changed.*member).emplace(key, it->second);
+      } else {
+        (out.removed.*removed).push_back(key);
+      }
+    });
+  }
+  ForgetChanges();
+  return std::optional<ObjectChanges>(std::move(out));
 }
 
 uint64_t ApiObjects::decoded() const {

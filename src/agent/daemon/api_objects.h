@@ -1,14 +1,15 @@
 // The decoded form of every object the API reflectors hold, kept up to date
 // one watch event at a time: each object is decoded (JSON -> k8s objects)
 // once, when its event arrives, instead of the whole store at every
-// reconcile. Snapshot() hands the reconcile loop the object set it needs
-// (copies of decoded objects, no JSON is read) and is refused until every
-// resource has delivered its first complete LIST, so no view is built from
-// half a cluster.
+// reconcile. It also records which objects changed, so that the reconcile
+// loop can hand ClusterView only those (TakeChanges, a cost that follows the
+// change) instead of the whole set (Snapshot, the fallback after a relist).
+// Both are refused until every resource has delivered its first complete
+// LIST, so no view is built from half a cluster.
 //
 //   ApiObjects objects(apiserver::WatchedResources());
 //   Reflector r(config, {.resource = res[i]}, [&](const ReflectorUpdate& u) { objects.Apply(i, u); });
-//   absl::StatusOr<k8s::ClusterObjects> set = objects.Snapshot();
+//   absl::StatusOr<k8s::ClusterObjects> set = objects.Snapshot();  // then TakeChanges()
 #ifndef DPV2_AGENT_DAEMON_API_OBJECTS_H_
 #define DPV2_AGENT_DAEMON_API_OBJECTS_H_
 
@@ -17,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "agent/apiserver/reflector.h"
 #include "agent/apiserver/resources.h"
+#include "agent/cluster_view.h"
 #include "agent/k8s/objects.h"
 
 namespace dpv2::agent::daemon {
@@ -41,8 +44,21 @@ class ApiObjects {
   // Every decoded object, with the decoding errors and warnings of all of
   // them (resource order, then key order): what decoding each stored object
   // anew would give. Unavailable, naming the resources, before each one has
-  // completed a LIST.
-  absl::StatusOr<k8s::ClusterObjects> Snapshot() const;
+  // completed a LIST. Starts a new change record: TakeChanges() then reports
+  // what changed after this snapshot.
+  absl::StatusOr<k8s::ClusterObjects> Snapshot();
+
+  // What changed since the previous Snapshot() or TakeChanges(): the current
+  // version of every object added or updated (`changed`), the keys of those
+  // that went away or no longer decode (`removed`), a singleton (the
+  // baseline policy, the logging config) in one or the other when it
+  // changed. `changed.errors` and `changed.warnings` are those of every
+  // stored object, as in Snapshot(), not only of the changed ones.
+  // An object changed several times is reported once, as it is now; one
+  // added then deleted is reported removed (removing an unknown key is a
+  // no-op for ClusterView). nullopt after a relist: take a Snapshot() then.
+  // Unavailable as Snapshot() is.
+  absl::StatusOr<std::optional<ObjectChanges>> TakeChanges();
 
   // Objects decoded since construction: one per added or updated object.
   uint64_t decoded() const;
@@ -64,6 +80,11 @@ class ApiObjects {
 
   void Remove(const Slot& slot);
   void Decode(const Slot& slot, const nlohmann::json& object);
+  // Unavailable naming the resources not listed yet, else OK.
+  absl::Status CheckSynced() const;
+  // Errors, warnings and singletons of every stored object, into `out`.
+  void AddExtras(k8s::ClusterObjects& out) const;
+  void ForgetChanges();
 
   std::vector<apiserver::ApiResource> resources_;
   mutable std::mutex mu_;  // guards the fields below
@@ -74,6 +95,12 @@ class ApiObjects {
   // without walking every object.
   std::map<Slot, const Contribution*> extras_;
   uint64_t decoded_ = 0;
+  // The change record: (map index, key) of every object added, replaced or
+  // removed since the last take, whether a singleton did, and whether a
+  // resource relisted (after which only a whole snapshot is trusted).
+  std::set<std::pair<int, std::string>> changed_;
+  bool singletons_changed_ = false;
+  bool relisted_ = false;
 };
 
 }  // namespace dpv2::agent::daemon

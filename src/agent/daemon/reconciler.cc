@@ -185,46 +185,125 @@ void Reconciler::PumpEvents() {
   }
 }
 
+bool Reconciler::IsLocal(const k8s::PodObject& pod) const {
+  const std::string& node = view_.node().name;
+  const PodInfo& info = pod.info;
+  return !node.empty() && info.node_name == node && !info.host_network && !info.ips.empty();
+}
+
+bool Reconciler::ResolveOrHold(const std::string& key, k8s::PodObject& pod,
+                               ReconcileReport& report) {
+  absl::StatusOr<LocalEndpoint> ep = options_.resolve_endpoint(pod);
+  if (ep.ok()) {
+    (*resolved_)[key] = *ep;
+    return true;
+  }
+  report.waiting_pods.push_back(absl::StrCat(key, ": ", ep.status().message()));
+  if (auto prev = applied_pods_.find(key); prev != applied_pods_.end()) {
+    pod = prev->second.pod;
+    (*resolved_)[key] = prev->second.endpoint;
+    return true;
+  }
+  resolved_->erase(key);
+  return false;
+}
+
+void Reconciler::UpdateWhole(k8s::ClusterObjects& objects, ReconcileReport& report) {
+  report.problems = objects.errors;
+  // Resolve every local pod first; hold back those that cannot be reached.
+  if (options_.resolve_endpoint) {
+    resolved_->clear();
+    for (auto it = objects.pods.begin(); it != objects.pods.end();) {
+      if (!IsLocal(it->second) || ResolveOrHold(it->first, it->second, report)) {
+        ++it;
+      } else {
+        it = objects.pods.erase(it);
+      }
+    }
+  }
+  const absl::Time t = absl::Now();
+  view_.Update(objects);
+  report.update_time = absl::Now() - t;
+}
+
+void Reconciler::UpdateChanges(ObjectChanges& changes, ReconcileReport& report) {
+  report.change_set = true;
+  report.problems = changes.changed.errors;
+  // Only changed pods are resolved: the others keep the endpoint resolved
+  // by the last whole reconcile (or change) that named them.
+  if (options_.resolve_endpoint) {
+    for (const std::string& key : changes.removed.pods) {
+      resolved_->erase(key);
+    }
+    std::map<std::string, k8s::PodObject>& pods = changes.changed.pods;
+    for (auto it = pods.begin(); it != pods.end();) {
+      if (!IsLocal(it->second)) {
+        resolved_->erase(it->first);
+        ++it;
+      } else if (ResolveOrHold(it->first, it->second, report)) {
+        ++it;
+      } else {
+        // Never applied: left out, as a whole snapshot would leave it out.
+        changes.removed.pods.push_back(it->first);
+        it = pods.erase(it);
+      }
+    }
+  }
+  const absl::Time t = absl::Now();
+  view_.Update(changes);
+  report.update_time = absl::Now() - t;
+}
+
+void Reconciler::RememberApplied(const std::map<std::string, k8s::PodObject>* whole,
+                                 const ObjectChanges* changes) {
+  if (whole != nullptr) {
+    applied_pods_.clear();
+  }
+  const std::map<std::string, k8s::PodObject>& pods = whole ? *whole : changes->changed.pods;
+  if (changes != nullptr) {
+    for (const std::string& key : changes->removed.pods) {
+      applied_pods_.erase(key);
+    }
+  }
+  for (const auto& [key, pod] : pods) {
+    if (auto ep = resolved_->find(key); ep != resolved_->end()) {
+      applied_pods_[key] = AppliedPod{.pod = pod, .endpoint = ep->second};
+    } else {
+      applied_pods_.erase(key);
+    }
+  }
+}
+
 ReconcileReport Reconciler::Reconcile(uint64_t generation, absl::Time first_change) {
   std::lock_guard<std::mutex> state(state_mu_);
   ReconcileReport report{.generation = generation};
   absl::Time started = absl::Now();
-  absl::StatusOr<k8s::ClusterObjects> snapshot = options_.snapshot();
-  if (!snapshot.ok()) {
-    report.status = snapshot.status();
-    report.source_not_ready = absl::IsUnavailable(report.status);
-  } else {
-    k8s::ClusterObjects& objects = *snapshot;
-    report.problems = objects.errors;
-    // Resolve every local pod first; hold back those that cannot be reached.
-    if (options_.resolve_endpoint) {
-      resolved_->clear();
-      const std::string& node = view_.node().name;
-      for (auto it = objects.pods.begin(); it != objects.pods.end();) {
-        const PodInfo& info = it->second.info;
-        bool local = !node.empty() && info.node_name == node && !info.host_network &&
-                     !info.ips.empty();
-        if (!local) {
-          ++it;
-          continue;
-        }
-        absl::StatusOr<LocalEndpoint> ep = options_.resolve_endpoint(it->second);
-        if (ep.ok()) {
-          (*resolved_)[it->first] = *ep;
-          ++it;
-          continue;
-        }
-        report.waiting_pods.push_back(absl::StrCat(it->first, ": ", ep.status().message()));
-        if (auto prev = applied_pods_.find(it->first); prev != applied_pods_.end()) {
-          it->second = prev->second.pod;
-          (*resolved_)[it->first] = prev->second.endpoint;
-          ++it;
-        } else {
-          it = objects.pods.erase(it);
-        }
-      }
+  std::optional<ObjectChanges> changes;
+  std::optional<k8s::ClusterObjects> whole;
+  if (options_.take_changes && !needs_whole_) {
+    absl::StatusOr<std::optional<ObjectChanges>> taken = options_.take_changes();
+    if (!taken.ok()) {
+      report.status = taken.status();
+    } else {
+      changes = std::move(*taken);
     }
-    view_.Update(objects);
+  }
+  if (report.status.ok() && !changes) {
+    absl::StatusOr<k8s::ClusterObjects> snapshot = options_.snapshot();
+    if (snapshot.ok()) {
+      whole = std::move(*snapshot);
+    } else {
+      report.status = snapshot.status();
+    }
+  }
+  report.source_not_ready = absl::IsUnavailable(report.status);
+  report.take_time = absl::Now() - started;
+  if (report.status.ok()) {
+    if (changes) {
+      UpdateChanges(*changes, report);
+    } else {
+      UpdateWhole(*whole, report);
+    }
     for (const std::string& p : view_.problems()) {
       report.problems.push_back(p);
     }
@@ -235,22 +314,17 @@ ReconcileReport Reconciler::Reconcile(uint64_t generation, absl::Time first_chan
       report.adopted = report.adopt_status.ok();
     }
     adopted_ = true;
+    const absl::Time t = absl::Now();
+    ChangeBatch attempted;
+    report.status = view_.ApplyTo(*backend_, &attempted);
+    report.apply_to_time = absl::Now() - t;
+    report.changes = attempted.size();
+    report.summary = attempted.Summary();
     if (report.status.ok()) {
-      ChangeBatch pending = view_.PendingChanges();
-      report.changes = pending.size();
-      report.summary = pending.Summary();
-      report.status = view_.ApplyTo(*backend_);
-    }
-    if (report.status.ok()) {
-      std::map<std::string, AppliedPod> applied;
-      for (const auto& [key, ep] : *resolved_) {
-        if (auto it = objects.pods.find(key); it != objects.pods.end()) {
-          applied[key] = AppliedPod{.pod = it->second, .endpoint = ep};
-        }
-      }
-      applied_pods_ = std::move(applied);
+      RememberApplied(whole ? &whole->pods : nullptr, changes ? &*changes : nullptr);
     }
   }
+  needs_whole_ = !report.status.ok() || !report.waiting_pods.empty();
   absl::Time done = absl::Now();
   report.apply_time = done - started;
   report.latency = done - first_change;

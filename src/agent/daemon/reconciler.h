@@ -3,6 +3,10 @@
 // loop waits for a short quiet period so that a burst of changes becomes one
 // batch (Debouncer), takes one consistent snapshot of the objects, resolves
 // how each local pod is reached, updates the view and applies the difference.
+// A source that records what changed (API watches) hands over only that
+// (take_changes), so one endpoint change costs one Service's work, not a
+// comparison of the whole cluster; whole snapshots remain for the first
+// reconcile, after a relist, after a failure and while pods are held back.
 // Snapshots are numbered, so a newer state is never followed by an older one.
 // The same thread drains datapath events and collects conntrack garbage.
 // Everything else that reads the view or the backend (metrics, the control
@@ -68,6 +72,10 @@ struct ReconcileReport {
   std::string summary;      // ChangeBatch::Summary()
   absl::Duration latency;   // first change noticed -> applied
   absl::Duration apply_time;  // snapshot -> applied (this reconcile's own cost)
+  // Its phases: taking the objects from the source, ClusterView::Update,
+  // and ApplyTo (the core's diff and Backend::Apply).
+  absl::Duration take_time, update_time, apply_to_time;
+  bool change_set = false;  // the source handed a change set, not a whole snapshot
   absl::Status status;      // of the snapshot or the apply
   // The source had no consistent snapshot yet (an API source before its
   // first LIST): not retried on a timer, the source's next Notify brings it.
@@ -85,6 +93,11 @@ struct ReconcilerOptions {
   // One consistent object set; Unavailable means "not ready yet" (an API
   // source before its first complete LIST) and is retried on the next Notify.
   std::function<absl::StatusOr<k8s::ClusterObjects>()> snapshot;
+  // Optional, for sources that record what changed (ApiObjects): what changed
+  // since the previous snapshot or take, nullopt when only a snapshot will do
+  // (a relist). `changed.errors` are those of every object. A snapshot must
+  // start a new record, so that the next take holds only later changes.
+  std::function<absl::StatusOr<std::optional<ObjectChanges>>()> take_changes;
   // How a local pod is reached. Empty: ClusterView's synthetic endpoints (sim).
   std::function<absl::StatusOr<LocalEndpoint>(const k8s::PodObject&)> resolve_endpoint;
   // Called once, after the first Update and before the first apply, to learn
@@ -149,6 +162,17 @@ class Reconciler {
              ReconcilerOptions options);
   void Run();
   ReconcileReport Reconcile(uint64_t generation, absl::Time first_change);
+  // The objects of one reconcile into the view: a whole set or a change set.
+  void UpdateWhole(k8s::ClusterObjects& objects, ReconcileReport& report);
+  void UpdateChanges(ObjectChanges& changes, ReconcileReport& report);
+  // Resolves a local pod's endpoint; when it cannot be, keeps the version
+  // applied before (true) or says it must be left out (false).
+  bool ResolveOrHold(const std::string& key, k8s::PodObject& pod, ReconcileReport& report);
+  bool IsLocal(const k8s::PodObject& pod) const;
+  // After a successful apply: the local pods applied and how they are
+  // reached, from a whole pod set or patched by a change set.
+  void RememberApplied(const std::map<std::string, k8s::PodObject>* whole,
+                       const ObjectChanges* changes);
   void PumpEvents();
 
   ReconcilerOptions options_;
@@ -157,6 +181,9 @@ class Reconciler {
   std::mutex state_mu_;  // the view, the backend and the fields below
   ClusterView view_;
   bool adopted_ = false;
+  // The next reconcile takes a whole snapshot: the first one, after a failed
+  // one and while pods are held back (they are resolved again from it).
+  bool needs_whole_ = true;
   struct AppliedPod {
     k8s::PodObject pod;
     LocalEndpoint endpoint;

@@ -11,6 +11,7 @@ namespace {
 
 using testing::ClusterYaml;
 using testing::CountingBackend;
+using testing::FakeLinks;
 using testing::WaitFor;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1000);
@@ -130,24 +131,6 @@ TEST_CASE("a failed apply is retried and succeeds once the backend accepts it") 
   REQUIRE(WaitFor([&] { return (*r)->stats().healthy; }));
   CHECK((*r)->stats().applied_generation == 1);
 }
-
-// Stands in for the kernel: interfaces exist once the test adds them.
-class FakeLinks : public LinkLookup {
- public:
-  absl::StatusOr<LinkInfo> ByName(const std::string& name) override {
-    std::lock_guard<std::mutex> l(mu);
-    auto it = links.find(name);
-    if (it == links.end()) {
-      return absl::NotFoundError(absl::StrCat("interface ", name, ": no such interface"));
-    }
-    return it->second;
-  }
-  absl::StatusOr<LinkInfo> InNamespace(int32_t, uint32_t ifindex) override {
-    return LinkInfo{.ifindex = ifindex, .mac = {2, 0, 0, 0, 0, 0x11}};
-  }
-  std::mutex mu;
-  std::map<std::string, LinkInfo> links;
-};
 
 TEST_CASE("a local pod whose interface is missing is held back whole, then applied") {
   Source source;

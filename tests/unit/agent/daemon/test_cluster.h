@@ -1,12 +1,14 @@
 // Manifests and a backend wrapper shared by the daemon tests: a one-node
 // cluster (node-a) with a local pod, a remote pod and a ClusterIP Service,
-// a sim backend that counts applies and can be told to fail them, and a
-// polling wait.
+// a sim backend that counts applies and can be told to fail them, links
+// the test adds, and a polling wait.
 #ifndef DPV2_TESTS_UNIT_AGENT_DAEMON_TEST_CLUSTER_H_
 #define DPV2_TESTS_UNIT_AGENT_DAEMON_TEST_CLUSTER_H_
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -14,8 +16,10 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/daemon/pod_interfaces.h"
 #include "dpv2/backend.h"
 #include "dpv2/sim.h"
+#include "../forwarding_backend.h"
 
 namespace dpv2::agent::daemon::testing {
 
@@ -76,10 +80,11 @@ endpoints:
          (extra.empty() ? "" : "---\n" + extra);
 }
 
-// Forwards to a sim backend; counts Apply calls and fails them on demand.
-class CountingBackend : public Backend {
+// Forwards to a sim backend; counts Apply calls, shows each batch to
+// `on_apply` and fails them on demand.
+class CountingBackend : public ::dpv2::agent::testing::ForwardingBackend {
  public:
-  CountingBackend() : sim_(*MakeSimBackend({})) {}
+  CountingBackend() : ForwardingBackend(*MakeSimBackend({})) {}
   absl::string_view Name() const override { return "counting-sim"; }
   absl::Status Apply(const ChangeBatch& batch) override {
     ++applies;
@@ -87,28 +92,34 @@ class CountingBackend : public Backend {
       return absl::UnavailableError("test backend: apply refused");
     }
     last_batch_size = batch.size();
-    return sim_->Apply(batch);
+    if (on_apply) {
+      on_apply(batch);
+    }
+    return inner().Apply(batch);
   }
-  absl::StatusOr<ChangeBatch> DumpState() override { return sim_->DumpState(); }
-  absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override {
-    return sim_->RunPacket(input);
-  }
-  absl::StatusOr<Counters> ReadCounters() override { return sim_->ReadCounters(); }
-  absl::StatusOr<std::vector<FlowEvent>> DrainEvents(size_t max) override {
-    return sim_->DrainEvents(max);
-  }
-  absl::StatusOr<std::vector<ConntrackEntry>> DumpConntrack() override {
-    return sim_->DumpConntrack();
-  }
-  absl::Status FlushConntrack() override { return sim_->FlushConntrack(); }
-  absl::StatusOr<GcStats> CollectGarbage() override { return sim_->CollectGarbage(); }
 
   std::atomic<int> applies{0};
   std::atomic<bool> fail_applies{false};
   std::atomic<size_t> last_batch_size{0};
+  std::function<void(const ChangeBatch&)> on_apply;  // set before applies start
+};
 
- private:
-  std::unique_ptr<Backend> sim_;
+// Stands in for the kernel: interfaces exist once the test adds them.
+class FakeLinks : public LinkLookup {
+ public:
+  absl::StatusOr<LinkInfo> ByName(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = links.find(name);
+    if (it == links.end()) {
+      return absl::NotFoundError(absl::StrCat("interface ", name, ": no such interface"));
+    }
+    return it->second;
+  }
+  absl::StatusOr<LinkInfo> InNamespace(int32_t, uint32_t ifindex) override {
+    return LinkInfo{.ifindex = ifindex, .mac = {2, 0, 0, 0, 0, 0x11}};
+  }
+  std::mutex mu;
+  std::map<std::string, LinkInfo> links;
 };
 
 // Polls `done` until it holds or `limit` passes; false on timeout.
