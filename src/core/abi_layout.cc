@@ -16,7 +16,8 @@ static_assert(sizeof(dpv2_affinity_key) == 24);
 static_assert(sizeof(dpv2_affinity_value) == 16);
 static_assert(sizeof(dpv2_src_range_key) == 28 && offsetof(dpv2_src_range_key, addr) == 12);
 static_assert(sizeof(dpv2_ct_key) == 40 && offsetof(dpv2_ct_key, sport) == 32);
-static_assert(sizeof(dpv2_ct_value) == 72 && offsetof(dpv2_ct_value, nat_addr) == 32);
+static_assert(sizeof(dpv2_ct_value) == 80 && offsetof(dpv2_ct_value, nat_addr) == 32 &&
+              offsetof(dpv2_ct_value, revision) == 72);
 static_assert(sizeof(dpv2_endpoint_key) == 20);
 static_assert(sizeof(dpv2_endpoint_value) == 32);
 static_assert(sizeof(dpv2_ipcache_key) == 24 && offsetof(dpv2_ipcache_key, addr) == 8);

@@ -49,8 +49,23 @@ struct dpv2_ct_value {
   __u32 src_identity;
   __u32 dst_identity;
   __u8 tcp_flags_seen; /* union of TCP flags seen (both directions) */
-  __u8 pad[3];
+  __u8 cache_flags;    /* DPV2_CT_C_*, with `revision` */
+  __u16 pad;
+  /* The eBPF forward fast path (docs/datapath.md, "Established fast path"):
+   * a forward packet of this entry was last fully checked (anti-spoofing
+   * from in_ifindex, policy allowed) while the loader's tables revision was
+   * `revision`; while it still is, later forward packets skip those checks
+   * and the frontend lookup. 0: never checked. The sim and DPDK leave these
+   * three fields zero. */
+  __u32 revision;
+  __u32 in_ifindex;
 };
+
+/* dpv2_ct_value.cache_flags */
+#define DPV2_CT_C_FROM_POD (1u << 0) /* checked as a from-pod packet */
+#define DPV2_CT_C_EGRESS (1u << 1)   /* an egress policy lookup allowed it */
+#define DPV2_CT_C_INGRESS (1u << 2)  /* an ingress policy lookup allowed it */
+#define DPV2_CT_C_XDP (1u << 3)      /* a frontend XDP serves (SERVICE entries) */
 
 /* Default timeouts, seconds (Cilium's; SEMANTICS.md section 3). */
 #define DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S 8000

@@ -155,7 +155,7 @@ absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
   for (bpf_map* map : {m.dpv2_counters, m.dpv2_drops, m.dpv2_events, m.dpv2_lookup_tables,
                        m.dpv2_services, m.dpv2_backends, m.dpv2_source_ranges, m.dpv2_affinity,
                        m.dpv2_ct_tcp, m.dpv2_ct_other, m.dpv2_endpoints, m.dpv2_ipcache,
-                       m.dpv2_policy}) {
+                       m.dpv2_policy, m.dpv2_revision}) {
     std::string path = absl::StrCat(dir, "/", bpf_map__name(map));
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0) {
       return LibbpfError(absl::StrCat("pin path ", path), err);
@@ -185,7 +185,8 @@ absl::Status DatapathSkeleton::Load() {
                                {x.dpv2_ct_other, t.dpv2_ct_other},
                                {x.dpv2_endpoints, t.dpv2_endpoints},
                                {x.dpv2_ipcache, t.dpv2_ipcache},
-                               {x.dpv2_policy, t.dpv2_policy}}) {
+                               {x.dpv2_policy, t.dpv2_policy},
+                               {x.dpv2_revision, t.dpv2_revision}}) {
       if (absl::Status s = Reuse(mine, owner); !s.ok()) {
         return s;
       }
@@ -195,6 +196,27 @@ absl::Status DatapathSkeleton::Load() {
     }
   }
   loaded_ = true;
+  // Entries a previous process stamped (pinned maps) were checked by other
+  // programs against tables this one has not written yet: none is current.
+  return BumpRevision();
+}
+
+absl::Status DatapathSkeleton::BumpRevision() {
+  if (!loaded_) {
+    return absl::FailedPreconditionError("ebpf datapath: BumpRevision before Load");
+  }
+  const int fd = bpf_map__fd(skel_->maps.dpv2_revision);
+  const uint32_t zero = 0;
+  uint32_t rev = 0;
+  if (bpf_map_lookup_elem(fd, &zero, &rev) != 0) {
+    return LibbpfError("map dpv2_revision: read", errno);
+  }
+  // Only this process writes it (the loader holds the pins); 0 means "never
+  // checked" to the programs, so the counter skips it when it wraps.
+  rev = rev + 1 == 0 ? 1 : rev + 1;
+  if (bpf_map_update_elem(fd, &zero, &rev, BPF_ANY) != 0) {
+    return LibbpfError("map dpv2_revision: write", errno);
+  }
   return absl::OkStatus();
 }
 

@@ -38,6 +38,9 @@ class DatapathSkeleton {
   // Every state map is pinned as <dir>/<map name>; existing pins are reused.
   absl::Status PinUnder(const std::string& dir);
   absl::Status Load();
+  // Invalidates every conntrack entry's fast-path stamp (bpf/revision.h):
+  // called after each apply, whatever it wrote, and by Load itself.
+  absl::Status BumpRevision();
 
   dpv2_tc* get() const { return skel_; }
   dpv2_xdp* xdp() const { return xdp_; }  // null unless opened with XDP

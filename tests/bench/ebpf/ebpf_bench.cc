@@ -67,7 +67,7 @@ Figures Summarise(std::vector<uint32_t> ns) {
 // repetition (ns).
 absl::StatusOr<uint32_t> TestRun(int prog_fd, std::vector<uint8_t>& frame, uint32_t repeat = 1) {
   __sk_buff ctx{};
-  ctx.cb[0] = kFleetClientIfindex;
+  ctx.cb[3] = kFleetClientIfindex;  // DPV2_CB_IN_IFINDEX (bpf/common.h)
   std::vector<uint8_t> out(frame.size() + 512);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(frame.size()),

@@ -38,8 +38,10 @@
 #define DPV2_V_NEXT 4
 
 /* Where the test entry programs leave the outcome of BPF_PROG_TEST_RUN:
- * __sk_buff.cb words, returned to user space in ctx_out. */
-#define DPV2_CB_IN_IFINDEX 0  /* in: the ingress ifindex the frame claims */
+ * __sk_buff.cb words, returned to user space in ctx_out. The input has a
+ * word of its own: a run with repeat > 1 keeps cb from one repetition to
+ * the next, and must read the same ingress every time. */
+#define DPV2_CB_IN_IFINDEX 3  /* in: the ingress ifindex the frame claims */
 #define DPV2_CB_OUT_VERDICT 0 /* out: DPV2_V_* */
 #define DPV2_CB_OUT_DROP 1    /* out: enum dpv2_drop_reason */
 #define DPV2_CB_OUT_IFINDEX 2 /* out: redirect / TX interface */

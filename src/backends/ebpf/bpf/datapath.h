@@ -25,6 +25,7 @@
 #include "parse.h"
 #include "policy.h"
 #include "reject.h"
+#include "revision.h"
 
 struct dpv2_result {
   __u32 verdict;     /* DPV2_V_* */
@@ -69,6 +70,10 @@ struct dpv2_scratch {
    * delivery all ask) and kept here; the destination again after DNAT. */
   __u8 src_ep_state;
   __u8 dst_ep_state;
+  /* DPV2_CT_C_EGRESS / _INGRESS: the policy lookups that allowed this
+   * packet (what a stamped entry's fast path counts again). */
+  __u8 policy_checked;
+  __u32 revision; /* tables_revision() as this packet began */
   struct dpv2_endpoint_value src_ep;
   struct dpv2_endpoint_value dst_ep;
 };
@@ -221,6 +226,7 @@ DPV2_VERIFIED_ALONE int datapath_policy_lookup(struct dpv2_scratch *s, int new_c
   const struct dpv2_endpoint_value *src_ep = s->from_pod ? flow_src_ep(s) : 0;
   const struct dpv2_endpoint_value *dst_ep = flow_dst_ep(s);
   struct dpv2_policy_value pv;
+  s->policy_checked = 0;
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const struct dpv2_endpoint_value *ep = i == 0 ? src_ep : dst_ep;
@@ -240,13 +246,47 @@ DPV2_VERIFIED_ALONE int datapath_policy_lookup(struct dpv2_scratch *s, int new_c
     if (!allowed) {
       return DPV2_DROP_POLICY_DENY;
     }
+    s->policy_checked |= i == 0 ? DPV2_CT_C_EGRESS : DPV2_CT_C_INGRESS;
   }
   return 0;
 }
 
 /* Policy off (bpf/features.h): no lookup function in the object at all. */
 static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_connection) {
-  return feature_policy() ? datapath_policy_lookup(s, new_connection) : 0;
+  if (!feature_policy()) {
+    s->policy_checked = 0;
+    return 0;
+  }
+  return datapath_policy_lookup(s, new_connection);
+}
+
+/* A forward packet passed anti-spoofing and policy: the entry remembers at
+ * which tables revision, from where, and which policy lookups allowed it
+ * (bpf/revision.h). */
+static __always_inline void ct_stamp(struct dpv2_ct_value *e, const struct dpv2_scratch *s,
+                                     __u8 extra) {
+  e->revision = s->revision;
+  e->in_ifindex = s->ifindex;
+  e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra;
+}
+
+/* The entry was stamped at this revision by a packet from the same place. */
+static __always_inline int ct_stamp_current(const struct dpv2_ct_value *e,
+                                            const struct dpv2_scratch *s) {
+  return s->revision != 0 && e->revision == s->revision && e->in_ifindex == s->ifindex &&
+         ((e->cache_flags & DPV2_CT_C_FROM_POD) != 0) == (s->from_pod != 0);
+}
+
+/* POLICY_ALLOWED counts every lookup the full path would have made. */
+static __always_inline void count_stamped_policy(const struct dpv2_ct_value *e) {
+  if (!feature_policy()) {
+    return;
+  }
+  const __u64 n =
+      ((e->cache_flags & DPV2_CT_C_EGRESS) != 0) + ((e->cache_flags & DPV2_CT_C_INGRESS) != 0);
+  if (n != 0) {
+    count(DPV2_CNT_POLICY_ALLOWED, n);
+  }
 }
 
 /* Delivers to the flow's destination (after translation). */
@@ -395,6 +435,13 @@ static __always_inline int select_backend(struct dpv2_scratch *s, const struct d
   return rc < 0 ? -rc : 0;
 }
 
+/* What XDP serves by itself: new and established connections to NodePort,
+ * LoadBalancer and external-IP frontends (traffic from the network that
+ * needs no reply-direction, related-ICMP or plain-flow state). */
+static __always_inline int xdp_serves(const struct dpv2_lb_value *svc) {
+  return (svc->flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0;
+}
+
 DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
                                        struct dpv2_lb_value *svc, struct dpv2_result *res,
                                        __u64 now) {
@@ -428,6 +475,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     if (rc) {
       return drop(s, res, rc, flow);
     }
+    ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
     if (!fe) {
       /* The flow entry expired or was collected on its own: recreate it. */
       resolve_identities(s);
@@ -498,6 +546,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->src_identity = flow->src_identity;
   v->dst_identity = flow->dst_identity;
   ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
+  ct_stamp(v, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
   /* A reopened or re-chosen connection overwrites its SERVICE entry, so
    * only a brand-new one can find the table full. */
   int replaces_service = bpf_map_lookup_elem(ct_map(p->proto), &s->key) != 0;
@@ -507,6 +556,10 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto, p->family,
               0);
   v->flags |= DPV2_CT_F_REV_NAT;
+  /* Forward packets find the SERVICE entry; the flow entry carries no stamp. */
+  v->revision = 0;
+  v->in_ifindex = 0;
+  v->cache_flags = 0;
   if (ct_insert(&s->key2, v) < 0) {
     if (!replaces_service) {
       bpf_map_delete_elem(ct_map(p->proto), &s->key);
@@ -564,12 +617,14 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
     v->src_identity = flow->src_identity;
     v->dst_identity = flow->dst_identity;
     ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
+    ct_stamp(v, s, 0);
     if (ct_insert(&s->key, v) < 0) {
       return drop(s, res, DPV2_DROP_CT_FULL, flow);
     }
     count(DPV2_CNT_CT_CREATED, 1);
   } else {
     ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
+    ct_stamp(e, s, 0);
   }
   if (reopened) {
     count(DPV2_CNT_CT_REOPENED, 1);
@@ -578,6 +633,70 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
     emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW, DPV2_DROP_NONE, flow, 0);
   }
   return deliver(ctx, s, res);
+}
+
+/* The established fast path: a forward packet whose entry was stamped at
+ * the current tables revision by a packet from the same place (ct_stamp)
+ * would pass anti-spoofing and policy again and find the same frontend and
+ * backend, so it skips them: a SERVICE entry needs only its backend and flow
+ * entry, a plain entry nothing more (docs/datapath.md, "Established fast
+ * path"). Returns 1 when it handled the packet, 0 when the full pipeline must
+ * run (nothing changed yet: lookups only). The caller has looked up the
+ * reply direction first and found nothing. */
+DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                     struct dpv2_result *res, __u64 now) {
+  if (!s || !res) {
+    return 0;
+  }
+  struct dpv2_pkt *p = &s->pkt;
+  struct dpv2_flow *flow = &s->flow;
+  ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
+              DPV2_CT_KEY_SERVICE);
+  struct dpv2_ct_value *se = ct_lookup(&s->key, now);
+  if (!se) {
+    if (hook_is_xdp()) {
+      return 0;
+    }
+    s->key.flags = 0;
+    struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+    if (!e || !ct_stamp_current(e, s) || ct_reopens(e, p)) {
+      return 0;
+    }
+    count_stamped_policy(e);
+    ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
+    deliver(ctx, s, res);
+    return 1;
+  }
+  if (!ct_stamp_current(se, s) || ct_reopens(se, p) ||
+      (hook_is_xdp() && !(se->cache_flags & DPV2_CT_C_XDP))) {
+    return 0;
+  }
+  const struct dpv2_backend *be = lb_lookup_backend(se->backend_id);
+  if (!be) {
+    return 0;
+  }
+  ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+  struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
+  if (!fe) {
+    return 0; /* the full path recreates it */
+  }
+  flow->service_id = se->service_id;
+  flow->backend_id = se->backend_id;
+  flow_set_daddr(s, &be->addr);
+  flow->dport = be->port;
+  addr_copy(&s->dnat_addr, &be->addr);
+  s->dnat_port = be->port;
+  count_stamped_policy(se);
+  ct_track(fe, p->proto, p->tcp_flags, 0, p->len, now);
+  ct_track(se, p->proto, p->tcp_flags, 0, p->len, now);
+  count(DPV2_CNT_SERVICE_ESTABLISHED, 1);
+  int rc = nat_rewrite(ctx, p, NAT_DST, &s->dnat_addr, s->dnat_port);
+  if (rc < 0) {
+    drop(s, res, -rc, flow);
+    return 1;
+  }
+  deliver(ctx, s, res);
+  return 1;
 }
 
 /* ICMPv6 that the node's stack handles for a pod, with addresses no endpoint
@@ -607,11 +726,21 @@ static __always_inline int next_hook(struct dpv2_result *res) {
   return 0;
 }
 
-/* What XDP serves by itself: new and established connections to NodePort,
- * LoadBalancer and external-IP frontends (traffic from the network that
- * needs no reply-direction, related-ICMP or plain-flow state). */
-static __always_inline int xdp_serves(const struct dpv2_lb_value *svc) {
-  return (svc->flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0;
+/* The key a reply of this packet's connection was tracked under. */
+static __always_inline void ct_make_reply_key(struct dpv2_scratch *s) {
+  const struct dpv2_pkt *p = &s->pkt;
+  ct_make_key(&s->key, &p->daddr, &p->saddr, proto_is_icmp(p->proto) ? p->sport : p->dport,
+              p->sport, p->proto, p->family, 0);
+}
+
+/* Packets forward_fast may serve: port-bearing, whole, not an ICMP error,
+ * and not a TCP SYN (a new or reopening connection, which the full path
+ * handles and stamps). */
+static __always_inline int fast_path_candidate(const struct dpv2_scratch *s) {
+  const struct dpv2_pkt *p = &s->pkt;
+  return s->revision != 0 && !p->is_fragment && !p->is_icmp_error &&
+         proto_has_ports(p->proto) &&
+         !(p->proto == DPV2_PROTO_TCP && (p->tcp_flags & DPV2_TCP_SYN));
 }
 
 static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch *s,
@@ -640,6 +769,22 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   s->identities_pending = 1;
   s->src_ep_state = DPV2_EP_UNKNOWN;
   s->dst_ep_state = DPV2_EP_UNKNOWN;
+  s->revision = tables_revision();
+  __u64 now = datapath_now();
+  /* The reply direction is looked up first, as stage 6 wants; a forward
+   * packet of a stamped connection then needs nothing else before its own
+   * entry (forward_fast). Only lookups happen before anti-spoofing, so a
+   * packet the fast path declines meets the stages in their order. */
+  struct dpv2_ct_value *e = 0;
+  int reply_looked_up = 0;
+  if (fast_path_candidate(s)) {
+    ct_make_reply_key(s);
+    e = ct_lookup(&s->key, now);
+    reply_looked_up = 1;
+    if (!e && forward_fast(ctx, s, res, now)) {
+      return 0;
+    }
+  }
   if (s->from_pod && cfg_enforce_source) {
     const struct dpv2_endpoint_value *ep = flow_src_ep(s);
     if (!ep || ep->ifindex != s->ifindex) {
@@ -649,15 +794,15 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   if (p->is_fragment) {
     return drop(s, res, DPV2_DROP_FRAGMENT, &s->flow);
   }
-  __u64 now = datapath_now();
   if (p->is_icmp_error && p->has_inner && handle_related_icmp(ctx, s, res, now)) {
     return 0;
   }
   /* The reply direction first: a reply of a tracked flow is never a new
    * connection, whatever its destination port. */
-  ct_make_key(&s->key, &p->daddr, &p->saddr, proto_is_icmp(p->proto) ? p->sport : p->dport,
-              p->sport, p->proto, p->family, 0);
-  struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+  if (!reply_looked_up) {
+    ct_make_reply_key(s);
+    e = ct_lookup(&s->key, now);
+  }
   if (e) {
     if (hook_is_xdp()) {
       return next_hook(res);
