@@ -342,9 +342,12 @@ static __always_inline int handle_related_icmp(DPV2_CTX *ctx, struct dpv2_scratc
   return 1;
 }
 
-static __always_inline int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
-                                        struct dpv2_ct_value *e, struct dpv2_result *res,
-                                        __u64 now) {
+DPV2_VERIFIED_ALONE int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                     struct dpv2_ct_value *e, struct dpv2_result *res,
+                                     __u64 now) {
+  if (!s || !e || !res) {
+    return 0;
+  }
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
   int first = !(e->flags & DPV2_CT_F_REPLY_SEEN);
@@ -771,19 +774,14 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   s->dst_ep_state = DPV2_EP_UNKNOWN;
   s->revision = tables_revision();
   __u64 now = datapath_now();
-  /* The reply direction is looked up first, as stage 6 wants; a forward
-   * packet of a stamped connection then needs nothing else before its own
-   * entry (forward_fast). Only lookups happen before anti-spoofing, so a
-   * packet the fast path declines meets the stages in their order. */
-  struct dpv2_ct_value *e = 0;
-  int reply_looked_up = 0;
-  if (fast_path_candidate(s)) {
-    ct_make_reply_key(s);
-    e = ct_lookup(&s->key, now);
-    reply_looked_up = 1;
-    if (!e && forward_fast(ctx, s, res, now)) {
-      return 0;
-    }
+  /* Stage 6's lookup of the reply direction comes first: a forward packet
+   * of a stamped connection then needs nothing else before its own entry
+   * (forward_fast). Only lookups happen before anti-spoofing, so a packet
+   * the fast path declines meets the stages in their order. */
+  ct_make_reply_key(s);
+  struct dpv2_ct_value *e = ct_lookup(&s->key, now);
+  if (!e && fast_path_candidate(s) && forward_fast(ctx, s, res, now)) {
+    return 0;
   }
   if (s->from_pod && cfg_enforce_source) {
     const struct dpv2_endpoint_value *ep = flow_src_ep(s);
@@ -794,15 +792,14 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   if (p->is_fragment) {
     return drop(s, res, DPV2_DROP_FRAGMENT, &s->flow);
   }
-  if (p->is_icmp_error && p->has_inner && handle_related_icmp(ctx, s, res, now)) {
-    return 0;
+  if (p->is_icmp_error && p->has_inner) {
+    if (handle_related_icmp(ctx, s, res, now)) {
+      return 0;
+    }
+    ct_make_reply_key(s); /* handle_related_icmp used s->key */
   }
   /* The reply direction first: a reply of a tracked flow is never a new
    * connection, whatever its destination port. */
-  if (!reply_looked_up) {
-    ct_make_reply_key(s);
-    e = ct_lookup(&s->key, now);
-  }
   if (e) {
     if (hook_is_xdp()) {
       return next_hook(res);
