@@ -79,6 +79,12 @@ struct DpdkOptions {
   uint32_t drain_interval_us = 100;
   // Per-lcore event ring (a power of two); full means events_lost counts.
   uint32_t event_ring_size = 4096;
+  // Conntrack entries (two per service connection) each worker has room for
+  // from the start, at most config.ct_tcp_entries + ct_other_entries. Past
+  // it the table doubles as it fills, which rehashes every entry: a pause of
+  // tens of milliseconds at a few hundred thousand entries. A box that must
+  // not pause reserves its peak (about 170 bytes a reserved entry).
+  uint32_t conntrack_reserve = 32768;
   // An idle worker (empty polls) sleeps this long between polls; 0 is pure
   // polling (a dedicated box). Shared machines and tests want a few tens.
   uint32_t idle_sleep_us = 0;

@@ -15,20 +15,15 @@ namespace dpv2 {
 namespace dpdk {
 namespace {
 
-// Connections each lcore has room for from the start (7 MiB); beyond
-// this the table doubles as it fills.
-constexpr size_t kReservedConnections = 1 << 15;
-
 class CoreLcoreDatapath : public LcoreDatapath {
  public:
   CoreLcoreDatapath(const DatapathTables* copies, const DatapathConfig& config,
-                    EventSink* events, uint64_t seed)
+                    size_t conntrack_reserve, EventSink* events, uint64_t seed)
       : copies_(copies), state_(config, events, seed) {
     // Growing a table rehashes all of it: a pause an lcore should not take
-    // while the first connections arrive.
-    state_.conntrack.Reserve(std::min<size_t>(kReservedConnections,
-                                              size_t{config.ct_tcp_entries} +
-                                                  config.ct_other_entries));
+    // while the first connections arrive (DpdkOptions::conntrack_reserve).
+    state_.conntrack.Reserve(std::min<size_t>(
+        conntrack_reserve, size_t{config.ct_tcp_entries} + config.ct_other_entries));
   }
 
   FrameResult Process(int copy, Entry entry, uint32_t ifindex, absl::Span<uint8_t> frame,
@@ -68,8 +63,10 @@ class CoreLcoreDatapath : public LcoreDatapath {
 
 class CorePipelineProgram : public DatapathProgram {
  public:
-  explicit CorePipelineProgram(const DatapathConfig& config)
-      : config_(config), copies_{DatapathTables(config), DatapathTables(config)} {}
+  CorePipelineProgram(const DatapathConfig& config, size_t conntrack_reserve)
+      : config_(config),
+        conntrack_reserve_(conntrack_reserve),
+        copies_{DatapathTables(config), DatapathTables(config)} {}
 
   absl::Status Apply(int copy, const ChangeBatch& batch) override {
     return copies_[copy].Apply(batch);
@@ -83,27 +80,29 @@ class CorePipelineProgram : public DatapathProgram {
     return FlowSteeringHash(copies_[copy], parsed, hash);
   }
   std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
-    return std::make_unique<CoreLcoreDatapath>(copies_, config_, events, random_seed);
+    return std::make_unique<CoreLcoreDatapath>(copies_, config_, conntrack_reserve_, events,
+                                               random_seed);
   }
 
  private:
   DatapathConfig config_;
+  size_t conntrack_reserve_;
   DatapathTables copies_[2];
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DatapathProgram>> MakeCorePipelineProgram(
-    const DatapathConfig& config) {
+    const DatapathConfig& config, size_t conntrack_reserve) {
   DPV2_RETURN_IF_ERROR(config.Validate());
-  return std::make_unique<CorePipelineProgram>(config);
+  return std::make_unique<CorePipelineProgram>(config, conntrack_reserve);
 }
 
 absl::StatusOr<std::unique_ptr<DpdkBackend>> MakeCorePipelineDpdkBackend(
     const DpdkOptions& options) {
   DPV2_RETURN_IF_ERROR(options.Validate());
   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<DatapathProgram> program,
-                        MakeCorePipelineProgram(options.config));
+                        MakeCorePipelineProgram(options.config, options.conntrack_reserve));
   return DpdkBackend::Create(options, std::move(program));
 }
 

@@ -80,9 +80,11 @@ class DatapathProgram {
   virtual std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) = 0;
 };
 
-// The core pipeline (src/core/datapath): what MakeDpdkBackend runs.
+// The core pipeline (src/core/datapath): what MakeDpdkBackend runs. Each
+// lcore's conntrack is reserved for `conntrack_reserve` entries (capped at
+// the configured capacity; DpdkOptions::conntrack_reserve).
 absl::StatusOr<std::unique_ptr<DatapathProgram>> MakeCorePipelineProgram(
-    const DatapathConfig& config);
+    const DatapathConfig& config, size_t conntrack_reserve = 32768);
 
 }  // namespace dpv2::dpdk
 

@@ -17,6 +17,7 @@
 #include "backends/dpdk/datapath_program.h"
 #include "backends/dpdk/eal.h"
 #include "backends/dpdk/neighbor_reply.h"
+#include "core/packet/parse.h"
 #include "core/status_macros.h"
 
 namespace dpv2::dpdk {
@@ -421,7 +422,7 @@ uint16_t Steer(Worker& w, int copy, rte_mbuf** ms, uint16_t in_index, uint16_t n
     if (rte_pktmbuf_is_contiguous(m)) {
       // Parsed into the slot the frame takes if kept (a handed-off frame's
       // slot is reused by the next one).
-      w.steer_parsed[kept] = ParsePacket(FrameBytes(m));
+      ParsePacketInto(FrameBytes(m), &w.steer_parsed[kept]);
       parsed = &w.steer_parsed[kept];
       if (shared.program->SteeringHash(copy, *parsed, &hash)) {
         const size_t owner = hash % workers;
@@ -920,10 +921,22 @@ absl::StatusOr<PacketOutcome> DpdkBackend::RunPacket(const PacketInput& input) {
     return absl::InternalError("dpdk RunPacket: could not copy the frame into an mbuf");
   }
   Meta(m)->request = request;
-  // One worker serves injected frames, so that the packets of one connection
-  // meet the same conntrack.
-  constexpr size_t kWorker = 0;
-  if (rte_ring_enqueue(inject_rx_[kWorker], m) != 0) {
+  // The worker that owns the frame's connection runs it (flow steering's
+  // owner, the worker the ports hand its frames to), so that an injected
+  // frame meets the conntrack entries its connection's frames made; frames
+  // no worker owns go to worker 0. Apply holds control_mu_ too: the live
+  // copy does not change under the lookup.
+  size_t worker = 0;
+  if (workers_.size() > 1) {
+    ParseResult parsed;
+    ParsePacketInto(input.frame, &parsed);
+    uint32_t hash = 0;
+    if (program_->SteeringHash(shared_->live_copy.load(std::memory_order_relaxed), parsed,
+                               &hash)) {
+      worker = hash % workers_.size();
+    }
+  }
+  if (rte_ring_enqueue(inject_rx_[worker], m) != 0) {
     rte_pktmbuf_free(m);
     delete request;
     return absl::ResourceExhaustedError("dpdk RunPacket: injection ring full");
@@ -939,7 +952,7 @@ absl::StatusOr<PacketOutcome> DpdkBackend::RunPacket(const PacketInput& input) {
   PacketOutcome outcome = std::move(request->outcome);
   delete request;
   void* obj;
-  while (rte_ring_dequeue(inject_tx_[kWorker], &obj) == 0) {
+  while (rte_ring_dequeue(inject_tx_[worker], &obj) == 0) {
     auto* o = static_cast<rte_mbuf*>(obj);
     const FrameMeta* meta = Meta(o);
     OutputFrame frame{.verdict = static_cast<Verdict>(meta->verdict),

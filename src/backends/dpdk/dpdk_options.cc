@@ -36,6 +36,13 @@ absl::Status DpdkOptions::Validate() const {
         "dpdk options: mbufs_per_port ", mbufs_per_port, " is less than twice rx_descriptors (",
         rx_descriptors, ")"));
   }
+  if (const uint64_t capacity = uint64_t{config.ct_tcp_entries} + config.ct_other_entries;
+      conntrack_reserve > capacity) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dpdk options: conntrack_reserve ", conntrack_reserve,
+                     " exceeds the conntrack capacity ", capacity,
+                     " (config.ct_tcp_entries + config.ct_other_entries)"));
+  }
   if (event_ring_size < 2 || (event_ring_size & (event_ring_size - 1)) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("dpdk options: event_ring_size ",
                                                    event_ring_size, " is not a power of two"));

@@ -388,6 +388,11 @@ TEST_CASE("malformed DPDK options are rejected naming the field") {
   o.event_ring_size = 1000;
   CHECK_THAT(error(o), Catch::Contains("event_ring_size 1000 is not a power of two"));
   o = Options({{.device = "x"}});
+  o.config.ct_tcp_entries = 1000;
+  o.config.ct_other_entries = 24;
+  o.conntrack_reserve = 1025;
+  CHECK_THAT(error(o), Catch::Contains("conntrack_reserve 1025 exceeds the conntrack capacity 1024"));
+  o = Options({{.device = "x"}});
   o.config.maglev_table_size = 16380;
   CHECK_THAT(error(o), Catch::Contains("maglev_table_size"));
   TestRingPort port = MakeTestRingPort("io_h");
@@ -486,10 +491,9 @@ ChangeBatch OneService(uint32_t table_size) {
   return b;
 }
 
-TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is steered to the "
-          "lcore holding its conntrack entry and reverse-NATed") {
-  REQUIRE(RequireTestEal() == "");
-  TestMultiQueuePort port = MakeTestMultiQueuePort("io_steer", 2);
+// A core-pipeline backend on `port` with worker lcores 1 and 2, serving
+// OneService.
+std::unique_ptr<DpdkBackend> TwoLcoreBackend(const TestMultiQueuePort& port) {
   DpdkOptions options{.ports = {{.device = port.name, .ifindex = 1}},
                       .lcores = {1, 2},
                       .idle_sleep_us = 20};
@@ -498,6 +502,28 @@ TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is
   REQUIRE(b.ok());
   REQUIRE((*b)->worker_count() == 2);
   REQUIRE((*b)->Apply(OneService(options.config.maglev_table_size)).ok());
+  return std::move(*b);
+}
+
+// Client i (address client_base + i, port first_port + i) sends a SYN to
+// OneService's ClusterIP by queue i % 2; returns the frames that left.
+std::vector<ParsedPacket> OpenConnections(TestMultiQueuePort& port, uint32_t client_base,
+                                          uint16_t first_port, int count) {
+  for (int i = 0; i < count; ++i) {
+    Enqueue(port, i % 2,
+            PacketBuilder()
+                .IPv4(IpAddr::V4(client_base + static_cast<uint32_t>(i)), IpAddr::V4(0x0a60000a))
+                .Tcp(static_cast<uint16_t>(first_port + i), 80, kTcpSyn)
+                .Build());
+  }
+  return ReadAllTx(port, static_cast<size_t>(count));
+}
+
+TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is steered to the "
+          "lcore holding its conntrack entry and reverse-NATed") {
+  REQUIRE(RequireTestEal() == "");
+  TestMultiQueuePort port = MakeTestMultiQueuePort("io_steer", 2);
+  std::unique_ptr<DpdkBackend> b = TwoLcoreBackend(port);
 
   // Each client's SYN enters by one queue, the backend's SYN-ACK by the
   // other, as RSS on addresses before and after NAT would spread them.
@@ -505,12 +531,7 @@ TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is
   const IpAddr vip = IpAddr::V4(0x0a60000a);
   const IpAddr backend = IpAddr::V4(0x0a000105);
   auto client = [](int i) { return IpAddr::V4(0xc0a80100 + static_cast<uint32_t>(i)); };
-  for (int i = 0; i < kClients; ++i) {
-    Enqueue(port, i % 2,
-            PacketBuilder().IPv4(client(i), vip).Tcp(static_cast<uint16_t>(40000 + i), 80,
-                                                     kTcpSyn).Build());
-  }
-  std::vector<ParsedPacket> syns = ReadAllTx(port, kClients);
+  std::vector<ParsedPacket> syns = OpenConnections(port, 0xc0a80100, 40000, kClients);
   REQUIRE(syns.size() == kClients);
   for (const ParsedPacket& p : syns) {
     CHECK(p.dst == backend);  // DNATed
@@ -527,18 +548,54 @@ TEST_CASE("with two lcores, a NATed reply arriving on the other lcore's queue is
     CHECK(p.src == vip);  // reverse-NATed: the lcore had the connection's entries
     CHECK(p.sport == 80);
   }
-  absl::StatusOr<Counters> c = (*b)->ReadCounters();
+  absl::StatusOr<Counters> c = b->ReadCounters();
   REQUIRE(c.ok());
   CHECK(c->counter(DPV2_CNT_SERVICE_NEW) == kClients);
   CHECK(c->counter(DPV2_CNT_REV_NAT) == kClients);
   // Both lcores worked, and frames did cross between them.
   uint64_t handed_off = 0;
-  for (const WorkerStats& w : (*b)->ReadWorkerStats()) {
+  for (const WorkerStats& w : b->ReadWorkerStats()) {
     CHECK(w.packets > 0);
     CHECK(w.handoff_drops == 0);
     handed_off += w.handed_off;
   }
   CHECK(handed_off > 0);
+}
+
+TEST_CASE("with two lcores, RunPacket runs a frame on the lcore owning its connection, so a "
+          "backend's reply to connections opened on the ports is reverse-NATed on both lcores") {
+  REQUIRE(RequireTestEal() == "");
+  TestMultiQueuePort port = MakeTestMultiQueuePort("io_inject", 2);
+  std::unique_ptr<DpdkBackend> b = TwoLcoreBackend(port);
+  // 32 connections opened by port frames: their owners are spread over both
+  // lcores (worker 0 alone would hold about half of them).
+  constexpr int kClients = 32;
+  const IpAddr vip = IpAddr::V4(0x0a60000a);
+  const IpAddr backend = IpAddr::V4(0x0a000105);
+  auto client = [](int i) { return IpAddr::V4(0xc0a80200 + static_cast<uint32_t>(i)); };
+  REQUIRE(OpenConnections(port, 0xc0a80200, 41000, kClients).size() == kClients);
+  for (int i = 0; i < kClients; ++i) {
+    absl::StatusOr<PacketOutcome> out = b->RunPacket(
+        {.entry = Entry::kFromNetwork,
+         .ifindex = 1,
+         .frame = PacketBuilder()
+                      .IPv4(backend, client(i))
+                      .Tcp(8080, static_cast<uint16_t>(41000 + i), kTcpSyn | kTcpAck)
+                      .Build()});
+    REQUIRE(out.ok());
+    REQUIRE(out->outputs.size() == 1);
+    const ParsedPacket p = ParsePacket(out->outputs[0].frame).pkt;
+    INFO("client " << i);
+    CHECK(p.src == vip);
+    CHECK(p.sport == 80);
+    // The first reply of a connection: its TRACE REPLY|TRANSLATED event.
+    REQUIRE(out->events.size() == 1);
+    CHECK(out->events[0].type == DPV2_EVENT_TRACE);
+  }
+  absl::StatusOr<Counters> c = b->ReadCounters();
+  REQUIRE(c.ok());
+  CHECK(c->counter(DPV2_CNT_REV_NAT) == kClients);
+  CHECK(c->counter(DPV2_CNT_CT_CREATED) == 2 * kClients);  // no entry made by a stray lcore
 }
 
 TEST_CASE("a second EAL with different arguments is refused") {
