@@ -102,6 +102,7 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   p->looked_up = false;
   p->wants_slot = false;
   p->has_maglev_slot = false;
+  p->backend = nullptr;
   const ParsedPacket& pkt = parsed->pkt;
   if (parsed->drop != DPV2_DROP_NONE || !parsed->is_ip) {
     return;
@@ -190,6 +191,25 @@ class PacketRun {
   // FindEndpoint, remembered for the addresses of this packet (a packet asks
   // about the same two or three addresses several times).
   const dpv2_endpoint_value* EndpointOf(const dpv2_addr& addr);
+
+  // FindBackend(id), or the backend the burst found ahead for this frame.
+  const dpv2_backend* BackendOf(uint32_t backend_id) const {
+    return prepared_.backend != nullptr && prepared_.backend_id == backend_id
+               ? prepared_.backend
+               : tables_.FindBackend(backend_id);
+  }
+  // The flow entry's key (client -> backend) and its hash: the burst's when
+  // it built them for `backend`, else built in `scratch`.
+  const dpv2_ct_key& FlowKey(const dpv2_backend& backend, dpv2_ct_key* scratch,
+                             uint64_t* hash) const {
+    if (prepared_.backend == &backend) {
+      *hash = prepared_.flow_hash;
+      return prepared_.flow_key;
+    }
+    *scratch = MakeCtKey(saddr_, backend.addr, pkt_.sport, ntohs(backend.port), proto_, family_, 0);
+    *hash = ConntrackTable::Hash(*scratch);
+    return *scratch;
+  }
 
   // Whether the burst's look-ahead answer (hit or miss) still holds.
   bool LookedUp(const dpv2_ct_value*) const {
@@ -407,7 +427,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     if (!reopened) {
       // Established: keep the backend, even if it left the lookup table
       // (terminating); choose again only if it was deleted.
-      backend = tables_.FindBackend(service_entry->backend_id);
+      backend = BackendOf(service_entry->backend_id);
     }
   }
 
@@ -415,9 +435,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     flow.backend_id = service_entry->backend_id;
     flow.daddr = backend->addr;
     flow.dport = ntohs(backend->port);
-    const dpv2_ct_key flow_key =
-        MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
-    const uint64_t flow_hash = ConntrackTable::Hash(flow_key);
+    dpv2_ct_key scratch;
+    uint64_t flow_hash;
+    const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
     dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
     flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
@@ -492,7 +512,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     }
     backend_id = table[slot];
   }
-  backend = tables_.FindBackend(backend_id);
+  backend = BackendOf(backend_id);
   if (backend == nullptr) {
     return Drop(DPV2_DROP_BACKEND_MISSING, &flow);
   }
@@ -522,12 +542,12 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   if (new_service == nullptr) {
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
-  const dpv2_ct_key flow_key =
-      MakeCtKey(saddr_, backend->addr, pkt_.sport, flow.dport, proto_, family_, 0);
+  dpv2_ct_key scratch;
+  uint64_t flow_hash;
+  const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
   value.flags |= DPV2_CT_F_REV_NAT;
   const size_t slots = state_.conntrack.capacity();
-  dpv2_ct_value* new_flow =
-      state_.conntrack.Create(flow_key, ConntrackTable::Hash(flow_key), value);
+  dpv2_ct_value* new_flow = state_.conntrack.Create(flow_key, flow_hash, value);
   if (new_flow == nullptr) {
     // A reopened or re-chosen connection overwrote its SERVICE entry in
     // place: only a brand-new one is taken back.
@@ -818,6 +838,34 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
       if (p.has_maglev_slot) {
         tables.PrefetchBackend(p.maglev_table[p.maglev_slot]);
       }
+    }
+  }
+  // The flow entry of every service connection whose backend is known
+  // ahead (established: the SERVICE entry's; new: the Maglev slot's): its
+  // key and hash built once, and its conntrack slot prefetched (an
+  // established packet updates that entry, a new connection creates it).
+  if (n > 1) {
+    for (size_t i = 0; i < n; ++i) {
+      PreparedFrame& p = state.prepared[i];
+      uint32_t backend_id;
+      if (p.looked_up && p.service_entry != nullptr) {
+        backend_id = p.service_entry->backend_id;
+      } else if (p.has_maglev_slot) {
+        backend_id = p.maglev_table[p.maglev_slot];
+      } else {
+        continue;
+      }
+      const dpv2_backend* b = tables.FindBackend(backend_id);
+      if (b == nullptr) {
+        continue;
+      }
+      const ParsedPacket& pkt = p.parsed->pkt;
+      p.backend = b;
+      p.backend_id = backend_id;
+      p.flow_key = MakeCtKey(p.saddr, b->addr, pkt.sport, ntohs(b->port), pkt.proto,
+                             AbiFamily(pkt.family), 0);
+      p.flow_hash = ConntrackTable::Hash(p.flow_key);
+      state.conntrack.Prefetch(p.flow_hash);
     }
   }
   // Pass 3: the pipeline, frame by frame, in order.

@@ -81,6 +81,14 @@ struct PreparedFrame {
   bool has_maglev_slot = false;
   uint32_t maglev_slot = 0;
   absl::Span<const uint32_t> maglev_table;
+  // A service connection whose backend the burst knew ahead (the SERVICE
+  // entry's, or the Maglev slot's): that backend, and the key and hash of
+  // the connection's flow entry (client -> backend), whose slot was
+  // prefetched; `backend` is null otherwise.
+  const dpv2_backend* backend = nullptr;
+  uint32_t backend_id = 0;
+  dpv2_ct_key flow_key{};
+  uint64_t flow_hash = 0;
 };
 
 // The mutable state of one datapath instance; owned by one thread.
