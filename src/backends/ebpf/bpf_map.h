@@ -10,9 +10,11 @@
 #define DPV2_BACKENDS_EBPF_BPF_MAP_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -45,6 +47,21 @@ class BpfMap {
   absl::StatusOr<bool> LookupAndDelete(const void* key, void* value) const;
   // Every key, as raw bytes of key_size (a snapshot: the map may change).
   absl::StatusOr<std::vector<std::string>> Keys() const;
+  // Every entry of a hash map, key bytes -> value bytes, read with
+  // BPF_MAP_LOOKUP_BATCH (a few syscalls for the whole map).
+  // UnimplementedError for map types without batch calls.
+  absl::StatusOr<absl::flat_hash_map<std::string, std::string>> Entries() const;
+
+  // LPM tries: Lookup returns the value of the longest prefix holding the
+  // key's address, even when the trie has no entry under exactly this key.
+  // The first key of the trie, nullopt when it is empty.
+  absl::StatusOr<std::optional<std::string>> FirstKey() const;
+  // The value stored under exactly `key` (prefix length and address); false
+  // when there is none. `first` is FirstKey() of the unchanged trie. The
+  // kernel's get_next_key returns the trie's first key for a key it does not
+  // hold, and for a key it holds the key after it, or ENOENT after the last.
+  absl::StatusOr<bool> LookupExactPrefix(const void* key, const std::string& first,
+                                         void* value) const;
 
  private:
   absl::Status Error(const char* op, int err) const;

@@ -6,7 +6,10 @@
 // batches), then writes the maps in the order of include/dpv2/batch.h,
 // recording the previous value of every key it touches. A map write that
 // still fails (the kernel ran out of memory) is undone from that record, so
-// the datapath keeps the state it had.
+// the datapath keeps the state it had. The record costs no read where the
+// model says the map was empty (a full load), one whole-map batch read where
+// the batch writes much of a hash map, else one lookup per key (exact-prefix
+// for LPM tries, whose plain lookup answers with a covering prefix).
 //
 // Garbage collection and the refresh race: the datapath refreshes a live
 // entry in place, without locks. The collector removes an entry only with
@@ -95,10 +98,19 @@ class MapTransaction {
   MapTransaction(const BpfMap& tables, std::vector<RetiredTable>& retired)
       : tables_(tables), retired_(retired) {}
 
+  // How many entries `map` held before the batch (the validation model's
+  // count, taken before the model applied it), and whether it is an LPM
+  // trie. A map that held none needs no read to know each key was absent:
+  // that is every map of a full load. A map not described is read key by key.
+  void Describe(const BpfMap& map, size_t entries_before, bool lpm) {
+    plans_[&map] = {.entries_before = entries_before, .lpm = lpm};
+  }
+
   // Entries of a hash or LPM map (with .key and .value members).
   template <typename Entry, typename K, typename V>
   absl::Status PutMany(const BpfMap& map, const std::vector<Entry>& entries, K Entry::*key,
                        V Entry::*value) {
+    DPV2_RETURN_IF_ERROR(Begin(map, entries.size()));
     std::string keys(entries.size() * sizeof(K), '\0');
     std::string values(entries.size() * sizeof(V), '\0');
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -111,6 +123,7 @@ class MapTransaction {
   // Keys that all take the same value.
   template <typename K, typename V>
   absl::Status PutKeys(const BpfMap& map, const std::vector<K>& keys, const V& value) {
+    DPV2_RETURN_IF_ERROR(Begin(map, keys.size()));
     std::string values(keys.size() * sizeof(V), '\0');
     for (size_t i = 0; i < keys.size(); ++i) {
       std::memcpy(values.data() + i * sizeof(V), &value, sizeof(V));
@@ -120,6 +133,7 @@ class MapTransaction {
   }
   template <typename K>
   absl::Status RemoveMany(const BpfMap& map, const std::vector<K>& keys) {
+    DPV2_RETURN_IF_ERROR(Begin(map, keys.size()));
     for (const K& k : keys) {
       DPV2_RETURN_IF_ERROR(Record(map, &k));
     }
@@ -137,6 +151,7 @@ class MapTransaction {
   // write is then tried once more.
   absl::Status PutTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& slots,
                          const std::function<bool()>& make_room) {
+    DPV2_RETURN_IF_ERROR(Begin(tables_, ids.size()));
     for (const uint32_t& id : ids) {
       DPV2_RETURN_IF_ERROR(Record(tables_, &id));
     }
@@ -192,12 +207,58 @@ class MapTransaction {
     return s;
   }
 
+  // How the old values of one map's keys are found.
+  struct Plan {
+    size_t entries_before = SIZE_MAX;  // unknown: read each key
+    bool lpm = false;
+    // A hash map a large part of which the batch writes: read whole (a few
+    // batch calls) instead of one lookup per key.
+    std::optional<absl::flat_hash_map<std::string, std::string>> whole;
+    // An LPM trie's first key, read before each operation (see
+    // BpfMap::LookupExactPrefix); nullopt when the trie is empty.
+    std::optional<std::string> first_key;
+  };
+  // Whole-map reads pay when the batch writes at least 1/8 of the entries.
+  static constexpr size_t kWholeMapShare = 8;
+
+  // Before an operation records and writes `n` keys of `map`. Reads made
+  // here may see this batch's earlier writes to the map: that is what a key
+  // by key read at that point sees too, and Undo restores newest first.
+  absl::Status Begin(const BpfMap& map, size_t n) {
+    Plan& p = plans_[&map];
+    if (p.entries_before == 0 || n == 0) {
+      return absl::OkStatus();
+    }
+    if (p.lpm) {
+      DPV2_ASSIGN_OR_RETURN(p.first_key, map.FirstKey());
+    } else if (!p.whole.has_value() && n * kWholeMapShare >= p.entries_before) {
+      // A map type without batch reads, or a bucket too large for one call:
+      // key by key instead.
+      absl::StatusOr<absl::flat_hash_map<std::string, std::string>> all = map.Entries();
+      if (all.ok()) {
+        p.whole = *std::move(all);
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Record(const BpfMap& map, const void* key) {
     UndoRecord r{.map = &map, .key = Bytes(key, map.key_size())};
-    std::string old(map.value_size(), '\0');
-    DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(key, old.data()));
-    if (found) {
-      r.old_value = std::move(old);
+    const Plan& p = plans_[&map];
+    if (p.entries_before != 0) {
+      if (p.whole.has_value()) {
+        if (auto it = p.whole->find(r.key); it != p.whole->end()) {
+          r.old_value = it->second;
+        }
+      } else if (!p.lpm || p.first_key.has_value()) {
+        std::string old(map.value_size(), '\0');
+        DPV2_ASSIGN_OR_RETURN(bool found, p.lpm ? map.LookupExactPrefix(key, *p.first_key,
+                                                                        old.data())
+                                                : map.Lookup(key, old.data()));
+        if (found) {
+          r.old_value = std::move(old);
+        }
+      }
     }
     log_.push_back(std::move(r));
     return absl::OkStatus();
@@ -206,6 +267,7 @@ class MapTransaction {
   const BpfMap& tables_;
   std::vector<RetiredTable>& retired_;
   std::vector<UndoRecord> log_;
+  absl::flat_hash_map<const BpfMap*, Plan> plans_;
 };
 
 bool IsArray(const bpf_map* map) {
@@ -422,6 +484,13 @@ absl::Status EbpfBackend::AttachFromPod(uint32_t ifindex) {
 
 absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
   absl::MutexLock lock(&mu_);
+  const EntryCounts before{.services = model_->service_count(),
+                           .backends = model_->backend_count(),
+                           .tables = model_->table_count(),
+                           .source_ranges = model_->source_range_count(),
+                           .endpoints = model_->endpoint_count(),
+                           .ipcache = model_->ipcache_count(),
+                           .policy = model_->policy_count()};
   // The model rejects a bad batch before any map changes.
   DPV2_RETURN_IF_ERROR(model_->Apply(batch));
   absl::Status s = absl::OkStatus();
@@ -440,7 +509,7 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
     }
   }
   if (s.ok()) {
-    s = ApplyToMaps(batch);
+    s = ApplyToMaps(batch, before);
     // Whatever the maps now hold (written or undone), established flows
     // check it again at their next forward packet (bpf/revision.h).
     if (absl::Status r = skel_->BumpRevision(); s.ok()) {
@@ -458,7 +527,7 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
   return absl::OkStatus();
 }
 
-absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
+absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& before) {
   DPV2_RETURN_IF_ERROR(ReleaseRetiredTables(/*wait=*/false));
   if (!retired_tables_.empty() && !b.tables_upsert.empty()) {
     // An id written again while retired would be replaced in place under a
@@ -475,6 +544,15 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b) {
     }
   }
   MapTransaction tx(tables_, retired_tables_);
+  // The model holds exactly what these maps hold (only this loader writes
+  // them), except retired tables: an id written again was released above.
+  tx.Describe(services_, before.services, /*lpm=*/false);
+  tx.Describe(backends_, before.backends, /*lpm=*/false);
+  tx.Describe(tables_, before.tables, /*lpm=*/false);
+  tx.Describe(source_ranges_, before.source_ranges, /*lpm=*/true);
+  tx.Describe(endpoints_, before.endpoints, /*lpm=*/false);
+  tx.Describe(ipcache_, before.ipcache, /*lpm=*/true);
+  tx.Describe(policy_, before.policy, /*lpm=*/true);
   const uint8_t present = 1;
   // A full table map may hold retired tables: wait for their grace period
   // and delete them (the model counted them as gone already).

@@ -107,7 +107,11 @@ class EbpfBackend : public Backend {
  private:
   explicit EbpfBackend(const EbpfOptions& options);
   absl::Status Init();
-  absl::Status ApplyToMaps(const ChangeBatch& batch);
+  // Entries of each configuration map before a batch (the model's counts).
+  struct EntryCounts {
+    size_t services, backends, tables, source_ranges, endpoints, ipcache, policy;
+  };
+  absl::Status ApplyToMaps(const ChangeBatch& batch, const EntryCounts& before);
   // Deletes the retired tables whose grace period is over; with `wait`,
   // first sleeps until every retired table's is.
   absl::Status ReleaseRetiredTables(bool wait);

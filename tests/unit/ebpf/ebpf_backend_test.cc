@@ -14,7 +14,13 @@
 #include <cstring>
 #include <string>
 
+#include <bpf/bpf.h>
+
+#include <optional>
+#include <utility>
+
 #include "absl/strings/match.h"
+#include "backends/ebpf/bpf_map.h"
 #include "backends/ebpf/ebpf_backend.h"
 #include "dpv2/checksum.h"
 #include "dpv2/ebpf.h"
@@ -504,6 +510,130 @@ TEST_CASE("a pinned instance leaves no retired table behind: the next process fi
   rmdir(dir);
 }
 
+
+// Undo's old values (ebpf_backend.cc MapTransaction): read key by key, from
+// one whole-map batch read, or known absent from an empty map.
+
+// The batch of the full-table-map case above: it fails at the table write,
+// after the backends are written.
+ChangeBatch OverflowingTables() {
+  ChangeBatch batch = SwitchTable(7, 3, 5);
+  batch.tables_upsert.insert(batch.tables_upsert.begin(),
+                             LookupTable{.id = 6, .slots = std::vector<uint32_t>(kM, 3)});
+  return batch;
+}
+
+// The bytes of plain records (the ABI structs have no operator==).
+template <typename T>
+std::string Raw(const std::vector<T>& records) {
+  return std::string(reinterpret_cast<const char*>(records.data()), records.size() * sizeof(T));
+}
+
+BackendEntry OtherBackend(uint32_t id, uint16_t port) {
+  BackendEntry be = ClusterIpBatch().backends_upsert[0];
+  be.id = id;
+  be.value.port = htons(port);
+  return be;
+}
+
+TEST_CASE("a batch failing after it rewrote a few or most keys of a busy map restores every old "
+          "value and removes every new key") {
+  DatapathConfig config = SmallConfig();
+  config.max_tables = 2;
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  ChangeBatch more;
+  for (uint32_t id = 10; id < 22; ++id) {
+    more.backends_upsert.push_back(OtherBackend(id, static_cast<uint16_t>(7000 + id)));
+  }
+  REQUIRE(b->Apply(more).ok());  // 13 backends
+  absl::StatusOr<ChangeBatch> before = b->DumpState();
+  REQUIRE(before.ok());
+  for (const size_t rewritten : {size_t{1}, size_t{12}}) {  // key by key; whole map
+    INFO(rewritten << " backends rewritten");
+    ChangeBatch batch = OverflowingTables();
+    batch.backends_upsert.clear();
+    for (uint32_t id = 10; id < 10 + rewritten; ++id) {
+      batch.backends_upsert.push_back(OtherBackend(id, 9999));
+    }
+    batch.backends_upsert.push_back(OtherBackend(3, 9090));  // new
+    CHECK(absl::IsResourceExhausted(b->Apply(batch)));
+    absl::StatusOr<ChangeBatch> after = b->DumpState();
+    REQUIRE(after.ok());
+    CHECK(Raw(after->backends_upsert) == Raw(before->backends_upsert));
+    CHECK(Raw(after->services_upsert) == Raw(before->services_upsert));
+    CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{5});
+    WaitOutGrace();  // the new tables were retired
+  }
+}
+
+TEST_CASE("an exact-prefix read of an LPM trie tells a stored prefix from one that only covers "
+          "the key") {
+  struct Key {
+    uint32_t prefixlen;
+    uint8_t addr[4];
+  };
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  const int fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "dpv2_lpm_test", sizeof(Key),
+                                sizeof(uint32_t), 16, &opts);
+  REQUIRE(fd >= 0);
+  const ebpf::BpfMap map(fd, "dpv2_lpm_test", sizeof(Key), sizeof(uint32_t));
+  auto put = [&](Key k, uint32_t v) { REQUIRE(map.Update(&k, &v).ok()); };
+  // The value stored under exactly k, or -1.
+  auto exact = [&](Key k) -> int64_t {
+    absl::StatusOr<std::optional<std::string>> first = map.FirstKey();
+    REQUIRE(first.ok());
+    REQUIRE(first->has_value());
+    uint32_t v = 0;
+    absl::StatusOr<bool> found = map.LookupExactPrefix(&k, **first, &v);
+    REQUIRE(found.ok());
+    return *found ? int64_t{v} : -1;
+  };
+  CHECK(map.FirstKey()->has_value() == false);
+  put({8, {10, 0, 0, 0}}, 1);
+  uint32_t v = 0;
+  const Key covered{32, {10, 0, 2, 9}};
+  CHECK(*map.Lookup(&covered, &v));  // the /8 covers it
+  CHECK(exact({32, {10, 0, 2, 9}}) == -1);
+  CHECK(exact({8, {10, 0, 0, 0}}) == 1);  // the only (and last) key
+  put({32, {10, 0, 2, 9}}, 2);
+  put({16, {10, 1, 0, 0}}, 3);
+  put({16, {192, 168, 0, 0}}, 4);
+  put({0, {0, 0, 0, 0}}, 5);
+  CHECK(exact({8, {10, 0, 0, 0}}) == 1);
+  CHECK(exact({32, {10, 0, 2, 9}}) == 2);
+  CHECK(exact({16, {10, 1, 0, 0}}) == 3);
+  CHECK(exact({16, {192, 168, 0, 0}}) == 4);
+  CHECK(exact({0, {0, 0, 0, 0}}) == 5);
+  CHECK(exact({32, {10, 0, 2, 10}}) == -1);
+  CHECK(exact({16, {10, 0, 0, 0}}) == -1);
+  CHECK(exact({8, {11, 0, 0, 0}}) == -1);
+  CHECK(exact({24, {192, 168, 1, 0}}) == -1);
+  close(fd);
+}
+
+TEST_CASE("a whole hash map read in batch calls gives every entry, across calls") {
+  LIBBPF_OPTS(bpf_map_create_opts, opts);
+  const int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "dpv2_hash_test", sizeof(uint32_t),
+                                sizeof(uint64_t), 8192, &opts);
+  REQUIRE(fd >= 0);
+  const ebpf::BpfMap map(fd, "dpv2_hash_test", sizeof(uint32_t), sizeof(uint64_t));
+  CHECK(map.Entries()->empty());
+  for (uint32_t k = 0; k < 5000; ++k) {  // more than one call's 4096
+    const uint64_t value = uint64_t{k} * 3;
+    REQUIRE(map.Update(&k, &value).ok());
+  }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::string>> all = map.Entries();
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 5000);
+  for (uint32_t k = 0; k < 5000; ++k) {
+    auto it = all->find(std::string(reinterpret_cast<const char*>(&k), sizeof(k)));
+    REQUIRE(it != all->end());
+    uint64_t value;
+    std::memcpy(&value, it->second.data(), sizeof(value));
+    CHECK(value == uint64_t{k} * 3);
+  }
+  close(fd);
+}
 
 // Reset (what the conformance harness runs between cases instead of a load).
 
