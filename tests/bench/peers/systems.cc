@@ -163,7 +163,8 @@ std::vector<nlohmann::json> ServiceObjects(const BenchService& s) {
 }
 
 // dpv2 on the eBPF backend, fed through the agent's code path: API objects
-// decoded (AddObject), ClusterView::Update, ClusterView::ApplyTo.
+// decoded (AddObject), ClusterView::Update (the whole LIST at load, then a
+// change set per watch), ClusterView::ApplyTo.
 // The eBPF backend with the time its Apply calls take (the datapath's part
 // of ApplyTo, apart from the core's diff), summed until read.
 class TimedBackend : public Backend {
@@ -217,10 +218,13 @@ class Dpv2System : public PeerSystem {
     if (change == nullptr) {
       return Load(set);
     }
+    // What a watch delivers, as a change set (the agent's path: decoded
+    // objects and removed keys, ClusterView::Update(ObjectChanges)).
     const absl::Time start = absl::Now();
+    agent::ObjectChanges changes;
     for (size_t i : change->services) {
       for (const nlohmann::json& o : ServiceObjects(set.services[i])) {
-        agent::k8s::AddObject(o, "watch", &objects_);
+        agent::k8s::AddObject(o, "watch", &changes.changed);
       }
     }
     // Removed slices (an endpoint port no Service endpoint uses any more).
@@ -234,10 +238,14 @@ class Dpv2System : public PeerSystem {
         }
       }
       if (!still_used) {
-        objects_.endpoint_slices.erase(key);
+        changes.removed.endpoint_slices.push_back(key);
       }
     }
-    view_->Update(objects_);
+    if (!changes.changed.errors.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dpv2 objects: ", changes.changed.errors.front()));
+    }
+    view_->Update(changes);
     const absl::Time updated = absl::Now();
     absl::Status st = view_->ApplyTo(*backend_);
     datapath_ms_ = backend_->TakeApplyMs();
