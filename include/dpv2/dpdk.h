@@ -83,7 +83,8 @@ struct DpdkOptions {
   // from the start, at most config.ct_tcp_entries + ct_other_entries. Past
   // it the table doubles as it fills, which rehashes every entry: a pause of
   // tens of milliseconds at a few hundred thousand entries. A box that must
-  // not pause reserves its peak (about 170 bytes a reserved entry).
+  // not pause reserves its peak (171-341 bytes a reserved entry: 128-byte
+  // slots, at most 3/4 full, a power of two of them).
   uint32_t conntrack_reserve = 32768;
   // An idle worker (empty polls) sleeps this long between polls; 0 is pure
   // polling (a dedicated box). Shared machines and tests want a few tens.
