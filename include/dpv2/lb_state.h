@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "dpv2/batch.h"
@@ -101,6 +102,13 @@ class LbState {
   // capacities; on error nothing changes. Also an error: a frontend (address,
   // port, protocol) that another Service already serves.
   absl::Status UpsertService(const ServiceSpec& service);
+  // A hint before upserting many Services (a full sync): computes the
+  // lookup tables that UpsertService of these specs will need and that this
+  // state does not hold yet, on up to `threads` threads (0: one per CPU, at
+  // most 4). The upserts then take them instead of computing them one after
+  // the other; the resulting state is the same with or without the hint.
+  // Tables prepared and not used are dropped at the next PrepareServices.
+  void PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads = 0);
   // NotFound if absent.
   absl::Status RemoveService(absl::string_view namespace_name, absl::string_view name);
 

@@ -591,6 +591,7 @@ void ClusterView::State::Recompute() {
     }
   }
   std::vector<const EndpointSliceSpec*> own;
+  std::vector<std::pair<const std::string*, ServiceSpec>> upserts;
   for (const std::string& key : d.services) {
     auto it = objects.services.find(key);
     if (it == objects.services.end() || it->second.external_name) {
@@ -606,7 +607,17 @@ void ClusterView::State::Recompute() {
         a != s.applied_services.end() && SameService(a->second, it->second.spec, own)) {
       continue;
     }
-    ServiceSpec spec = BuildServiceSpec(it->second, own);
+    upserts.emplace_back(&key, BuildServiceSpec(it->second, own));
+  }
+  // Their Maglev tables on every core first (most of a full sync's cost).
+  std::vector<const ServiceSpec*> specs;
+  specs.reserve(upserts.size());
+  for (const auto& [key, spec] : upserts) {
+    specs.push_back(&spec);
+  }
+  s.lb.PrepareServices(specs);
+  for (auto& [key_ptr, spec] : upserts) {
+    const std::string& key = *key_ptr;
     absl::Status st = s.lb.UpsertService(spec);
     if (st.ok()) {
       s.services.insert(key);

@@ -12,10 +12,12 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -190,6 +192,11 @@ struct LbState::State {
   std::map<TableContent, LookupTable> adopted_tables;
   std::set<uint32_t> reserved_backend_ids, reserved_table_ids, reserved_service_ids;
 
+  // PrepareServices: Maglev slots of tables the next upserts will create,
+  // holding positions in the content (1-based) rather than backend ids,
+  // which Commit assigns.
+  std::map<TableContent, std::vector<uint32_t>> prepared;
+
   absl::StatusOr<CompiledService> Compile(const ServiceSpec& spec) const;
   absl::Status Check(const std::string& key, const CompiledService& next) const;
   void Commit(const std::string& key, std::optional<CompiledService> next);
@@ -199,6 +206,9 @@ struct LbState::State {
   bool TableAcked(uint32_t id) const;
   bool ServiceAcked(const dpv2_lb_key& k) const;
   std::vector<uint32_t> BuildSlots(const TableContent& content) const;
+  // BuildSlots, from a prepared table when there is one (which it takes).
+  std::vector<uint32_t> TakeSlots(const TableContent& content);
+  std::vector<uint32_t> IdsOf(const TableContent& content) const;  // backend ids
   uint32_t BackendIdFor(const BackendKey& bk);
   uint32_t TableIdFor(const TableContent& content, const std::vector<uint32_t>& slots);
   uint32_t ServiceIdFor(const FrontendAddr& fa);
@@ -514,12 +524,25 @@ absl::Status LbState::State::Check(const std::string& key, const CompiledService
   return absl::OkStatus();
 }
 
-std::vector<uint32_t> LbState::State::BuildSlots(const TableContent& content) const {
-  std::vector<uint32_t> ids;
-  ids.reserve(content.size());
-  for (const BackendKey& bk : content) {
-    ids.push_back(backends.at(bk).id);
+namespace {
+
+// The Maglev slots of `content` with backend i named i + 1 (the turn order
+// follows identities, so the ids only label the result).
+std::vector<uint32_t> PositionSlots(const MaglevTable& maglev, const TableContent& content) {
+  std::vector<MaglevBackend> mb;
+  mb.reserve(content.size());
+  for (size_t i = 0; i < content.size(); ++i) {
+    mb.push_back({.id = static_cast<uint32_t>(i + 1), .identity = content[i].Identity()});
   }
+  // Cannot fail: ids are non-zero, identities distinct, the size was checked.
+  absl::StatusOr<std::vector<uint32_t>> slots = maglev.Populate(mb);
+  return slots.ok() ? *std::move(slots) : std::vector<uint32_t>();
+}
+
+}  // namespace
+
+std::vector<uint32_t> LbState::State::BuildSlots(const TableContent& content) const {
+  const std::vector<uint32_t> ids = IdsOf(content);
   if (options.selection == BackendSelection::kRandom) {
     // Random selection picks a uniform slot: fill the table evenly.
     std::vector<uint32_t> slots(options.datapath.maglev_table_size);
@@ -528,14 +551,34 @@ std::vector<uint32_t> LbState::State::BuildSlots(const TableContent& content) co
     }
     return slots;
   }
-  std::vector<MaglevBackend> mb;
-  mb.reserve(content.size());
-  for (size_t i = 0; i < content.size(); ++i) {
-    mb.push_back({.id = ids[i], .identity = content[i].Identity()});
+  std::vector<uint32_t> slots = PositionSlots(*maglev, content);
+  for (uint32_t& slot : slots) {
+    slot = ids[slot - 1];
   }
-  // Cannot fail: ids are non-zero, identities distinct, the size was checked.
-  absl::StatusOr<std::vector<uint32_t>> slots = maglev->Populate(mb);
-  return slots.ok() ? *std::move(slots) : std::vector<uint32_t>();
+  return slots;
+}
+
+std::vector<uint32_t> LbState::State::IdsOf(const TableContent& content) const {
+  std::vector<uint32_t> ids;
+  ids.reserve(content.size());
+  for (const BackendKey& bk : content) {
+    ids.push_back(backends.at(bk).id);
+  }
+  return ids;
+}
+
+std::vector<uint32_t> LbState::State::TakeSlots(const TableContent& content) {
+  auto it = prepared.find(content);
+  if (it == prepared.end()) {
+    return BuildSlots(content);
+  }
+  std::vector<uint32_t> slots = std::move(it->second);
+  prepared.erase(it);
+  const std::vector<uint32_t> ids = IdsOf(content);
+  for (uint32_t& slot : slots) {
+    slot = ids[slot - 1];
+  }
+  return slots;
 }
 
 void LbState::State::Commit(const std::string& key, std::optional<CompiledService> next) {
@@ -570,7 +613,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       if (!f.selected.empty()) {
         auto [t, fresh] = table_by_content.emplace(f.selected, 0);
         if (fresh) {
-          auto slots = std::make_shared<const std::vector<uint32_t>>(BuildSlots(f.selected));
+          auto slots = std::make_shared<const std::vector<uint32_t>>(TakeSlots(f.selected));
           t->second = TableIdFor(f.selected, *slots);
           tables[t->second] = {.content = f.selected, .refs = 0, .slots = std::move(slots)};
         }
@@ -959,6 +1002,49 @@ absl::Status LbState::UpsertService(const ServiceSpec& service) {
   state_->specs[key] = service;
   state_->Commit(key, std::move(c));
   return absl::OkStatus();
+}
+
+void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads) {
+  State& s = *state_;
+  s.prepared.clear();
+  if (s.options.selection == BackendSelection::kRandom) {
+    return;  // no Maglev
+  }
+  // Entries of `prepared` to fill: the map is not changed while threads run.
+  std::vector<std::pair<const TableContent*, std::vector<uint32_t>*>> todo;
+  for (const ServiceSpec* spec : services) {
+    absl::StatusOr<CompiledService> c = s.Compile(*spec);
+    if (!c.ok()) {
+      continue;  // UpsertService reports it
+    }
+    for (const FrontendRecord& f : c->frontends) {
+      if (f.selected.empty() || s.table_by_content.contains(f.selected)) {
+        continue;
+      }
+      if (auto [it, fresh] = s.prepared.emplace(f.selected, std::vector<uint32_t>()); fresh) {
+        todo.push_back({&it->first, &it->second});
+      }
+    }
+  }
+  if (threads == 0) {
+    threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  }
+  // A thread costs ~50 us to start: not worth it for a few tables.
+  threads = static_cast<unsigned>(std::min<size_t>(threads, todo.size() / 16 + 1));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < todo.size(); i = next++) {
+      *todo[i].second = PositionSlots(*s.maglev, *todo[i].first);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) {
+    pool.emplace_back(work);
+  }
+  work();
+  for (std::thread& t : pool) {
+    t.join();
+  }
 }
 
 absl::Status LbState::RemoveService(absl::string_view namespace_name, absl::string_view name) {

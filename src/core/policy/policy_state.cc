@@ -271,6 +271,10 @@ struct PolicyState::State {
   IdentityAllocator allocator;
   absl::flat_hash_map<uint32_t, Identity> identities;
   absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> identities_by_namespace;
+  // Pod identities by each of their labels (LabelKey): a new pod selector
+  // with matchLabels tests only the identities of its rarest label instead
+  // of every identity (1,000 policies x 10,000 identities in a full sync).
+  absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> pod_identities_by_label;
 
   absl::flat_hash_map<uint32_t, Selector> selectors;
   absl::flat_hash_map<std::string, uint32_t> selector_by_key;
@@ -406,6 +410,9 @@ struct PolicyState::State {
       identities[id] = std::move(proto);
       if (identities[id].kind == Identity::Kind::kPod) {
         identities_by_namespace[identities[id].namespace_name].insert(id);
+        for (const auto& [key, value] : identities[id].labels) {
+          pod_identities_by_label[LabelKey(key, value)].insert(id);
+        }
       }
       ComputeMembership(id);
       MarkIdentity(id);
@@ -428,6 +435,13 @@ struct PolicyState::State {
         nit->second.erase(id);
         if (nit->second.empty()) {
           identities_by_namespace.erase(nit);
+        }
+        for (const auto& [key, value] : x.labels) {
+          auto lit = pod_identities_by_label.find(LabelKey(key, value));
+          lit->second.erase(id);
+          if (lit->second.empty()) {
+            pod_identities_by_label.erase(lit);
+          }
         }
       }
       identities.erase(id);
@@ -621,6 +635,27 @@ struct PolicyState::State {
 
   // ---- selectors -----------------------------------------------------------
 
+  static std::string LabelKey(absl::string_view key, absl::string_view value) {
+    return absl::StrCat(Lp(key), Lp(value));
+  }
+
+  // The pod identities of the rarest matchLabels pair of `pods` (every pod
+  // identity it can match is among them), or nullptr when it has none.
+  const absl::flat_hash_set<uint32_t>* CandidatesOf(const LabelSelector& pods) const {
+    static const absl::flat_hash_set<uint32_t> kNone;
+    const absl::flat_hash_set<uint32_t>* best = nullptr;
+    for (const auto& [key, value] : pods.match_labels) {
+      auto it = pod_identities_by_label.find(LabelKey(key, value));
+      if (it == pod_identities_by_label.end()) {
+        return &kNone;
+      }
+      if (best == nullptr || it->second.size() < best->size()) {
+        best = &it->second;
+      }
+    }
+    return best;
+  }
+
   uint32_t AcquireSelector(Selector s, CompiledPolicy* policy) {
     auto it = selector_by_key.find(s.key);
     uint32_t id;
@@ -640,10 +675,19 @@ struct PolicyState::State {
         pending_retag = true;  // tags of addresses (hence identities) change
       } else {
         Selector& sel = selectors[id];
-        for (auto& [iid, x] : identities) {
+        auto add = [&](uint32_t iid, Identity& x) {
           if (SelectorMatches(sel, id, x)) {
             sel.members.insert(iid);
             x.selectors.insert(id);
+          }
+        };
+        if (const absl::flat_hash_set<uint32_t>* few = CandidatesOf(sel.pod_selector)) {
+          for (uint32_t iid : *few) {
+            add(iid, identities.at(iid));
+          }
+        } else {
+          for (auto& [iid, x] : identities) {
+            add(iid, x);
           }
         }
       }

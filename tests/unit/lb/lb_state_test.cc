@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -788,6 +789,48 @@ TEST_CASE("after one Service of many changes, Diff holds only that Service's rec
       }
     }
     CHECK(same == 199);  // all but svc-7's, which has a new table
+  }
+}
+
+TEST_CASE("PrepareServices computes the tables ahead and the upserts give the same batch") {
+  // Services with 1 to 4 endpoints, some sharing a backend set (one table),
+  // one invalid (no port), and one whose table the state already holds.
+  std::vector<ServiceSpec> specs;
+  for (int i = 0; i < 60; ++i) {
+    std::vector<EndpointSpec> eps;
+    for (int e = 0; e <= i % 4; ++e) {
+      eps.push_back(Ep(absl::StrCat("10.0.", i % 20, ".", e + 1).c_str()));
+    }
+    specs.push_back(ClusterIpService(eps, absl::StrCat("svc-", i).c_str(),
+                                     absl::StrCat("10.96.2.", i + 1).c_str()));
+  }
+  specs[5].ports.clear();
+  auto run = [&specs](std::optional<unsigned> threads) {
+    LbState lb = MakeState();
+    REQUIRE(lb.UpsertService(specs[0]).ok());
+    if (threads) {
+      std::vector<const ServiceSpec*> ptrs;
+      for (const ServiceSpec& s : specs) {
+        ptrs.push_back(&s);
+      }
+      lb.PrepareServices(ptrs, *threads);
+    }
+    for (size_t i = 1; i < specs.size(); ++i) {
+      CHECK(lb.UpsertService(specs[i]).ok() == (i != 5));
+    }
+    return lb.Diff();
+  };
+  const ChangeBatch plain = run(std::nullopt);
+  REQUIRE(plain.tables_upsert.size() == 20);  // one backend set per i % 20
+  for (unsigned threads : {1u, 3u}) {
+    const ChangeBatch prepared = run(threads);
+    REQUIRE(prepared.tables_upsert.size() == plain.tables_upsert.size());
+    for (size_t i = 0; i < plain.tables_upsert.size(); ++i) {
+      CHECK(prepared.tables_upsert[i].id == plain.tables_upsert[i].id);
+      CHECK(prepared.tables_upsert[i].slots == plain.tables_upsert[i].slots);
+    }
+    CHECK(prepared.services_upsert.size() == plain.services_upsert.size());
+    CHECK(prepared.backends_upsert.size() == plain.backends_upsert.size());
   }
 }
 
