@@ -81,7 +81,8 @@ absl::Status CheckKeys(absl::string_view where, const YAML::Node& map,
 absl::Status ParseDpdk(const YAML::Node& node, DpdkOptions* out) {
   DPV2_RETURN_IF_ERROR(CheckKeys("dpdk", node,
                                  {"eal", "ports", "lcores", "neighbors", "burst_size",
-                                  "idle_sleep_us", "drain_interval_us", "mbufs_per_port"}));
+                                  "idle_sleep_us", "drain_interval_us", "mbufs_per_port",
+                                  "conntrack_reserve"}));
   if (const YAML::Node eal = node["eal"]) {
     if (!eal.IsSequence()) {
       return Invalid("dpdk.eal", "expected a list of EAL arguments");
@@ -151,6 +152,11 @@ absl::Status ParseDpdk(const YAML::Node& node, DpdkOptions* out) {
   if (node["mbufs_per_port"]) {
     DPV2_ASSIGN_OR_RETURN(uint64_t v, ParseUint("dpdk.mbufs_per_port", node["mbufs_per_port"], 1u << 24));
     out->mbufs_per_port = static_cast<uint32_t>(v);
+  }
+  if (node["conntrack_reserve"]) {
+    DPV2_ASSIGN_OR_RETURN(uint64_t v, ParseUint("dpdk.conntrack_reserve",
+                                                node["conntrack_reserve"], 0xffffffffu));
+    out->conntrack_reserve = static_cast<uint32_t>(v);
   }
   return absl::OkStatus();
 }

@@ -40,6 +40,7 @@ dpdk:
     - device: net_ring0
       gateway_mac: "02:00:00:00:00:fe"
   idle_sleep_us: 50
+  conntrack_reserve: 200000
   neighbors:
     - {ip: 10.0.0.2, mac: "aa:bb:cc:dd:ee:ff"}
 selection: random
@@ -70,6 +71,7 @@ TEST_CASE("a complete config parses into DPDK options and virtual services") {
   CHECK(cfg->dpdk.ports[0].device == "net_ring0");
   CHECK(cfg->dpdk.ports[0].gateway_mac == MacAddr{2, 0, 0, 0, 0, 0xfe});
   CHECK(cfg->dpdk.idle_sleep_us == 50);
+  CHECK(cfg->dpdk.conntrack_reserve == 200000);
   REQUIRE(cfg->dpdk.neighbors.size() == 1);
   CHECK(cfg->dpdk.neighbors[0].mac == MacAddr{0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff});
   CHECK(cfg->selection == BackendSelection::kRandom);
