@@ -420,6 +420,11 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
     backends_.Insert(b.id, b.value);
     add_backend_addr(b.value, +1);
   }
+  size_t new_tables = 0;
+  for (const LookupTable& t : batch.tables_upsert) {
+    new_tables += tables_.Contains(t.id) ? 0 : 1;
+  }
+  tables_.Reserve(new_tables);
   for (const LookupTable& t : batch.tables_upsert) {
     if (absl::Span<const uint32_t> old = tables_.Find(t.id); !old.empty()) {
       add_table_users(old, -1);
@@ -580,6 +585,14 @@ void LookupTableStore::Upsert(uint32_t id, absl::Span<const uint32_t> slots) {
   }
   std::copy_n(slots.begin(), std::min(slots.size(), per_table_),
               slots_.begin() + static_cast<ptrdiff_t>(size_t{block} * per_table_));
+}
+
+void LookupTableStore::Reserve(size_t more) {
+  const size_t reused = std::min(more, free_blocks_.size());
+  const size_t needed = slots_.size() + (more - reused) * per_table_;
+  if (needed > slots_.capacity()) {
+    slots_.reserve(std::max(needed, slots_.capacity() * 2));
+  }
 }
 
 void LookupTableStore::Erase(uint32_t id) {

@@ -56,6 +56,10 @@ class LookupTableStore {
   // `slots` must hold slots_per_table entries (Apply validates it).
   void Upsert(uint32_t id, absl::Span<const uint32_t> slots);
   void Erase(uint32_t id);
+  // Room for `more` new tables at once: a full sync then grows the slot
+  // array once instead of copying it at every doubling (655 MB at 10,000
+  // tables of 16,381 slots).
+  void Reserve(size_t more);
   size_t size() const { return index_.size(); }
   // f(id, slots) for every table.
   template <typename F>

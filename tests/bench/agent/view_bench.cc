@@ -15,7 +15,9 @@
 // ready condition flipped, decoded and handed to the view as a change
 // (ClusterView::Update with ObjectChanges), diffed and applied.
 // Memory: heap bytes (mallinfo2) held by the decoded objects and by the view
-// (its object store, LbState, PolicyState), per object, after a full sync.
+// (its object store, LbState, PolicyState), per object, after a full sync
+// and before its apply (the view then still holds every table's slots); and
+// per object of each kind once applied (HeapPerKind).
 //
 //   view_bench            1,000, 3,000 and 10,000 Services
 //   view_bench --quick    1,000 Services, few repeats (smoke test)
@@ -28,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -66,9 +69,9 @@ Json Meta(const std::string& name, Json labels = Json::object()) {
   return {{"name", name}, {"namespace", "default"}, {"labels", std::move(labels)}};
 }
 
-Json SliceJson(int service, const std::vector<bool>& ready) {
+Json SliceJson(int service, const std::vector<bool>& ready, int count = kEndpointsPerService) {
   Json endpoints = Json::array();
-  for (int j = 0; j < kEndpointsPerService; ++j) {
+  for (int j = 0; j < count; ++j) {
     const int e = service * kEndpointsPerService + j;
     endpoints.push_back({{"addresses", {EndpointIp(e).ToString()}},
                          {"conditions", {{"ready", static_cast<bool>(ready[j])}}},
@@ -176,6 +179,63 @@ struct Phases {
   }
 };
 
+// Heap held per object of each kind once applied (view, its core states
+// and the sim's tables; the decoded objects the view copies included): one
+// view grows by stages, each applied, and each stage's growth is divided by
+// the objects it added. Endpoints: slices go from 5 to 10 endpoints.
+struct KindBytes {
+  double service = 0, endpoint = 0, pod = 0, policy = 0;
+};
+
+std::optional<KindBytes> HeapPerKind(int services, const std::vector<Json>& cluster) {
+  const dpv2::DatapathConfig config = BenchConfig(services);
+  auto backend = dpv2::MakeSimBackend({.config = config});
+  auto view = ClusterView::Create({.node_name = "node-0", .lb = {.datapath = config}});
+  if (!backend.ok() || !view.ok()) {
+    return std::nullopt;
+  }
+  const std::vector<bool> all_ready(kEndpointsPerService, true);
+  const int half = kEndpointsPerService / 2;
+  // Stage objects by kind, in cluster order.
+  auto of_kind = [&cluster](const char* kind) {
+    ObjectChanges c;
+    for (const Json& o : cluster) {
+      if (o["kind"] == kind) {
+        dpv2::agent::k8s::AddObject(o, "bench", &c.changed);
+      }
+    }
+    return c;
+  };
+  auto slices = [&](int count) {
+    ObjectChanges c;
+    for (int i = 0; i < services; ++i) {
+      dpv2::agent::k8s::AddObject(SliceJson(i, all_ready, count), "bench", &c.changed);
+    }
+    return c;
+  };
+  std::vector<size_t> heap;
+  auto stage = [&](const ObjectChanges& c) {
+    view->Update(c);
+    const absl::Status st = view->ApplyTo(**backend);
+    heap.push_back(HeapBytes());
+    return st.ok() && view->problems().empty();
+  };
+  ObjectChanges base = of_kind("Namespace");
+  base.changed.nodes = of_kind("Node").changed.nodes;
+  if (!stage(base) || !stage(of_kind("Service")) || !stage(slices(half)) ||
+      !stage(slices(kEndpointsPerService)) || !stage(of_kind("Pod")) ||
+      !stage(of_kind("NetworkPolicy"))) {
+    return std::nullopt;
+  }
+  const double n = services;
+  KindBytes k;
+  k.endpoint = static_cast<double>(heap[3] - heap[2]) / (n * (kEndpointsPerService - half));
+  k.service = static_cast<double>(heap[2] - heap[0]) / n - half * k.endpoint;
+  k.pod = static_cast<double>(heap[4] - heap[3]) / (n * kEndpointsPerService / 2);
+  k.policy = static_cast<double>(heap[5] - heap[4]) / (n / 10);
+  return k;
+}
+
 int Run(int services, int full_repeats, int change_repeats) {
   const std::vector<Json> cluster = MakeCluster(services);
   const dpv2::DatapathConfig config = BenchConfig(services);
@@ -257,9 +317,21 @@ int Run(int services, int full_repeats, int change_repeats) {
   }
   full.Print("full sync", services, " %9.1f %9.1f |");
   change.Print("1 endpoint", services, " %9.3f %9.3f |");
-  std::printf("%8d %-12s %zu objects: decoded %.0f B/object, view %.0f B/object\n", services,
-              "heap", object_count, static_cast<double>(objects_heap) / object_count,
+  std::printf("%8d %-12s %zu objects: decoded %.0f B/object, view before apply %.0f B/object\n",
+              services, "heap", object_count, static_cast<double>(objects_heap) / object_count,
               static_cast<double>(view_heap) / object_count);
+  view.reset();
+  backend.reset();
+  objects.reset();
+  if (std::optional<KindBytes> k = HeapPerKind(services, cluster)) {
+    std::printf(
+        "%8d %-12s applied, per object (view + sim tables): Service %.0f B, endpoint %.0f B, "
+        "pod %.0f B, NetworkPolicy %.0f B\n",
+        services, "heap", k->service, k->endpoint, k->pod, k->policy);
+  } else {
+    std::fprintf(stderr, "heap per kind: setup failed\n");
+    return 1;
+  }
   std::fflush(stdout);
   return 0;
 }
