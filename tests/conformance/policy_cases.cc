@@ -147,6 +147,67 @@ std::vector<ConformanceCase> PolicyCases() {
                   revoked},
     });
   }
+  {
+    // The same re-check after each kind of change a cached verdict could
+    // hide: a service connection's egress allow, the peer's identity, and
+    // the destination pod becoming isolated.
+    const FiveTuple web = T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080);
+    Step revoked = Events(DropStep(ClientToBackend(kWebConn, kTcpAck, 1001, 5001),
+                                   DPV2_DROP_POLICY_DENY),
+                          {DropTranslated(DPV2_DROP_POLICY_DENY, web, kVip4, 80)});
+    revoked.apply.policy_delete = {Allow(kPodA, DPV2_DIR_EGRESS, kRemoteIdentity, 8080).key};
+    cases.push_back({
+        .proves = "an established service connection is re-checked after translation: removing "
+                  "the egress allow for the backend drops the next packet",
+        .config = cfg,
+        .services = {WebService()},
+        .endpoints = Pods(DPV2_EP_F_EGRESS_POLICY, 0),
+        .ipcache = {RemotePods()},
+        .policy = {Allow(kPodA, DPV2_DIR_EGRESS, kRemoteIdentity, 8080)},
+        .steps = Concat(Handshake(), {revoked}),
+    });
+  }
+  {
+    const FiveTuple from_remote = T(L4Proto::kTCP, kRemote1v4, 45000, kPodB.v4, 8080);
+    IpcacheEntry relabelled = RemotePods();
+    relabelled.value.identity = kRemoteIdentity + 1;
+    Step relabel = Events(
+        DropStep(FromNet(Pkt(kRemote1v4, kPodB.v4).Tcp(45000, 8080, kTcpAck)),
+                 DPV2_DROP_POLICY_DENY),
+        {DropEvent(DPV2_DROP_POLICY_DENY, from_remote)});
+    relabel.apply.ipcache_upsert = {relabelled};
+    cases.push_back({
+        .proves = "an established connection from the network is re-checked with the peer's "
+                  "current identity: an ipcache relabel to an identity no policy allows drops "
+                  "the next packet",
+        .config = cfg,
+        .endpoints = Pods(0, DPV2_EP_F_INGRESS_POLICY),
+        .ipcache = {RemotePods()},
+        .policy = {Allow(kPodB, DPV2_DIR_INGRESS, kRemoteIdentity, 8080)},
+        .steps = {Redirect(FromNet(Pkt(kRemote1v4, kPodB.v4).Tcp(45000, 8080, kTcpSyn)), kPodB,
+                           Pkt(kRemote1v4, kPodB.v4).Tcp(45000, 8080, kTcpSyn)),
+                  Redirect(FromNet(Pkt(kRemote1v4, kPodB.v4).Tcp(45000, 8080, kTcpAck)), kPodB,
+                           Pkt(kRemote1v4, kPodB.v4).Tcp(45000, 8080, kTcpAck)),
+                  relabel},
+    });
+  }
+  {
+    Step isolated = Events(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                                    DPV2_DROP_POLICY_DENY),
+                           {DropEvent(DPV2_DROP_POLICY_DENY, a_to_b)});
+    isolated.apply.endpoints_upsert = Pods(0, DPV2_EP_F_INGRESS_POLICY);
+    cases.push_back({
+        .proves = "an established connection is re-checked when its destination pod becomes "
+                  "isolated for ingress with no policy allowing it",
+        .config = cfg,
+        .endpoints = Pods(0, 0),
+        .steps = {Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpSyn)),
+                           kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpSyn)),
+                  Redirect(FromPod(kPodA, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                           kPodB, Pkt(kPodA.v4, kPodB.v4).Tcp(40000, 8080, kTcpAck)),
+                  isolated},
+    });
+  }
   cases.push_back({
       .proves = "traffic from the network to an ingress-isolated pod is judged with the world "
                 "identity",
