@@ -34,6 +34,16 @@ std::string MetadataString(const nlohmann::json& object, const char* field) {
   return value->get<std::string>();
 }
 
+// What a relist can say of an object that went away: its name (and
+// namespace), since the store keeps no copy.
+nlohmann::json MetadataOnly(const std::string& key) {
+  const size_t slash = key.find('/');
+  if (slash == std::string::npos) {
+    return {{"metadata", {{"name", key}}}};
+  }
+  return {{"metadata", {{"namespace", key.substr(0, slash)}, {"name", key.substr(slash + 1)}}}};
+}
+
 }  // namespace
 
 absl::string_view DeltaTypeName(DeltaType type) {
@@ -101,16 +111,19 @@ WatchState Reflector::State() const {
   return state_;
 }
 
-std::map<std::string, nlohmann::json> Reflector::Snapshot() const {
+std::vector<std::string> Reflector::Keys() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return store_;
+  std::vector<std::string> keys;
+  keys.reserve(store_.size());
+  for (const auto& [key, hash] : store_) {
+    keys.push_back(key);
+  }
+  return keys;
 }
 
-std::optional<nlohmann::json> Reflector::Get(const std::string& key) const {
+bool Reflector::Contains(const std::string& key) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = store_.find(key);
-  if (it == store_.end()) return std::nullopt;
-  return it->second;
+  return store_.contains(key);
 }
 
 bool Reflector::SleepUnlessStopped(absl::Duration delay) {
@@ -265,20 +278,23 @@ absl::Status Reflector::List() {
   ReflectorUpdate update{.relisted = true, .synced = true};
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, object] : store_) {
+    for (const auto& [key, hash] : store_) {
       if (!fresh.contains(key)) {
-        update.deltas.push_back({DeltaType::kDeleted, key, object});
+        update.deltas.push_back({DeltaType::kDeleted, key, WithTypeMeta(MetadataOnly(key))});
       }
     }
+    std::map<std::string, size_t> hashes;
     for (auto& [key, object] : fresh) {
+      const size_t hash = std::hash<nlohmann::json>{}(object);
+      hashes.emplace(key, hash);
       auto old = store_.find(key);
       if (old == store_.end()) {
-        update.deltas.push_back({DeltaType::kAdded, key, object});
-      } else if (old->second != object) {
-        update.deltas.push_back({DeltaType::kUpdated, key, object});
+        update.deltas.push_back({DeltaType::kAdded, key, std::move(object)});
+      } else if (old->second != hash) {
+        update.deltas.push_back({DeltaType::kUpdated, key, std::move(object)});
       }
     }
-    store_ = std::move(fresh);
+    store_ = std::move(hashes);
     ++state_.lists;
     state_.synced = true;
     state_.resource_version = list_version;
@@ -348,7 +364,7 @@ Reflector::Outcome Reflector::HandleWatchLine(absl::string_view line) {
         update.deltas.push_back({DeltaType::kDeleted, key, std::move(typed)});
       }
     } else {
-      auto [it, inserted] = store_.insert_or_assign(key, typed);
+      auto [it, inserted] = store_.insert_or_assign(key, std::hash<nlohmann::json>{}(typed));
       update.deltas.push_back({inserted ? DeltaType::kAdded
                                         : DeltaType::kUpdated,
                                key, std::move(typed)});

@@ -1,7 +1,9 @@
 // A list-then-watch reflector for one Kubernetes resource: it LISTs the
 // collection (paginated with limit/continue), then WATCHes from the list's
-// resourceVersion with bookmarks, keeps a store of the latest object per
-// "namespace/name", and reports every change to a handler as deltas. It
+// resourceVersion with bookmarks, keeps a store of which objects exist
+// (a fingerprint per "namespace/name", not the object: the handler keeps
+// what it needs, decoded, and a JSON copy of every pod of a cluster costs
+// KBs a pod), and reports every change to a handler as deltas. It
 // survives what the API server does in practice: streams that end
 // (timeoutSeconds), disconnects (resume from the last resourceVersion),
 // 410 Gone (relist and diff the full result against the store, so objects
@@ -42,7 +44,9 @@ absl::string_view DeltaTypeName(DeltaType type);
 struct Delta {
   DeltaType type;
   std::string key;         // "namespace/name", or "name" if cluster-scoped
-  nlohmann::json object;   // the new object; for kDeleted the last one seen
+  // The new object. For kDeleted: the DELETED event's object, or after a
+  // relist only metadata.name and metadata.namespace (no copy is kept).
+  nlohmann::json object;
 };
 
 // What the handler receives. Deltas of one update are applied to the store
@@ -124,8 +128,9 @@ class Reflector {
   void Stop();
 
   WatchState State() const;
-  std::map<std::string, nlohmann::json> Snapshot() const;
-  std::optional<nlohmann::json> Get(const std::string& key) const;
+  // The keys of the objects that exist now, sorted.
+  std::vector<std::string> Keys() const;
+  bool Contains(const std::string& key) const;
   const ApiResource& resource() const { return options_.resource; }
 
  private:
@@ -149,7 +154,9 @@ class Reflector {
   mutable std::mutex mu_;  // guards the fields below
   std::condition_variable wake_;
   bool stopping_ = false;
-  std::map<std::string, nlohmann::json> store_;
+  // Key -> hash of the object as delivered (type meta restored): a relist
+  // reports an object updated when its hash differs.
+  std::map<std::string, size_t> store_;
   WatchState state_;
 
   std::string resource_version_;  // reflector thread only

@@ -50,16 +50,19 @@ void ApiObjects::Remove(const Slot& slot) {
     return;
   }
   const Contribution& c = it->second;
+  const std::string& key = c.key.empty() ? slot.second : c.key;
   ForEachMap([&](int index, auto member, auto) {
     if (index == c.field) {
-      (objects_.*member).erase(c.key);
+      (objects_.*member).erase(key);
     }
   });
   if (c.field >= 0) {
-    changed_.emplace(c.field, c.key);
+    changed_.emplace(c.field, key);
   }
-  singletons_changed_ |= c.baseline.has_value() || c.logging.has_value();
-  extras_.erase(slot);
+  if (c.extras) {
+    singletons_changed_ |= c.extras->baseline.has_value() || c.extras->logging.has_value();
+    extras_.erase(slot);
+  }
   contributions_.erase(it);
 }
 
@@ -67,22 +70,31 @@ void ApiObjects::Decode(const Slot& slot, const nlohmann::json& object) {
   k8s::ClusterObjects one;
   k8s::AddObject(object, absl::StrCat("API ", resources_[slot.first].plural), &one);
   ++decoded_;
-  Contribution c{.errors = std::move(one.errors), .warnings = std::move(one.warnings)};
+  Contribution c;
   ForEachMap([&](int index, auto member, auto) {
     for (auto& [key, value] : one.*member) {  // at most one object
       c.field = index;
-      c.key = key;
-      (objects_.*member).insert_or_assign(key, std::move(value));
+      if (key != slot.second) {
+        c.key = key;
+      }
       changed_.emplace(index, key);
+      (objects_.*member).insert_or_assign(key, std::move(value));
     }
   });
-  c.baseline = std::move(one.baseline_admin_network_policy);
-  c.logging = one.network_logging;
-  singletons_changed_ |= c.baseline.has_value() || c.logging.has_value();
+  if (!one.errors.empty() || !one.warnings.empty() || one.baseline_admin_network_policy ||
+      one.network_logging) {
+    singletons_changed_ |=
+        one.baseline_admin_network_policy.has_value() || one.network_logging.has_value();
+    c.extras = std::make_unique<Extras>(Extras{
+        .baseline = std::move(one.baseline_admin_network_policy),
+        .logging = std::move(one.network_logging),
+        .errors = std::move(one.errors),
+        .warnings = std::move(one.warnings),
+    });
+  }
   auto [it, inserted] = contributions_.insert_or_assign(slot, std::move(c));
-  const Contribution& stored = it->second;
-  if (!stored.errors.empty() || !stored.warnings.empty() || stored.baseline || stored.logging) {
-    extras_[slot] = &stored;
+  if (it->second.extras) {
+    extras_[slot] = it->second.extras.get();
   }
 }
 

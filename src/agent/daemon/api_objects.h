@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -66,15 +67,19 @@ class ApiObjects {
 
  private:
   // What one stored object contributes: at most one object in one of the
-  // maps of ClusterObjects (`field`, its key there), or a singleton, plus
-  // its errors and warnings.
-  struct Contribution {
-    int field = -1;  // index into the map fields; -1: none
-    std::string key;
+  // maps of ClusterObjects (`field`), or a
+  // singleton, plus its errors and warnings. Kept for every object, so the
+  // rare parts live out of line.
+  struct Extras {
     std::optional<BaselineAdminNetworkPolicy> baseline;
     std::optional<k8s::NetworkLoggingObject> logging;
     std::vector<std::string> errors;
     std::vector<std::string> warnings;
+  };
+  struct Contribution {
+    int field = -1;  // index into the map fields; -1: none
+    std::string key;  // its key in that map, when not the slot's (rare)
+    std::unique_ptr<Extras> extras;  // null: none of them
   };
   using Slot = std::pair<size_t, std::string>;  // resource, reflector key
 
@@ -93,7 +98,7 @@ class ApiObjects {
   std::map<Slot, Contribution> contributions_;
   // The slots with errors, warnings or a singleton, for Snapshot to visit
   // without walking every object.
-  std::map<Slot, const Contribution*> extras_;
+  std::map<Slot, const Extras*> extras_;
   uint64_t decoded_ = 0;
   // The change record: (map index, key) of every object added, replaced or
   // removed since the last take, whether a singleton did, and whether a

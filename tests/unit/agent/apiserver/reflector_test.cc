@@ -80,6 +80,21 @@ struct Recorder {
     std::lock_guard<std::mutex> lock(mu);
     return updates.size();
   }
+  // The objects as a handler that keeps them sees them: every delta replayed.
+  std::map<std::string, nlohmann::json> Store() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::map<std::string, nlohmann::json> store;
+    for (const ReflectorUpdate& u : updates) {
+      for (const Delta& d : u.deltas) {
+        if (d.type == DeltaType::kDeleted) {
+          store.erase(d.key);
+        } else {
+          store[d.key] = d.object;
+        }
+      }
+    }
+    return store;
+  }
 };
 
 std::vector<FakeRequest> Watches(const FakeApiServer& server) {
@@ -124,7 +139,7 @@ TEST_CASE("initial list and watch events reach the store and the handler",
   REQUIRE(WaitUntil([&] { return reflector.State().resource_version == "13"; }));
   reflector.Stop();
 
-  auto store = reflector.Snapshot();
+  auto store = recorder.Store();
   REQUIRE(store.size() == 2);
   CHECK(store.at("default/a")["spec"]["ports"][0]["port"] == 8080);
   CHECK(store.contains("default/c"));
@@ -183,7 +198,8 @@ TEST_CASE("a paginated list follows continue tokens and syncs once",
   REQUIRE(WaitUntil([&] { return !Watches(server).empty(); }));
   reflector.Stop();
 
-  CHECK(reflector.Snapshot().size() == 5);
+  CHECK(reflector.Keys().size() == 5);
+  CHECK(recorder.Store().size() == 5);
   CHECK(Lists(server).size() == 3);
   auto updates = recorder.Updates();
   REQUIRE(updates.size() == 1);  // one consistent snapshot, not per page
@@ -208,7 +224,7 @@ TEST_CASE("an expired continue token restarts the list from the beginning",
   REQUIRE(WaitUntil([&] { return !Watches(server).empty(); }));
   reflector.Stop();
   CHECK(Lists(server).size() == 4);  // a, 410, a again, b
-  CHECK(reflector.Snapshot().size() == 2);
+  CHECK(reflector.Keys() == std::vector<std::string>{"default/a", "default/b"});
 }
 
 TEST_CASE("a bookmark advances the resourceVersion without a delta",
@@ -247,10 +263,10 @@ TEST_CASE("a dropped watch resumes from the last resourceVersion without relisti
   Reflector reflector(ConfigFor(server), FastOptions(ServicesResource()),
                       nullptr);
   reflector.Start();
-  REQUIRE(WaitUntil([&] { return reflector.Get("default/y").has_value(); }));
+  REQUIRE(WaitUntil([&] { return reflector.Contains("default/y"); }));
   reflector.Stop();
   CHECK_FALSE(wrong_version);
-  CHECK(reflector.Get("default/x").has_value());
+  CHECK(reflector.Contains("default/x"));
   WatchState state = reflector.State();
   CHECK(state.lists == 1);
   CHECK(state.relists == 0);
@@ -305,7 +321,8 @@ TEST_CASE("HTTP 410 on the watch relists and the store converges",
   REQUIRE(WaitUntil([&] { return Watches(server).size() >= 2; }));
   reflector.Stop();
 
-  auto store = reflector.Snapshot();
+  auto store = recorder.Store();
+  CHECK(reflector.Keys().size() == 3);
   REQUIRE(store.size() == 3);
   CHECK(!store.contains("default/b"));
   CHECK(store.at("default/a")["spec"]["ports"][0]["port"] == 9090);
@@ -354,13 +371,21 @@ TEST_CASE("an ERROR event with code 410 relists", "[reflector]") {
   reflector.Start();
   REQUIRE(WaitUntil([&] { return reflector.State().resource_version == "40"; }));
   reflector.Stop();
-  auto store = reflector.Snapshot();
+  auto store = recorder.Store();
+  CHECK(reflector.Keys() == std::vector<std::string>{"default/z"});
   REQUIRE(store.size() == 1);
   CHECK(store.contains("default/z"));
   CHECK(reflector.State().relists == 1);
   auto updates = recorder.Updates();
   REQUIRE(updates.size() == 3);  // list, ADDED e, relist diff
   CHECK(updates[2].deltas.size() == 3);  // -a, -e, +z
+  // The store keeps no copy: a relist's deletion names the object only.
+  const Delta& gone = updates[2].deltas[0];
+  CHECK(gone.type == DeltaType::kDeleted);
+  CHECK(gone.key == "default/a");
+  CHECK(gone.object["metadata"] ==
+        nlohmann::json{{"namespace", "default"}, {"name", "a"}});
+  CHECK(gone.object["kind"] == "Service");
 }
 
 TEST_CASE("an ERROR event other than 410 reconnects without relisting",
@@ -391,7 +416,7 @@ TEST_CASE("a stalled watch is detected and reconnected within the bound",
   options.stall_timeout = absl::Milliseconds(300);
   Reflector reflector(ConfigFor(server), options, nullptr);
   reflector.Start();
-  REQUIRE(WaitUntil([&] { return reflector.Get("default/late").has_value(); }));
+  REQUIRE(WaitUntil([&] { return reflector.Contains("default/late"); }));
   reflector.Stop();
   auto watches = Watches(server);
   REQUIRE(watches.size() >= 2);
@@ -483,10 +508,10 @@ TEST_CASE("malformed list bodies and watch lines are errors, then recovery",
   Reflector reflector(ConfigFor(server), FastOptions(ServicesResource()),
                       nullptr);
   reflector.Start();
-  REQUIRE(WaitUntil([&] { return reflector.Get("default/ok").has_value(); }));
+  REQUIRE(WaitUntil([&] { return reflector.Contains("default/ok"); }));
   reflector.Stop();
-  CHECK_FALSE(reflector.Get("default/never").has_value());
-  CHECK_FALSE(reflector.Get("default/w").has_value());
+  CHECK_FALSE(reflector.Contains("default/never"));
+  CHECK_FALSE(reflector.Contains("default/w"));
   WatchState state = reflector.State();
   CHECK(state.errors == 7);
   CHECK(state.lists == 1);
@@ -514,9 +539,9 @@ TEST_CASE("an EndpointSlice modified before its Service exists is stored",
   Reflector slices(ConfigFor(server), FastOptions(EndpointSlicesResource()),
                    recorder.Handler());
   slices.Start();
-  REQUIRE(WaitUntil([&] { return slices.Get("shop/web-abc").has_value(); }));
+  REQUIRE(WaitUntil([&] { return slices.Contains("shop/web-abc"); }));
   slices.Stop();
-  auto stored = *slices.Get("shop/web-abc");
+  auto stored = recorder.Store().at("shop/web-abc");
   CHECK(stored["apiVersion"] == "discovery.k8s.io/v1");
   CHECK(stored["endpoints"][0]["addresses"][0] == "10.0.0.5");
   auto updates = recorder.Updates();
