@@ -199,7 +199,8 @@ struct FakeCluster {
     return {.deltas = {{known ? DeltaType::kUpdated : DeltaType::kAdded, key, std::move(object)}},
             .synced = true};
   }
-  ReflectorUpdate Remove(Kind kind, const std::string& key) {
+  // `key` by value: callers pass the store's own key, which erase frees.
+  ReflectorUpdate Remove(Kind kind, std::string key) {
     Json last = store[kind].at(key);
     store[kind].erase(key);
     return {.deltas = {{DeltaType::kDeleted, key, std::move(last)}}, .synced = true};
