@@ -36,6 +36,10 @@ struct dpv2_ct_key {
 #define DPV2_CT_F_NODEPORT (1u << 5)
 #define DPV2_CT_F_POLICY_DENIED (1u << 6)
 
+/* The value only grows at its end, and a field added there reads zero for
+ * an entry an older build wrote: a restarted loader migrates pinned
+ * conntrack maps of a shorter layout by zero-extending each value
+ * (src/backends/ebpf/skeleton.cc). */
 struct dpv2_ct_value {
   __u64 expires_ns;  /* monotonic clock; the entry is dead when now >= expires */
   __u64 created_ns;

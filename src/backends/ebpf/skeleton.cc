@@ -10,7 +10,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace dpv2::ebpf {
 namespace {
@@ -80,6 +84,56 @@ void InstallLibbpfPrint() {
 absl::Status Reuse(bpf_map* map, const bpf_map* owner) {
   if (int err = bpf_map__reuse_fd(map, bpf_map__fd(owner)); err != 0) {
     return LibbpfError(absl::StrCat("XDP object: share map ", bpf_map__name(map)), err);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PinError(const bpf_map* map, const std::string& path, absl::string_view what) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "ebpf datapath: pinned map ", bpf_map__name(map), " (", path, "): ", what,
+      "; remove the pin to start this map empty (its state is lost)"));
+}
+
+// Copies every entry of the pinned map `from` into `to`, each value
+// zero-extended (or cut) to `to`'s value size: a conntrack value only grows
+// at its end, and zero is what every field added there means for an entry
+// the older programs wrote (include/dpv2/abi/ct.h). Arrays copy the indices
+// both sizes hold; a hash map that does not fit is an error.
+absl::Status CopyEntries(int from, const bpf_map_info& old_info, bpf_map* to) {
+  const bool per_cpu = old_info.type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+                       old_info.type == BPF_MAP_TYPE_PERCPU_HASH ||
+                       old_info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+  const bool array =
+      old_info.type == BPF_MAP_TYPE_ARRAY || old_info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+  const size_t cpus = per_cpu ? static_cast<size_t>(libbpf_num_possible_cpus()) : 1;
+  // Per-CPU values are laid out one per CPU, each rounded up to 8 bytes.
+  auto stride = [per_cpu](size_t size) { return per_cpu ? (size + 7) / 8 * 8 : size; };
+  const size_t old_size = old_info.value_size;
+  const size_t new_size = bpf_map__value_size(to);
+  std::vector<uint8_t> key(old_info.key_size), next(old_info.key_size);
+  std::vector<uint8_t> old_value(stride(old_size) * cpus), new_value(stride(new_size) * cpus);
+  const int to_fd = bpf_map__fd(to);
+  size_t copied = 0;
+  for (void* prev = nullptr; bpf_map_get_next_key(from, prev, next.data()) == 0;
+       key = next, prev = key.data()) {
+    if (array && *reinterpret_cast<const uint32_t*>(next.data()) >= bpf_map__max_entries(to)) {
+      continue;
+    }
+    if (bpf_map_lookup_elem(from, next.data(), old_value.data()) != 0) {
+      continue;  // deleted by the programs since get_next_key
+    }
+    std::fill(new_value.begin(), new_value.end(), 0);
+    for (size_t cpu = 0; cpu < cpus; ++cpu) {
+      memcpy(new_value.data() + cpu * stride(new_size), old_value.data() + cpu * stride(old_size),
+             std::min(old_size, new_size));
+    }
+    if (bpf_map_update_elem(to_fd, next.data(), new_value.data(), BPF_ANY) != 0) {
+      return LibbpfError(absl::StrCat("map ", bpf_map__name(to), ": copying entry ", copied + 1,
+                                      " of the pinned map (", bpf_map__max_entries(to),
+                                      " entries now, ", old_info.max_entries, " pinned)"),
+                         errno);
+    }
+    ++copied;
   }
   return absl::OkStatus();
 }
@@ -164,9 +218,108 @@ absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<DatapathSkeleton::Migration>>
+DatapathSkeleton::SetAsideIncompatiblePins() {
+  std::vector<Migration> migrations;
+  auto close_all = [&migrations] {
+    for (const Migration& m : migrations) {
+      close(m.old_fd);
+    }
+  };
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const char* pin = bpf_map__pin_path(map);
+    if (pin == nullptr) {
+      continue;
+    }
+    const std::string path = pin;
+    const int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+      if (errno == ENOENT) {
+        continue;  // Load creates and pins it
+      }
+      const int err = errno;
+      close_all();
+      return LibbpfError(absl::StrCat("open pinned map ", path), err);
+    }
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+      const int err = errno;
+      close(fd);
+      close_all();
+      return LibbpfError(absl::StrCat("inspect pinned map ", path), err);
+    }
+    // What libbpf compares before it reuses a pin.
+    const bool conntrack = map == skel_->maps.dpv2_ct_tcp || map == skel_->maps.dpv2_ct_other;
+    std::string refusal;
+    if (info.type != static_cast<uint32_t>(bpf_map__type(map))) {
+      refusal = absl::StrCat("map type ", info.type, ", this build's is ", bpf_map__type(map));
+    } else if (info.key_size != bpf_map__key_size(map)) {
+      refusal = absl::StrCat("key size ", info.key_size, ", this build's is ",
+                             bpf_map__key_size(map));
+    } else if (info.value_size != bpf_map__value_size(map) &&
+               !(conntrack && info.value_size < bpf_map__value_size(map))) {
+      refusal = absl::StrCat("value size ", info.value_size, ", this build's is ",
+                             bpf_map__value_size(map));
+    } else if (info.value_size == bpf_map__value_size(map) &&
+               info.max_entries == bpf_map__max_entries(map) &&
+               info.map_flags == bpf_map__map_flags(map)) {
+      close(fd);
+      continue;  // reused as it is
+    }
+    if (!refusal.empty()) {
+      close(fd);
+      close_all();
+      return PinError(map, path, refusal);
+    }
+    migrations.push_back({.map = map, .path = path, .old_fd = fd});
+  }
+  // Only once every pin is known to be usable: no pin moves on an error.
+  for (size_t i = 0; i < migrations.size(); ++i) {
+    if (unlink(migrations[i].path.c_str()) != 0) {
+      const int err = errno;
+      for (size_t j = 0; j < i; ++j) {
+        bpf_obj_pin(migrations[j].old_fd, migrations[j].path.c_str());
+      }
+      close_all();
+      return LibbpfError(absl::StrCat("set aside pinned map ", migrations[i].path), err);
+    }
+  }
+  return migrations;
+}
+
 absl::Status DatapathSkeleton::Load() {
+  DPV2_ASSIGN_OR_RETURN(std::vector<Migration> migrations, SetAsideIncompatiblePins());
+  // On any failure below, the old maps go back under their pins.
+  auto restore = [&migrations] {
+    for (const Migration& m : migrations) {
+      unlink(m.path.c_str());
+      bpf_obj_pin(m.old_fd, m.path.c_str());
+    }
+  };
+  struct CloseOld {
+    std::vector<Migration>* migrations;
+    ~CloseOld() {
+      for (const Migration& m : *migrations) {
+        close(m.old_fd);
+      }
+    }
+  } close_old{&migrations};
   if (int err = dpv2_tc__load(skel_); err != 0) {
+    restore();
     return LibbpfError("load (verifier or pinned map mismatch; see libbpf log)", err);
+  }
+  for (const Migration& m : migrations) {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    absl::Status copied = bpf_obj_get_info_by_fd(m.old_fd, &info, &len) == 0
+                              ? CopyEntries(m.old_fd, info, m.map)
+                              : LibbpfError(absl::StrCat("inspect pinned map ", m.path), errno);
+    if (!copied.ok()) {
+      restore();
+      return copied;
+    }
   }
   if (xdp_ != nullptr) {
     // Every state map is the tc object's; only per-CPU scratch space and the

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,6 +38,12 @@ class DatapathSkeleton {
                          uint64_t clock_offset_ns);
   // Every state map is pinned as <dir>/<map name>; existing pins are reused.
   absl::Status PinUnder(const std::string& dir);
+  // Verifies and loads the programs. A pin this configuration cannot reuse
+  // as it is (another size, flags, or a conntrack value of an older, shorter
+  // layout) is migrated: a new map takes its place and its entries are
+  // copied in, so a restart that resizes maps or upgrades the conntrack
+  // layout keeps established connections. A pin of another type or key, or
+  // any other value layout, is an error naming the map, and no pin changes.
   absl::Status Load();
   // Invalidates every conntrack entry's fast-path stamp (bpf/revision.h):
   // called after each apply, whatever it wrote, and by Load itself.
@@ -46,7 +53,15 @@ class DatapathSkeleton {
   dpv2_xdp* xdp() const { return xdp_; }  // null unless opened with XDP
 
  private:
+  // A pin set aside by Load: its map (held open) until the new one is
+  // loaded and filled.
+  struct Migration {
+    bpf_map* map;
+    std::string path;
+    int old_fd;
+  };
   DatapathSkeleton(dpv2_tc* skel, dpv2_xdp* xdp) : skel_(skel), xdp_(xdp) {}
+  absl::StatusOr<std::vector<Migration>> SetAsideIncompatiblePins();
   dpv2_tc* skel_;
   dpv2_xdp* xdp_;
   bool loaded_ = false;

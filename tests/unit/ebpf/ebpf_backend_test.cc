@@ -365,10 +365,37 @@ TEST_CASE("a restarted process finds its pinned maps: configuration and connecti
   CHECK(ParsePacket(out.outputs[0].frame).pkt.src.ToString() == "10.96.0.10");
   // Re-applying the same state is accepted (the model was rebuilt from maps).
   CHECK((*second)->Apply(ClusterIpBatch()).ok());
-  // A mismatched size cannot silently reuse the pinned maps.
+  // Another size is not reused as it is: the map is migrated, its entries
+  // copied into one of the new size (ebpf_restart covers conntrack).
   DatapathConfig other = SmallConfig();
   other.max_services = 128;
-  CHECK(!MakeEbpfBackend({.config = other, .pin_path = pin}).ok());
+  absl::StatusOr<std::unique_ptr<Backend>> resized =
+      MakeEbpfBackend({.config = other, .pin_path = pin});
+  REQUIRE(resized.ok());
+  absl::StatusOr<ChangeBatch> kept = (*resized)->DumpState();
+  absl::StatusOr<ChangeBatch> was = (*second)->DumpState();
+  REQUIRE(kept.ok());
+  REQUIRE(was.ok());
+  CHECK(kept->services_upsert.size() == was->services_upsert.size());
+  CHECK(!kept->services_upsert.empty());
+  // A size too small for the pinned entries (two endpoints) is refused, and
+  // the pins stay as they were for the next process.
+  REQUIRE(kept->endpoints_upsert.size() == 2);
+  DatapathConfig too_small = other;
+  too_small.max_endpoints = 1;
+  absl::StatusOr<std::unique_ptr<Backend>> refused =
+      MakeEbpfBackend({.config = too_small, .pin_path = pin});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(absl::StrContains(refused.status().message(), "dpv2_endpoints"));
+  resized->reset();
+  absl::StatusOr<std::unique_ptr<Backend>> next =
+      MakeEbpfBackend({.config = other, .pin_path = pin});
+  REQUIRE(next.ok());
+  absl::StatusOr<ChangeBatch> still = (*next)->DumpState();
+  REQUIRE(still.ok());
+  CHECK(still->endpoints_upsert.size() == 2);
+  CHECK(still->services_upsert.size() == kept->services_upsert.size());
+  next->reset();
   second->reset();
   umount2(dir, MNT_DETACH);
   rmdir(dir);

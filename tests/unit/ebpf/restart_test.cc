@@ -1,6 +1,7 @@
 // Restart adoption over pinned maps: an agent's backend instance goes away,
 // a new one opens the same pins, dumps them (inner Maglev tables included),
-// and fresh LbState/PolicyState adopt the dump. Needs root and BPF: exits 77
+// and fresh LbState/PolicyState adopt the dump; a restart with other map
+// sizes or an older conntrack layout migrates the pins. Needs root and BPF: exits 77
 // (skip) otherwise, unless CI=true.
 #define CATCH_CONFIG_RUNNER
 #include <sched.h>
@@ -8,11 +9,18 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
 
 #include "core/datapath/datapath_tables.h"
 #include "dpv2/ebpf.h"
@@ -72,8 +80,8 @@ void GivePolicy(PolicyState& p) {
                    LocalEndpoint{.ifindex = kPodIfindex}).ok());
 }
 
-std::unique_ptr<Backend> Open(const std::string& pin) {
-  absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend({.config = Config(),
+std::unique_ptr<Backend> Open(const std::string& pin, const DatapathConfig& config = Config()) {
+  absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend({.config = config,
                                                                 .pin_path = pin});
   INFO(b.status());
   REQUIRE(b.ok());
@@ -92,22 +100,69 @@ IpAddr Send(Backend& b, uint8_t flags, uint32_t seq) {
   return ParsePacket(out->outputs[0].frame).pkt.dst;
 }
 
+// A bpffs of the test's own, in a private mount namespace that keeps the
+// mount away from the host; unmounted and removed even when a check fails.
+class PrivateBpfFs {
+ public:
+  PrivateBpfFs() {
+    static const bool unshared = [] {
+      REQUIRE(unshare(CLONE_NEWNS) == 0);
+      REQUIRE(mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+      return true;
+    }();
+    (void)unshared;
+    REQUIRE(mkdtemp(dir_) != nullptr);
+    REQUIRE(mount("bpf", dir_, "bpf", 0, nullptr) == 0);
+  }
+  ~PrivateBpfFs() {
+    umount2(dir_, MNT_DETACH);
+    rmdir(dir_);
+  }
+  std::string Pin() const { return std::string(dir_) + "/node"; }
+
+ private:
+  char dir_[64] = "/tmp/dpv2-restart-pin-XXXXXX";
+};
+
+bpf_map_info PinnedInfo(const std::string& path) {
+  const int fd = bpf_obj_get(path.c_str());
+  REQUIRE(fd >= 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &len) == 0);
+  close(fd);
+  return info;
+}
+
+// Replaces the pinned map at `path` by one of the same type, key and size
+// whose values are `value_size` bytes: each entry's first bytes, as a build
+// with a shorter value layout would have left them.
+void RepinWithValueSize(const std::string& path, uint32_t value_size) {
+  const int fd = bpf_obj_get(path.c_str());
+  REQUIRE(fd >= 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &len) == 0);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = info.map_flags);
+  const int shorter = bpf_map_create(static_cast<bpf_map_type>(info.type), info.name,
+                                     info.key_size, value_size, info.max_entries, &opts);
+  REQUIRE(shorter >= 0);
+  std::vector<uint8_t> key(info.key_size), next(info.key_size), value(info.value_size);
+  for (void* prev = nullptr; bpf_map_get_next_key(fd, prev, next.data()) == 0;
+       key = next, prev = key.data()) {
+    REQUIRE(bpf_map_lookup_elem(fd, next.data(), value.data()) == 0);
+    REQUIRE(bpf_map_update_elem(shorter, next.data(), value.data(), BPF_ANY) == 0);
+  }
+  REQUIRE(unlink(path.c_str()) == 0);
+  REQUIRE(bpf_obj_pin(shorter, path.c_str()) == 0);
+  close(shorter);
+  close(fd);
+}
+
 TEST_CASE("an agent restarted over pinned maps adopts them: nothing to apply, and the "
           "connection keeps its backend") {
-  // A private mount namespace keeps the bpffs mount away from the host.
-  REQUIRE(unshare(CLONE_NEWNS) == 0);
-  REQUIRE(mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
-  char dir[] = "/tmp/dpv2-restart-pin-XXXXXX";
-  REQUIRE(mkdtemp(dir) != nullptr);
-  REQUIRE(mount("bpf", dir, "bpf", 0, nullptr) == 0);
-  struct Unmount {
-    char* dir;
-    ~Unmount() {
-      umount2(dir, MNT_DETACH);
-      rmdir(dir);
-    }
-  } unmount{dir};
-  const std::string pin = std::string(dir) + "/node";
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
 
   ChangeBatch applied;
   IpAddr chosen;
@@ -155,6 +210,86 @@ TEST_CASE("an agent restarted over pinned maps adopts them: nothing to apply, an
   for (uint32_t seq : {1001u, 1101u}) {
     CHECK(Send(*second, kTcpAck, seq) == chosen);
   }
+}
+
+TEST_CASE("a restart that resizes the conntrack maps, over entries of the older 72-byte "
+          "layout, migrates every entry: the connection keeps its entry and its backend") {
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
+  std::vector<ConntrackEntry> before;
+  IpAddr chosen;
+  {
+    std::unique_ptr<Backend> first = Open(pin);
+    LbState lb = NewLb({Web(3)});
+    PolicyState policy({.node_name = "node-a"});
+    GivePolicy(policy);  // the client pod's endpoint
+    ChangeBatch batch = lb.Diff();
+    batch.Append(policy.Diff());
+    REQUIRE(first->Apply(batch).ok());
+    chosen = Send(*first, kTcpSyn, 1000);
+    absl::StatusOr<std::vector<ConntrackEntry>> ct = first->DumpConntrack();
+    REQUIRE(ct.ok());
+    before = *std::move(ct);
+    REQUIRE(!before.empty());
+  }
+  constexpr uint32_t kOldValueSize = 72;  // before revision and in_ifindex
+  RepinWithValueSize(pin + "/dpv2_ct_tcp", kOldValueSize);
+
+  DatapathConfig bigger = Config();
+  bigger.ct_tcp_entries *= 2;
+  std::unique_ptr<Backend> second = Open(pin, bigger);
+  const bpf_map_info migrated = PinnedInfo(pin + "/dpv2_ct_tcp");
+  CHECK(migrated.value_size == sizeof(dpv2_ct_value));
+  CHECK(migrated.max_entries == bigger.ct_tcp_entries);
+  absl::StatusOr<std::vector<ConntrackEntry>> after = second->DumpConntrack();
+  REQUIRE(after.ok());
+  REQUIRE(after->size() == before.size());
+  auto by_key = [](const ConntrackEntry& a, const ConntrackEntry& b) {
+    return memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
+  };
+  std::sort(before.begin(), before.end(), by_key);
+  std::sort(after->begin(), after->end(), by_key);
+  const uint8_t zeros[sizeof(dpv2_ct_value) - kOldValueSize] = {};
+  for (size_t i = 0; i < before.size(); ++i) {
+    CHECK(memcmp(&before[i].key, &(*after)[i].key, sizeof(dpv2_ct_key)) == 0);
+    const auto* old_value = reinterpret_cast<const uint8_t*>(&before[i].value);
+    const auto* new_value = reinterpret_cast<const uint8_t*>(&(*after)[i].value);
+    CHECK(memcmp(old_value, new_value, kOldValueSize) == 0);
+    CHECK(memcmp(new_value + kOldValueSize, zeros, sizeof(zeros)) == 0);
+  }
+
+  // The same Service (Maglev would pick the same backend for a new
+  // connection too, so the entry count shows the packet found the old one).
+  LbState lb = NewLb({Web(3)});
+  absl::StatusOr<ChangeBatch> dump = second->DumpState();
+  REQUIRE(dump.ok());
+  REQUIRE(lb.Adopt(*dump).ok());
+  CHECK(lb.Diff().empty());
+  CHECK(dump->endpoints_upsert.size() == 1);
+  CHECK(Send(*second, kTcpAck, 1001) == chosen);
+  absl::StatusOr<std::vector<ConntrackEntry>> later = second->DumpConntrack();
+  REQUIRE(later.ok());
+  CHECK(later->size() == before.size());
+}
+
+TEST_CASE("a pinned map this build cannot migrate (another value layout) fails the load with "
+          "its name, and no pin moves") {
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
+  { Open(pin); }
+  RepinWithValueSize(pin + "/dpv2_backends", 8);
+  const uint32_t ct_id = PinnedInfo(pin + "/dpv2_ct_tcp").id;
+
+  DatapathConfig bigger = Config();
+  bigger.ct_tcp_entries *= 2;  // would migrate, if the load could go on
+  absl::StatusOr<std::unique_ptr<Backend>> refused =
+      MakeEbpfBackend({.config = bigger, .pin_path = pin});
+  REQUIRE_FALSE(refused.ok());
+  INFO(refused.status());
+  CHECK(absl::StrContains(refused.status().message(), "dpv2_backends"));
+  CHECK(absl::StrContains(refused.status().message(), "value size 8"));
+  CHECK(PinnedInfo(pin + "/dpv2_ct_tcp").id == ct_id);
+  CHECK(PinnedInfo(pin + "/dpv2_backends").value_size == 8);
 }
 
 }  // namespace
