@@ -10,6 +10,7 @@
 #include "core/status_macros.h"
 #include "dpv2/ebpf.h"
 #include "measure.h"
+#include "../../unit/agent/forwarding_backend.h"
 #include "nlohmann/json.hpp"
 
 namespace dpv2::bench {
@@ -162,42 +163,27 @@ std::vector<nlohmann::json> ServiceObjects(const BenchService& s) {
   return out;
 }
 
-// dpv2 on the eBPF backend, fed through the agent's code path: API objects
-// decoded (AddObject), ClusterView::Update (the whole LIST at load, then a
-// change set per watch), ClusterView::ApplyTo.
 // The eBPF backend with the time its Apply calls take (the datapath's part
 // of ApplyTo, apart from the core's diff), summed until read.
-class TimedBackend : public Backend {
+class TimedBackend : public agent::testing::ForwardingBackend {
  public:
-  explicit TimedBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  using ForwardingBackend::ForwardingBackend;
   double TakeApplyMs() { return std::exchange(apply_ms_, 0.0); }
 
-  absl::string_view Name() const override { return inner_->Name(); }
   absl::Status Apply(const ChangeBatch& batch) override {
     const absl::Time start = absl::Now();
-    absl::Status s = inner_->Apply(batch);
+    absl::Status s = inner().Apply(batch);
     apply_ms_ += absl::ToDoubleMilliseconds(absl::Now() - start);
     return s;
   }
-  absl::StatusOr<ChangeBatch> DumpState() override { return inner_->DumpState(); }
-  absl::StatusOr<PacketOutcome> RunPacket(const PacketInput& input) override {
-    return inner_->RunPacket(input);
-  }
-  absl::StatusOr<Counters> ReadCounters() override { return inner_->ReadCounters(); }
-  absl::StatusOr<std::vector<FlowEvent>> DrainEvents(size_t max_events) override {
-    return inner_->DrainEvents(max_events);
-  }
-  absl::StatusOr<std::vector<ConntrackEntry>> DumpConntrack() override {
-    return inner_->DumpConntrack();
-  }
-  absl::Status FlushConntrack() override { return inner_->FlushConntrack(); }
-  absl::StatusOr<GcStats> CollectGarbage() override { return inner_->CollectGarbage(); }
 
  private:
-  std::unique_ptr<Backend> inner_;
   double apply_ms_ = 0;
 };
 
+// dpv2 on the eBPF backend, fed through the agent's code path: API objects
+// decoded (AddObject), ClusterView::Update (the whole LIST at load, then a
+// change set per watch), ClusterView::ApplyTo.
 class Dpv2System : public PeerSystem {
  public:
   Dpv2System(std::unique_ptr<NodeLab> lab, const PeerSystemOptions& options)
