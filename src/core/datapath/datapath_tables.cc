@@ -493,6 +493,7 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch) {
 absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
   DPV2_RETURN_IF_ERROR(Validate(batch));
   ApplyValidated(batch);
+  revision_ = NextTablesRevision();
   return absl::OkStatus();
 }
 

@@ -27,6 +27,7 @@
 #include "core/datapath/abi_key.h"
 #include "core/datapath/flat_table.h"
 #include "core/datapath/lpm_table.h"
+#include "core/datapath/tables_revision.h"
 #include "core/policy/policy_map.h"
 #include "dpv2/abi/abi.h"
 #include "dpv2/batch.h"
@@ -118,6 +119,10 @@ class DatapathTables {
   ChangeBatch Dump() const;
 
   const DatapathConfig& config() const { return config_; }
+  // Changes at every successful Apply and differs between tables objects
+  // (tables_revision.h): a conntrack entry checked at this revision needs
+  // no check again while it holds (the established fast path, pipeline.cc).
+  uint32_t revision() const { return revision_; }
   size_t service_count() const { return services_.size(); }
   size_t backend_count() const { return backends_.size(); }
   size_t table_count() const { return tables_.size(); }
@@ -134,6 +139,7 @@ class DatapathTables {
   void ApplyValidated(const ChangeBatch& batch);
 
   DatapathConfig config_;
+  uint32_t revision_ = NextTablesRevision();
   // Keys stored normalized (clear padding).
   FlatTable<dpv2_lb_key, dpv2_lb_value> services_;
   FlatTable<uint32_t, dpv2_backend> backends_;

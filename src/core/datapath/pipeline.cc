@@ -90,6 +90,15 @@ bool ReopensEntry(const dpv2_ct_value& value, uint8_t proto, uint8_t tcp_flags) 
          (value.flags & kCtClosing) != 0;
 }
 
+// Forward packets the established fast path may serve (docs/datapath.md,
+// "Established fast path"): port-bearing, whole, not an ICMP error, not a
+// TCP SYN (a new or reopening connection, which the full pipeline handles
+// and stamps).
+bool FastPathCandidate(const ParsedPacket& pkt) {
+  return HasPorts(pkt.proto) && !pkt.is_fragment && !pkt.is_icmp_error &&
+         !(pkt.proto == DPV2_PROTO_TCP && (pkt.tcp_flags & kTcpSyn));
+}
+
 // The first pass over a frame: parse, and the keys (and hashes) of the
 // lookups every IP frame makes, which the burst prefetches.
 void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, PreparedFrame* p) {
@@ -178,13 +187,46 @@ class PacketRun {
     bool identities_pending = false;
   };
 
+  // The established fast path: a forward packet whose conntrack entry was
+  // stamped at the current tables revision by a packet from the same place
+  // would pass anti-spoofing and policy again and find the same frontend
+  // and backend, so it skips them (a SERVICE entry needs its backend and
+  // flow entry, a plain entry nothing more). False when the full pipeline
+  // must run; nothing has changed then.
+  bool ForwardFast(FrameResult* result);
+  // The entry a reply of this packet's connection is tracked under (stage 6).
+  dpv2_ct_value* ReplyEntry() {
+    return LookedUp(prepared_.reply_entry)
+               ? Live(prepared_.reply_entry)
+               : state_.conntrack.Find(prepared_.reply_key, prepared_.reply_hash, now_);
+  }
+  // A forward packet passed anti-spoofing and policy: its entry remembers
+  // the tables revision, the ingress and the policy directions that allowed
+  // it (the layout eBPF stamps: abi/ct.h).
+  void Stamp(dpv2_ct_value& e) const {
+    e.revision = tables_.revision();
+    e.in_ifindex = ifindex_;
+    e.cache_flags =
+        static_cast<uint8_t>((entry_ == Entry::kFromPod ? DPV2_CT_C_FROM_POD : 0) | policy_checked_);
+  }
+  bool StampCurrent(const dpv2_ct_value& e) const {
+    return e.revision == tables_.revision() && e.in_ifindex == ifindex_ &&
+           ((e.cache_flags & DPV2_CT_C_FROM_POD) != 0) == (entry_ == Entry::kFromPod);
+  }
+  // POLICY_ALLOWED counts every lookup the full pipeline would have made.
+  void CountStampedPolicy(const dpv2_ct_value& e) {
+    state_.counters[DPV2_CNT_POLICY_ALLOWED] +=
+        ((e.cache_flags & DPV2_CT_C_EGRESS) != 0) + ((e.cache_flags & DPV2_CT_C_INGRESS) != 0);
+  }
+
   FrameResult HandleRelatedIcmp(bool* handled);
   FrameResult HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key);
   FrameResult HandleService(const dpv2_lb_value& svc);
   FrameResult HandlePlainFlow();
 
   // Policy after translation; NONE when allowed. Emits verdict events for a
-  // new connection.
+  // new connection; policy_checked_ names the directions whose lookup
+  // allowed it.
   dpv2_drop_reason CheckPolicy(Flow& flow, bool new_connection);
   uint32_t IdentityOf(const dpv2_addr& addr);
   void ResolveIdentities(Flow& flow);
@@ -243,6 +285,7 @@ class PacketRun {
   };
   std::array<KnownEndpoint, 4> known_endpoints_;
   size_t known_count_ = 0;
+  uint8_t policy_checked_ = 0;  // DPV2_CT_C_EGRESS | DPV2_CT_C_INGRESS
 
   const ParsedPacket& pkt_ = prepared_.parsed->pkt;
   uint8_t family_ = 0;
@@ -276,6 +319,20 @@ FrameResult PacketRun::Run() {
     return FrameResult{.verdict = Verdict::kPass};
   }
 
+  // Stage 6's reply lookup first for a fast-path candidate: a forward packet
+  // of a stamped connection then needs nothing else before its own entry.
+  // Only lookups happen before anti-spoofing, so a packet the fast path
+  // declines meets the stages in their order.
+  dpv2_ct_value* reply = nullptr;
+  bool reply_known = false;
+  if (FastPathCandidate(pkt_)) {
+    reply = ReplyEntry();
+    reply_known = true;
+    if (FrameResult r; reply == nullptr && ForwardFast(&r)) {
+      return r;
+    }
+  }
+
   if (entry_ == Entry::kFromPod) {
     const dpv2_endpoint_value* ep = EndpointOf(saddr_);
     if (ep == nullptr || ep->ifindex != ifindex_) {
@@ -299,13 +356,13 @@ FrameResult PacketRun::Run() {
 
   // The reply direction first: a reply of a tracked flow is never a new
   // connection, whatever its destination port.
-  // (Prepare keyed every IP frame that is not a fragment.)
-  if (dpv2_ct_value* entry = LookedUp(prepared_.reply_entry)
-                                  ? Live(prepared_.reply_entry)
-                                  : state_.conntrack.Find(prepared_.reply_key,
-                                                          prepared_.reply_hash, now_);
-      entry != nullptr) {
-    return HandleReply(*entry, prepared_.reply_key);
+  // (Prepare keyed every IP frame that is not a fragment; nothing changed
+  // conntrack since the fast path looked.)
+  if (!reply_known) {
+    reply = ReplyEntry();
+  }
+  if (reply != nullptr) {
+    return HandleReply(*reply, prepared_.reply_key);
   }
 
   if (HasPorts(proto_)) {
@@ -324,6 +381,52 @@ FrameResult PacketRun::Run() {
     }
   }
   return HandlePlainFlow();
+}
+
+bool PacketRun::ForwardFast(FrameResult* result) {
+  const uint32_t bytes = static_cast<uint32_t>(frame_.size());
+  const ConntrackTimeouts& timeouts = state_.conntrack.timeouts();
+  dpv2_ct_value* service_entry =
+      LookedUp(prepared_.service_entry)
+          ? Live(prepared_.service_entry)
+          : state_.conntrack.Find(prepared_.service_ct_key, prepared_.service_ct_hash, now_);
+  if (service_entry == nullptr) {
+    // A plain flow: its entry is keyed like the SERVICE one, without the flag.
+    dpv2_ct_key key = prepared_.service_ct_key;
+    key.flags = 0;
+    dpv2_ct_value* entry = state_.conntrack.Find(key, ConntrackTable::Hash(key), now_);
+    if (entry == nullptr || !StampCurrent(*entry)) {
+      return false;
+    }
+    CountStampedPolicy(*entry);
+    UpdateConntrackEntry(*entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                         timeouts);
+    *result = Deliver(daddr_);
+    return true;
+  }
+  if (!StampCurrent(*service_entry)) {
+    return false;
+  }
+  const dpv2_backend* backend = BackendOf(service_entry->backend_id);
+  if (backend == nullptr) {
+    return false;  // deleted: the full pipeline chooses again
+  }
+  dpv2_ct_key scratch;
+  uint64_t flow_hash;
+  const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
+  dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
+  if (flow_entry == nullptr) {
+    return false;  // the full pipeline recreates it
+  }
+  CountStampedPolicy(*service_entry);
+  UpdateConntrackEntry(*service_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes,
+                       now_, timeouts);
+  UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
+                       timeouts);
+  state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
+  RewriteDestinationAbi(frame_, pkt_, backend->addr, ntohs(backend->port));
+  *result = Deliver(backend->addr);
+  return true;
 }
 
 PacketRun::Flow PacketRun::PacketFlow() const {
@@ -467,6 +570,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
                          now_, timeouts);
     UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                          timeouts);
+    Stamp(*service_entry);
     state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
     RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
     return Deliver(flow.daddr);
@@ -534,6 +638,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   value.service_id = svc.service_id;
   value.src_identity = flow.src_identity;
   value.dst_identity = flow.dst_identity;
+  Stamp(value);
   // A reopened or re-chosen connection overwrites its SERVICE entry in place,
   // so only a brand-new one can find the table full.
   bool new_service_key = false;
@@ -546,6 +651,10 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   uint64_t flow_hash;
   const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
   value.flags |= DPV2_CT_F_REV_NAT;
+  // Forward packets find the SERVICE entry: the flow entry carries no stamp.
+  value.revision = 0;
+  value.in_ifindex = 0;
+  value.cache_flags = 0;
   const size_t slots = state_.conntrack.capacity();
   dpv2_ct_value* new_flow = state_.conntrack.Create(flow_key, flow_hash, value);
   if (new_flow == nullptr) {
@@ -607,6 +716,7 @@ FrameResult PacketRun::HandlePlainFlow() {
     value.created_ns = now_;
     value.src_identity = flow.src_identity;
     value.dst_identity = flow.dst_identity;
+    Stamp(value);
     entry = state_.conntrack.Create(key, hash, value);
     if (entry == nullptr) {
       return Drop(DPV2_DROP_CT_FULL, &flow);
@@ -615,6 +725,7 @@ FrameResult PacketRun::HandlePlainFlow() {
   }
   UpdateConntrackEntry(*entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        state_.conntrack.timeouts());
+  Stamp(*entry);
   if (reopened) {
     state_.counters[DPV2_CNT_CT_REOPENED] += 1;
   }
@@ -662,6 +773,7 @@ dpv2_drop_reason PacketRun::CheckPolicy(Flow& flow, bool new_connection) {
     uint8_t dir;
     uint32_t flag;
   };
+  policy_checked_ = 0;
   const dpv2_endpoint_value* src_ep = entry_ == Entry::kFromPod ? EndpointOf(flow.saddr) : nullptr;
   const dpv2_endpoint_value* dst_ep = EndpointOf(flow.daddr);
   const Direction directions[] = {
@@ -688,6 +800,7 @@ dpv2_drop_reason PacketRun::CheckPolicy(Flow& flow, bool new_connection) {
     if (!allowed) {
       return DPV2_DROP_POLICY_DENY;
     }
+    policy_checked_ |= d.dir == DPV2_DIR_EGRESS ? DPV2_CT_C_EGRESS : DPV2_CT_C_INGRESS;
   }
   return DPV2_DROP_NONE;
 }

@@ -14,6 +14,7 @@
 #include "core/datapath/pipeline.h"
 #include "dpv2/net.h"
 #include "dpv2/packet.h"
+#include "pipeline_fixtures.h"
 
 namespace dpv2 {
 namespace {
@@ -21,8 +22,6 @@ namespace {
 constexpr uint32_t kM = 7;
 constexpr uint32_t kBackendIfindex = 7;
 constexpr uint64_t kNow = 5'000'000'000;
-
-dpv2_addr Addr(const char* text) { return IpAddr::Parse(text)->ToAbi(); }
 
 DatapathConfig Config(uint32_t ct_tcp_entries = 1024) {
   DatapathConfig c;
@@ -36,35 +35,8 @@ DatapathConfig Config(uint32_t ct_tcp_entries = 1024) {
 
 // 10.96.0.1:80/TCP -> one backend, 10.0.0.1:8080, a local pod on ifindex 7.
 ChangeBatch OneService() {
-  ChangeBatch b;
-  BackendEntry be{.id = 1, .value = {}};
-  be.value.addr = Addr("10.0.0.1");
-  be.value.port = htons(8080);
-  be.value.proto = DPV2_PROTO_TCP;
-  be.value.family = DPV2_FAMILY_V4;
-  b.backends_upsert = {be};
-  b.tables_upsert = {LookupTable{.id = 1, .slots = std::vector<uint32_t>(kM, 1)}};
-  ServiceEntry s{};
-  s.key.addr = Addr("10.96.0.1");
-  s.key.port = htons(80);
-  s.key.proto = DPV2_PROTO_TCP;
-  s.key.family = DPV2_FAMILY_V4;
-  s.key.scope = DPV2_LB_SCOPE_EXT;
-  s.value.service_id = 100;
-  s.value.table_id = 1;
-  s.value.backend_count = 1;
-  b.services_upsert = {s};
-  EndpointEntry ep{};
-  ep.key.addr = be.value.addr;
-  ep.key.family = DPV2_FAMILY_V4;
-  ep.value.endpoint_id = 1;
-  ep.value.ifindex = kBackendIfindex;
-  ep.value.identity = 1000;
-  const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
-  const uint8_t host_mac[6] = {2, 0, 0, 0, 0, 2};
-  std::memcpy(ep.value.mac, mac, 6);
-  std::memcpy(ep.value.host_mac, host_mac, 6);
-  b.endpoints_upsert = {ep};
+  ChangeBatch b = OneServiceBatch("10.0.0.1", kM);
+  b.endpoints_upsert = {Pod("10.0.0.1", 1, kBackendIfindex, 1000, 0)};
   return b;
 }
 
@@ -81,14 +53,6 @@ Input ToService(const char* client, uint16_t sport, uint8_t flags) {
 Input FromBackend(const char* client, uint16_t cport, uint8_t flags) {
   return {PacketBuilder().IPv4("10.0.0.1", client).Tcp(8080, cport, flags).Build(),
           Entry::kFromPod, kBackendIfindex};
-}
-
-std::vector<ConntrackEntry> SortedDump(const ConntrackTable& ct) {
-  std::vector<ConntrackEntry> d = ct.Dump();
-  std::sort(d.begin(), d.end(), [](const ConntrackEntry& a, const ConntrackEntry& b) {
-    return std::memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
-  });
-  return d;
 }
 
 // Runs `inputs` as one burst on one state and frame by frame on another,
