@@ -23,6 +23,9 @@
 //   view_bench --quick    1,000 Services, few repeats (smoke test)
 //   view_bench --max 3000 sizes up to 3,000 only
 //   view_bench --changes 50  50 endpoint changes per size (default 200)
+//   view_bench --size 10000 --pods 0 --policies 0   one size, Services and
+//                         endpoints only (--pods: pods per Service, 0-10,
+//                         default 5; --policies: per 100 Services, default 10)
 #include <malloc.h>
 
 #include <algorithm>
@@ -90,8 +93,14 @@ Json SliceJson(int service, const std::vector<bool>& ready, int count = kEndpoin
           {"endpoints", std::move(endpoints)}};
 }
 
+// The mix of objects besides Services and their slices.
+struct Mix {
+  int pods_per_service = kEndpointsPerService / 2;
+  int policies_per_100 = 10;
+};
+
 // The API objects of the cluster of size `services` (see the file comment).
-std::vector<Json> MakeCluster(int services) {
+std::vector<Json> MakeCluster(int services, const Mix& mix) {
   std::vector<Json> out;
   out.push_back({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "default"}}}});
   for (int n = 0; n < kNodes; ++n) {
@@ -115,7 +124,8 @@ std::vector<Json> MakeCluster(int services) {
                      {"selector", {{"app", Name(i)}}},
                      {"ports", {{{"name", "http"}, {"port", 80}, {"targetPort", 8080}}}}}}});
     out.push_back(SliceJson(i, all_ready));
-    for (int j = 0; j < kEndpointsPerService; j += 2) {  // half the endpoints have a pod
+    for (int p = 0; p < mix.pods_per_service; ++p) {  // by default half the endpoints have a pod
+      const int j = (p * 2) % kEndpointsPerService + (p * 2) / kEndpointsPerService;
       const int e = i * kEndpointsPerService + j;
       const std::string ip = EndpointIp(e).ToString();
       out.push_back({{"apiVersion", "v1"},
@@ -125,9 +135,10 @@ std::vector<Json> MakeCluster(int services) {
                      {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}});
     }
   }
-  for (int p = 0; p < services / 10; ++p) {
-    const int to = p * 10;
-    const int from = (p * 10 + 1) % services;
+  const int stride = mix.policies_per_100 > 0 ? 100 / mix.policies_per_100 : 0;
+  for (int p = 0; stride > 0 && p < services * mix.policies_per_100 / 100; ++p) {
+    const int to = p * stride;
+    const int from = (p * stride + 1) % services;
     out.push_back(
         {{"apiVersion", "networking.k8s.io/v1"},
          {"kind", "NetworkPolicy"},
@@ -236,8 +247,8 @@ std::optional<KindBytes> HeapPerKind(int services, const std::vector<Json>& clus
   return k;
 }
 
-int Run(int services, int full_repeats, int change_repeats) {
-  const std::vector<Json> cluster = MakeCluster(services);
+int Run(int services, const Mix& mix, int full_repeats, int change_repeats) {
+  const std::vector<Json> cluster = MakeCluster(services, mix);
   const dpv2::DatapathConfig config = BenchConfig(services);
   Phases full;
   size_t objects_heap = 0, view_heap = 0, object_count = 0;
@@ -323,6 +334,10 @@ int Run(int services, int full_repeats, int change_repeats) {
   view.reset();
   backend.reset();
   objects.reset();
+  if (mix.pods_per_service == 0 || mix.policies_per_100 == 0) {
+    std::fflush(stdout);
+    return 0;  // the per-kind stages need every kind
+  }
   if (std::optional<KindBytes> k = HeapPerKind(services, cluster)) {
     std::printf(
         "%8d %-12s applied, per object (view + sim tables): Service %.0f B, endpoint %.0f B, "
@@ -342,6 +357,8 @@ int main(int argc, char** argv) {
   bool quick = false;
   int max = 10000;
   int changes = 0;
+  int size = 0;
+  Mix mix;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
@@ -349,24 +366,34 @@ int main(int argc, char** argv) {
       max = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--changes") == 0 && i + 1 < argc) {
       changes = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+      size = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--pods") == 0 && i + 1 < argc) {
+      mix.pods_per_service = std::clamp(std::atoi(argv[++i]), 0, kEndpointsPerService);
+    } else if (std::strcmp(argv[i], "--policies") == 0 && i + 1 < argc) {
+      mix.policies_per_100 = std::clamp(std::atoi(argv[++i]), 0, 100);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--max SERVICES] [--changes N]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--max SERVICES] [--size SERVICES] [--changes N] "
+                   "[--pods PER_SERVICE] [--policies PER_100_SERVICES]\n",
+                   argv[0]);
       return 2;
     }
   }
   std::printf(
-      "API objects -> ClusterView -> sim backend; N Services x %d endpoints, N/2 x 10 pods, "
-      "N/10 NetworkPolicies\ntimes in ms, median and p99 per phase\n",
-      kEndpointsPerService);
+      "API objects -> ClusterView -> sim backend; N Services x %d endpoints, %d pods per Service, "
+      "%d NetworkPolicies per 100 Services\ntimes in ms, median and p99 per phase\n",
+      kEndpointsPerService, mix.pods_per_service, mix.policies_per_100);
   std::printf("%8s %-12s %19s | %19s | %19s | %19s | %19s |\n", "services", "", "decode",
               "Update", "diff", "apply", "total");
-  for (int services : {1000, 3000, 10000}) {
+  const std::vector<int> sizes = size > 0 ? std::vector<int>{size} : std::vector<int>{1000, 3000, 10000};
+  for (int services : sizes) {
     if (services > max || (quick && services > 1000)) {
       continue;
     }
     const int full_repeats = quick ? 1 : (services >= 10000 ? 3 : 5);
     const int change_repeats = changes > 0 ? changes : quick ? 20 : 200;
-    if (int rc = Run(services, full_repeats, change_repeats); rc != 0) {
+    if (int rc = Run(services, mix, full_repeats, change_repeats); rc != 0) {
       return rc;
     }
   }
