@@ -4,6 +4,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/pkt_cls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -30,7 +33,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "bpf/bpf.h"
+#include "bpf/libbpf.h"
 #include "core/status_macros.h"
+#include "dpv2/checksum.h"
 
 namespace dpv2::bench {
 namespace {
@@ -328,6 +334,164 @@ absl::StatusOr<double> RequestRate(const netlab::Netns& client, const IpAddr& ad
     CloseWithReset(fd.get());
   }
   return done / seconds;
+}
+
+namespace {
+
+// The flood's frame: Ethernet, IPv4 (DSCP kFloodDscp, DF), TCP ACK, no data.
+std::vector<uint8_t> FloodFrame(const netlab::Pod& client, const IpAddr& dst, uint16_t port,
+                                uint16_t source_port) {
+  std::vector<uint8_t> f(ETH_HLEN + 20 + 20, 0);
+  std::memcpy(&f[0], client.host().mac.bytes.data(), 6);  // the pod's gateway
+  std::memcpy(&f[6], client.eth0().mac.bytes.data(), 6);
+  f[12] = ETH_P_IP >> 8;
+  f[13] = ETH_P_IP & 0xff;
+  uint8_t* ip = &f[ETH_HLEN];
+  ip[0] = 0x45;
+  ip[1] = kFloodDscp << 2;
+  ip[3] = 40;
+  ip[6] = 0x40;  // DF
+  ip[8] = 64;
+  ip[9] = IPPROTO_TCP;
+  std::memcpy(ip + 12, client.ip().bytes().data(), 4);
+  std::memcpy(ip + 16, dst.bytes().data(), 4);
+  const uint16_t ip_sum = InternetChecksum(absl::MakeConstSpan(ip, 20));
+  ip[10] = ip_sum >> 8;
+  ip[11] = ip_sum & 0xff;
+  uint8_t* tcp = ip + 20;
+  tcp[0] = source_port >> 8;
+  tcp[1] = source_port & 0xff;
+  tcp[2] = port >> 8;
+  tcp[3] = port & 0xff;
+  tcp[7] = 1;           // seq 1
+  tcp[11] = 1;          // ack 1
+  tcp[12] = 5 << 4;     // data offset
+  tcp[13] = 0x10;       // ACK
+  tcp[14] = 0xff;       // window
+  const uint16_t tcp_sum = InternetChecksum(
+      absl::MakeConstSpan(tcp, 20), PseudoHeaderSum(client.ip(), dst, IPPROTO_TCP, 20));
+  tcp[16] = tcp_sum >> 8;
+  tcp[17] = tcp_sum & 0xff;
+  return f;
+}
+
+// tc ingress on `ifindex` (in the calling thread's namespace): drop frames
+// whose IPv4 TOS carries kFloodDscp, pass everything else. Returns the
+// program's descriptor; the hook goes with the namespace or Detach.
+absl::StatusOr<int> AttachFloodDrop(int ifindex) {
+  const bpf_insn insns[] = {
+      // r6 = skb (LD_ABS reads through r6); cls_bpf runs ingress programs
+      // with the Ethernet header in front, so the TOS byte is at 15.
+      {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_6, .src_reg = BPF_REG_1},
+      {.code = BPF_LD | BPF_ABS | BPF_B, .imm = ETH_HLEN + 1},
+      {.code = BPF_ALU64 | BPF_AND | BPF_K, .dst_reg = BPF_REG_0, .imm = 0xfc},
+      {.code = BPF_JMP | BPF_JNE | BPF_K, .dst_reg = BPF_REG_0, .off = 2, .imm = kFloodDscp << 2},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_SHOT},
+      {.code = BPF_JMP | BPF_EXIT},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_OK},
+      {.code = BPF_JMP | BPF_EXIT},
+  };
+  const int prog = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "flood_drop", "GPL", insns,
+                                 sizeof(insns) / sizeof(insns[0]), nullptr);
+  if (prog < 0) {
+    return absl::ErrnoToStatus(-prog, "flood drop program: load");
+  }
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err != 0 && err != -EEXIST) {
+    close(prog);
+    return absl::ErrnoToStatus(-err, "flood drop program: clsact");
+  }
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog);
+  err = bpf_tc_attach(&hook, &opts);
+  if (err != 0) {
+    close(prog);
+    return absl::ErrnoToStatus(-err, "flood drop program: attach");
+  }
+  return prog;
+}
+
+// Received packets of `ifname` in the calling thread's namespace.
+absl::StatusOr<uint64_t> RxPackets(absl::string_view ifname) {
+  std::ifstream dev("/proc/thread-self/net/dev");
+  std::string line;
+  while (std::getline(dev, line)) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" :"), absl::SkipEmpty());
+    uint64_t packets = 0;
+    if (f.size() > 2 && f[0] == ifname && absl::SimpleAtoi(f[2], &packets)) {
+      return packets;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no interface ", ifname, " in /proc/net/dev"));
+}
+
+}  // namespace
+
+absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& server,
+                                  const IpAddr& addr, uint16_t port, uint16_t source_port,
+                                  absl::Duration duration) {
+  if (!addr.is_v4()) {
+    return absl::InvalidArgumentError("packet rate: IPv4 only");
+  }
+  int prog = -1;
+  uint64_t rx_before = 0;
+  DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
+    DPV2_ASSIGN_OR_RETURN(prog, AttachFloodDrop(server.eth0().ifindex));
+    DPV2_ASSIGN_OR_RETURN(rx_before, RxPackets(server.eth0().name));
+    return absl::OkStatus();
+  }));
+  Fd prog_fd(prog);
+  DPV2_ASSIGN_OR_RETURN(const int sock, client.netns().OpenSocket(AF_PACKET, SOCK_RAW, 0));
+  Fd fd(sock);
+  const int one = 1;
+  setsockopt(sock, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
+  sockaddr_ll ll{};
+  ll.sll_family = AF_PACKET;
+  ll.sll_protocol = htons(ETH_P_IP);
+  ll.sll_ifindex = static_cast<int>(client.eth0().ifindex);
+  if (bind(sock, reinterpret_cast<const sockaddr*>(&ll), sizeof(ll)) != 0) {
+    return absl::ErrnoToStatus(errno, "packet rate: bind to the client's eth0");
+  }
+  std::vector<uint8_t> frame = FloodFrame(client, addr, port, source_port);
+  // One send() first, so that the flow's state exists before the clock.
+  if (send(sock, frame.data(), frame.size(), 0) < 0) {
+    return absl::ErrnoToStatus(errno, "packet rate: send");
+  }
+  constexpr int kBatch = 64;
+  iovec iov{.iov_base = frame.data(), .iov_len = frame.size()};
+  std::vector<mmsghdr> msgs(kBatch);
+  for (mmsghdr& m : msgs) {
+    m.msg_hdr.msg_iov = &iov;
+    m.msg_hdr.msg_iovlen = 1;
+  }
+  uint64_t rx_start = 0;
+  DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
+    DPV2_ASSIGN_OR_RETURN(rx_start, RxPackets(server.eth0().name));
+    return absl::OkStatus();
+  }));
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  while (absl::Now() < end) {
+    if (sendmmsg(sock, msgs.data(), kBatch, 0) < 0 && errno != ENOBUFS && errno != EAGAIN) {
+      return absl::ErrnoToStatus(errno, "packet rate: sendmmsg");
+    }
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  uint64_t rx_end = 0;
+  DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
+    DPV2_ASSIGN_OR_RETURN(rx_end, RxPackets(server.eth0().name));
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(server.eth0().ifindex),
+                .attach_point = BPF_TC_INGRESS);
+    bpf_tc_hook_destroy(&hook);  // the clsact qdisc with the program
+    return absl::OkStatus();
+  }));
+  if (rx_end == rx_before) {
+    return absl::UnavailableError(
+        absl::StrCat("packet rate: the first frame to ", addr.ToString(), ":", port,
+                     " did not reach the server"));
+  }
+  return (rx_end - rx_start) / seconds;
 }
 
 absl::StatusOr<absl::Duration> WaitServedBy(const netlab::Netns& client, const IpAddr& addr,

@@ -71,6 +71,21 @@ absl::StatusOr<absl::Duration> ConnectOnce(const netlab::Netns& client, const Ip
 absl::StatusOr<double> RequestRate(const netlab::Netns& client, const IpAddr& addr,
                                    uint16_t port, int connections, absl::Duration duration);
 
+// Established-flow packet rate through the node on one CPU, the node's own
+// forwarding cost with as little else as possible: `client` sends one
+// flow's TCP ACK frames (its address, a fixed source port -> addr:port,
+// marked with DSCP kFloodDscp) from AF_PACKET on its eth0 for `duration`,
+// and a 7-instruction BPF program on `server`'s eth0 tc ingress drops them
+// before its IP stack. The first frame makes the flow's state (conntrack's
+// loose pickup, dpv2's conntrack map); every later one takes the
+// established path. On veth the sender's CPU carries each frame through
+// the node and into the server pod, so the rate is 1 / (send + node +
+// drop). Returns frames per second that reached the server's eth0.
+inline constexpr uint8_t kFloodDscp = 0x2e;
+absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& server,
+                                  const IpAddr& addr, uint16_t port, uint16_t source_port,
+                                  absl::Duration duration);
+
 // Polls addr:port with new connections until a reply comes from the server
 // named `server` (netlab EchoServer); returns the time from `since`. Gives
 // up `timeout` after the call.

@@ -50,6 +50,7 @@ struct Flags {
   int changes = 0;       // control-plane repetitions
   double rate_seconds = 0;
   uint32_t maglev = 1021;
+  bool dpv2_local_endpoints = false;  // PeerSystemOptions::local_endpoints
   // iptables-nft's restore time grows faster than linearly (272 s for 3,000
   // Services x 4 here): above this size it is left out, saying so.
   uint32_t iptables_nft_max = 3000;
@@ -137,6 +138,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       DPV2_RETURN_IF_ERROR(number(&f.iptables_nft_max));
     } else if (key == "--maglev") {
       DPV2_RETURN_IF_ERROR(number(&f.maglev));
+    } else if (key == "--dpv2-local-endpoints") {
+      f.dpv2_local_endpoints = true;
     } else if (key == "--plot-dir") {
       f.plot_dir = value;
     } else if (key == "--systems") {
@@ -167,7 +170,8 @@ struct Result {
   double load_ms = 0;
   double startup_ms = 0;  // before the first Service (dpv2: BPF load and attach)
   Samples connect_us;
-  Samples rate;  // requests/s, one sample per round
+  Samples rate;         // requests/s, one sample per round
+  Samples packet_rate;  // frames/s through the node on one CPU, one per round
   Samples add_program_ms, add_visible_ms;
   Samples change_program_ms, change_visible_ms;
   Samples change_agent_ms, change_apply_ms;  // dpv2: ClusterView / ApplyTo
@@ -207,8 +211,11 @@ class Bench {
     std::printf("# peerbench %s%s\nmachine: %s\n", flags_.command.c_str(),
                 flags_.quick ? " --quick" : "", MachineDescription().c_str());
     std::printf("IPVS: not measured: this kernel has no ip_vs module (/proc/net/ip_vs absent)\n");
-    std::printf("endpoints per Service: %u; dpv2 Maglev table size %u\n", flags_.endpoints,
-                flags_.maglev);
+    std::printf("endpoints per Service: %u; dpv2 Maglev table size %u; dpv2 endpoints: %s\n",
+                flags_.endpoints, flags_.maglev,
+                flags_.dpv2_local_endpoints
+                    ? "local Pods on the server pod's veth (delivered by the program)"
+                    : "behind the node's uplink (routed by the kernel after NAT)");
     // Each size's tables print as soon as it is measured, so that a long
     // sweep cut short still leaves its results; all sizes print at the end.
     for (uint32_t n : flags_.services) {
@@ -275,7 +282,8 @@ class Bench {
   absl::Status Build(SystemKind kind, const BenchServices& set, Result& r,
                      std::vector<std::unique_ptr<PeerSystem>>& systems) {
     DPV2_ASSIGN_OR_RETURN(std::unique_ptr<PeerSystem> system,
-                          MakePeerSystem(kind, {.maglev_table_size = flags_.maglev}));
+                          MakePeerSystem(kind, {.maglev_table_size = flags_.maglev,
+                                                 .local_endpoints = flags_.dpv2_local_endpoints}));
     DPV2_ASSIGN_OR_RETURN(const int64_t before, KernelMemoryBytes());
     const absl::Time start = absl::Now();
     DPV2_RETURN_IF_ERROR(system->Program(set, nullptr));
@@ -358,6 +366,19 @@ class Bench {
           continue;
         }
         r.rate.Add(*rate);
+        // A new flow each round and system, so that its first frame makes
+        // the state and the rest are established.
+        absl::StatusOr<double> packets = PacketRate(
+            system->lab().client, system->lab().server, addr, port,
+            static_cast<uint16_t>(40000 + round * 16 + static_cast<int>(system->kind())),
+            absl::Milliseconds(flags_.rate_seconds * 1000));
+        if (!packets.ok()) {
+          std::fprintf(stderr, "  %s: %s\n", system->name().c_str(),
+                       std::string(packets.status().message()).c_str());
+          ++r.lost;
+          continue;
+        }
+        r.packet_rate.Add(*packets);
       }
     }
   }
@@ -516,6 +537,23 @@ class Bench {
       });
       std::printf("%s", t.ToString().c_str());
     }
+    if (Wants(flags_, "rate")) {
+      Table t("Established-flow packet rate through the node on one CPU: one flow's TCP ACK "
+              "frames from AF_PACKET in the client pod, dropped at the server pod's tc "
+              "ingress, median of rounds (ratio = dpv2 / peer)",
+              {"Services", "system", "frames/s", "ns per frame", "ratio"});
+      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+        if (r.packet_rate.empty()) {
+          return;
+        }
+        t.AddRow({absl::StrCat(n), SystemName(kind) + status(r),
+                  FormatDouble(r.packet_rate.Median(), 0),
+                  FormatDouble(1e9 / r.packet_rate.Median(), 0),
+                  RatioCell(n, kind, [](const Result& x) { return x.packet_rate.Median(); },
+                            true)});
+      });
+      std::printf("%s", t.ToString().c_str());
+    }
     if (Wants(flags_, "control")) {
       Table t("Control plane, ms: full load (program call); add one Service and move one "
               "endpoint: program call returned / first new connection served by the change "
@@ -628,6 +666,10 @@ class Bench {
       messages.push_back(WritePlot(flags_.plot_dir, "rate", "Established-flow request rate",
                                    "requests per second",
                                    Series([](const Result& r) { return r.rate.Median(); })));
+      messages.push_back(
+          WritePlot(flags_.plot_dir, "packet_rate", "Established-flow packet rate (one CPU)",
+                    "frames per second",
+                    Series([](const Result& r) { return r.packet_rate.Median(); })));
     }
     if (Wants(flags_, "control")) {
       messages.push_back(WritePlot(flags_.plot_dir, "load", "Time to load every Service",

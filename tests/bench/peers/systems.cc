@@ -163,6 +163,15 @@ std::vector<nlohmann::json> ServiceObjects(const BenchService& s) {
   return out;
 }
 
+// A running Pod of this node in namespace bench.
+nlohmann::json PodObject(const std::string& name, const std::string& ip) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata", {{"name", name}, {"namespace", "bench"}}},
+          {"spec", {{"nodeName", kNodeName}}},
+          {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}};
+}
+
 // The eBPF backend with the time its Apply calls take (the datapath's part
 // of ApplyTo, apart from the core's diff), summed until read.
 class TimedBackend : public agent::testing::ForwardingBackend {
@@ -252,34 +261,33 @@ class Dpv2System : public PeerSystem {
         .max_services = services + 1024,
         .max_backends = static_cast<uint32_t>(endpoints + 1024),
         .max_tables = services + 1024,
+        .max_endpoints = options_.local_endpoints ? static_cast<uint32_t>(endpoints + 16) : 4096,
     };
     const absl::Time start = absl::Now();
     objects_ = {};
     objects_.namespaces["bench"] = NamespaceInfo{.name = "bench"};
-    agent::k8s::AddObject({{"apiVersion", "v1"},
-                           {"kind", "Pod"},
-                           {"metadata", {{"name", "client"}, {"namespace", "bench"}}},
-                           {"spec", {{"nodeName", kNodeName}}},
-                           {"status",
-                            {{"phase", "Running"},
-                             {"podIP", kClientIp},
-                             {"podIPs", {{{"ip", kClientIp}}}}}}},
-                          "bench", &objects_);
+    agent::k8s::AddObject(PodObject("client", kClientIp), "bench", &objects_);
+    if (options_.local_endpoints) {
+      // The server pod's own address (its ARP and replies leave from it).
+      agent::k8s::AddObject(PodObject("server", kServerIp), "bench", &objects_);
+    }
     const netlab::Pod& client = lab_->client;
+    const netlab::Pod& server = lab_->server;
     DPV2_ASSIGN_OR_RETURN(
         agent::ClusterView view,
         agent::ClusterView::Create(
             {.node_name = kNodeName,
              .lb = {.datapath = config},
-             .local_endpoint = [&client](const PodInfo&) -> std::optional<LocalEndpoint> {
-               return LocalEndpoint{.ifindex = client.host().ifindex,
-                                    .mac = client.eth0().mac.bytes,
-                                    .host_mac = client.host().mac.bytes};
+             .local_endpoint = [&client, &server](const PodInfo& pod) -> std::optional<LocalEndpoint> {
+               const netlab::Pod& p = pod.name == "client" ? client : server;
+               return LocalEndpoint{.ifindex = p.host().ifindex,
+                                    .mac = p.eth0().mac.bytes,
+                                    .host_mac = p.host().mac.bytes};
              }}));
     view_ = std::make_unique<agent::ClusterView>(std::move(view));
     view_->Update(objects_);
     first_map_id_ = HighestBpfMapId();
-    const uint32_t external = lab_->server.host().ifindex;
+    const uint32_t external = options_.local_endpoints ? 0 : server.host().ifindex;
     // Programs attach to interfaces of the node namespace: create and apply
     // the first batch (which names the client pod's veth) from inside it.
     DPV2_RETURN_IF_ERROR(lab_->node.Run([&]() -> absl::Status {
@@ -297,6 +305,12 @@ class Dpv2System : public PeerSystem {
     for (const BenchService& s : set.services) {
       for (const nlohmann::json& o : ServiceObjects(s)) {
         agent::k8s::AddObject(o, "list", &objects_);
+      }
+      if (options_.local_endpoints) {
+        for (const BenchEndpoint& ep : s.endpoints) {
+          const std::string ip = FormatIpv4(ep.ip);
+          agent::k8s::AddObject(PodObject(absl::StrCat("ep-", ip), ip), "list", &objects_);
+        }
       }
     }
     if (!objects_.errors.empty()) {

@@ -53,6 +53,12 @@ struct PeerSystemOptions {
   uint32_t maglev_table_size = 1021;  // dpv2 only
   uint32_t capacity_services = 0;     // dpv2 map sizes (0: sized by the first Program)
   uint64_t capacity_endpoints = 0;
+  // dpv2 only. false: endpoint addresses sit behind the node's link to the
+  // server pod, taken as the node's uplink (remote endpoints: after NAT the
+  // kernel routes the packet). true: each endpoint address is a Pod of this
+  // node on the server pod's veth (local endpoints: the program delivers
+  // straight to the veth).
+  bool local_endpoints = false;
 };
 
 class PeerSystem {
