@@ -17,8 +17,10 @@
 #ifndef DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_
 #define DPV2_CORE_DATAPATH_CONNTRACK_TABLE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/datapath/abi_key.h"
@@ -95,23 +97,48 @@ class ConntrackTable {
   explicit ConntrackTable(const DatapathConfig& config);
 
   // The hash the lookups below take, of a key with its padding cleared
-  // (Normalized); computed once per key and packet.
-  // Every access to the table goes through this hash (FlatTable's own
-  // KeyHash would place keys elsewhere). An IPv4 key is 24 bytes of zeros
-  // past its addresses: its two addresses and the rest fit two words.
+  // (Normalized); computed once per key and packet. Every access to the
+  // table goes through it (FlatTable's own KeyHash would place keys
+  // elsewhere). It is TupleHash, xor kServiceSalt for a SERVICE key: a
+  // packet's reply lookup, its plain entry and its SERVICE entry all come
+  // from one TupleHash (pipeline.cc hashes each packet's tuple once).
   static uint64_t Hash(const dpv2_ct_key& normalized_key) {
-    if (normalized_key.family != DPV2_FAMILY_V4) {
-      return KeyHash(normalized_key);
+    return TupleHash(normalized_key) ^
+           ((normalized_key.flags & DPV2_CT_KEY_SERVICE) != 0 ? kServiceSalt : 0);
+  }
+  // The same for both directions of a tuple: the two addresses are taken in
+  // their numeric order, and so are the two ports (an ICMP key keeps its
+  // identifier in sport both ways). So a key and its reversed key share a
+  // home slot: a forward packet's reply-direction miss and its own plain
+  // entry read the same line. Flags are left out (Hash adds them).
+  static uint64_t TupleHash(const dpv2_ct_key& k) {
+    uint16_t p0 = k.sport;
+    uint16_t p1 = k.dport;
+    if (p1 < p0) {
+      std::swap(p0, p1);
     }
-    uint32_t s;
-    uint32_t d;
-    uint64_t rest;
-    std::memcpy(&s, normalized_key.saddr.b, 4);
-    std::memcpy(&d, normalized_key.daddr.b, 4);
-    std::memcpy(&rest, &normalized_key.sport, 8);  // ports, proto, family, flags, pad
-    const uint64_t words[2] = {static_cast<uint64_t>(s) << 32 | d, rest};
+    const uint64_t rest = uint64_t{p0} | uint64_t{p1} << 16 | uint64_t{k.proto} << 32 |
+                          uint64_t{k.family} << 40;
+    if (k.family == DPV2_FAMILY_V4) {
+      uint32_t a;
+      uint32_t b;
+      std::memcpy(&a, k.saddr.b, 4);
+      std::memcpy(&b, k.daddr.b, 4);
+      const uint64_t words[2] = {std::min(a, b) | uint64_t{std::max(a, b)} << 32, rest};
+      return HashKeyBytes(words, sizeof(words));
+    }
+    uint64_t a[2];
+    uint64_t b[2];
+    std::memcpy(a, k.saddr.b, 16);
+    std::memcpy(b, k.daddr.b, 16);
+    const bool swap = a[0] > b[0] || (a[0] == b[0] && a[1] > b[1]);
+    const uint64_t words[5] = {swap ? b[0] : a[0], swap ? b[1] : a[1], swap ? a[0] : b[0],
+                               swap ? a[1] : b[1], rest};
     return HashKeyBytes(words, sizeof(words));
   }
+  // A random-looking constant (odd bits in the low half, which pick the
+  // slot and the tag), so that a SERVICE entry lands apart from its tuple.
+  static constexpr uint64_t kServiceSalt = 0x5bd1e9955bd1e995ull;
   void Prefetch(uint64_t hash) const { entries_.Prefetch(hash); }
 
   // The live entry for `key` (now < expires_ns), or nullptr.

@@ -99,8 +99,32 @@ bool FastPathCandidate(const ParsedPacket& pkt) {
          !(pkt.proto == DPV2_PROTO_TCP && (pkt.tcp_flags & kTcpSyn));
 }
 
+// Whether a forward packet's SERVICE or plain entry was checked at the
+// tables' current revision by a packet from the same place (the stamp is
+// written by PacketRun::Stamp).
+bool StampCurrent(const dpv2_ct_value& e, uint32_t revision, Entry entry, uint32_t ifindex) {
+  return e.revision == revision && e.in_ifindex == ifindex &&
+         ((e.cache_flags & DPV2_CT_C_FROM_POD) != 0) == (entry == Entry::kFromPod);
+}
+
+// The frontend's key (EXT scope) and hash, for a frame with ports.
+void KeyService(PreparedFrame* p) {
+  const ParsedPacket& pkt = p->parsed->pkt;
+  p->service_key = dpv2_lb_key{};
+  p->service_key.addr = p->daddr;
+  p->service_key.port = htons(pkt.dport);
+  p->service_key.proto = pkt.proto;
+  p->service_key.family = AbiFamily(pkt.family);
+  p->service_key.scope = DPV2_LB_SCOPE_EXT;
+  p->service_hash = KeyHash(p->service_key);
+  p->service_keyed = true;
+}
+
 // The first pass over a frame: parse, and the keys (and hashes) of the
-// lookups every IP frame makes, which the burst prefetches.
+// lookups every IP frame makes, which the burst prefetches. The frontend is
+// keyed here only for a packet the fast path cannot serve (a SYN, ICMP...):
+// for the others the burst's second pass keys it if their entry's stamp
+// does not hold, and the run otherwise.
 void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, PreparedFrame* p) {
   if (parsed == nullptr) {
     ParsePacketInto(frame, &p->own);
@@ -108,7 +132,11 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   }
   p->parsed = parsed;
   p->keyed = false;
+  p->fast_candidate = false;
+  p->service_keyed = false;
   p->looked_up = false;
+  p->plain_looked_up = false;
+  p->service_looked_up = false;
   p->wants_slot = false;
   p->has_maglev_slot = false;
   p->backend = nullptr;
@@ -127,18 +155,14 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   p->keyed = true;
   p->reply_key = MakeCtKey(daddr, saddr, IsIcmp(pkt.proto) ? pkt.sport : pkt.dport, pkt.sport,
                            pkt.proto, family, 0);
-  p->reply_hash = ConntrackTable::Hash(p->reply_key);
+  // One hash of the tuple serves the reply, plain and SERVICE keys.
+  p->reply_hash = ConntrackTable::TupleHash(p->reply_key);
   p->service_ct_key = MakeCtKey(saddr, daddr, pkt.sport, pkt.dport, pkt.proto, family,
                                 DPV2_CT_KEY_SERVICE);
-  p->service_ct_hash = ConntrackTable::Hash(p->service_ct_key);
-  if (HasPorts(pkt.proto)) {
-    p->service_key = dpv2_lb_key{};
-    p->service_key.addr = daddr;
-    p->service_key.port = htons(pkt.dport);
-    p->service_key.proto = pkt.proto;
-    p->service_key.family = family;
-    p->service_key.scope = DPV2_LB_SCOPE_EXT;
-    p->service_hash = KeyHash(p->service_key);
+  p->service_ct_hash = p->reply_hash ^ ConntrackTable::kServiceSalt;
+  p->fast_candidate = FastPathCandidate(pkt);
+  if (HasPorts(pkt.proto) && !p->fast_candidate) {
+    KeyService(p);
   }
 }
 
@@ -155,7 +179,7 @@ uint32_t TupleHash(const PreparedFrame& p) {
 class PacketRun {
  public:
   PacketRun(const DatapathTables& tables, DatapathState& state, const BurstFrame& in,
-            const PreparedFrame& prepared, uint8_t* reply_buffer, uint64_t now_ns,
+            PreparedFrame& prepared, uint8_t* reply_buffer, uint64_t now_ns,
             std::vector<dpv2_event>* collected)
       : tables_(tables),
         state_(state),
@@ -210,8 +234,7 @@ class PacketRun {
         static_cast<uint8_t>((entry_ == Entry::kFromPod ? DPV2_CT_C_FROM_POD : 0) | policy_checked_);
   }
   bool StampCurrent(const dpv2_ct_value& e) const {
-    return e.revision == tables_.revision() && e.in_ifindex == ifindex_ &&
-           ((e.cache_flags & DPV2_CT_C_FROM_POD) != 0) == (entry_ == Entry::kFromPod);
+    return dpv2::StampCurrent(e, tables_.revision(), entry_, ifindex_);
   }
   // POLICY_ALLOWED counts every lookup the full pipeline would have made.
   void CountStampedPolicy(const dpv2_ct_value& e) {
@@ -274,7 +297,7 @@ class PacketRun {
   Entry entry_;
   uint32_t ifindex_;
   absl::Span<uint8_t> frame_;
-  const PreparedFrame& prepared_;
+  PreparedFrame& prepared_;
   uint8_t* reply_buffer_;  // kMaxRejectReplyLen bytes
   uint64_t now_;
   std::vector<dpv2_event>* collected_;
@@ -325,7 +348,7 @@ FrameResult PacketRun::Run() {
   // declines meets the stages in their order.
   dpv2_ct_value* reply = nullptr;
   bool reply_known = false;
-  if (FastPathCandidate(pkt_)) {
+  if (prepared_.fast_candidate) {
     reply = ReplyEntry();
     reply_known = true;
     if (FrameResult r; reply == nullptr && ForwardFast(&r)) {
@@ -366,9 +389,13 @@ FrameResult PacketRun::Run() {
   }
 
   if (HasPorts(proto_)) {
+    if (!prepared_.service_keyed) {
+      KeyService(&prepared_);
+    }
     const dpv2_lb_value* svc =
-        prepared_.looked_up ? prepared_.service
-                            : tables_.FindService(prepared_.service_key, prepared_.service_hash);
+        prepared_.service_looked_up
+            ? prepared_.service
+            : tables_.FindService(prepared_.service_key, prepared_.service_hash);
     if (svc != nullptr && (svc->flags & DPV2_LB_F_TWO_SCOPES) && entry_ == Entry::kFromPod) {
       dpv2_lb_key key = prepared_.service_key;
       key.scope = DPV2_LB_SCOPE_INT;
@@ -391,10 +418,16 @@ bool PacketRun::ForwardFast(FrameResult* result) {
           ? Live(prepared_.service_entry)
           : state_.conntrack.Find(prepared_.service_ct_key, prepared_.service_ct_hash, now_);
   if (service_entry == nullptr) {
-    // A plain flow: its entry is keyed like the SERVICE one, without the flag.
-    dpv2_ct_key key = prepared_.service_ct_key;
-    key.flags = 0;
-    dpv2_ct_value* entry = state_.conntrack.Find(key, ConntrackTable::Hash(key), now_);
+    // A plain flow: its entry is keyed like the SERVICE one without the
+    // flag, and hashed like the reply key (one tuple).
+    dpv2_ct_value* entry = nullptr;
+    if (LookedUp(prepared_.plain_entry) && prepared_.plain_looked_up) {
+      entry = Live(prepared_.plain_entry);
+    } else {
+      dpv2_ct_key key = prepared_.service_ct_key;
+      key.flags = 0;
+      entry = state_.conntrack.Find(key, prepared_.reply_hash, now_);
+    }
     if (entry == nullptr || !StampCurrent(*entry)) {
       return false;
     }
@@ -703,7 +736,7 @@ FrameResult PacketRun::HandlePlainFlow() {
   }
 
   const dpv2_ct_key key = MakeCtKey(saddr_, daddr_, pkt_.sport, pkt_.dport, proto_, family_, 0);
-  const uint64_t hash = ConntrackTable::Hash(key);
+  const uint64_t hash = prepared_.keyed ? prepared_.reply_hash : ConntrackTable::Hash(key);
   dpv2_ct_value* entry = state_.conntrack.Find(key, hash, now_);
   const bool reopened = entry != nullptr && ReopensEntry(*entry, proto_, pkt_.tcp_flags);
   const bool new_connection = entry == nullptr || reopened;
@@ -736,6 +769,11 @@ FrameResult PacketRun::HandlePlainFlow() {
 }
 
 const dpv2_endpoint_value* PacketRun::EndpointOf(const dpv2_addr& addr) {
+  // A box with no local pods (the dpv2-lb appliance) asks every packet for
+  // its delivery: no key or hash for an answer known ahead.
+  if (tables_.endpoint_count() == 0) {
+    return nullptr;
+  }
   for (size_t i = 0; i < known_count_; ++i) {
     if (SameAddr(known_endpoints_[i].addr, addr)) {
       return known_endpoints_[i].ep;
@@ -760,7 +798,9 @@ uint32_t PacketRun::IdentityOf(const dpv2_addr& addr) {
   if (const dpv2_endpoint_value* ep = EndpointOf(addr); ep != nullptr) {
     return ep->identity;
   }
-  if (const dpv2_ipcache_value* v = tables_.LookupIpcache(family_, addr); v != nullptr) {
+  if (const dpv2_ipcache_value* v =
+          tables_.ipcache_count() == 0 ? nullptr : tables_.LookupIpcache(family_, addr);
+      v != nullptr) {
     return v->identity;
   }
   return DPV2_IDENTITY_WORLD;
@@ -898,7 +938,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
     if (p.keyed) {
       state.conntrack.Prefetch(p.reply_hash);
       state.conntrack.Prefetch(p.service_ct_hash);
-      if (HasPorts(p.parsed->pkt.proto)) {
+      if (p.service_keyed) {
         tables.PrefetchService(p.service_hash);
       }
     }
@@ -910,6 +950,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
   bool wants_slots = false;
   if (n > 1) {
     const uint64_t generation = state.conntrack.generation();
+    const uint32_t revision = tables.revision();
     for (size_t i = 0; i < n; ++i) {
       PreparedFrame& p = state.prepared[i];
       if (!p.keyed) {
@@ -919,9 +960,29 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
       p.ct_generation = generation;
       p.reply_entry = state.conntrack.Find(p.reply_key, p.reply_hash, now_ns);
       p.service_entry = state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
-      p.service = HasPorts(p.parsed->pkt.proto)
-                      ? tables.FindService(p.service_key, p.service_hash)
-                      : nullptr;
+      // The fast path's entry: with a current stamp the run needs no
+      // frontend (its reply lookup missed: not a reply).
+      bool stamped = false;
+      if (p.fast_candidate && p.reply_entry == nullptr) {
+        if (p.service_entry != nullptr) {
+          stamped = StampCurrent(*p.service_entry, revision, frames[i].entry, frames[i].ifindex);
+        } else {
+          dpv2_ct_key plain = p.service_ct_key;
+          plain.flags = 0;
+          p.plain_entry = state.conntrack.Find(plain, p.reply_hash, now_ns);
+          p.plain_looked_up = true;
+          stamped = p.plain_entry != nullptr &&
+                    StampCurrent(*p.plain_entry, revision, frames[i].entry, frames[i].ifindex);
+        }
+      }
+      p.service = nullptr;
+      if (!stamped && HasPorts(p.parsed->pkt.proto)) {
+        if (!p.service_keyed) {
+          KeyService(&p);
+        }
+        p.service = tables.FindService(p.service_key, p.service_hash);
+        p.service_looked_up = true;
+      }
       if (p.service_entry != nullptr) {
         tables.PrefetchBackend(p.service_entry->backend_id);
       } else if (p.service != nullptr && !(p.service->flags & DPV2_LB_F_RANDOM)) {

@@ -58,21 +58,33 @@ struct PreparedFrame {
   const ParseResult* parsed = nullptr;
   ParseResult own;
   bool keyed = false;  // an IP frame the pipeline looks up (keys below valid)
+  // A forward packet the established fast path may serve (TCP/UDP/SCTP,
+  // whole, not an ICMP error, not a SYN).
+  bool fast_candidate = false;
   dpv2_addr saddr{};   // parsed.pkt's addresses in ABI form (IP frames)
   dpv2_addr daddr{};
-  dpv2_ct_key reply_key{};    // the reversed tuple: is this a reply?
+  // The reversed tuple: is this a reply? Its hash is the tuple's, that of
+  // the packet's plain entry too (ConntrackTable::TupleHash).
+  dpv2_ct_key reply_key{};
   uint64_t reply_hash = 0;
   dpv2_ct_key service_ct_key{};  // the SERVICE entry, should this be a service
   uint64_t service_ct_hash = 0;
-  dpv2_lb_key service_key{};  // EXT scope (HasPorts only)
+  // The frontend, EXT scope (HasPorts only), keyed when some pass or the
+  // run needs it: never for a packet the fast path serves.
+  bool service_keyed = false;
+  dpv2_lb_key service_key{};
   uint64_t service_hash = 0;
-  // Bursts: the answers of the two conntrack lookups, found ahead of the
-  // run while the table's generation was `ct_generation` (reused only if it
-  // still is), and of the service lookup (tables do not change in a burst).
+  // Bursts: the answers of the conntrack lookups, found ahead of the run
+  // while the table's generation was `ct_generation` (reused only if it
+  // still is), and of the service lookup (tables do not change in a
+  // burst), made unless the SERVICE or plain entry carried a current stamp.
   bool looked_up = false;
   uint64_t ct_generation = 0;
   dpv2_ct_value* reply_entry = nullptr;
   dpv2_ct_value* service_entry = nullptr;
+  bool plain_looked_up = false;  // a fast-path candidate without SERVICE entry
+  dpv2_ct_value* plain_entry = nullptr;
+  bool service_looked_up = false;
   const dpv2_lb_value* service = nullptr;
   // A new connection to `service` (not RANDOM): its Maglev table and the
   // slot its tuple hash selects, found while that slot (then the slot's
