@@ -888,9 +888,16 @@ absl::StatusOr<std::vector<ConntrackEntry>> EbpfBackend::DumpConntrack() {
       ConntrackEntry e{};
       std::memcpy(&e.key, k.data(), sizeof(e.key));
       DPV2_ASSIGN_OR_RETURN(bool found, map->Lookup(&e.key, &e.value));
-      if (found) {
-        out.push_back(e);
+      if (!found) {
+        continue;
       }
+      if (e.key.flags & DPV2_CT_KEY_SERVICE) {
+        // The datapath caches the backend there (abi/ct.h); every backend
+        // reports the frontend.
+        e.value.nat_addr = e.key.daddr;
+        e.value.nat_port = e.key.dport;
+      }
+      out.push_back(e);
     }
   }
   return out;

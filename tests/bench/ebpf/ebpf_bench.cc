@@ -43,6 +43,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "backends/ebpf/ebpf_backend.h"
 #include "core/status_macros.h"
 #include "dpv2/ebpf.h"
@@ -330,6 +331,53 @@ absl::Status MeasureWhere(const ServiceFleet& fleet, uint32_t samples) {
   return absl::OkStatus();
 }
 
+// --profile ROW SECONDS: one row's packets in a loop, for a profiler
+// (perf record -e cpu-clock -g; the JITed programs and their global
+// functions are kallsyms symbols): "hot" (service established, one flow),
+// "pod" (pod-to-pod established) or "new" (new service connections; the
+// conntrack flushed every 100,000). Prints packets and the test runs'
+// median, so a profile's shares convert to ns.
+int Profile(const std::string& what, double seconds) {
+  const ServiceFleet fleet = ServiceFleet::Make(what == "new" ? 625 : 1, what == "new" ? 16 : 10);
+  absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend({.config = fleet.Config()});
+  if (!b.ok() || !(*b)->Apply(fleet.Batch()).ok()) {
+    std::fprintf(stderr, "ebpf_bench: cannot set the fleet up\n");
+    return 1;
+  }
+  const int prog = dynamic_cast<ebpf::EbpfBackend*>(b->get())->from_pod_test_fd();
+  std::vector<uint8_t> syn = what == "pod"
+                                 ? PacketBuilder().IPv4("10.0.1.5", "10.0.2.9").Tcp(40000, 8080, kTcpSyn).Build()
+                                 : Tcp(0, 33000, kTcpSyn);
+  std::vector<uint8_t> ack = what == "pod"
+                                 ? PacketBuilder().IPv4("10.0.1.5", "10.0.2.9").Tcp(40000, 8080, kTcpAck).Build()
+                                 : Tcp(0, 33000, kTcpAck);
+  if (!TestRun(prog, syn).ok()) {
+    return 1;
+  }
+  std::vector<uint32_t> ns;
+  const auto end = absl::Now() + absl::Seconds(seconds);
+  for (uint32_t i = 0; absl::Now() < end; ++i) {
+    std::vector<uint8_t> frame = ack;
+    if (what == "new") {
+      if (i % 100000 == 99999 && (!(*b)->FlushConntrack().ok() || !(*b)->DrainEvents(1 << 20).ok())) {
+        return 1;
+      }
+      frame = Tcp((i * 40503) % fleet.services, static_cast<uint16_t>(1024 + i % 60000), kTcpSyn);
+    } else if (i % 512 == 0 && !(*b)->DrainEvents(1 << 20).ok()) {
+      return 1;
+    }
+    absl::StatusOr<uint32_t> d = TestRun(prog, frame);
+    if (!d.ok()) {
+      return 1;
+    }
+    ns.push_back(*d);
+  }
+  Figures f = Summarise(ns);
+  std::printf("profile %s: %zu packets, run p50 %.0f ns, p99 %.0f ns\n", what.c_str(), ns.size(),
+              f.median, f.p99);
+  return 0;
+}
+
 int Main(bool quick) {
   std::vector<ServiceFleet> fleets = {ServiceFleet::Make(1, 10), ServiceFleet::Make(625, 16)};
   if (!quick) {
@@ -380,6 +428,7 @@ int Main(bool quick) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const bool profile = argc > 3 && std::string(argv[1]) == "--profile";
   absl::StatusOr<std::unique_ptr<dpv2::Backend>> probe =
       dpv2::MakeEbpfBackend({.config = {.max_services = 16, .max_backends = 16, .max_tables = 16}});
   if (!probe.ok()) {
@@ -389,5 +438,8 @@ int main(int argc, char** argv) {
     return ci != nullptr && std::string(ci) == "true" ? 1 : 77;
   }
   probe->reset();
+  if (profile) {
+    return dpv2::bench::Profile(argv[2], std::atof(argv[3]));
+  }
   return dpv2::bench::Main(quick);
 }

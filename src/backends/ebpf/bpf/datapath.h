@@ -261,13 +261,15 @@ static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_conne
 }
 
 /* A forward packet passed anti-spoofing and policy: the entry remembers at
- * which tables revision, from where, and which policy lookups allowed it
- * (bpf/revision.h). */
-static __always_inline void ct_stamp(struct dpv2_ct_value *e, const struct dpv2_scratch *s,
+ * which tables revision, from where, which policy lookups allowed it and
+ * whether its destination is a local endpoint (bpf/revision.h). The
+ * destination's endpoint is memoized: delivery asks for it next anyway. */
+static __always_inline void ct_stamp(struct dpv2_ct_value *e, struct dpv2_scratch *s,
                                      __u8 extra) {
   e->revision = s->revision;
   e->in_ifindex = s->ifindex;
-  e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra;
+  e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra |
+                   (flow_dst_ep(s) ? 0 : DPV2_CT_C_PASS);
 }
 
 /* The entry was stamped at this revision by a packet from the same place. */
@@ -275,6 +277,16 @@ static __always_inline int ct_stamp_current(const struct dpv2_ct_value *e,
                                             const struct dpv2_scratch *s) {
   return s->revision != 0 && e->revision == s->revision && e->in_ifindex == s->ifindex &&
          ((e->cache_flags & DPV2_CT_C_FROM_POD) != 0) == (s->from_pod != 0);
+}
+
+/* A SERVICE entry's nat_addr/nat_port hold its backend's address in the
+ * eBPF datapath (abi/ct.h): valid while the stamp is current, since a
+ * backend change bumps the revision; the fast path then needs no backend
+ * lookup to find the flow entry or to translate. */
+static __always_inline void ct_cache_backend(struct dpv2_ct_value *se,
+                                             const struct dpv2_backend *be) {
+  addr_copy(&se->nat_addr, &be->addr);
+  se->nat_port = be->port;
 }
 
 /* POLICY_ALLOWED counts every lookup the full path would have made. */
@@ -305,6 +317,20 @@ static __always_inline int deliver(DPV2_CTX *ctx, struct dpv2_scratch *s,
   count(DPV2_CNT_PASSED, 1);
   res->verdict = DPV2_V_PASS;
   return 0;
+}
+
+/* Delivery of a packet on a stamped entry: one whose destination was no
+ * local endpoint at the stamp's revision passes to the stack without the
+ * endpoint lookup (the same verdict and counter as deliver). */
+static __always_inline int deliver_stamped(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                           const struct dpv2_ct_value *e,
+                                           struct dpv2_result *res) {
+  if (e->cache_flags & DPV2_CT_C_PASS) {
+    count(DPV2_CNT_PASSED, 1);
+    res->verdict = DPV2_V_PASS;
+    return 0;
+  }
+  return deliver(ctx, s, res);
 }
 
 /* An ICMP error about a tracked flow: reverse NAT of the quote (and of the
@@ -456,7 +482,11 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   flow->service_id = svc->service_id;
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
               DPV2_CT_KEY_SERVICE);
-  struct dpv2_ct_value *se = ct_lookup(&s->key, now);
+  /* One lookup, live or not: a new connection over an expired SERVICE
+   * entry replaces it, which a full table still allows. */
+  struct dpv2_ct_value *se_any = bpf_map_lookup_elem(ct_map(p->proto), &s->key);
+  struct dpv2_ct_value *se = se_any && now < se_any->expires_ns ? se_any : 0;
+  const int replaces_service = se_any != 0;
   struct dpv2_backend *be = 0;
   int reopened = 0;
   if (se) {
@@ -479,6 +509,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
       return drop(s, res, rc, flow);
     }
     ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+    ct_cache_backend(se, be);
     if (!fe) {
       /* The flow entry expired or was collected on its own: recreate it. */
       resolve_identities(s);
@@ -550,14 +581,16 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->dst_identity = flow->dst_identity;
   ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
   ct_stamp(v, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+  ct_cache_backend(v, be);
   /* A reopened or re-chosen connection overwrites its SERVICE entry, so
    * only a brand-new one can find the table full. */
-  int replaces_service = bpf_map_lookup_elem(ct_map(p->proto), &s->key) != 0;
   if (ct_insert(&s->key, v) < 0) {
     return drop(s, res, DPV2_DROP_CT_FULL, flow);
   }
   ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto, p->family,
               0);
+  addr_copy(&v->nat_addr, &p->daddr);
+  v->nat_port = p->dport;
   v->flags |= DPV2_CT_F_REV_NAT;
   /* Forward packets find the SERVICE entry; the flow entry carries no stamp. */
   v->revision = 0;
@@ -667,28 +700,26 @@ DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
     }
     count_stamped_policy(e);
     ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
-    deliver(ctx, s, res);
+    deliver_stamped(ctx, s, e, res);
     return 1;
   }
   if (!ct_stamp_current(se, s) || ct_reopens(se, p) ||
       (hook_is_xdp() && !(se->cache_flags & DPV2_CT_C_XDP))) {
     return 0;
   }
-  const struct dpv2_backend *be = lb_lookup_backend(se->backend_id);
-  if (!be) {
-    return 0;
-  }
-  ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+  /* The backend as stamped (ct_cache_backend). */
+  addr_copy(&s->dnat_addr, &se->nat_addr);
+  s->dnat_port = se->nat_port;
+  ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto, p->family,
+              0);
   struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
   if (!fe) {
     return 0; /* the full path recreates it */
   }
   flow->service_id = se->service_id;
   flow->backend_id = se->backend_id;
-  flow_set_daddr(s, &be->addr);
-  flow->dport = be->port;
-  addr_copy(&s->dnat_addr, &be->addr);
-  s->dnat_port = be->port;
+  flow_set_daddr(s, &s->dnat_addr);
+  flow->dport = s->dnat_port;
   count_stamped_policy(se);
   ct_track(fe, p->proto, p->tcp_flags, 0, p->len, now);
   ct_track(se, p->proto, p->tcp_flags, 0, p->len, now);
@@ -698,7 +729,7 @@ DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
     drop(s, res, -rc, flow);
     return 1;
   }
-  deliver(ctx, s, res);
+  deliver_stamped(ctx, s, se, res);
   return 1;
 }
 
