@@ -35,8 +35,6 @@ std::string Sha256Base32(const std::string& text) {
   return out;  // padding never reaches the prefixes kube-proxy keeps
 }
 
-std::string Cidr(Ipv4 base, int len) { return absl::StrCat(FormatIpv4(base), "/", len); }
-
 std::string ClusterIpComment(const BenchService& s) {
   return absl::StrCat("\"", s.PortName(), " cluster IP\"");
 }
@@ -263,6 +261,8 @@ std::string FormatIpv4(Ipv4 addr) {
   return absl::StrFormat("%u.%u.%u.%u", addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255,
                          addr & 255);
 }
+
+std::string Cidr(Ipv4 base, int len) { return absl::StrCat(FormatIpv4(base), "/", len); }
 
 std::string BenchEndpoint::ToString() const { return absl::StrCat(FormatIpv4(ip), ":", port); }
 

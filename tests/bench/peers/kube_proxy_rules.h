@@ -26,6 +26,7 @@ namespace dpv2::bench {
 // An IPv4 address in host order.
 using Ipv4 = uint32_t;
 std::string FormatIpv4(Ipv4 addr);
+std::string Cidr(Ipv4 base, int len);  // "10.128.0.0/10"
 
 struct BenchEndpoint {
   Ipv4 ip = 0;

@@ -20,8 +20,6 @@ constexpr char kClientIp[] = "10.64.0.2";
 constexpr char kServerIp[] = "10.254.0.2";
 constexpr char kNodeName[] = "bench-node";
 
-std::string Cidr(Ipv4 base, int len) { return absl::StrCat(FormatIpv4(base), "/", len); }
-
 absl::StatusOr<std::unique_ptr<NodeLab>> MakeNodeLab(absl::string_view label,
                                                      const AddressPlan& plan) {
   DPV2_ASSIGN_OR_RETURN(netlab::Netns node, netlab::Netns::Create(absl::StrCat(label, "-node")));
