@@ -172,10 +172,8 @@ int Run(const std::string& path) {
     const dpv2::ParsedPacket p = dpv2::ParsePacket(first_out).pkt;
     // The backend pod that got the connection sends the reply from its veth.
     std::optional<dpv2::LocalEndpoint> ep;
-    for (const auto& [key, pod] : view->objects().pods) {
-      if (!pod.info.ips.empty() && pod.info.ips[0] == p.dst) {
-        ep = view->LocalEndpointOf(key);
-      }
+    if (std::optional<dpv2::HeldPod> pod = view->policy().FindPodByIp(p.dst)) {
+      ep = view->LocalEndpointOf(absl::StrCat(pod->namespace_name, "/", pod->name));
     }
     const uint32_t backend_if = ep ? ep->ifindex : 0;
     demo.Send(absl::StrCat("SYN-ACK ", p.dst.ToString(), ":", p.dport, " -> 10.244.1.20:40001"),

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "dpv2/batch.h"
@@ -47,6 +48,24 @@ struct PolicyRef {
 // "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy".
 absl::string_view PolicyKindName(PolicyRef::Kind kind);
 
+// A pod as PolicyState holds it (FindPod, FindPodByIp, ForEachPod). The
+// state keeps one copy of what pods of one workload share (namespace,
+// labels, container ports, owner) and of each node name, not a PodInfo per
+// pod; these fields point into it and stay valid until the next input.
+struct HeldPod {
+  absl::string_view namespace_name;
+  absl::string_view name;
+  const Labels* labels = nullptr;
+  const std::vector<IpAddr>* ips = nullptr;
+  absl::string_view node_name;
+  bool host_network = false;
+  const std::vector<ContainerPort>* container_ports = nullptr;
+  absl::string_view workload_kind;
+  absl::string_view workload_name;
+
+  PodInfo ToPodInfo() const;  // a copy of it all
+};
+
 struct PolicyStateOptions {
   std::string node_name;  // this node: its addresses are the host identity
 };
@@ -65,6 +84,10 @@ class PolicyState {
   // their own compiled policy); remote pods only feed the ipcache.
   absl::Status SetPod(const PodInfo& pod, std::optional<LocalEndpoint> local = std::nullopt);
   absl::Status RemovePod(absl::string_view namespace_name, absl::string_view name);
+  // True when SetPod(pod, local) would change nothing: the pod is held with
+  // these very fields and this local endpoint. Lets callers skip unchanged
+  // pods without keeping their own copy of what was accepted.
+  bool HoldsPod(const PodInfo& pod, const std::optional<LocalEndpoint>& local) const;
   absl::Status SetNode(const NodeInfo& node);
   absl::Status RemoveNode(absl::string_view name);
   absl::Status SetNetworkPolicy(const NetworkPolicy& np);
@@ -101,8 +124,11 @@ class PolicyState {
   const Labels* NetworkPolicyAnnotations(absl::string_view namespace_name,
                                          absl::string_view name) const;
   const NamespaceInfo* FindNamespace(absl::string_view name) const;
-  const PodInfo* FindPod(absl::string_view namespace_name, absl::string_view name) const;
-  const PodInfo* FindPodByIp(const IpAddr& ip) const;  // hostNetwork pods excluded
+  std::optional<HeldPod> FindPod(absl::string_view namespace_name, absl::string_view name) const;
+  std::optional<HeldPod> FindPodByIp(const IpAddr& ip) const;  // hostNetwork pods excluded
+  // Every pod held, in no particular order.
+  void ForEachPod(absl::FunctionRef<void(const HeldPod&)> fn) const;
+  size_t pod_count() const;
   const NodeInfo* FindNodeByIp(const IpAddr& ip) const;
   std::optional<uint32_t> EndpointId(absl::string_view namespace_name,
                                      absl::string_view name) const;

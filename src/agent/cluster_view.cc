@@ -116,20 +116,6 @@ bool Same(const NamespaceInfo& a, const NamespaceInfo& b) {
   return std::tie(a.name, a.labels, a.annotations) == std::tie(b.name, b.labels, b.annotations);
 }
 
-bool Same(const PodInfo& a, const PodInfo& b) {
-  return std::tie(a.namespace_name, a.name, a.labels, a.ips, a.node_name, a.host_network,
-                  a.container_ports, a.workload_kind, a.workload_name) ==
-         std::tie(b.namespace_name, b.name, b.labels, b.ips, b.node_name, b.host_network,
-                  b.container_ports, b.workload_kind, b.workload_name);
-}
-
-bool Same(const std::optional<LocalEndpoint>& a, const std::optional<LocalEndpoint>& b) {
-  if (!a || !b) {
-    return a.has_value() == b.has_value();
-  }
-  return std::tie(a->ifindex, a->mac, a->host_mac) == std::tie(b->ifindex, b->mac, b->host_mac);
-}
-
 bool Same(const LabelSelectorRequirement& a, const LabelSelectorRequirement& b) {
   return std::tie(a.key, a.op, a.values) == std::tie(b.key, b.op, b.values);
 }
@@ -256,8 +242,11 @@ struct ClusterView::State {
   std::map<std::string, ServiceSpec> applied_services;
   std::map<std::string, NamespaceInfo> applied_namespaces;
   std::map<std::string, NodeInfo> applied_nodes;
-  std::map<std::string, std::pair<PodInfo, std::optional<LocalEndpoint>>> applied_pods;
   std::map<std::string, NetworkPolicy> applied_network_policies;
+  // Pods are kept by PolicyState alone (one compact copy; objects.pods stays
+  // empty): here only those handed in and not taken yet, i.e. between
+  // Update and Recompute, and those the core rejected (retried every Update).
+  std::map<std::string, k8s::PodObject> pending_pods;
 
   State(ClusterViewOptions o, LbState l)
       : options(std::move(o)), lb(std::move(l)), policy({.node_name = options.node_name}) {}
@@ -347,7 +336,7 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
   // Recompute keep equal objects away from the core.
   MarkKeys(s.objects.services, s.dirty.services);
   MarkKeys(objects.services, s.dirty.services);
-  MarkKeys(s.objects.pods, s.dirty.pods);
+  s.dirty.pods.insert(s.pods.begin(), s.pods.end());
   MarkKeys(objects.pods, s.dirty.pods);
   MarkKeys(s.objects.namespaces, s.dirty.namespaces);
   MarkKeys(objects.namespaces, s.dirty.namespaces);
@@ -360,6 +349,8 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
   s.dirty.banp = true;
   s.dirty.nodes.insert(s.options.node_name);
   s.objects = objects;
+  s.pending_pods = std::move(s.objects.pods);
+  s.objects.pods.clear();
   s.slices_by_service.clear();
   for (const auto& [key, slice] : s.objects.endpoint_slices) {
     if (std::string service = ServiceOfSlice(slice); !service.empty()) {
@@ -385,7 +376,7 @@ void ClusterView::Update(const ObjectChanges& changes) {
     }
   };
   upsert(c.services, o.services, s.dirty.services);
-  upsert(c.pods, o.pods, s.dirty.pods);
+  upsert(c.pods, s.pending_pods, s.dirty.pods);
   upsert(c.namespaces, o.namespaces, s.dirty.namespaces);
   upsert(c.nodes, o.nodes, s.dirty.nodes);
   upsert(c.network_policies, o.network_policies, s.dirty.network_policies);
@@ -410,7 +401,7 @@ void ClusterView::Update(const ObjectChanges& changes) {
     }
   };
   remove(r.services, o.services, s.dirty.services);
-  remove(r.pods, o.pods, s.dirty.pods);
+  remove(r.pods, s.pending_pods, s.dirty.pods);
   remove(r.namespaces, o.namespaces, s.dirty.namespaces);
   remove(r.nodes, o.nodes, s.dirty.nodes);
   remove(r.network_policies, o.network_policies, s.dirty.network_policies);
@@ -507,23 +498,22 @@ void ClusterView::State::Recompute() {
     }
   }
   for (const std::string& key : d.pods) {
-    if (auto it = objects.pods.find(key); it != objects.pods.end()) {
+    if (auto it = s.pending_pods.find(key); it != s.pending_pods.end()) {
       const PodInfo& pod = it->second.info;
       const std::optional<LocalEndpoint> local = s.LocalEndpointFor(key, pod);
       s.pods.insert(key);
-      if (auto a = s.applied_pods.find(key); a != s.applied_pods.end() &&
-                                             Same(a->second.first, pod) &&
-                                             Same(a->second.second, local)) {
-        continue;
+      if (!s.policy.HoldsPod(pod, local)) {
+        if (const absl::Status st = s.policy.SetPod(pod, local); !st.ok()) {
+          s.rejected.pods.insert(key);
+          problem(absl::StrCat("Pod ", key), st);
+          continue;
+        }
       }
-      const absl::Status st = s.policy.SetPod(pod, local);
-      Remember(key, std::make_pair(pod, local), st, "Pod ", problem, s.applied_pods,
-               s.rejected.pods);
+      s.pending_pods.erase(it);
     } else if (s.pods.erase(key)) {
       const auto [ns, name] = SplitKey(key);
       problem(absl::StrCat("Pod ", key), s.policy.RemovePod(ns, name));
       s.local_endpoints.erase(key);
-      s.applied_pods.erase(key);
     }
   }
   for (const std::string& key : d.network_policies) {
@@ -652,7 +642,13 @@ absl::Status ClusterView::ApplyTo(Backend& backend, ChangeBatch* attempted) {
 }
 
 absl::Status ClusterView::Adopt(const ChangeBatch& dumped) {
-  const k8s::ClusterObjects objects = state_->objects;
+  k8s::ClusterObjects objects = state_->objects;
+  state_->policy.ForEachPod([&objects](const HeldPod& pod) {
+    objects.pods[absl::StrCat(pod.namespace_name, "/", pod.name)].info = pod.ToPodInfo();
+  });
+  for (const auto& [key, pod] : state_->pending_pods) {
+    objects.pods.insert_or_assign(key, pod);
+  }
   DPV2_ASSIGN_OR_RETURN(ClusterView fresh, Create(state_->options));
   const absl::Status lb = fresh.state_->lb.Adopt(dumped);
   const absl::Status policy = fresh.state_->policy.Adopt(dumped);

@@ -115,23 +115,27 @@ std::string ServicesText(const nlohmann::json& services) {
 
 nlohmann::json EndpointsJson(const ClusterView& view) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& [key, pod] : view.objects().pods) {
+  std::map<std::string, nlohmann::json> by_key;  // sorted, as the pods were listed
+  view.policy().ForEachPod([&](const HeldPod& pod) {
+    const std::string key = absl::StrCat(pod.namespace_name, "/", pod.name);
     std::optional<LocalEndpoint> ep = view.LocalEndpointOf(key);
     if (!ep) {
-      continue;
+      return;
     }
     std::vector<std::string> ips;
-    for (const IpAddr& ip : pod.info.ips) {
+    for (const IpAddr& ip : *pod.ips) {
       ips.push_back(ip.ToString());
     }
     nlohmann::json j = {{"pod", key}, {"addresses", ips}, {"ifindex", ep->ifindex}};
-    if (!pod.info.ips.empty()) {
-      j["identity"] = view.policy().IdentityOf(pod.info.ips[0]);
+    if (!pod.ips->empty()) {
+      j["identity"] = view.policy().IdentityOf(pod.ips->front());
     }
-    if (std::optional<uint32_t> id =
-            view.policy().EndpointId(pod.info.namespace_name, pod.info.name)) {
+    if (std::optional<uint32_t> id = view.policy().EndpointId(pod.namespace_name, pod.name)) {
       j["endpoint_id"] = *id;
     }
+    by_key.emplace(key, std::move(j));
+  });
+  for (auto& [key, j] : by_key) {
     out.push_back(std::move(j));
   }
   return out;
@@ -160,11 +164,14 @@ std::string EndpointsText(const nlohmann::json& eps, absl::string_view node_name
 
 nlohmann::json IdentitiesJson(const ClusterView& view) {
   std::map<uint32_t, std::vector<std::string>> by_identity;
-  for (const auto& [key, pod] : view.objects().pods) {
-    for (const IpAddr& ip : pod.info.ips) {
+  view.policy().ForEachPod([&](const HeldPod& pod) {
+    for (const IpAddr& ip : *pod.ips) {
       by_identity[view.policy().IdentityOf(ip)].push_back(
-          absl::StrCat(key, " ", ip.ToString()));
+          absl::StrCat(pod.namespace_name, "/", pod.name, " ", ip.ToString()));
     }
+  });
+  for (auto& [id, members] : by_identity) {
+    std::sort(members.begin(), members.end());  // ForEachPod has no order
   }
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [id, members] : by_identity) {
@@ -410,27 +417,31 @@ struct TraceEnd {
 
 absl::StatusOr<TraceEnd> ResolveTraceEnd(const ClusterView& view, const std::string& text,
                                          absl::string_view field) {
-  const k8s::ClusterObjects& objects = view.objects();
-  if (auto it = objects.pods.find(text); it != objects.pods.end()) {
-    if (it->second.info.ips.empty()) {
+  const size_t slash = text.find('/');
+  if (std::optional<HeldPod> pod =
+          slash == std::string::npos
+              ? std::nullopt
+              : view.policy().FindPod(text.substr(0, slash), text.substr(slash + 1))) {
+    if (pod->ips->empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("trace ", field, ": pod ", text, " has no status.podIP"));
     }
-    return TraceEnd{.ip = it->second.info.ips[0], .pod = text};
+    return TraceEnd{.ip = pod->ips->front(), .pod = text};
   }
   absl::StatusOr<IpAddr> ip = IpAddr::Parse(text);
   if (!ip.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "trace ", field, ": \"", text, "\" is neither a known pod (namespace/name) nor an address"));
   }
-  for (const auto& [key, pod] : objects.pods) {
-    for (const IpAddr& a : pod.info.ips) {
-      if (a == *ip) {
-        return TraceEnd{.ip = *ip, .pod = key};
-      }
+  std::optional<std::string> owner;  // the first in key order, hostNetwork pods too
+  view.policy().ForEachPod([&](const HeldPod& pod) {
+    const std::string key = absl::StrCat(pod.namespace_name, "/", pod.name);
+    if (std::find(pod.ips->begin(), pod.ips->end(), *ip) != pod.ips->end() &&
+        (!owner || key < *owner)) {
+      owner = key;
     }
-  }
-  return TraceEnd{.ip = *ip};
+  });
+  return TraceEnd{.ip = *ip, .pod = owner};
 }
 
 // The first source port from 40000 up that no conntrack entry uses with this

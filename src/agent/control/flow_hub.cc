@@ -17,8 +17,8 @@
 namespace dpv2::agent {
 namespace {
 
-std::string PodKey(const PodInfo* pod) {
-  return pod == nullptr ? "" : absl::StrCat(pod->namespace_name, "/", pod->name);
+std::string PodKey(const std::optional<HeldPod>& pod) {
+  return pod ? absl::StrCat(pod->namespace_name, "/", pod->name) : "";
 }
 
 std::string NamespaceOf(const std::string& pod_key) {

@@ -267,9 +267,10 @@ std::string Agent::State::MetricsText() {
       }
     }
     backends = view.lb().Backends().size();
-    for (const auto& [key, pod] : view.objects().pods) {
-      endpoints += view.LocalEndpointOf(key).has_value();
-    }
+    view.policy().ForEachPod([&](const HeldPod& pod) {
+      endpoints +=
+          view.LocalEndpointOf(absl::StrCat(pod.namespace_name, "/", pod.name)).has_value();
+    });
     policy_entries = view.policy().policy_entry_count();
     identities = view.policy().identity_count();
     if (policy_logger) {

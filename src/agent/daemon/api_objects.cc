@@ -42,11 +42,19 @@ void ForEachMap(Fn&& fn) {
 }  // namespace
 
 ApiObjects::ApiObjects(std::vector<apiserver::ApiResource> resources)
-    : resources_(std::move(resources)), synced_(resources_.size(), false) {}
+    : resources_(std::move(resources)),
+      synced_(resources_.size(), false),
+      plain_field_(resources_.size(), -1) {}
 
 void ApiObjects::Remove(const Slot& slot) {
   auto it = contributions_.find(slot);
   if (it == contributions_.end()) {
+    // A plain object, if any: under the slot's key in its resource's map.
+    ForEachMap([&](int index, auto member, auto) {
+      if (index == plain_field_[slot.first] && (objects_.*member).erase(slot.second) > 0) {
+        changed_.emplace(index, slot.second);
+      }
+    });
     return;
   }
   const Contribution& c = it->second;
@@ -91,6 +99,12 @@ void ApiObjects::Decode(const Slot& slot, const nlohmann::json& object) {
         .errors = std::move(one.errors),
         .warnings = std::move(one.warnings),
     });
+  }
+  if (plain_field_[slot.first] < 0 && c.field >= 0 && c.key.empty()) {
+    plain_field_[slot.first] = c.field;
+  }
+  if (IsPlain(slot.first, c)) {
+    return;
   }
   auto [it, inserted] = contributions_.insert_or_assign(slot, std::move(c));
   if (it->second.extras) {

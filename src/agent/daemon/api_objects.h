@@ -81,6 +81,12 @@ class ApiObjects {
     std::string key;  // its key in that map, when not the slot's (rare)
     std::unique_ptr<Extras> extras;  // null: none of them
   };
+  // A plain object (one object in its resource's own map, under the slot's
+  // key, no errors, warnings or singleton: nearly all of them) has no
+  // Contribution: its map entry says all. A map entry per pod and no more.
+  bool IsPlain(size_t resource, const Contribution& c) const {
+    return c.field >= 0 && c.field == plain_field_[resource] && c.key.empty() && !c.extras;
+  }
   using Slot = std::pair<size_t, std::string>;  // resource, reflector key
 
   void Remove(const Slot& slot);
@@ -95,6 +101,9 @@ class ApiObjects {
   mutable std::mutex mu_;  // guards the fields below
   std::vector<bool> synced_;
   k8s::ClusterObjects objects_;  // the map fields only
+  // The map each resource's objects go to (learned from its first object;
+  // -1 until then), and the Contributions of the objects that are not plain.
+  std::vector<int> plain_field_;
   std::map<Slot, Contribution> contributions_;
   // The slots with errors, warnings or a singleton, for Snapshot to visit
   // without walking every object.

@@ -1,18 +1,27 @@
 #include "agent/daemon/flow_metrics.h"
 
+#include <optional>
+#include <string>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 
 namespace dpv2::agent::daemon {
 namespace {
 
 // The local pod at `ip`, if any.
-const PodInfo* LocalPodAt(const IpAddr& ip, const ClusterView& view) {
-  const PodInfo* pod = view.policy().FindPodByIp(ip);
-  if (pod == nullptr ||
-      !view.LocalEndpointOf(absl::StrCat(pod->namespace_name, "/", pod->name))) {
-    return nullptr;
+std::optional<HeldPod> LocalPodAt(const IpAddr& ip, const ClusterView& view) {
+  std::optional<HeldPod> pod = view.policy().FindPodByIp(ip);
+  if (!pod || !view.LocalEndpointOf(absl::StrCat(pod->namespace_name, "/", pod->name))) {
+    return std::nullopt;
   }
   return pod;
+}
+
+// The metric labels of a pod: namespace, name, workload kind and name.
+std::tuple<std::string, std::string, std::string, std::string> PodLabels(const HeldPod& pod) {
+  return {std::string(pod.namespace_name), std::string(pod.name), std::string(pod.workload_kind),
+          std::string(pod.workload_name)};
 }
 
 }  // namespace
@@ -24,13 +33,14 @@ void FlowMetrics::Record(const std::vector<FlowEvent>& events, const ClusterView
       bool egress = ev.flags & DPV2_EV_F_EGRESS;
       // The pod where the policy was enforced: the sender for egress, the
       // receiver (the backend, after DNAT) for ingress.
-      const PodInfo* pod = LocalPodAt(egress ? ev.tuple.src : ev.tuple.dst, view);
-      if (pod == nullptr) {
+      const std::optional<HeldPod> pod = LocalPodAt(egress ? ev.tuple.src : ev.tuple.dst, view);
+      if (!pod) {
         continue;
       }
-      ++policy_events_[{pod->namespace_name, pod->name, pod->workload_kind, pod->workload_name,
-                        (ev.flags & DPV2_EV_F_ALLOWED) ? "allow" : "deny",
-                        egress ? "egress" : "ingress"}];
+      ++policy_events_[std::tuple_cat(
+          PodLabels(*pod),
+          std::make_tuple(std::string((ev.flags & DPV2_EV_F_ALLOWED) ? "allow" : "deny"),
+                          std::string(egress ? "egress" : "ingress")))];
       continue;
     }
     bool is_new_flow = ev.type == DPV2_EVENT_TRACE && (ev.flags & DPV2_EV_F_NEW) &&
@@ -42,13 +52,11 @@ void FlowMetrics::Record(const std::vector<FlowEvent>& events, const ClusterView
     std::string verdict = is_drop ? "dropped" : "forwarded";
     ++flows_[{is_drop ? "DROPPED" : "FORWARDED",
               is_drop ? std::string(DropReasonName(ev.drop_reason)) : ""}];
-    if (const PodInfo* src = LocalPodAt(ev.tuple.src, view)) {
-      ++egress_flows_[{src->namespace_name, src->name, src->workload_kind, src->workload_name,
-                       verdict}];
+    if (const std::optional<HeldPod> src = LocalPodAt(ev.tuple.src, view)) {
+      ++egress_flows_[std::tuple_cat(PodLabels(*src), std::make_tuple(verdict))];
     }
-    if (const PodInfo* dst = LocalPodAt(ev.tuple.dst, view)) {
-      ++ingress_flows_[{dst->namespace_name, dst->name, dst->workload_kind, dst->workload_name,
-                        verdict}];
+    if (const std::optional<HeldPod> dst = LocalPodAt(ev.tuple.dst, view)) {
+      ++ingress_flows_[std::tuple_cat(PodLabels(*dst), std::make_tuple(verdict))];
     }
   }
 }

@@ -273,12 +273,12 @@ void PolicyLogger::ClearConfig() { config_.reset(); }
 
 PolicyLogEndpoint PolicyLogger::Describe(const IpAddr& ip) const {
   PolicyLogEndpoint e;
-  if (const PodInfo* pod = state_->FindPodByIp(ip); pod != nullptr) {
-    e.pod_name = pod->name;
-    e.workload_kind = pod->workload_kind;
-    e.workload_name = pod->workload_name;
-    e.pod_namespace = pod->namespace_name;
-    e.namespace_name = pod->namespace_name;
+  if (const std::optional<HeldPod> pod = state_->FindPodByIp(ip)) {
+    e.pod_name = std::string(pod->name);
+    e.workload_kind = std::string(pod->workload_kind);
+    e.workload_name = std::string(pod->workload_name);
+    e.pod_namespace = std::string(pod->namespace_name);
+    e.namespace_name = std::string(pod->namespace_name);
     return e;
   }
   if (const NodeInfo* node = state_->FindNodeByIp(ip); node != nullptr) {
@@ -345,8 +345,8 @@ void PolicyLogger::Handle(const FlowEvent& ev) {
     }
   } else if (action.delegate) {
     // The namespace of the pod where the connection was denied.
-    const PodInfo* pod = state_->FindPodByIp(egress ? ev.tuple.src : ev.tuple.dst);
-    const NamespaceInfo* ns = pod == nullptr ? nullptr : state_->FindNamespace(pod->namespace_name);
+    const std::optional<HeldPod> pod = state_->FindPodByIp(egress ? ev.tuple.src : ev.tuple.dst);
+    const NamespaceInfo* ns = pod ? state_->FindNamespace(pod->namespace_name) : nullptr;
     if (ns == nullptr || !AnnotatedTrue(&ns->annotations, kEnableDenyLoggingAnnotation)) {
       ++stats_.not_logged;
       return;

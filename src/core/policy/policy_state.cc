@@ -20,9 +20,11 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/policy/policy_map.h"
@@ -161,8 +163,69 @@ struct EndpointRecord {
   std::vector<std::shared_ptr<CompiledPolicy>> applied;  // keeps rules alive
 };
 
+// What the pods of one workload share: its replicas differ only in name,
+// addresses and node. Interned (InternPool), so that each pod holds a
+// pointer instead of its own namespace, label map, ports and owner.
+struct PodShape {
+  std::string namespace_name;
+  Labels labels;
+  bool host_network = false;
+  std::vector<ContainerPort> container_ports;
+  std::string workload_kind;
+  std::string workload_name;
+
+  friend bool operator==(const PodShape&, const PodShape&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const PodShape& s) {
+    h = H::combine(std::move(h), s.namespace_name, s.host_network, s.workload_kind,
+                   s.workload_name, s.labels.size(), s.container_ports.size());
+    for (const auto& [key, value] : s.labels) {
+      h = H::combine(std::move(h), key, value);
+    }
+    for (const ContainerPort& port : s.container_ports) {
+      h = H::combine(std::move(h), port.name, port.protocol, port.container_port);
+    }
+    return h;
+  }
+};
+
+PodShape ShapeOf(const PodInfo& pod) {
+  return PodShape{.namespace_name = pod.namespace_name,
+                  .labels = pod.labels,
+                  .host_network = pod.host_network,
+                  .container_ports = pod.container_ports,
+                  .workload_kind = pod.workload_kind,
+                  .workload_name = pod.workload_name};
+}
+
+// Values many records share, each kept once with the number of its users and
+// dropped with the last one. A pointer stays valid while it is held.
+template <typename T>
+class InternPool {
+ public:
+  const T* Acquire(T value) {
+    auto [it, inserted] = held_.try_emplace(std::move(value), 0);
+    ++it->second;
+    return &it->first;
+  }
+  void Release(const T* value) {
+    if (value == nullptr) {
+      return;
+    }
+    if (auto it = held_.find(*value); it != held_.end() && --it->second == 0) {
+      held_.erase(it);
+    }
+  }
+
+ private:
+  absl::node_hash_map<T, uint64_t> held_;
+};
+
+// A pod: its key ("namespace/name") is the map's; never null once set.
 struct PodRecord {
-  PodInfo info;
+  const PodShape* shape = nullptr;         // State::shapes
+  const std::string* node_name = nullptr;  // State::node_names
+  std::vector<IpAddr> ips;
   std::optional<LocalEndpoint> local;
   uint32_t endpoint_id = 0;
   std::vector<std::pair<IpAddr, uint32_t>> ip_identities;
@@ -262,8 +325,12 @@ struct PolicyState::State {
   PolicyStateOptions options;
 
   absl::flat_hash_map<std::string, NamespaceInfo> namespaces;  // labels include the implicit one
-  absl::flat_hash_map<std::string, PodRecord> pods;
-  absl::flat_hash_map<IpAddr, std::string> pod_by_ip;
+  // Nodes, not slots: pod_by_ip points at the keys, and a record is larger
+  // than the pointer a node costs.
+  absl::node_hash_map<std::string, PodRecord> pods;
+  absl::flat_hash_map<IpAddr, const std::string*> pod_by_ip;  // -> a key of `pods`
+  InternPool<PodShape> shapes;
+  InternPool<std::string> node_names;
   absl::flat_hash_map<std::string, NodeInfo> nodes;
   absl::flat_hash_map<std::string, std::shared_ptr<CompiledPolicy>> policies;  // by key
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> np_by_namespace;
@@ -463,13 +530,13 @@ struct PolicyState::State {
 
   // ---- pods ----------------------------------------------------------------
 
-  void AddNamedPorts(uint32_t id, const PodInfo& pod, int delta) {
+  void AddNamedPorts(uint32_t id, const PodRecord& pod, int delta) {
     auto it = identities.find(id);
     if (it == identities.end()) {
       return;
     }
     bool changed = false;
-    for (const ContainerPort& cp : pod.container_ports) {
+    for (const ContainerPort& cp : pod.shape->container_ports) {
       if (cp.name.empty()) {
         continue;
       }
@@ -493,22 +560,24 @@ struct PolicyState::State {
   }
 
   // Identities of the pod's addresses from its current labels and tags.
-  absl::StatusOr<std::vector<std::pair<IpAddr, uint32_t>>> AcquirePodIdentities(const PodInfo& pod) {
+  absl::StatusOr<std::vector<std::pair<IpAddr, uint32_t>>> AcquirePodIdentities(
+      const PodRecord& pod) {
     std::vector<std::pair<IpAddr, uint32_t>> out;
-    if (pod.host_network) {
+    const PodShape& shape = *pod.shape;
+    if (shape.host_network) {
       return out;  // node traffic: the node's identity covers it
     }
     std::string label_text;
-    for (const auto& [k, v] : pod.labels) {
+    for (const auto& [k, v] : shape.labels) {
       absl::StrAppend(&label_text, Lp(k), Lp(v));
     }
     for (const IpAddr& ip : pod.ips) {
       std::vector<uint32_t> tags = TagsOfAddress(ip);
       const std::string key =
-          absl::StrCat("pod|", Lp(pod.namespace_name), "|", label_text, "|", TagText(tags));
+          absl::StrCat("pod|", Lp(shape.namespace_name), "|", label_text, "|", TagText(tags));
       Identity proto{.kind = Identity::Kind::kPod,
-                     .namespace_name = pod.namespace_name,
-                     .labels = pod.labels,
+                     .namespace_name = shape.namespace_name,
+                     .labels = shape.labels,
                      .tags = tags};
       absl::StatusOr<uint32_t> id = AcquireIdentity(key, std::move(proto), HostPrefix(ip));
       if (!id.ok()) {
@@ -527,7 +596,7 @@ struct PolicyState::State {
     const bool host = p.length() == (p.family() == Family::kV4 ? 32 : 128);
     if (host) {
       if (auto it = pod_by_ip.find(p.addr()); it != pod_by_ip.end()) {
-        const PodRecord& rec = pods.at(it->second);
+        const PodRecord& rec = pods.at(*it->second);
         for (const auto& [ip, pid] : rec.ip_identities) {
           if (ip == p.addr()) {
             id = pid;
@@ -620,7 +689,7 @@ struct PolicyState::State {
       p->endpoints.erase(ep_id);
     }
     const PodRecord& rec = pods.at(it->second.pod_key);
-    auto nit = endpoints_by_namespace.find(rec.info.namespace_name);
+    auto nit = endpoints_by_namespace.find(rec.shape->namespace_name);
     if (nit != endpoints_by_namespace.end()) {
       nit->second.erase(ep_id);
       if (nit->second.empty()) {
@@ -836,15 +905,15 @@ struct PolicyState::State {
   // off them: ipcache, endpoint entries, named ports, its own policy.
   absl::Status RefreshPod(const std::string& key) {
     PodRecord& rec = pods.at(key);
-    DPV2_ASSIGN_OR_RETURN(auto next, AcquirePodIdentities(rec.info));
+    DPV2_ASSIGN_OR_RETURN(auto next, AcquirePodIdentities(rec));
     for (const auto& [ip, id] : next) {
-      AddNamedPorts(id, rec.info, +1);
+      AddNamedPorts(id, rec, +1);
     }
     std::vector<std::pair<IpAddr, uint32_t>> old = std::move(rec.ip_identities);
     rec.ip_identities = std::move(next);
     std::vector<IpAddr> old_ips;
     for (const auto& [ip, id] : old) {
-      AddNamedPorts(id, rec.info, -1);
+      AddNamedPorts(id, rec, -1);
       ReleaseIdentity(id);
       old_ips.push_back(ip);
     }
@@ -1057,18 +1126,19 @@ struct PolicyState::State {
   }
 
   bool PolicyApplies(const CompiledPolicy& cp, const PodRecord& rec) const {
-    if (rec.info.host_network) {
+    const PodShape& pod = *rec.shape;
+    if (pod.host_network) {
       return false;
     }
     if (cp.ref.kind == PolicyRef::Kind::kNetworkPolicy) {
-      return cp.np_namespace == rec.info.namespace_name && cp.np_pod_selector.Matches(rec.info.labels);
+      return cp.np_namespace == pod.namespace_name && cp.np_pod_selector.Matches(pod.labels);
     }
-    const Labels ns_labels = NamespaceLabels(rec.info.namespace_name);
+    const Labels ns_labels = NamespaceLabels(pod.namespace_name);
     if (cp.subject_namespaces) {
       return cp.subject_namespaces->Matches(ns_labels);
     }
     return cp.subject_pods->namespace_selector.Matches(ns_labels) &&
-           cp.subject_pods->pod_selector.Matches(rec.info.labels);
+           cp.subject_pods->pod_selector.Matches(pod.labels);
   }
 
   static bool HasAnyPeerRule(const CompiledPolicy& cp) {
@@ -1298,7 +1368,7 @@ struct PolicyState::State {
           case PortSpec::Kind::kNamed:
             if (dir == kIngress) {
               // Resolved against the selected (local) pod.
-              for (const ContainerPort& cp : pod.info.container_ports) {
+              for (const ContainerPort& cp : pod.shape->container_ports) {
                 if (cp.name == p.name && (p.any_proto || static_cast<uint8_t>(cp.protocol) == p.proto)) {
                   prefixes.push_back({24, (static_cast<uint32_t>(cp.protocol) << 16) |
                                               static_cast<uint16_t>(cp.container_port)});
@@ -1443,7 +1513,7 @@ struct PolicyState::State {
           break;
       }
     };
-    if (auto it = np_by_namespace.find(pod.info.namespace_name); it != np_by_namespace.end()) {
+    if (auto it = np_by_namespace.find(pod.shape->namespace_name); it != np_by_namespace.end()) {
       for (const std::string& key : it->second) {
         consider(policies.at(key));
       }
@@ -1623,10 +1693,10 @@ absl::Status PolicyState::SetPod(const PodInfo& pod, std::optional<LocalEndpoint
     }
     if (!pod.host_network) {
       if (auto it = s.pod_by_ip.find(pod.ips[i]);
-          it != s.pod_by_ip.end() && it->second != PodKey(pod.namespace_name, pod.name)) {
+          it != s.pod_by_ip.end() && *it->second != PodKey(pod.namespace_name, pod.name)) {
         return absl::AlreadyExistsError(absl::StrCat(object, ": status.podIPs[", i, "] ",
                                                      pod.ips[i].ToString(), " belongs to pod ",
-                                                     it->second));
+                                                     *it->second));
       }
     }
   }
@@ -1640,41 +1710,48 @@ absl::Status PolicyState::SetPod(const PodInfo& pod, std::optional<LocalEndpoint
   if (local && local->ifindex == 0) {
     return absl::InvalidArgumentError(absl::StrCat(object, ": local endpoint ifindex is 0"));
   }
-  const std::string key = PodKey(pod.namespace_name, pod.name);
-  PodRecord* rec;
+  auto [pit, inserted] = s.pods.try_emplace(PodKey(pod.namespace_name, pod.name));
+  const std::string& key = pit->first;
+  PodRecord* rec = &pit->second;
   std::vector<IpAddr> old_ips;
   bool labels_changed = true;
-  if (auto it = s.pods.find(key); it != s.pods.end()) {
-    rec = &it->second;
+  if (!inserted) {
     for (const auto& [ip, id] : rec->ip_identities) {
       old_ips.push_back(ip);
     }
-    labels_changed = rec->info.labels != pod.labels ||
-                     rec->info.container_ports != pod.container_ports ||
-                     rec->info.host_network != pod.host_network;
+    labels_changed = rec->shape->labels != pod.labels ||
+                     rec->shape->container_ports != pod.container_ports ||
+                     rec->shape->host_network != pod.host_network;
     // Identities are re-derived below from the new PodInfo.
     for (const auto& [ip, id] : rec->ip_identities) {
-      s.AddNamedPorts(id, rec->info, -1);
+      s.AddNamedPorts(id, *rec, -1);
     }
-  } else {
-    rec = &s.pods[key];
   }
   std::vector<std::pair<IpAddr, uint32_t>> old = std::move(rec->ip_identities);
   rec->ip_identities.clear();
-  const PodInfo previous = rec->info;
-  rec->info = pod;
-  absl::StatusOr<std::vector<std::pair<IpAddr, uint32_t>>> next = s.AcquirePodIdentities(pod);
+  const PodShape* old_shape = std::exchange(rec->shape, s.shapes.Acquire(ShapeOf(pod)));
+  const std::string* old_node = std::exchange(rec->node_name, s.node_names.Acquire(pod.node_name));
+  std::vector<IpAddr> old_pod_ips = std::exchange(rec->ips, pod.ips);
+  absl::StatusOr<std::vector<std::pair<IpAddr, uint32_t>>> next = s.AcquirePodIdentities(*rec);
   if (!next.ok()) {
-    rec->info = previous;
+    s.shapes.Release(std::exchange(rec->shape, old_shape));
+    s.node_names.Release(std::exchange(rec->node_name, old_node));
+    if (inserted) {
+      s.pods.erase(pit);
+      return next.status();
+    }
+    rec->ips = std::move(old_pod_ips);
     rec->ip_identities = std::move(old);
     for (const auto& [ip, id] : rec->ip_identities) {
-      s.AddNamedPorts(id, rec->info, +1);
+      s.AddNamedPorts(id, *rec, +1);
     }
     return next.status();
   }
+  s.shapes.Release(old_shape);
+  s.node_names.Release(old_node);
   rec->ip_identities = std::move(*next);
   for (const auto& [ip, id] : rec->ip_identities) {
-    s.AddNamedPorts(id, pod, +1);
+    s.AddNamedPorts(id, *rec, +1);
   }
   for (const auto& [ip, id] : old) {
     s.ReleaseIdentity(id);
@@ -1683,7 +1760,7 @@ absl::Status PolicyState::SetPod(const PodInfo& pod, std::optional<LocalEndpoint
     s.pod_by_ip.erase(ip);
   }
   for (const auto& [ip, id] : rec->ip_identities) {
-    s.pod_by_ip[ip] = key;
+    s.pod_by_ip[ip] = &key;
   }
   for (const IpAddr& ip : old_ips) {
     s.SetIpcacheFor(HostPrefix(ip));
@@ -1723,7 +1800,7 @@ absl::Status PolicyState::RemovePod(absl::string_view namespace_name, absl::stri
   }
   std::vector<IpAddr> ips;
   for (const auto& [ip, id] : rec.ip_identities) {
-    s.AddNamedPorts(id, rec.info, -1);
+    s.AddNamedPorts(id, rec, -1);
     s.ReleaseIdentity(id);
     ips.push_back(ip);
     s.pod_by_ip.erase(ip);
@@ -1731,6 +1808,8 @@ absl::Status PolicyState::RemovePod(absl::string_view namespace_name, absl::stri
   rec.ip_identities.clear();
   rec.endpoint_id = 0;
   s.UpdateEndpointEntries(rec, ips);
+  s.shapes.Release(rec.shape);
+  s.node_names.Release(rec.node_name);
   s.pods.erase(it);
   for (const IpAddr& ip : ips) {
     s.SetIpcacheFor(HostPrefix(ip));
@@ -2125,15 +2204,79 @@ const NamespaceInfo* PolicyState::FindNamespace(absl::string_view name) const {
   return it == state_->namespaces.end() ? nullptr : &it->second;
 }
 
-const PodInfo* PolicyState::FindPod(absl::string_view namespace_name, absl::string_view name) const {
-  auto it = state_->pods.find(PodKey(namespace_name, name));
-  return it == state_->pods.end() ? nullptr : &it->second.info;
+bool PolicyState::HoldsPod(const PodInfo& pod, const std::optional<LocalEndpoint>& local) const {
+  auto it = state_->pods.find(PodKey(pod.namespace_name, pod.name));
+  if (it == state_->pods.end()) {
+    return false;
+  }
+  const PodRecord& rec = it->second;
+  // SetPod keeps no endpoint for a hostNetwork pod, whatever it is given.
+  const std::optional<LocalEndpoint> want = pod.host_network ? std::nullopt : local;
+  const bool same_local =
+      want.has_value() == rec.local.has_value() &&
+      (!want || std::tie(want->ifindex, want->mac, want->host_mac) ==
+                    std::tie(rec.local->ifindex, rec.local->mac, rec.local->host_mac));
+  const PodShape& held = *rec.shape;
+  return same_local && rec.ips == pod.ips && *rec.node_name == pod.node_name &&
+         std::tie(held.labels, held.host_network, held.container_ports, held.workload_kind,
+                  held.workload_name) == std::tie(pod.labels, pod.host_network,
+                                                  pod.container_ports, pod.workload_kind,
+                                                  pod.workload_name);
 }
 
-const PodInfo* PolicyState::FindPodByIp(const IpAddr& ip) const {
-  auto it = state_->pod_by_ip.find(ip);
-  return it == state_->pod_by_ip.end() ? nullptr : &state_->pods.at(it->second).info;
+namespace {
+
+HeldPod HeldPodOf(const std::string& key, const PodRecord& rec) {
+  const PodShape& shape = *rec.shape;
+  return HeldPod{.namespace_name = shape.namespace_name,
+                 .name = absl::string_view(key).substr(shape.namespace_name.size() + 1),
+                 .labels = &shape.labels,
+                 .ips = &rec.ips,
+                 .node_name = *rec.node_name,
+                 .host_network = shape.host_network,
+                 .container_ports = &shape.container_ports,
+                 .workload_kind = shape.workload_kind,
+                 .workload_name = shape.workload_name};
 }
+
+}  // namespace
+
+PodInfo HeldPod::ToPodInfo() const {
+  return PodInfo{.namespace_name = std::string(namespace_name),
+                 .name = std::string(name),
+                 .labels = *labels,
+                 .ips = *ips,
+                 .node_name = std::string(node_name),
+                 .host_network = host_network,
+                 .container_ports = *container_ports,
+                 .workload_kind = std::string(workload_kind),
+                 .workload_name = std::string(workload_name)};
+}
+
+std::optional<HeldPod> PolicyState::FindPod(absl::string_view namespace_name,
+                                            absl::string_view name) const {
+  auto it = state_->pods.find(PodKey(namespace_name, name));
+  if (it == state_->pods.end()) {
+    return std::nullopt;
+  }
+  return HeldPodOf(it->first, it->second);
+}
+
+std::optional<HeldPod> PolicyState::FindPodByIp(const IpAddr& ip) const {
+  auto it = state_->pod_by_ip.find(ip);
+  if (it == state_->pod_by_ip.end()) {
+    return std::nullopt;
+  }
+  return HeldPodOf(*it->second, state_->pods.at(*it->second));
+}
+
+void PolicyState::ForEachPod(absl::FunctionRef<void(const HeldPod&)> fn) const {
+  for (const auto& [key, rec] : state_->pods) {
+    fn(HeldPodOf(key, rec));
+  }
+}
+
+size_t PolicyState::pod_count() const { return state_->pods.size(); }
 
 const NodeInfo* PolicyState::FindNodeByIp(const IpAddr& ip) const {
   for (const auto& [name, node] : state_->nodes) {

@@ -27,12 +27,14 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../unit/agent/forwarding_backend.h"
@@ -148,26 +150,38 @@ Delta ParseEvent(const std::string& line) {
           apiserver::ObjectKey(object), std::move(object)};
 }
 
-// The sim (or any) backend with the time its Apply calls take.
-class TimedBackend : public testing::ForwardingBackend {
- public:
-  using ForwardingBackend::ForwardingBackend;
-  absl::Status Apply(const ChangeBatch& batch) override {
-    const absl::Time start = absl::Now();
-    absl::Status status = inner().Apply(batch);
-    last_apply_ = absl::Now() - start;
-    return status;
-  }
-  absl::Duration TakeApplyTime() { return std::exchange(last_apply_, absl::ZeroDuration()); }
-
- private:
-  absl::Duration last_apply_;
-};
-
 size_t HeapInUse() {
   const struct mallinfo2 m = mallinfo2();
   return m.uordblks + m.hblkhd;
 }
+
+// The sim (or any) backend with the time its Apply calls take and, when
+// asked, the heap they add: the sim's tables, which an eBPF datapath keeps in
+// the kernel instead of the agent's heap.
+class TimedBackend : public testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  absl::Status Apply(const ChangeBatch& batch) override {
+    const size_t heap_before = measure_heap_ ? HeapInUse() : 0;
+    const absl::Time start = absl::Now();
+    absl::Status status = inner().Apply(batch);
+    last_apply_ = absl::Now() - start;
+    if (measure_heap_) {
+      applied_heap_ += static_cast<ptrdiff_t>(HeapInUse() - heap_before);
+    }
+    return status;
+  }
+  absl::Duration TakeApplyTime() { return std::exchange(last_apply_, absl::ZeroDuration()); }
+  // Heap the Apply calls added while measuring (mallinfo2 walks the heap:
+  // only around the pods' one reconcile).
+  void MeasureHeap(bool on) { measure_heap_ = on; }
+  ptrdiff_t TakeAppliedHeap() { return std::exchange(applied_heap_, 0); }
+
+ private:
+  absl::Duration last_apply_;
+  bool measure_heap_ = false;
+  ptrdiff_t applied_heap_ = 0;
+};
 
 // Median and p99 of one phase, ms.
 struct Samples {
@@ -294,9 +308,12 @@ int Run(int services, int changes) {
   std::map<std::string, size_t>().swap(reflector_store);
   const size_t store_bytes = heap_decoded_pods - HeapInUse();
   const size_t heap_decoded_only = heap_decoded_pods - store_bytes;
+  backend.MeasureHeap(true);
   const daemon::ReconcileReport pods = (*reconciler)->ReconcileNow();
+  backend.MeasureHeap(false);
   check(pods, "pods");
   const size_t heap_after_pods = HeapInUse();
+  const ptrdiff_t sim_bytes = backend.TakeAppliedHeap();
 
   // 3. One endpoint change, `changes` times, on random Services.
   std::mt19937 rng(7);
@@ -345,12 +362,16 @@ int Run(int services, int changes) {
               absl::ToDoubleMilliseconds(pods.apply_time), pods.changes);
   const double per_pod_decoded =
       static_cast<double>(heap_decoded_only - heap_before_pods) / pod_count;
-  const double per_pod_view = static_cast<double>(heap_after_pods - heap_decoded_only) / pod_count;
+  const double per_pod_sim = static_cast<double>(sim_bytes) / pod_count;
+  const double per_pod_view =
+      static_cast<double>(heap_after_pods - heap_decoded_only) / pod_count - per_pod_sim;
   const double per_pod_store = static_cast<double>(store_bytes) / pod_count;
   std::printf("P8 heap per pod: %.0f B = reflector store %.0f (key, hash; the JSON, %.0f B, "
-              "is not kept) + decoded objects %.0f + view, identities, ipcache %.0f\n",
-              per_pod_store + per_pod_decoded + per_pod_view, per_pod_store,
-              static_cast<double>(json_bytes) / json_samples, per_pod_decoded, per_pod_view);
+              "is not kept) + decoded objects %.0f + ClusterView and PolicyState (pods, "
+              "identities, ipcache) %.0f + sim backend tables %.0f (in the kernel with eBPF)\n",
+              per_pod_store + per_pod_decoded + per_pod_view + per_pod_sim, per_pod_store,
+              static_cast<double>(json_bytes) / json_samples, per_pod_decoded, per_pod_view,
+              per_pod_sim);
   std::printf("P6 one endpoint change, %d times, ms (event line -> Backend::Apply returned):\n",
               changes);
   std::printf("%-8s %9s %9s\n", "phase", "median", "p99");

@@ -342,7 +342,8 @@ TEST_CASE("a change set gives the batch an Update with the whole patched set giv
   CHECK_FALSE(expected.empty());
   CHECK(SameBatch(expected, got));
   CHECK(whole.view.problems() == delta.view.problems());
-  CHECK(delta.view.objects().object_count() == after.object_count());
+  CHECK(delta.view.objects().object_count() + delta.view.policy().pod_count() ==
+        after.object_count());
   CHECK(delta.view.lb().Frontends().size() == whole.view.lb().Frontends().size());
   REQUIRE(delta.view.ApplyTo(*delta.backend).ok());
   // The whole set afterwards finds nothing left to apply.

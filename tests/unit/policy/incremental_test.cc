@@ -401,7 +401,7 @@ TEST_CASE("policy state: malformed input is rejected without a change", "[increm
   CHECK(w.state().RemovePod("x", "nope").code() == absl::StatusCode::kNotFound);
   CHECK(w.state().RemoveNetworkPolicy("x", "nope").code() == absl::StatusCode::kNotFound);
   CHECK(w.state().Diff().empty());
-  CHECK(w.state().FindPod("x", "b") == nullptr);
+  CHECK_FALSE(w.state().FindPod("x", "b").has_value());
 }
 
 }  // namespace

@@ -458,7 +458,7 @@ TEST_CASE("change sets: a local pod held back is taken from whole snapshots unti
   CHECK(fourth.changes == 0);
   (*r)->WithState([](ClusterView& v, Backend&) {
     CHECK(v.LocalEndpointOf("shop/pod-0")->ifindex == 41);
-    CHECK(v.policy().FindPod("shop", "pod-0")->labels.at("app") == App(0));
+    CHECK(v.policy().FindPod("shop", "pod-0")->labels->at("app") == App(0));
   });
   ReconcileReport fifth = (*r)->ReconcileNow();
   CHECK_FALSE(fifth.change_set);
@@ -473,8 +473,8 @@ TEST_CASE("change sets: a local pod held back is taken from whole snapshots unti
   CHECK(sixth.change_set);
   CHECK(sixth.waiting_pods.size() == 1);
   (*r)->WithState([](ClusterView& v, Backend&) {
-    CHECK(v.policy().FindPod("shop", "pod-2") == nullptr);
-    CHECK(v.policy().FindPod("shop", "pod-0")->labels.at("app") == App(1));
+    CHECK_FALSE(v.policy().FindPod("shop", "pod-2").has_value());
+    CHECK(v.policy().FindPod("shop", "pod-0")->labels->at("app") == App(1));
   });
 }
 

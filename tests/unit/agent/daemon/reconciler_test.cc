@@ -151,8 +151,8 @@ TEST_CASE("a local pod whose interface is missing is held back whole, then appli
   (*r)->WithState([](ClusterView& v, Backend&) {
     // Neither a local endpoint nor a remote pod: not half applied.
     CHECK_FALSE(v.LocalEndpointOf("shop/web-1").has_value());
-    CHECK(v.policy().FindPod("shop", "web-1") == nullptr);
-    CHECK(v.policy().FindPod("shop", "web-2") != nullptr);
+    CHECK_FALSE(v.policy().FindPod("shop", "web-1").has_value());
+    CHECK(v.policy().FindPod("shop", "web-2").has_value());
   });
 
   {
@@ -184,9 +184,9 @@ TEST_CASE("a local pod whose interface is missing is held back whole, then appli
   CHECK(third.waiting_pods.size() == 1);
   (*r)->WithState([](ClusterView& v, Backend&) {
     CHECK(v.LocalEndpointOf("shop/web-1").has_value());
-    const PodInfo* pod = v.policy().FindPod("shop", "web-1");
-    REQUIRE(pod != nullptr);
-    CHECK(pod->labels.at("app") == "web");
+    const std::optional<HeldPod> pod = v.policy().FindPod("shop", "web-1");
+    REQUIRE(pod.has_value());
+    CHECK(pod->labels->at("app") == "web");
   });
 }
 
