@@ -481,9 +481,11 @@ absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& 
   uint64_t rx_end = 0;
   DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
     DPV2_ASSIGN_OR_RETURN(rx_end, RxPackets(server.eth0().name));
+    // Both attach points: libbpf then deletes the clsact qdisc, and the
+    // program with it (the server pod has no other tc programs).
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(server.eth0().ifindex),
-                .attach_point = BPF_TC_INGRESS);
-    bpf_tc_hook_destroy(&hook);  // the clsact qdisc with the program
+                .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+    bpf_tc_hook_destroy(&hook);
     return absl::OkStatus();
   }));
   if (rx_end == rx_before) {
