@@ -107,6 +107,12 @@ std::vector<ConntrackEntry> ConntrackTable::Dump() const {
   out.reserve(entries_.size());
   entries_.ForEach([&](const dpv2_ct_key& key, const dpv2_ct_value& value) {
     out.push_back({.key = key, .value = value});
+    if (key.flags & DPV2_CT_KEY_SERVICE) {
+      // A stamped SERVICE entry keeps its backend there for the fast path
+      // (pipeline.cc); a dump reports the frontend, as every backend does.
+      out.back().value.nat_addr = key.daddr;
+      out.back().value.nat_port = key.dport;
+    }
   });
   return out;
 }

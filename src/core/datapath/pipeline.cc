@@ -137,6 +137,8 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   p->looked_up = false;
   p->plain_looked_up = false;
   p->service_looked_up = false;
+  p->stamped = false;
+  p->flow_from_stamp = false;
   p->wants_slot = false;
   p->has_maglev_slot = false;
   p->backend = nullptr;
@@ -226,12 +228,32 @@ class PacketRun {
   }
   // A forward packet passed anti-spoofing and policy: its entry remembers
   // the tables revision, the ingress and the policy directions that allowed
-  // it (the layout eBPF stamps: abi/ct.h).
-  void Stamp(dpv2_ct_value& e) const {
+  // it, and what those tables answered that the fast path needs again
+  // (the layout eBPF stamps: abi/ct.h): DPV2_CT_C_PASS when `dst` (after
+  // translation) is no local endpoint; a SERVICE entry also keeps its
+  // backend's address and port (network order) in nat_addr/nat_port, where
+  // it held the frontend, which its key names (ConntrackTable::Dump reports
+  // that).
+  void Stamp(dpv2_ct_value& e, const dpv2_addr& dst) {
     e.revision = tables_.revision();
     e.in_ifindex = ifindex_;
-    e.cache_flags =
-        static_cast<uint8_t>((entry_ == Entry::kFromPod ? DPV2_CT_C_FROM_POD : 0) | policy_checked_);
+    e.cache_flags = static_cast<uint8_t>((entry_ == Entry::kFromPod ? DPV2_CT_C_FROM_POD : 0) |
+                                         policy_checked_ |
+                                         (EndpointOf(dst) == nullptr ? DPV2_CT_C_PASS : 0));
+  }
+  void StampService(dpv2_ct_value& e, const dpv2_backend& backend) {
+    Stamp(e, backend.addr);
+    e.nat_addr = backend.addr;
+    e.nat_port = backend.port;
+  }
+  // Delivery as the stamp found it: no endpoint lookup for a destination
+  // that was no local endpoint.
+  FrameResult DeliverStamped(const dpv2_ct_value& e, const dpv2_addr& dst) {
+    if (e.cache_flags & DPV2_CT_C_PASS) {
+      state_.counters[DPV2_CNT_PASSED] += 1;
+      return FrameResult{.verdict = Verdict::kPass};
+    }
+    return Deliver(dst);
   }
   bool StampCurrent(const dpv2_ct_value& e) const {
     return dpv2::StampCurrent(e, tables_.revision(), entry_, ifindex_);
@@ -434,20 +456,26 @@ bool PacketRun::ForwardFast(FrameResult* result) {
     CountStampedPolicy(*entry);
     UpdateConntrackEntry(*entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                          timeouts);
-    *result = Deliver(daddr_);
+    *result = DeliverStamped(*entry, daddr_);
     return true;
   }
   if (!StampCurrent(*service_entry)) {
     return false;
   }
-  const dpv2_backend* backend = BackendOf(service_entry->backend_id);
-  if (backend == nullptr) {
-    return false;  // deleted: the full pipeline chooses again
-  }
+  // The stamp's backend (nat_addr/nat_port): the backends table has not
+  // changed since, so it exists and has that address. The flow entry's key:
+  // the burst's, built from the same stamp, while conntrack is unchanged.
+  const dpv2_addr backend_addr = service_entry->nat_addr;
+  const uint16_t backend_port = ntohs(service_entry->nat_port);
   dpv2_ct_key scratch;
-  uint64_t flow_hash;
-  const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
-  dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
+  const dpv2_ct_key* flow_key = &prepared_.flow_key;
+  uint64_t flow_hash = prepared_.flow_hash;
+  if (!(prepared_.flow_from_stamp && LookedUp(prepared_.service_entry))) {
+    scratch = MakeCtKey(saddr_, backend_addr, pkt_.sport, backend_port, proto_, family_, 0);
+    flow_key = &scratch;
+    flow_hash = ConntrackTable::Hash(scratch);
+  }
+  dpv2_ct_value* flow_entry = state_.conntrack.Find(*flow_key, flow_hash, now_);
   if (flow_entry == nullptr) {
     return false;  // the full pipeline recreates it
   }
@@ -457,8 +485,8 @@ bool PacketRun::ForwardFast(FrameResult* result) {
   UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        timeouts);
   state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
-  RewriteDestinationAbi(frame_, pkt_, backend->addr, ntohs(backend->port));
-  *result = Deliver(backend->addr);
+  RewriteDestinationAbi(frame_, pkt_, backend_addr, backend_port);
+  *result = DeliverStamped(*service_entry, backend_addr);
   return true;
 }
 
@@ -603,7 +631,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
                          now_, timeouts);
     UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                          timeouts);
-    Stamp(*service_entry);
+    StampService(*service_entry, *backend);
     state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
     RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
     return Deliver(flow.daddr);
@@ -671,7 +699,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   value.service_id = svc.service_id;
   value.src_identity = flow.src_identity;
   value.dst_identity = flow.dst_identity;
-  Stamp(value);
+  StampService(value, *backend);
   // A reopened or re-chosen connection overwrites its SERVICE entry in place,
   // so only a brand-new one can find the table full.
   bool new_service_key = false;
@@ -684,7 +712,10 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   uint64_t flow_hash;
   const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
   value.flags |= DPV2_CT_F_REV_NAT;
-  // Forward packets find the SERVICE entry: the flow entry carries no stamp.
+  // Forward packets find the SERVICE entry: the flow entry carries no stamp,
+  // and its nat_addr/nat_port are the frontend replies are translated to.
+  value.nat_addr = daddr_;
+  value.nat_port = htons(pkt_.dport);
   value.revision = 0;
   value.in_ifindex = 0;
   value.cache_flags = 0;
@@ -749,7 +780,7 @@ FrameResult PacketRun::HandlePlainFlow() {
     value.created_ns = now_;
     value.src_identity = flow.src_identity;
     value.dst_identity = flow.dst_identity;
-    Stamp(value);
+    Stamp(value, daddr_);
     entry = state_.conntrack.Create(key, hash, value);
     if (entry == nullptr) {
       return Drop(DPV2_DROP_CT_FULL, &flow);
@@ -758,7 +789,7 @@ FrameResult PacketRun::HandlePlainFlow() {
   }
   UpdateConntrackEntry(*entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        state_.conntrack.timeouts());
-  Stamp(*entry);
+  Stamp(*entry, daddr_);
   if (reopened) {
     state_.counters[DPV2_CNT_CT_REOPENED] += 1;
   }
@@ -976,6 +1007,7 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
         }
       }
       p.service = nullptr;
+      p.stamped = stamped;
       if (!stamped && HasPorts(p.parsed->pkt.proto)) {
         if (!p.service_keyed) {
           KeyService(&p);
@@ -984,7 +1016,9 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
         p.service_looked_up = true;
       }
       if (p.service_entry != nullptr) {
-        tables.PrefetchBackend(p.service_entry->backend_id);
+        if (!stamped) {
+          tables.PrefetchBackend(p.service_entry->backend_id);
+        }
       } else if (p.service != nullptr && !(p.service->flags & DPV2_LB_F_RANDOM)) {
         // A new connection will read its Maglev table, a slot of it and the
         // slot's backend: a chain of misses on large tables, each started
@@ -1021,6 +1055,18 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
   if (n > 1) {
     for (size_t i = 0; i < n; ++i) {
       PreparedFrame& p = state.prepared[i];
+      const ParsedPacket& pkt = p.parsed->pkt;
+      p.flow_from_stamp = false;
+      if (p.looked_up && p.stamped && p.service_entry != nullptr) {
+        // The fast path's flow entry: its backend is the stamp's.
+        p.flow_key = MakeCtKey(p.saddr, p.service_entry->nat_addr, pkt.sport,
+                               ntohs(p.service_entry->nat_port), pkt.proto,
+                               AbiFamily(pkt.family), 0);
+        p.flow_hash = ConntrackTable::Hash(p.flow_key);
+        p.flow_from_stamp = true;
+        state.conntrack.Prefetch(p.flow_hash);
+        continue;
+      }
       uint32_t backend_id;
       if (p.looked_up && p.service_entry != nullptr) {
         backend_id = p.service_entry->backend_id;
@@ -1033,7 +1079,6 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
       if (b == nullptr) {
         continue;
       }
-      const ParsedPacket& pkt = p.parsed->pkt;
       p.backend = b;
       p.backend_id = backend_id;
       p.flow_key = MakeCtKey(p.saddr, b->addr, pkt.sport, ntohs(b->port), pkt.proto,

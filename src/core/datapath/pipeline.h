@@ -84,6 +84,8 @@ struct PreparedFrame {
   dpv2_ct_value* service_entry = nullptr;
   bool plain_looked_up = false;  // a fast-path candidate without SERVICE entry
   dpv2_ct_value* plain_entry = nullptr;
+  // The SERVICE or plain entry carried a current stamp (fast path ahead).
+  bool stamped = false;
   bool service_looked_up = false;
   const dpv2_lb_value* service = nullptr;
   // A new connection to `service` (not RANDOM): its Maglev table and the
@@ -101,6 +103,9 @@ struct PreparedFrame {
   uint32_t backend_id = 0;
   dpv2_ct_key flow_key{};
   uint64_t flow_hash = 0;
+  // flow_key was built from a stamped SERVICE entry's backend (nat_addr),
+  // with no backend lookup; `backend` is null then.
+  bool flow_from_stamp = false;
 };
 
 // The mutable state of one datapath instance; owned by one thread.

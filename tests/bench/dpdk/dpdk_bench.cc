@@ -119,7 +119,7 @@ BenchPort MakePort(const std::string& prefix) {
 // `seconds`, then returns how many frames it fed.
 uint64_t Feed(BenchPort& port, const std::vector<std::vector<uint8_t>>& frames, double seconds,
               bool cycle) {
-  rte_mbuf* burst[64];
+  rte_mbuf* burst[96];
   size_t next = 0;
   uint64_t fed = 0;
   const absl::Time end = absl::Now() + absl::Seconds(seconds);
@@ -131,11 +131,15 @@ uint64_t Feed(BenchPort& port, const std::vector<std::vector<uint8_t>>& frames, 
     if (!cycle && next >= frames.size()) {
       break;
     }
-    // Recycle what the worker sent; top up from the pool at the start.
+    // Recycle what the worker sent, and top up from the pool whenever the
+    // RX ring runs low: the worker's TX buffers hold frames until a burst
+    // fills or the drain timer fires, so recycling alone kept a few dozen
+    // frames in flight and fed the worker bursts of one or two (its per-poll
+    // cost then counted as per-packet cost).
     unsigned n = rte_ring_sc_dequeue_burst(port.tx, reinterpret_cast<void**>(burst), 64, nullptr);
-    if (n == 0 && rte_ring_count(port.rx) < 512) {
-      if (rte_pktmbuf_alloc_bulk(port.pool, burst, 32) == 0) {
-        n = 32;
+    if (n < 32 && rte_ring_count(port.rx) < 1024) {
+      if (rte_pktmbuf_alloc_bulk(port.pool, burst + n, 32) == 0) {
+        n += 32;
       }
     }
     for (unsigned i = 0; i < n; ++i) {

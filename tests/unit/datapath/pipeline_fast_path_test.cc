@@ -113,6 +113,13 @@ TEST_CASE("an established forward packet is stamped with the tables revision, it
   CHECK(se->revision == tables.revision());
   CHECK(se->in_ifindex == kClientIfindex);
   CHECK(se->cache_flags == (DPV2_CT_C_FROM_POD | DPV2_CT_C_EGRESS | DPV2_CT_C_INGRESS));
+  // A dump reports the frontend where the stamp keeps the backend.
+  for (const ConntrackEntry& e : state.conntrack.Dump()) {
+    if (e.key.flags & DPV2_CT_KEY_SERVICE) {
+      CHECK(std::memcmp(&e.value.nat_addr, &e.key.daddr, sizeof(dpv2_addr)) == 0);
+      CHECK(e.value.nat_port == htons(80));
+    }
+  }
   // The flow entry (client -> backend) is found only by replies: no stamp.
   for (const ConntrackEntry& e : state.conntrack.Dump()) {
     if (!(e.key.flags & DPV2_CT_KEY_SERVICE)) {
@@ -186,6 +193,45 @@ TEST_CASE("a stamped tuple arriving from another interface is checked for spoofi
                                                 kClientIfindex, absl::MakeSpan(frame), kNow);
   CHECK(from_network.verdict == Verdict::kRedirect);
   CHECK(ServiceEntryOf(state)->cache_flags == DPV2_CT_C_INGRESS);
+}
+
+TEST_CASE("what a stamp caches (the backend's address, no local destination) follows an Apply") {
+  // The backend starts remote (no endpoint): delivery passes to the stack.
+  const DatapathConfig config = Config();
+  DatapathTables tables(config);
+  ChangeBatch cluster = Cluster();
+  cluster.endpoints_upsert.erase(cluster.endpoints_upsert.begin() + 1);  // 10.0.2.9
+  cluster.policy_upsert.erase(cluster.policy_upsert.begin() + 2);       // its allow
+  // A remote backend has no identity the client's egress allows: not isolated.
+  cluster.endpoints_upsert[0] = Pod("10.0.1.5", 1, kClientIfindex, kClientIdentity, 0);
+  REQUIRE(tables.Apply(cluster).ok());
+  DatapathState state(config, nullptr);
+  REQUIRE(Run(tables, state, ClientToService(kTcpSyn)).verdict == Verdict::kPass);
+  std::vector<uint8_t> syn_ack = BackendToClient(kTcpSyn | kTcpAck);
+  REQUIRE(ProcessFrame(tables, state, Entry::kFromNetwork, 1, absl::MakeSpan(syn_ack), kNow)
+              .verdict == Verdict::kRedirect);
+  CHECK(ServiceEntryOf(state)->cache_flags & DPV2_CT_C_PASS);
+  CHECK(Run(tables, state, ClientToService(kTcpAck)).verdict == Verdict::kPass);
+  // The backend's address becomes a local pod: delivered to it.
+  ChangeBatch local;
+  local.endpoints_upsert = {Pod("10.0.2.9", 2, kBackendIfindex, kBackendIdentity, 0)};
+  REQUIRE(tables.Apply(local).ok());
+  FrameResult r = Run(tables, state, ClientToService(kTcpAck));
+  CHECK(r.verdict == Verdict::kRedirect);
+  CHECK(r.out_ifindex == kBackendIfindex);
+  // The backend is readdressed under its id: the next packet goes to the
+  // new address (and its flow entry is made anew).
+  ChangeBatch moved;
+  moved.backends_upsert = OneServiceBatch("10.0.3.7", kM).backends_upsert;
+  moved.policy_upsert = {AllowTcp(3, DPV2_DIR_INGRESS, kClientIdentity, 8080)};
+  REQUIRE(tables.Apply(moved).ok());
+  std::vector<uint8_t> frame = ClientToService(kTcpAck);
+  r = ProcessFrame(tables, state, Entry::kFromPod, kClientIfindex, absl::MakeSpan(frame), kNow);
+  CHECK(r.verdict == Verdict::kRedirect);
+  // Untagged IPv4 without options: destination address at 30, port at 36.
+  const uint8_t want[6] = {10, 0, 3, 7, 8080 >> 8, 8080 & 0xff};
+  CHECK(std::memcmp(frame.data() + 30, want, 4) == 0);
+  CHECK(std::memcmp(frame.data() + 36, want + 4, 2) == 0);
 }
 
 // What a packet did, for comparing two states packet by packet.
