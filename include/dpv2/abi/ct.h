@@ -63,8 +63,8 @@ struct dpv2_ct_value {
    * a forward packet of this entry was last fully checked (anti-spoofing
    * from in_ifindex, policy allowed) while the loader's tables revision was
    * `revision`; while it still is, later forward packets skip those checks
-   * and the frontend lookup. 0: never checked. The sim and DPDK leave these
-   * three fields zero. */
+   * and the frontend lookup. 0: never checked. The core pipeline of the
+   * sim and DPDK stamps them alike, with its DatapathTables revision. */
   __u32 revision;
   __u32 in_ifindex;
 };
