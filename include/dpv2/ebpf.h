@@ -47,6 +47,11 @@ struct EbpfOptions {
   uint32_t external_ifindex = 0;
   bool xdp = false;
   uint32_t event_ring_bytes = 1 << 20;  // a power of two, >= 4096
+  // Conntrack maps preallocated at load (every entry's memory reserved up
+  // front: ~170 bytes an entry, 128 MiB at the default 524,288 + 262,144
+  // entries) instead of allocated per insert. A full map drops the new
+  // connection (CT_FULL) either way. ebpf_bench measures both.
+  bool conntrack_prealloc = false;
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options);

@@ -342,7 +342,8 @@ absl::StatusOr<std::unique_ptr<EbpfBackend>> EbpfBackend::Create(const EbpfOptio
 absl::Status EbpfBackend::Init() {
   DPV2_ASSIGN_OR_RETURN(skel_, DatapathSkeleton::Open(options_.xdp));
   DPV2_RETURN_IF_ERROR(
-      skel_->Configure(options_.config, options_.event_ring_bytes, kEbpfClockOffsetNs));
+      skel_->Configure(options_.config, options_.event_ring_bytes, kEbpfClockOffsetNs,
+                       options_.conntrack_prealloc));
   if (!options_.pin_path.empty()) {
     DPV2_RETURN_IF_ERROR(skel_->PinUnder(options_.pin_path));
   }

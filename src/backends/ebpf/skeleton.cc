@@ -164,7 +164,7 @@ DatapathSkeleton::~DatapathSkeleton() {
 }
 
 absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event_ring_bytes,
-                                         uint64_t clock_offset_ns) {
+                                         uint64_t clock_offset_ns, bool conntrack_prealloc) {
   if (loaded_) {
     return absl::FailedPreconditionError("ebpf datapath: Configure after Load");
   }
@@ -179,6 +179,14 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
                                         c.maglev_table_size * sizeof(uint32_t));
       err != 0) {
     return LibbpfError("lookup tables: set value size", err);
+  }
+  if (conntrack_prealloc) {
+    for (bpf_map* map : {m.dpv2_ct_tcp, m.dpv2_ct_other}) {
+      if (int err = bpf_map__set_map_flags(map, bpf_map__map_flags(map) & ~BPF_F_NO_PREALLOC);
+          err != 0) {
+        return LibbpfError(absl::StrCat(bpf_map__name(map), ": set map flags"), err);
+      }
+    }
   }
   for (auto [map, size] : {std::pair{m.dpv2_lookup_tables, c.max_tables},
                            {m.dpv2_services, c.max_services},

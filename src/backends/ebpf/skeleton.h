@@ -35,7 +35,7 @@ class DatapathSkeleton {
   DatapathSkeleton& operator=(const DatapathSkeleton&) = delete;
 
   absl::Status Configure(const DatapathConfig& config, uint32_t event_ring_bytes,
-                         uint64_t clock_offset_ns);
+                         uint64_t clock_offset_ns, bool conntrack_prealloc = false);
   // Every state map is pinned as <dir>/<map name>; existing pins are reused.
   absl::Status PinUnder(const std::string& dir);
   // Verifies and loads the programs. A pin this configuration cannot reuse

@@ -151,6 +151,38 @@ TEST_CASE("a SYN from a pod to a ClusterIP is DNATed to its backend and delivere
   CHECK(c->counter(DPV2_CNT_CT_CREATED) == 2);
 }
 
+TEST_CASE("a full conntrack table, preallocated or not, drops a new connection as CT_FULL and "
+          "leaves every entry and established connection as it was") {
+  for (bool prealloc : {false, true}) {
+    INFO("conntrack_prealloc " << prealloc);
+    DatapathConfig config = SmallConfig();
+    config.ct_tcp_entries = 7;  // 3 connections; the 4th fits its SERVICE entry only
+    std::unique_ptr<Backend> b = MakeLoaded({.config = config, .conntrack_prealloc = prealloc});
+    auto to_service = [](uint16_t sport, uint8_t flags) {
+      return PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(sport, 80, flags).Build();
+    };
+    for (uint16_t sport = 40000; sport < 40003; ++sport) {
+      REQUIRE(Run(*b, kClientIfindex, to_service(sport, kTcpSyn)).verdict == Verdict::kRedirect);
+    }
+    absl::StatusOr<std::vector<ConntrackEntry>> before = b->DumpConntrack();
+    REQUIRE(before.ok());
+    REQUIRE(before->size() == 6);
+    PacketOutcome full = Run(*b, kClientIfindex, to_service(40003, kTcpSyn));
+    CHECK(full.verdict == Verdict::kDrop);
+    CHECK(full.drop_reason == DPV2_DROP_CT_FULL);
+    absl::StatusOr<std::vector<ConntrackEntry>> after = b->DumpConntrack();
+    REQUIRE(after.ok());
+    REQUIRE(after->size() == before->size());
+    for (size_t i = 0; i < after->size(); ++i) {
+      CHECK(std::memcmp(&(*after)[i], &(*before)[i], sizeof(ConntrackEntry)) == 0);
+    }
+    CHECK(Run(*b, kClientIfindex, to_service(40001, kTcpAck)).verdict == Verdict::kRedirect);
+    absl::StatusOr<Counters> c = b->ReadCounters();
+    REQUIRE(c.ok());
+    CHECK(c->drop(DPV2_DROP_CT_FULL) == 1);
+  }
+}
+
 TEST_CASE("the backend's reply is reverse-NATed to come from the ClusterIP and port") {
   std::unique_ptr<Backend> b = MakeLoaded();
   Run(*b, kClientIfindex, Syn());

@@ -74,6 +74,10 @@ struct dpv2_scratch {
    * packet (what a stamped entry's fast path counts again). */
   __u8 policy_checked;
   __u32 revision; /* tables_revision() as this packet began */
+  /* Per-connection flags kept here, not in registers: a flag the verifier
+   * tracks through a function splits its states (processed instructions). */
+  __u8 replaces_service; /* handle_service: a SERVICE entry, live or not, exists */
+  __u8 reopened;         /* a SYN reopens a closing entry */
   struct dpv2_endpoint_value src_ep;
   struct dpv2_endpoint_value dst_ep;
 };
@@ -262,14 +266,14 @@ static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_conne
 
 /* A forward packet passed anti-spoofing and policy: the entry remembers at
  * which tables revision, from where, which policy lookups allowed it and
- * whether its destination is a local endpoint (bpf/revision.h). The
- * destination's endpoint is memoized: delivery asks for it next anyway. */
-static __always_inline void ct_stamp(struct dpv2_ct_value *e, struct dpv2_scratch *s,
+ * whether its destination is known to be no local endpoint (bpf/revision.h;
+ * not looked up here: unknown, the fast path looks it up). */
+static __always_inline void ct_stamp(struct dpv2_ct_value *e, const struct dpv2_scratch *s,
                                      __u8 extra) {
   e->revision = s->revision;
   e->in_ifindex = s->ifindex;
   e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra |
-                   (flow_dst_ep(s) ? 0 : DPV2_CT_C_PASS);
+                   (s->dst_ep_state == DPV2_EP_ABSENT ? DPV2_CT_C_PASS : 0);
 }
 
 /* The entry was stamped at this revision by a packet from the same place. */
@@ -486,12 +490,12 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
    * entry replaces it, which a full table still allows. */
   struct dpv2_ct_value *se_any = bpf_map_lookup_elem(ct_map(p->proto), &s->key);
   struct dpv2_ct_value *se = se_any && now < se_any->expires_ns ? se_any : 0;
-  const int replaces_service = se_any != 0;
+  s->replaces_service = se_any != 0;
   struct dpv2_backend *be = 0;
-  int reopened = 0;
+  s->reopened = 0;
   if (se) {
-    reopened = ct_reopens(se, p);
-    if (!reopened) {
+    s->reopened = ct_reopens(se, p);
+    if (!s->reopened) {
       /* Established: keep the backend even if it left the lookup table
        * (terminating); choose again only if it was deleted. */
       be = lb_lookup_backend(se->backend_id);
@@ -597,7 +601,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->in_ifindex = 0;
   v->cache_flags = 0;
   if (ct_insert(&s->key2, v) < 0) {
-    if (!replaces_service) {
+    if (!s->replaces_service) {
       bpf_map_delete_elem(ct_map(p->proto), &s->key);
     }
     return drop(s, res, DPV2_DROP_CT_FULL, flow);
@@ -610,7 +614,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   }
   count(DPV2_CNT_SERVICE_NEW, 1);
   count(DPV2_CNT_CT_CREATED, 2);
-  if (reopened) {
+  if (s->reopened) {
     count(DPV2_CNT_CT_REOPENED, 1);
   }
   emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, flow, 0);
@@ -637,8 +641,8 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
   }
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
-  int reopened = e && ct_reopens(e, p);
-  int new_connection = !e || reopened;
+  s->reopened = e && ct_reopens(e, p);
+  const int new_connection = !e || s->reopened;
   if (new_connection) {
     resolve_identities(s);
   }
@@ -662,10 +666,10 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
     ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
     ct_stamp(e, s, 0);
   }
-  if (reopened) {
+  if (s->reopened) {
     count(DPV2_CNT_CT_REOPENED, 1);
   }
-  if (new_connection) {
+  if (!e || s->reopened) {
     emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW, DPV2_DROP_NONE, flow, 0);
   }
   return deliver(ctx, s, res);
