@@ -45,10 +45,10 @@ struct dpv2_ct_value {
   __u64 created_ns;
   __u64 packets;
   __u64 bytes;
-  /* Flow entries: the frontend, for reverse NAT. SERVICE entries: the
-   * frontend (the key's daddr/dport) on sim and DPDK; the eBPF datapath
-   * keeps the chosen backend's address there instead, for its fast path,
-   * and EbpfBackend::DumpConntrack reports the frontend. */
+  /* Flow entries: the frontend, for reverse NAT. SERVICE entries (whose
+   * key names the frontend): the chosen backend's address and port as the
+   * last stamp found them, for the fast path; every backend's
+   * DumpConntrack reports the frontend there. */
   struct dpv2_addr nat_addr;
   __be16 nat_port;
   __u16 flags;       /* DPV2_CT_F_* */
@@ -74,7 +74,7 @@ struct dpv2_ct_value {
 #define DPV2_CT_C_EGRESS (1u << 1)   /* an egress policy lookup allowed it */
 #define DPV2_CT_C_INGRESS (1u << 2)  /* an ingress policy lookup allowed it */
 #define DPV2_CT_C_XDP (1u << 3)      /* a frontend XDP serves (SERVICE entries) */
-#define DPV2_CT_C_PASS (1u << 4)     /* the destination is no local endpoint */
+#define DPV2_CT_C_PASS (1u << 4)     /* the destination was no local endpoint */
 
 /* Default timeouts, seconds (Cilium's; SEMANTICS.md section 3). */
 #define DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S 8000
