@@ -108,12 +108,18 @@ class LbState {
   // most 4). The upserts then take them instead of computing them one after
   // the other; the resulting state is the same with or without the hint.
   // Tables prepared and not used are dropped at the next PrepareServices.
+  // Fewer than 16 Services: nothing is prepared (threads would not pay).
   void PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads = 0);
   // NotFound if absent.
   absl::Status RemoveService(absl::string_view namespace_name, absl::string_view name);
 
   // Desired state vs last acknowledged: only what changed. Deterministic order.
   ChangeBatch Diff() const;
+  // Diff(), with new lookup tables' slots moved into the batch instead of
+  // copied (64 KiB a table at the default size; the state holds them only
+  // until acknowledged). If the batch is not acknowledged, the next Diff()
+  // recomputes those tables.
+  ChangeBatch TakeDiff();
   // Records that `batch` (normally the last Diff()) was applied by the backend.
   void Acknowledge(const ChangeBatch& batch);
   // Forgets what the backend holds (e.g. it was recreated): the next Diff()

@@ -628,7 +628,7 @@ ChangeBatch ClusterView::PendingChanges() const {
 absl::Status ClusterView::ApplyTo(Backend& backend, ChangeBatch* attempted) {
   // One batch, no copy of the (large) lookup tables: each state acknowledges
   // only its own kinds of records from it.
-  ChangeBatch all = state_->lb.Diff();
+  ChangeBatch all = state_->lb.TakeDiff();
   all.Append(state_->policy.Diff());
   absl::Status status = all.empty() ? absl::OkStatus() : backend.Apply(all);
   if (status.ok()) {

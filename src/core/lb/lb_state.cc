@@ -121,7 +121,9 @@ struct TableRecord {
   // Kept only until the backend acknowledges the table (64 KiB at the
   // default size): a table is never rewritten, and Diff() recomputes it from
   // `content` if the backend must be written again (ResetAcknowledged).
-  std::shared_ptr<const std::vector<uint32_t>> slots;
+  // Shared by copies of the state (SetNode recompiles on a copy); TakeDiff
+  // moves them into its batch when no copy shares them.
+  std::shared_ptr<std::vector<uint32_t>> slots;
 };
 
 struct ServiceIdRecord {
@@ -198,6 +200,8 @@ struct LbState::State {
   std::map<TableContent, std::vector<uint32_t>> prepared;
 
   absl::StatusOr<CompiledService> Compile(const ServiceSpec& spec) const;
+  // LbState::Diff and TakeDiff; only TakeDiff (take_slots) changes the state.
+  ChangeBatch Diff(bool take_slots);
   absl::Status Check(const std::string& key, const CompiledService& next) const;
   void Commit(const std::string& key, std::optional<CompiledService> next);
   void ReleaseUnused();
@@ -613,7 +617,7 @@ void LbState::State::Commit(const std::string& key, std::optional<CompiledServic
       if (!f.selected.empty()) {
         auto [t, fresh] = table_by_content.emplace(f.selected, 0);
         if (fresh) {
-          auto slots = std::make_shared<const std::vector<uint32_t>>(TakeSlots(f.selected));
+          auto slots = std::make_shared<std::vector<uint32_t>>(TakeSlots(f.selected));
           t->second = TableIdFor(f.selected, *slots);
           tables[t->second] = {.content = f.selected, .refs = 0, .slots = std::move(slots)};
         }
@@ -1007,8 +1011,11 @@ absl::Status LbState::UpsertService(const ServiceSpec& service) {
 void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads) {
   State& s = *state_;
   s.prepared.clear();
-  if (s.options.selection == BackendSelection::kRandom) {
-    return;  // no Maglev
+  // A thread costs ~50 us to start: not worth it for a few tables, which the
+  // upserts then compute themselves (without compiling each spec twice).
+  constexpr size_t kTablesPerThread = 16;
+  if (s.options.selection == BackendSelection::kRandom || services.size() < kTablesPerThread) {
+    return;
   }
   // Entries of `prepared` to fill: the map is not changed while threads run.
   std::vector<std::pair<const TableContent*, std::vector<uint32_t>*>> todo;
@@ -1029,8 +1036,7 @@ void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, uns
   if (threads == 0) {
     threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   }
-  // A thread costs ~50 us to start: not worth it for a few tables.
-  threads = static_cast<unsigned>(std::min<size_t>(threads, todo.size() / 16 + 1));
+  threads = static_cast<unsigned>(std::min<size_t>(threads, todo.size() / kTablesPerThread + 1));
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < todo.size(); i = next++) {
@@ -1082,8 +1088,12 @@ bool LbState::State::ServiceAcked(const dpv2_lb_key& k) const {
   return AbiEqual(d->second, a->second);
 }
 
-ChangeBatch LbState::Diff() const {
-  const State& s = *state_;
+ChangeBatch LbState::Diff() const { return state_->Diff(/*take_slots=*/false); }
+
+ChangeBatch LbState::TakeDiff() { return state_->Diff(/*take_slots=*/true); }
+
+ChangeBatch LbState::State::Diff(bool take_slots) {
+  State& s = *this;
   ChangeBatch b;
   for (uint32_t id : s.dirty_backends) {
     if (s.BackendAcked(id)) {
@@ -1101,9 +1111,15 @@ ChangeBatch LbState::Diff() const {
       continue;
     }
     if (auto t = s.tables.find(id); t != s.tables.end() && t->second.refs > 0) {
-      b.tables_upsert.push_back(
-          {.id = id,
-           .slots = t->second.slots ? *t->second.slots : s.BuildSlots(t->second.content)});
+      std::shared_ptr<std::vector<uint32_t>>& slots = t->second.slots;
+      if (!slots) {
+        b.tables_upsert.push_back({.id = id, .slots = s.BuildSlots(t->second.content)});
+      } else if (take_slots && slots.use_count() == 1) {
+        b.tables_upsert.push_back({.id = id, .slots = std::move(*slots)});
+        slots.reset();
+      } else {
+        b.tables_upsert.push_back({.id = id, .slots = *slots});
+      }
     } else {
       b.tables_delete.push_back(id);
     }

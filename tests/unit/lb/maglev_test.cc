@@ -200,5 +200,70 @@ TEST_CASE("Maglev tables are identical to the first implementation's, weights in
   }
 }
 
+// The paper's population written plainly: turns in identity order, each
+// walker probing its permutation (offset + j * skip mod M) slot by slot.
+std::vector<uint32_t> PlainPopulate(uint32_t size, uint64_t seed,
+                                    std::vector<MaglevBackend> backends) {
+  std::erase_if(backends, [](const MaglevBackend& b) { return b.weight == 0; });
+  if (backends.empty()) {
+    return {};
+  }
+  std::sort(backends.begin(), backends.end(),
+            [](const MaglevBackend& a, const MaglevBackend& b) { return a.identity < b.identity; });
+  uint32_t max_weight = 0;
+  for (const MaglevBackend& b : backends) {
+    max_weight = std::max(max_weight, b.weight);
+  }
+  struct Walk {
+    uint64_t offset, skip, next = 0, credit = 0;
+  };
+  std::vector<Walk> walks;
+  for (const MaglevBackend& b : backends) {
+    walks.push_back({.offset = MaglevHash(b.identity, seed) % size,
+                     .skip = MaglevHash(b.identity, seed ^ 0x9e3779b97f4a7c15ULL) % (size - 1) + 1});
+  }
+  std::vector<uint32_t> slots(size, 0);
+  uint32_t filled = 0;
+  while (filled < size) {
+    for (size_t i = 0; i < walks.size() && filled < size; ++i) {
+      for (walks[i].credit += backends[i].weight; walks[i].credit >= max_weight && filled < size;
+           walks[i].credit -= max_weight) {
+        uint64_t slot;
+        do {
+          slot = (walks[i].offset + walks[i].next++ * walks[i].skip) % size;
+        } while (slots[slot] != 0);
+        slots[slot] = backends[i].id;
+        ++filled;
+      }
+    }
+  }
+  return slots;
+}
+
+TEST_CASE("Maglev tables equal the paper's plain probing fill, the last free slots included") {
+  // Populate finds a table's last free slots by arithmetic instead of
+  // probing (and by division above M = 2^16): random sets, sizes and
+  // weights must give the plain fill's table slot for slot.
+  std::mt19937 rng(11);
+  for (uint32_t size : {2u, 7u, 251u, 1021u, 16381u, 65537u}) {
+    for (int trial = 0; trial < (size > 20000 ? 3 : 12); ++trial) {
+      const int n = 1 + static_cast<int>(rng() % std::min<uint32_t>(size, trial % 2 ? 200 : 12));
+      const bool weighted = trial % 3 == 2;
+      std::vector<MaglevBackend> backends;
+      for (int i = 0; i < n; ++i) {
+        backends.push_back({.id = static_cast<uint32_t>(i + 1),
+                            .identity = absl::StrCat("10.2.", rng() % 256, ".", i, ":", rng() % 65536),
+                            .weight = weighted ? static_cast<uint32_t>(rng() % 4) : 1u});
+      }
+      const uint64_t seed = rng();
+      CAPTURE(size, n, weighted, seed);
+      const MaglevTable m = *MaglevTable::Create({.table_size = size, .seed = seed});
+      const std::vector<uint32_t> plain = PlainPopulate(size, seed, backends);
+      const std::vector<uint32_t> slots = *m.Populate(backends);
+      CHECK(slots == plain);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dpv2
