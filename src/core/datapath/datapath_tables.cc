@@ -567,38 +567,54 @@ const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
   return services_.Find(k, KeyHash(k));
 }
 
+LookupTableStore::LookupTableStore(const LookupTableStore& other) : per_table_(other.per_table_) {
+  Reserve(other.size());
+  other.ForEach([this](uint32_t id, absl::Span<const uint32_t> slots) { Upsert(id, slots); });
+}
+
+LookupTableStore& LookupTableStore::operator=(const LookupTableStore& other) {
+  if (this != &other) {
+    *this = LookupTableStore(other);
+  }
+  return *this;
+}
+
 void LookupTableStore::Upsert(uint32_t id, absl::Span<const uint32_t> slots) {
   if (per_table_ == 0) {
     return;  // a table of no slots reads as absent either way
   }
   const uint64_t hash = KeyHash(id);
-  uint32_t block;
-  if (const uint32_t* existing = index_.Find(id, hash); existing != nullptr) {
+  uint32_t* block;
+  if (uint32_t* const* existing = index_.Find(id, hash); existing != nullptr) {
     block = *existing;
-  } else if (!free_blocks_.empty()) {
+  } else {
+    if (free_blocks_.empty()) {
+      AddChunk(kChunkTables);
+    }
     block = free_blocks_.back();
     free_blocks_.pop_back();
     index_.InsertAbsent(id, hash, block);
-  } else {
-    block = static_cast<uint32_t>(slots_.size() / per_table_);
-    slots_.resize(slots_.size() + per_table_);
-    index_.InsertAbsent(id, hash, block);
   }
-  std::copy_n(slots.begin(), std::min(slots.size(), per_table_),
-              slots_.begin() + static_cast<ptrdiff_t>(size_t{block} * per_table_));
+  std::copy_n(slots.begin(), std::min(slots.size(), per_table_), block);
+}
+
+void LookupTableStore::AddChunk(size_t tables) {
+  chunks_.push_back(std::make_unique_for_overwrite<uint32_t[]>(tables * per_table_));
+  // Last block first on the free list, so blocks are used in address order.
+  for (size_t b = tables; b-- > 0;) {
+    free_blocks_.push_back(chunks_.back().get() + b * per_table_);
+  }
 }
 
 void LookupTableStore::Reserve(size_t more) {
-  const size_t reused = std::min(more, free_blocks_.size());
-  const size_t needed = slots_.size() + (more - reused) * per_table_;
-  if (needed > slots_.capacity()) {
-    slots_.reserve(std::max(needed, slots_.capacity() * 2));
+  if (per_table_ != 0 && more > free_blocks_.size()) {
+    AddChunk(more - free_blocks_.size());
   }
 }
 
 void LookupTableStore::Erase(uint32_t id) {
   const uint64_t hash = KeyHash(id);
-  if (const uint32_t* block = index_.Find(id, hash); block != nullptr) {
+  if (uint32_t* const* block = index_.Find(id, hash); block != nullptr) {
     free_blocks_.push_back(*block);
     index_.Erase(id, hash);
   }

@@ -18,6 +18,7 @@
 #define DPV2_CORE_DATAPATH_DATAPATH_TABLES_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,45 +37,54 @@
 namespace dpv2 {
 
 // The Maglev lookup tables, all of one size (maglev_table_size slots): kept
-// in one array of blocks, with a FlatTable from table id to block, so that a
-// new connection's slot costs the index probe and one line of the block (a
-// map of vectors costs a probe, the vector header, then the slot). Deleted
-// blocks are reused.
+// in blocks carved from large chunks, with a FlatTable from table id to its
+// block, so that a new connection's slot costs the index probe and one line
+// of the block (a map of vectors costs a probe, the vector header, then the
+// slot). Deleted blocks are reused; chunks never move, so that growing the
+// store copies nothing (one contiguous array copied all its tables, 655 MB
+// at 10,000, when a change needed one block more).
 class LookupTableStore {
  public:
   explicit LookupTableStore(size_t slots_per_table) : per_table_(slots_per_table) {}
+  // A copy holds the same tables in blocks of its own (DPDK syncs its two
+  // copies of DatapathTables by assignment).
+  LookupTableStore(const LookupTableStore& other);
+  LookupTableStore& operator=(const LookupTableStore& other);
+  LookupTableStore(LookupTableStore&&) noexcept = default;
+  LookupTableStore& operator=(LookupTableStore&&) noexcept = default;
 
   // Empty when absent.
   absl::Span<const uint32_t> Find(uint32_t id) const {
-    const uint32_t* block = index_.Find(id, KeyHash(id));
+    uint32_t* const* block = index_.Find(id, KeyHash(id));
     if (block == nullptr) {
       return {};
     }
-    return absl::MakeConstSpan(slots_.data() + size_t{*block} * per_table_, per_table_);
+    return absl::MakeConstSpan(*block, per_table_);
   }
   bool Contains(uint32_t id) const { return index_.Contains(id); }
   void PrefetchIndex(uint32_t id) const { index_.Prefetch(KeyHash(id)); }
   // `slots` must hold slots_per_table entries (Apply validates it).
   void Upsert(uint32_t id, absl::Span<const uint32_t> slots);
   void Erase(uint32_t id);
-  // Room for `more` new tables at once: a full sync then grows the slot
-  // array once instead of copying it at every doubling (655 MB at 10,000
-  // tables of 16,381 slots).
+  // Room for `more` new tables at once: a full sync then allocates one chunk
+  // instead of one per kChunkTables tables.
   void Reserve(size_t more);
   size_t size() const { return index_.size(); }
   // f(id, slots) for every table.
   template <typename F>
   void ForEach(F f) const {
-    index_.ForEach([&](uint32_t id, uint32_t block) {
-      f(id, absl::MakeConstSpan(slots_.data() + size_t{block} * per_table_, per_table_));
-    });
+    index_.ForEach(
+        [&](uint32_t id, uint32_t* block) { f(id, absl::MakeConstSpan(block, per_table_)); });
   }
 
  private:
+  static constexpr size_t kChunkTables = 64;  // 4 MiB at 16,381 slots
+  void AddChunk(size_t tables);
+
   size_t per_table_;
-  FlatTable<uint32_t, uint32_t> index_;  // table id -> block number
-  std::vector<uint32_t> slots_;          // block b is [b * per_table_, (b + 1) * per_table_)
-  std::vector<uint32_t> free_blocks_;
+  FlatTable<uint32_t, uint32_t*> index_;  // table id -> its block of per_table_ slots
+  std::vector<std::unique_ptr<uint32_t[]>> chunks_;
+  std::vector<uint32_t*> free_blocks_;  // in no table; the last one is used first
 };
 
 class DatapathTables {
