@@ -234,8 +234,9 @@ struct ClusterView::State {
   DirtyKeys dirty, rejected;
 
   // Keys seen (and not removed since), to remove what disappears; Services:
-  // the ones the core holds.
-  std::set<std::string> services, pods, namespaces, nodes, network_policies, anps;
+  // the ones the core holds. Pods: the ones PolicyState holds, and
+  // pending_pods.
+  std::set<std::string> services, namespaces, nodes, network_policies, anps;
   bool banp = false;
   // What the core accepted, per key, to skip objects equal to the previous
   // Update's. An object the core rejected is not here.
@@ -336,7 +337,10 @@ void ClusterView::Update(const k8s::ClusterObjects& objects) {
   // Recompute keep equal objects away from the core.
   MarkKeys(s.objects.services, s.dirty.services);
   MarkKeys(objects.services, s.dirty.services);
-  s.dirty.pods.insert(s.pods.begin(), s.pods.end());
+  s.policy.ForEachPod([&s](const HeldPod& pod) {
+    s.dirty.pods.insert(absl::StrCat(pod.namespace_name, "/", pod.name));
+  });
+  MarkKeys(s.pending_pods, s.dirty.pods);
   MarkKeys(objects.pods, s.dirty.pods);
   MarkKeys(s.objects.namespaces, s.dirty.namespaces);
   MarkKeys(objects.namespaces, s.dirty.namespaces);
@@ -501,7 +505,6 @@ void ClusterView::State::Recompute() {
     if (auto it = s.pending_pods.find(key); it != s.pending_pods.end()) {
       const PodInfo& pod = it->second.info;
       const std::optional<LocalEndpoint> local = s.LocalEndpointFor(key, pod);
-      s.pods.insert(key);
       if (!s.policy.HoldsPod(pod, local)) {
         if (const absl::Status st = s.policy.SetPod(pod, local); !st.ok()) {
           s.rejected.pods.insert(key);
@@ -510,10 +513,13 @@ void ClusterView::State::Recompute() {
         }
       }
       s.pending_pods.erase(it);
-    } else if (s.pods.erase(key)) {
-      const auto [ns, name] = SplitKey(key);
-      problem(absl::StrCat("Pod ", key), s.policy.RemovePod(ns, name));
+    } else {
+      // Gone (a key that is not pending is a removal): from the core too if
+      // it held the pod (a pod it always rejected it never held).
       s.local_endpoints.erase(key);
+      if (const auto [ns, name] = SplitKey(key); s.policy.FindPod(ns, name)) {
+        problem(absl::StrCat("Pod ", key), s.policy.RemovePod(ns, name));
+      }
     }
   }
   for (const std::string& key : d.network_policies) {

@@ -103,9 +103,9 @@ class ClusterView {
   //   DPV2_RETURN_IF_ERROR(view.ApplyTo(*backend));
   absl::Status Adopt(const ChangeBatch& dumped);
 
-  // The objects of the last Updates, but pods: PolicyState keeps those
-  // (policy().ForEachPod, FindPod), and `pods` here holds only the ones the
-  // core rejected.
+  // The objects of the last Updates, but pods (`pods` is empty): PolicyState
+  // keeps those (policy().ForEachPod, FindPod); the view keeps only the ones
+  // the core rejected, to retry them.
   const k8s::ClusterObjects& objects() const;
   const LbState& lb() const;
   const PolicyState& policy() const;
