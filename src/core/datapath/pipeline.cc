@@ -780,7 +780,6 @@ FrameResult PacketRun::HandlePlainFlow() {
     value.created_ns = now_;
     value.src_identity = flow.src_identity;
     value.dst_identity = flow.dst_identity;
-    Stamp(value, daddr_);
     entry = state_.conntrack.Create(key, hash, value);
     if (entry == nullptr) {
       return Drop(DPV2_DROP_CT_FULL, &flow);
