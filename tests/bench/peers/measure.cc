@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -375,6 +376,15 @@ std::vector<uint8_t> FloodFrame(const netlab::Pod& client, const IpAddr& dst, ui
   return f;
 }
 
+// Deletes the clsact qdisc of `ifindex` (in the calling thread's namespace)
+// and the flood drop program with it: libbpf deletes the qdisc only when
+// both attach points are named (the server pod has no other tc programs).
+void DetachFloodDrop(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+              .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  bpf_tc_hook_destroy(&hook);
+}
+
 // tc ingress on `ifindex` (in the calling thread's namespace): drop frames
 // whose IPv4 TOS carries kFloodDscp, pass everything else. Returns the
 // program's descriptor; the hook goes with the namespace or Detach.
@@ -406,6 +416,7 @@ absl::StatusOr<int> AttachFloodDrop(int ifindex) {
   err = bpf_tc_attach(&hook, &opts);
   if (err != 0) {
     close(prog);
+    DetachFloodDrop(ifindex);
     return absl::ErrnoToStatus(-err, "flood drop program: attach");
   }
   return prog;
@@ -435,13 +446,28 @@ absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& 
     return absl::InvalidArgumentError("packet rate: IPv4 only");
   }
   int prog = -1;
-  uint64_t rx_before = 0;
   DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
     DPV2_ASSIGN_OR_RETURN(prog, AttachFloodDrop(server.eth0().ifindex));
-    DPV2_ASSIGN_OR_RETURN(rx_before, RxPackets(server.eth0().name));
     return absl::OkStatus();
   }));
   Fd prog_fd(prog);
+  absl::Cleanup detach = [&server] {  // whichever way this returns
+    server.netns()
+        .Run([&server] {
+          DetachFloodDrop(static_cast<int>(server.eth0().ifindex));
+          return absl::OkStatus();
+        })
+        .IgnoreError();
+  };
+  auto server_rx = [&server]() -> absl::StatusOr<uint64_t> {
+    uint64_t packets = 0;
+    DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
+      DPV2_ASSIGN_OR_RETURN(packets, RxPackets(server.eth0().name));
+      return absl::OkStatus();
+    }));
+    return packets;
+  };
+  DPV2_ASSIGN_OR_RETURN(const uint64_t rx_before, server_rx());
   DPV2_ASSIGN_OR_RETURN(const int sock, client.netns().OpenSocket(AF_PACKET, SOCK_RAW, 0));
   Fd fd(sock);
   const int one = 1;
@@ -465,11 +491,7 @@ absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& 
     m.msg_hdr.msg_iov = &iov;
     m.msg_hdr.msg_iovlen = 1;
   }
-  uint64_t rx_start = 0;
-  DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
-    DPV2_ASSIGN_OR_RETURN(rx_start, RxPackets(server.eth0().name));
-    return absl::OkStatus();
-  }));
+  DPV2_ASSIGN_OR_RETURN(const uint64_t rx_start, server_rx());
   const absl::Time start = absl::Now();
   const absl::Time end = start + duration;
   while (absl::Now() < end) {
@@ -478,16 +500,7 @@ absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& 
     }
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  uint64_t rx_end = 0;
-  DPV2_RETURN_IF_ERROR(server.netns().Run([&]() -> absl::Status {
-    DPV2_ASSIGN_OR_RETURN(rx_end, RxPackets(server.eth0().name));
-    // Both attach points: libbpf then deletes the clsact qdisc, and the
-    // program with it (the server pod has no other tc programs).
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(server.eth0().ifindex),
-                .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-    bpf_tc_hook_destroy(&hook);
-    return absl::OkStatus();
-  }));
+  DPV2_ASSIGN_OR_RETURN(const uint64_t rx_end, server_rx());
   if (rx_end == rx_before) {
     return absl::UnavailableError(
         absl::StrCat("packet rate: the first frame to ", addr.ToString(), ":", port,
