@@ -37,7 +37,7 @@
 #include "bpf/bpf.h"
 #include "bpf/libbpf.h"
 #include "core/status_macros.h"
-#include "dpv2/checksum.h"
+#include "dpv2/packet.h"
 
 namespace dpv2::bench {
 namespace {
@@ -339,41 +339,20 @@ absl::StatusOr<double> RequestRate(const netlab::Netns& client, const IpAddr& ad
 
 namespace {
 
-// The flood's frame: Ethernet, IPv4 (DSCP kFloodDscp, DF), TCP ACK, no data.
-std::vector<uint8_t> FloodFrame(const netlab::Pod& client, const IpAddr& dst, uint16_t port,
-                                uint16_t source_port) {
-  std::vector<uint8_t> f(ETH_HLEN + 20 + 20, 0);
-  std::memcpy(&f[0], client.host().mac.bytes.data(), 6);  // the pod's gateway
-  std::memcpy(&f[6], client.eth0().mac.bytes.data(), 6);
-  f[12] = ETH_P_IP >> 8;
-  f[13] = ETH_P_IP & 0xff;
-  uint8_t* ip = &f[ETH_HLEN];
-  ip[0] = 0x45;
-  ip[1] = kFloodDscp << 2;
-  ip[3] = 40;
-  ip[6] = 0x40;  // DF
-  ip[8] = 64;
-  ip[9] = IPPROTO_TCP;
-  std::memcpy(ip + 12, client.ip().bytes().data(), 4);
-  std::memcpy(ip + 16, dst.bytes().data(), 4);
-  const uint16_t ip_sum = InternetChecksum(absl::MakeConstSpan(ip, 20));
-  ip[10] = ip_sum >> 8;
-  ip[11] = ip_sum & 0xff;
-  uint8_t* tcp = ip + 20;
-  tcp[0] = source_port >> 8;
-  tcp[1] = source_port & 0xff;
-  tcp[2] = port >> 8;
-  tcp[3] = port & 0xff;
-  tcp[7] = 1;           // seq 1
-  tcp[11] = 1;          // ack 1
-  tcp[12] = 5 << 4;     // data offset
-  tcp[13] = 0x10;       // ACK
-  tcp[14] = 0xff;       // window
-  const uint16_t tcp_sum = InternetChecksum(
-      absl::MakeConstSpan(tcp, 20), PseudoHeaderSum(client.ip(), dst, IPPROTO_TCP, 20));
-  tcp[16] = tcp_sum >> 8;
-  tcp[17] = tcp_sum & 0xff;
-  return f;
+// The flood's frame: Ethernet to the pod's gateway, IPv4 (DSCP kFloodDscp,
+// DF), TCP ACK, no data.
+absl::StatusOr<std::vector<uint8_t>> FloodFrame(const netlab::Pod& client, const IpAddr& dst,
+                                                uint16_t port, uint16_t source_port) {
+  return PacketBuilder()
+      .Eth(client.eth0().mac.ToString(), client.host().mac.ToString())
+      .IPv4(client.ip(), dst)
+      .Tos(kFloodDscp << 2)
+      .DontFragment()
+      .Tcp(source_port, port, kTcpAck)
+      .Seq(1)
+      .Ack(1)
+      .Window(0xff00)
+      .TryBuild();
 }
 
 // Deletes the clsact qdisc of `ifindex` (in the calling thread's namespace)
@@ -479,7 +458,7 @@ absl::StatusOr<double> PacketRate(const netlab::Pod& client, const netlab::Pod& 
   if (bind(sock, reinterpret_cast<const sockaddr*>(&ll), sizeof(ll)) != 0) {
     return absl::ErrnoToStatus(errno, "packet rate: bind to the client's eth0");
   }
-  std::vector<uint8_t> frame = FloodFrame(client, addr, port, source_port);
+  DPV2_ASSIGN_OR_RETURN(std::vector<uint8_t> frame, FloodFrame(client, addr, port, source_port));
   // One send() first, so that the flow's state exists before the clock.
   if (send(sock, frame.data(), frame.size(), 0) < 0) {
     return absl::ErrnoToStatus(errno, "packet rate: send");
