@@ -19,6 +19,7 @@
 #include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
 #include "dpv2/sim.h"
+#include "../datapath/pipeline_fixtures.h"
 
 namespace dpv2 {
 namespace {
@@ -35,21 +36,6 @@ DatapathConfig SmallConfig() {
                         .max_tables = 16, .ct_tcp_entries = 256, .ct_other_entries = 256,
                         .max_affinity = 16, .max_source_ranges = 16, .max_endpoints = 16,
                         .max_ipcache = 16, .max_policy_entries = 16};
-}
-
-dpv2_addr Addr(const char* text) { return IpAddr::Parse(text)->ToAbi(); }
-
-EndpointEntry Pod(const char* addr, uint32_t id, uint32_t ifindex, uint32_t identity,
-                  uint32_t flags) {
-  EndpointEntry e{};
-  e.key.addr = Addr(addr);
-  e.key.family = DPV2_FAMILY_V4;
-  e.value = {.endpoint_id = id, .ifindex = ifindex, .identity = identity, .flags = flags};
-  const uint8_t mac[6] = {0x0a, 0, 0, 0, 0, static_cast<uint8_t>(ifindex)};
-  const uint8_t host_mac[6] = {0x0e, 0, 0, 0, 0, static_cast<uint8_t>(ifindex)};
-  std::memcpy(e.value.mac, mac, 6);
-  std::memcpy(e.value.host_mac, host_mac, 6);
-  return e;
 }
 
 EndpointEntry ClientPod(uint32_t flags = 0) {
