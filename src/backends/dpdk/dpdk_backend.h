@@ -48,8 +48,9 @@ struct PortStats {
 };
 
 // What one worker lcore did: frames it ran through the datapath (its own and
-// those other workers handed it) and the TSC cycles spent on non-empty polls
-// (rx burst, processing, tx), i.e. its busy time.
+// those other workers handed it) and its busy time: the TSC time of the poll
+// loop's iterations that found frames, each timed whole (quiescent point,
+// clock read, mailbox, rx bursts, processing, tx, drain).
 struct WorkerStats {
   unsigned lcore = 0;
   uint64_t packets = 0;
