@@ -36,13 +36,20 @@
 
 namespace dpv2 {
 
-// The Maglev lookup tables, all of one size (maglev_table_size slots): kept
-// in blocks carved from large chunks, with a FlatTable from table id to its
+// The Maglev lookup tables, all of one size (maglev_table_size slots): each
+// table is a block carved from a chunk, with a FlatTable from table id to its
 // block, so that a new connection's slot costs the index probe and one line
 // of the block (a map of vectors costs a probe, the vector header, then the
-// slot). Deleted blocks are reused; chunks never move, so that growing the
-// store copies nothing (one contiguous array copied all its tables, 655 MB
-// at 10,000, when a change needed one block more).
+// slot). An erased table's block goes on a free list, which new tables take
+// from first; chunks are freed only with the store, so its memory stays at
+// its peak. When the free list is empty, a new chunk of kChunkTables blocks
+// (or of what Reserve asks for) is allocated. Blocks never move, so growth
+// copies no table's slots (one contiguous array copied all of them, 655 MB
+// at 10,000, when a change needed one block more); what it does copy is
+// pointers: the index rehashes (an id and a block pointer per table) when it
+// doubles, and the vectors of chunks and free blocks may reallocate. A span
+// from Find stays valid until its table is erased or the store is assigned
+// to (Upsert of an existing id rewrites the block in place).
 class LookupTableStore {
  public:
   explicit LookupTableStore(size_t slots_per_table) : per_table_(slots_per_table) {}

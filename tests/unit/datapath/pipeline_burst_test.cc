@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/datapath/conntrack_table.h"
@@ -164,6 +165,84 @@ TEST_CASE("a burst that fills the conntrack table drops the same frames as frame
   t.RequireSame(inputs);
   CHECK(t.burst_state.drops[DPV2_DROP_CT_FULL] == 2);
   CHECK(t.burst_state.conntrack.size() == 4);
+}
+
+// A plain flow (no service): from the network to the local pod 10.0.0.1
+// (delivered to its veth) when `inbound`, else from that pod to a remote
+// host (passed to the stack).
+Input Plain(int flow, bool inbound, uint8_t flags) {
+  const uint16_t port = static_cast<uint16_t>(5000 + flow);
+  if (inbound) {
+    const std::string client = "192.0.2." + std::to_string(10 + flow);
+    return {PacketBuilder().IPv4(client, "10.0.0.1").Tcp(port, 8080, flags).Build(),
+            Entry::kFromNetwork, 1};
+  }
+  return {PacketBuilder().IPv4("10.0.0.1", "198.51.100.9").Tcp(port, 443, flags).Build(),
+          Entry::kFromPod, kBackendIfindex};
+}
+
+TEST_CASE("a burst's look-ahead gives each stamped plain flow its own entry, and none after an "
+          "earlier frame of the burst moved the table") {
+  Twins t;
+  // Twelve plain flows, alternately to the local pod and from it to a
+  // remote host:
+  // their SYNs create and stamp one entry each, which leaves the table (16
+  // slots, doubling at 3/4) one entry short of growing.
+  constexpr int kOpen = 12;
+  std::vector<Input> open;
+  for (int c = 0; c < kOpen; ++c) {
+    open.push_back(Plain(c, c % 2 == 0, kTcpSyn));
+  }
+  t.RequireSame(open);
+  REQUIRE(t.burst_state.conntrack.size() == kOpen);
+  const size_t capacity = t.burst_state.conntrack.capacity();
+
+  // A burst of their ACKs: every frame is served by the fast path from the
+  // entry the look-ahead found, which must be its own (a neighbour's would
+  // deliver a local flow as remote or the reverse, and update the wrong
+  // entry's counters).
+  std::vector<Input> established;
+  for (int c = 0; c < kOpen; ++c) {
+    established.push_back(Plain(c, c % 2 == 0, kTcpAck));
+  }
+  t.RequireSame(established);
+  for (int c = 0; c < kOpen; ++c) {
+    INFO("flow " << c);
+    const PreparedFrame& p = t.burst_state.prepared[static_cast<size_t>(c)];
+    CHECK(p.plain_looked_up);
+    CHECK(p.stamped);
+    dpv2_ct_key own = p.service_ct_key;
+    own.flags = 0;
+    const dpv2_ct_value* entry = t.burst_state.conntrack.Find(own, kNow);
+    REQUIRE(entry != nullptr);
+    CHECK(p.plain_entry == entry);
+    CHECK(entry->packets == 2);
+  }
+  CHECK(t.burst_state.counters[DPV2_CNT_PASSED] == kOpen);  // SYNs and ACKs to the remote host
+  CHECK(t.burst_state.counters[DPV2_CNT_REDIRECTED] == kOpen);  // and to the pod
+  CHECK(t.burst_state.conntrack.capacity() == capacity);
+
+  // Then ACKs around a new flow's SYN whose entry doubles the table: the
+  // later frames' look-ahead pointers point into the old slots and must be
+  // looked up again (with them, their updates would land in freed memory).
+  std::vector<Input> moved;
+  for (int c = 0; c < 4; ++c) {
+    moved.push_back(Plain(c, c % 2 == 0, kTcpAck));
+  }
+  moved.push_back(Plain(kOpen, true, kTcpSyn));
+  for (int c = 0; c < kOpen; ++c) {
+    moved.push_back(Plain(c, c % 2 == 0, kTcpAck));
+  }
+  t.RequireSame(moved);
+  CHECK(t.burst_state.conntrack.capacity() > capacity);
+  for (int c = 0; c < kOpen; ++c) {
+    INFO("flow " << c);
+    dpv2_ct_key own = t.burst_state.prepared[static_cast<size_t>(5 + c)].service_ct_key;
+    own.flags = 0;
+    const dpv2_ct_value* entry = t.burst_state.conntrack.Find(own, kNow);
+    REQUIRE(entry != nullptr);
+    CHECK(entry->packets == (c < 4 ? 4u : 3u));
+  }
 }
 
 }  // namespace
