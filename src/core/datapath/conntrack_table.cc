@@ -35,8 +35,10 @@ dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& normalized_key, uint64_
   if (inserted != nullptr) {
     *inserted = false;
   }
-  if (dpv2_ct_value* v = entries_.Find(normalized_key, hash); v != nullptr) {
+  const auto probe = entries_.Locate(normalized_key, hash);
+  if (probe.found) {
     ++generation_;
+    dpv2_ct_value* v = entries_.ValueAt(probe);
     *v = value;
     return v;
   }
@@ -49,7 +51,7 @@ dpv2_ct_value* ConntrackTable::Create(const dpv2_ct_key& normalized_key, uint64_
   if (inserted != nullptr) {
     *inserted = true;
   }
-  return entries_.InsertAbsent(normalized_key, hash, value);
+  return entries_.InsertAt(probe, normalized_key, hash, value);
 }
 
 bool ConntrackTable::Erase(const dpv2_ct_key& key) {

@@ -175,6 +175,36 @@ class FlatTable {
   std::pair<Value*, bool> Insert(const Key& key, const Value& value) {
     return Insert(key, KeyHash(key), value);
   }
+  // Where `key` is, or else the empty slot that ends its cluster (where it
+  // would go), found in one walk: Find followed by InsertAbsent walks the
+  // cluster twice, a cost a new connection pays twice (two entries).
+  struct Probe {
+    size_t slot = 0;
+    bool found = false;
+  };
+  Probe Locate(const Key& key, uint64_t hash) const {
+    const uint32_t tag = Tag(hash);
+    const Slot* const slots = slots_.data();
+    size_t i = tag & mask_;
+    for (; slots[i].used; i = (i + 1) & mask_) {
+      if (slots[i].tag == tag && KeyEquals(slots[i].key, key)) {
+        return {.slot = i, .found = true};
+      }
+    }
+    return {.slot = i, .found = false};
+  }
+  Value* ValueAt(const Probe& found) { return &slots_[found.slot].value; }
+  // Inserts `key`, which `absent` (Locate's answer, the table unchanged
+  // since) did not find: into the empty slot it found, unless the table
+  // must grow first.
+  Value* InsertAt(const Probe& absent, const Key& key, uint64_t hash, const Value& value) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) {
+      return InsertAbsent(key, hash, value);
+    }
+    slots_[absent.slot] = Slot{.tag = Tag(hash), .used = 1, .key = key, .value = value};
+    ++size_;
+    return &slots_[absent.slot].value;
+  }
   // Insert for a key the caller just failed to Find.
   Value* InsertAbsent(const Key& key, uint64_t hash, const Value& value) {
     if ((size_ + 1) * 4 > slots_.size() * 3) {

@@ -171,11 +171,11 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
 // The Maglev hash of a frame's tuple (the ABI's dpv2_tuple_hash, as BPF
 // computes it).
 uint32_t TupleHash(const PreparedFrame& p) {
+  // The fields MakeCtKey would store, without building (and zeroing) a key.
   const ParsedPacket& pkt = p.parsed->pkt;
-  const dpv2_ct_key tuple = MakeCtKey(p.saddr, p.daddr, pkt.sport, pkt.dport, pkt.proto,
-                                      AbiFamily(pkt.family), 0);
-  return dpv2_tuple_hash(&tuple.saddr, &tuple.daddr, tuple.sport, tuple.dport, tuple.proto,
-                         tuple.family);
+  return dpv2_tuple_hash(&p.saddr, &p.daddr, htons(pkt.sport),
+                         IsIcmp(pkt.proto) ? 0 : htons(pkt.dport), pkt.proto,
+                         AbiFamily(pkt.family));
 }
 
 class PacketRun {
@@ -276,8 +276,14 @@ class PacketRun {
   uint32_t IdentityOf(const dpv2_addr& addr);
   void ResolveIdentities(Flow& flow);
   // FindEndpoint, remembered for the addresses of this packet (a packet asks
-  // about the same two or three addresses several times).
-  const dpv2_endpoint_value* EndpointOf(const dpv2_addr& addr);
+  // about the same two or three addresses several times). A box with no
+  // local pods (the dpv2-lb appliance) asks every packet for its delivery:
+  // that answer is known ahead, here, without a call (a new connection asks
+  // four times).
+  const dpv2_endpoint_value* EndpointOf(const dpv2_addr& addr) {
+    return tables_.endpoint_count() == 0 ? nullptr : LookUpEndpoint(addr);
+  }
+  const dpv2_endpoint_value* LookUpEndpoint(const dpv2_addr& addr);
 
   // FindBackend(id), or the backend the burst found ahead for this frame.
   const dpv2_backend* BackendOf(uint32_t backend_id) const {
@@ -798,12 +804,7 @@ FrameResult PacketRun::HandlePlainFlow() {
   return Deliver(daddr_);
 }
 
-const dpv2_endpoint_value* PacketRun::EndpointOf(const dpv2_addr& addr) {
-  // A box with no local pods (the dpv2-lb appliance) asks every packet for
-  // its delivery: no key or hash for an answer known ahead.
-  if (tables_.endpoint_count() == 0) {
-    return nullptr;
-  }
+const dpv2_endpoint_value* PacketRun::LookUpEndpoint(const dpv2_addr& addr) {
   for (size_t i = 0; i < known_count_; ++i) {
     if (SameAddr(known_endpoints_[i].addr, addr)) {
       return known_endpoints_[i].ep;

@@ -1,6 +1,9 @@
 #include "core/datapath/conntrack_table.h"
 
 #include <catch2/catch.hpp>
+#include <map>
+#include <utility>
+#include <vector>
 
 namespace dpv2 {
 namespace {
@@ -194,6 +197,61 @@ TEST_CASE("the generation moves on every create, overwrite, erase and flush, not
   CHECK(ct.generation() == g);
   ct.Flush();
   CHECK(ct.generation() != g);
+}
+
+TEST_CASE("Create places a new key where its one walk ended, across growth, collisions and "
+          "erasures") {
+  // Keys that share their home slot (reversed tuples hash alike), erasures
+  // that shift clusters back, overwrites and doublings: every key must be
+  // found with its latest value and the count must follow a plain map.
+  DatapathConfig config;
+  config.ct_tcp_entries = 100000;
+  config.timeouts = Timeouts();
+  ConntrackTable ct(config);
+  std::map<std::vector<uint8_t>, uint64_t> model;
+  auto bytes = [](const dpv2_ct_key& k) {
+    const dpv2_ct_key n = Normalized(k);
+    const auto* p = reinterpret_cast<const uint8_t*>(&n);
+    return std::vector<uint8_t>(p, p + sizeof(n));
+  };
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  auto next = [&rng] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  for (uint64_t step = 1; step <= 20000; ++step) {
+    dpv2_ct_key k = Key(DPV2_PROTO_TCP, static_cast<uint16_t>(next() % 3000));
+    if (next() % 2 == 0) {  // the reversed tuple: the same home slot
+      std::swap(k.saddr, k.daddr);
+      std::swap(k.sport, k.dport);
+    }
+    if (next() % 4 == 0) {
+      CHECK(ct.Erase(k) == (model.erase(bytes(k)) == 1));
+      continue;
+    }
+    bool inserted = false;
+    const dpv2_ct_key n = Normalized(k);
+    dpv2_ct_value* v =
+        ct.Create(n, ConntrackTable::Hash(n), dpv2_ct_value{.expires_ns = step}, &inserted);
+    REQUIRE(v != nullptr);
+    CHECK(v->expires_ns == step);
+    CHECK(inserted == model.insert_or_assign(bytes(k), step).second);
+  }
+  REQUIRE(ct.size() == model.size());
+  CHECK(ct.capacity() > 16);  // it grew
+  size_t found = 0;
+  for (const ConntrackEntry& e : ct.Dump()) {
+    const auto it = model.find(bytes(e.key));
+    REQUIRE(it != model.end());
+    CHECK(e.value.expires_ns == it->second);
+    const dpv2_ct_value* v = ct.FindAny(e.key);
+    REQUIRE(v != nullptr);
+    CHECK(v->expires_ns == it->second);
+    ++found;
+  }
+  CHECK(found == model.size());
 }
 
 }  // namespace

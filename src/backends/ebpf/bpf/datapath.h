@@ -31,6 +31,9 @@ struct dpv2_result {
   __u32 verdict;     /* DPV2_V_* */
   __u32 drop_reason; /* enum dpv2_drop_reason */
   __u32 ifindex;     /* REDIRECT / TX target */
+  /* The flow's Service (0: none), which host routing forwards from the
+   * network (bpf/fib.h): only translated traffic, never plain transit. */
+  __u32 service_id;
 };
 
 /* The connection as it leaves the datapath (after translation): what events
@@ -870,6 +873,7 @@ static __always_inline void datapath_run(DPV2_CTX *ctx, __u32 ifindex, __u8 obs,
   res->verdict = DPV2_V_DROP;
   res->drop_reason = DPV2_DROP_NONE;
   res->ifindex = 0;
+  res->service_id = 0;
   /* Counted at the end, so that a frame XDP hands on is counted once, by tc;
    * the length as received (REJECT resizes the frame). */
   const __u32 len = ctx_len(ctx);
@@ -883,7 +887,9 @@ static __always_inline void datapath_run(DPV2_CTX *ctx, __u32 ifindex, __u8 obs,
     s->ifindex = ifindex;
     s->obs = obs;
     s->from_pod = obs == DPV2_OBS_FROM_POD;
+    s->flow.service_id = 0; /* frames that end before flow_from_packet */
     datapath_pipeline(ctx, s, res);
+    res->service_id = s->flow.service_id;
   }
   if (res->verdict != DPV2_V_NEXT) {
     count(DPV2_CNT_PACKETS, 1);

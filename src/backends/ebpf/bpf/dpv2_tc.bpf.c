@@ -8,12 +8,16 @@
  * the outcome in cb, which the kernel copies back to user space.
  */
 #include "datapath.h"
+#include "fib.h"
 #include "handoff.h"
 
-static __always_inline int tc_action(struct __sk_buff *skb, const struct dpv2_result *res) {
+/* `route`: a frame passed to the stack goes through host routing
+ * (bpf/fib.h) first. */
+static __always_inline int tc_action(struct __sk_buff *skb, const struct dpv2_result *res,
+                                     int route) {
   switch (res->verdict) {
     case DPV2_V_PASS:
-      return TC_ACT_OK;
+      return route ? fib_forward(skb) : TC_ACT_OK;
     case DPV2_V_REDIRECT:
     case DPV2_V_TX:
       return bpf_redirect(res->ifindex, 0);
@@ -25,7 +29,9 @@ static __always_inline int tc_action(struct __sk_buff *skb, const struct dpv2_re
 static __always_inline int tc_entry(struct __sk_buff *skb, __u8 obs) {
   struct dpv2_result res;
   datapath_run(skb, skb->ifindex, obs, &res);
-  return tc_action(skb, &res);
+  /* Whatever a pod sends off the node; from the network only what a
+   * Service translated (a NodePort to a remote backend, its replies). */
+  return tc_action(skb, &res, obs == DPV2_OBS_FROM_POD || res.service_id != 0);
 }
 
 static __always_inline int tc_test_entry(struct __sk_buff *skb, __u8 obs) {
@@ -34,7 +40,7 @@ static __always_inline int tc_test_entry(struct __sk_buff *skb, __u8 obs) {
   skb->cb[DPV2_CB_OUT_VERDICT] = res.verdict;
   skb->cb[DPV2_CB_OUT_DROP] = res.drop_reason;
   skb->cb[DPV2_CB_OUT_IFINDEX] = res.ifindex;
-  return tc_action(skb, &res);
+  return tc_action(skb, &res, 0);
 }
 
 SEC("tc")
@@ -47,7 +53,8 @@ static __always_inline int tc_finish_xdp_handoff(struct __sk_buff *skb) {
       h->magic != DPV2_XDP_HANDOFF_MAGIC) {
     return -1;
   }
-  return h->verdict == DPV2_V_REDIRECT ? bpf_redirect(h->ifindex, 0) : TC_ACT_OK;
+  /* XDP serves only Services: what it passes is translated. */
+  return h->verdict == DPV2_V_REDIRECT ? bpf_redirect(h->ifindex, 0) : fib_forward(skb);
 }
 
 SEC("tc")
