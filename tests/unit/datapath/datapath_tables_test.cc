@@ -212,6 +212,50 @@ TEST_CASE("a table is replaced by writing a new id, repointing the service and d
   CHECK(t.FindBackend(3) != nullptr);
 }
 
+// Apply keeps each table's distinct backends instead of scanning its slots
+// again: replacing a table in place, twice in one batch or deleting it must
+// move every backend's count of naming tables.
+TEST_CASE("a backend can be deleted once no table names it, however its tables changed") {
+  DatapathTables t(Config());
+  ChangeBatch setup;
+  setup.backends_upsert = {Backend(1, "10.0.0.1"), Backend(2, "10.0.0.2"),
+                           Backend(3, "10.0.0.3")};
+  setup.tables_upsert = {Table(1, {1, 2}), Table(2, {2, 3})};
+  REQUIRE(t.Apply(setup).ok());
+  auto delete_backend = [&t](uint32_t id, std::vector<LookupTable> tables_upsert = {},
+                             std::vector<uint32_t> tables_delete = {}) {
+    ChangeBatch b;
+    b.tables_upsert = std::move(tables_upsert);
+    b.tables_delete = std::move(tables_delete);
+    b.backends_delete = {id};
+    return t.Apply(b);
+  };
+  CHECK(delete_backend(1).message() ==
+        "apply: backend 1: deleted while 1 lookup table(s) still name it");
+  // Table 1 rewritten in place without backend 1, in the same batch.
+  REQUIRE(delete_backend(1, {Table(1, {2, 3})}).ok());
+  CHECK(delete_backend(2).message() ==
+        "apply: backend 2: deleted while 2 lookup table(s) still name it");
+  // Rewritten twice in one batch: the last version counts.
+  auto rewrite_twice = [&t](std::vector<uint32_t> first, std::vector<uint32_t> last) {
+    ChangeBatch b;
+    b.tables_upsert = {Table(1, std::move(first)), Table(1, std::move(last))};
+    b.tables_delete = {2};
+    return t.Apply(b);
+  };
+  REQUIRE(rewrite_twice({3}, {2, 3}).ok());
+  CHECK(t.FindTable(2).empty());
+  CHECK(delete_backend(2).message() ==
+        "apply: backend 2: deleted while 1 lookup table(s) still name it");
+  REQUIRE(rewrite_twice({2}, {3}).ok());
+  REQUIRE(delete_backend(2).ok());
+  CHECK(delete_backend(3).message() ==
+        "apply: backend 3: deleted while 1 lookup table(s) still name it");
+  REQUIRE(delete_backend(3, {}, {1}).ok());
+  CHECK(t.table_count() == 0);
+  CHECK(t.FindBackend(3) == nullptr);
+}
+
 TEST_CASE("a service without backends needs no lookup table") {
   DatapathTables t(Config());
   ChangeBatch b;
