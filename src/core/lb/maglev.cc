@@ -74,6 +74,10 @@ class Turns {
         equal_(std::all_of(walkers.begin(), walkers.end(),
                            [max_weight](const Walker& w) { return w.weight == max_weight; })) {}
 
+  bool equal() const { return equal_; }
+  // Equal weights only: as if Next() had been called `claims` times.
+  void Skip(size_t claims) { i_ = claims % walkers_.size(); }
+
   size_t Next() {
     if (equal_) {
       const size_t i = i_;
@@ -102,6 +106,46 @@ class Turns {
   size_t i_ = 0;
   bool credited_ = false;  // walkers_[i_] got its credit for this round
 };
+
+// The first `claims` claims, each walker probing its permutation for its
+// next free slot in a bitmap of taken slots (2 KiB at M = 16,381, in L1;
+// returned for the tail). Steps along the permutation need no division:
+// pos + skip < 2M. With equal weights the turns are whole rounds (each
+// walker once, in order) instead of a Turns::Next per claim: 10% fewer
+// instructions, ~5% less CPU time a table.
+std::vector<uint64_t> ClaimByProbing(std::vector<Walker>& walkers, Turns& turns, uint32_t claims,
+                                     uint32_t size, uint32_t* slots) {
+  std::vector<uint64_t> taken((size + 63) / 64, 0);
+  uint64_t* const bits = taken.data();
+  auto claim = [bits, size, slots](Walker& w) {
+    const uint32_t skip = w.skip;
+    uint32_t pos = w.pos;
+    while ((bits[pos >> 6] >> (pos & 63)) & 1) {
+      pos += skip;
+      pos -= pos >= size ? size : 0;
+    }
+    bits[pos >> 6] |= uint64_t{1} << (pos & 63);
+    slots[pos] = w.id;
+    pos += skip;
+    w.pos = pos - (pos >= size ? size : 0);
+  };
+  if (turns.equal()) {
+    for (size_t round = claims / walkers.size(); round > 0; --round) {
+      for (Walker& w : walkers) {
+        claim(w);
+      }
+    }
+    for (size_t i = 0; i < claims % walkers.size(); ++i) {
+      claim(walkers[i]);
+    }
+    turns.Skip(claims);
+  } else {
+    for (uint32_t c = 0; c < claims; ++c) {
+      claim(walkers[turns.Next()]);
+    }
+  }
+  return taken;
+}
 
 // The last free slots of a table, claimed without probing. A walker at slot
 // p reaches slot s after (s - p) / skip mod M steps of its permutation, so
@@ -240,34 +284,16 @@ absl::StatusOr<std::vector<uint32_t>> MaglevTable::Populate(
     });
   }
 
-  // Which slots are taken, one bit each: a walker's probes for its next
-  // free slot read this (2 KiB at M = 16381, in L1) instead of the 64 KiB
-  // slot array, which is written once per slot and never read. Steps along
-  // the permutation need no division: pos + skip < 2M.
+  // The slot array is written once per slot and never read.
   const uint32_t size = static_cast<uint32_t>(m);
   std::vector<uint32_t> slots(size);
-  std::vector<uint64_t> taken((size + 63) / 64, 0);
   Turns turns(walkers, max_weight);
-  uint32_t free_slots = size;
   const uint32_t tail_size = Tail::Size(size, walkers.size());
-  uint64_t* bits = taken.data();
-  while (free_slots > tail_size) {
-    Walker& w = walkers[turns.Next()];
-    const uint32_t skip = w.skip;
-    uint32_t pos = w.pos;
-    while ((bits[pos >> 6] >> (pos & 63)) & 1) {
-      pos += skip;
-      pos -= pos >= size ? size : 0;
-    }
-    bits[pos >> 6] |= uint64_t{1} << (pos & 63);
-    slots[pos] = w.id;
-    pos += skip;
-    w.pos = pos - (pos >= size ? size : 0);
-    --free_slots;
-  }
-  if (free_slots > 0) {
+  const std::vector<uint64_t> taken =
+      ClaimByProbing(walkers, turns, size - tail_size, size, slots.data());
+  if (tail_size > 0) {
     Tail tail(walkers, taken, size);
-    for (; free_slots > 0; --free_slots) {
+    for (uint32_t free_slots = tail_size; free_slots > 0; --free_slots) {
       const size_t i = turns.Next();
       slots[tail.Claim(i)] = walkers[i].id;
     }
