@@ -52,6 +52,20 @@ struct EbpfOptions {
   // entries) instead of allocated per insert. A full map drops the new
   // connection (CT_FULL) either way. ebpf_bench measures both.
   bool conntrack_prealloc = false;
+  // BPF host routing (like Cilium's enable-host-legacy-routing=false): a
+  // packet the datapath would pass to the node's stack only to be forwarded
+  // (from a pod to another node, the outside or a remote Service backend; a
+  // NodePort reply; from the external device, only Service traffic) is
+  // routed by the tc program itself: a FIB lookup, TTL / hop limit
+  // decremented, next-hop MACs, redirect to the egress device. It skips the
+  // stack's forwarding path (faster) and needs no accept_local for NodePort
+  // replies. What the FIB does not forward plainly (local addresses,
+  // unreachable, fragmentation needed, TTL 1...) still goes to the stack.
+  // Turn it off when the node's iptables/nftables FORWARD or POSTROUTING
+  // rules must see pod traffic (iptables masquerading of pod egress, a host
+  // firewall, tcpdump-style accounting on the forward path): redirected
+  // packets never reach those hooks. Test runs (RunPacket) never route.
+  bool host_routing = true;
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options);

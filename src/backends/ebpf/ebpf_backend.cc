@@ -344,6 +344,7 @@ absl::Status EbpfBackend::Init() {
   DPV2_RETURN_IF_ERROR(
       skel_->Configure(options_.config, options_.event_ring_bytes, kEbpfClockOffsetNs,
                        options_.conntrack_prealloc));
+  DPV2_RETURN_IF_ERROR(skel_->SetHostRouting(options_.host_routing));
   if (!options_.pin_path.empty()) {
     DPV2_RETURN_IF_ERROR(skel_->PinUnder(options_.pin_path));
   }

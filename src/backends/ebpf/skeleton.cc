@@ -206,6 +206,24 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
   return absl::OkStatus();
 }
 
+absl::Status DatapathSkeleton::SetHostRouting(bool on) {
+  if (loaded_) {
+    return absl::FailedPreconditionError("ebpf datapath: SetHostRouting after Load");
+  }
+  // A kernel without bpf_fib_lookup for tc (Linux < 4.18) cannot route; one
+  // without bpf_redirect_neigh (< 5.10) leaves next hops with no neighbor
+  // entry yet to the stack. The verifier never sees code a 0 here removes.
+  const bool fib = on && libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS,
+                                                 BPF_FUNC_fib_lookup, nullptr) == 1;
+  skel_->rodata->cfg_host_routing = fib ? 1 : 0;
+  skel_->rodata->cfg_redirect_neigh =
+      fib && libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_neigh,
+                                     nullptr) == 1
+          ? 1
+          : 0;
+  return absl::OkStatus();
+}
+
 absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
   if (loaded_) {
     return absl::FailedPreconditionError("ebpf datapath: PinUnder after Load");
@@ -347,7 +365,8 @@ absl::Status DatapathSkeleton::Load() {
                                {x.dpv2_endpoints, t.dpv2_endpoints},
                                {x.dpv2_ipcache, t.dpv2_ipcache},
                                {x.dpv2_policy, t.dpv2_policy},
-                               {x.dpv2_revision, t.dpv2_revision}}) {
+                               {x.dpv2_revision, t.dpv2_revision},
+                               {x.dpv2_frontend_hints, t.dpv2_frontend_hints}}) {
       if (absl::Status s = Reuse(mine, owner); !s.ok()) {
         return s;
       }

@@ -36,6 +36,9 @@ class DatapathSkeleton {
 
   absl::Status Configure(const DatapathConfig& config, uint32_t event_ring_bytes,
                          uint64_t clock_offset_ns, bool conntrack_prealloc = false);
+  // BPF host routing in the tc object (bpf/fib.h, EbpfOptions::host_routing);
+  // bpf_redirect_neigh only where the running kernel has it. Before Load.
+  absl::Status SetHostRouting(bool on);
   // Every state map is pinned as <dir>/<map name>; existing pins are reused.
   absl::Status PinUnder(const std::string& dir);
   // Verifies and loads the programs. A pin this configuration cannot reuse

@@ -3,6 +3,14 @@
 // device, programmed from Kubernetes manifests by the agent's ClusterView.
 // Needs root and BPF; unprivileged it exits 77 (skip) unless CI=true.
 #define CATCH_CONFIG_RUNNER
+#include <time.h>
+// linux/errqueue.h needs struct timespec first.
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -11,8 +19,10 @@
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "dpv2/ebpf.h"
 #include "ebpf_node.h"
 #include "netlab/netlab.h"
@@ -34,7 +44,9 @@ constexpr absl::Duration kDeniedWait = absl::Milliseconds(700);
 
 IpAddr Ip(const char* text) { return *IpAddr::Parse(text); }
 
-std::unique_ptr<EbpfNode> StartNode(const ClusterSpec& spec) { return Must(EbpfNode::Start(spec)); }
+std::unique_ptr<EbpfNode> StartNode(const ClusterSpec& spec, const NodeOptions& options = {}) {
+  return Must(EbpfNode::Start(spec, options));
+}
 
 ClusterSpec ThreeWebs() { return {.web = {{.pod = "web-1"}, {.pod = "web-2"}, {.pod = "web-3"}}}; }
 
@@ -250,6 +262,157 @@ TEST_CASE("restarting the loader process mid-traffic breaks no established conne
                          "web-"));
 }
 
+// The node's FORWARD hook drops every packet (an nftables chain in the
+// node's own namespace): only what the node's stack forwards meets it.
+absl::Status DropForwarded(const netlab::Netns& node) {
+  DPV2_RETURN_IF_ERROR(node.Exec({"nft", "add table inet dpv2_e2e"}));
+  return node.Exec({"nft",
+                    "add chain inet dpv2_e2e forward { type filter hook forward priority 0; "
+                    "policy drop; }"});
+}
+
+// What pods reach off the node, and the NodePort that outside clients reach.
+void CheckOffNodeTraffic(const EbpfNode& node) {
+  const netlab::Netns& client = node.pod("client").netns();
+  CHECK(Must(TcpExchange(client, Ip(kOutsideIp), kPodPort, "tcp")) == "outside tcp");
+  CHECK(Must(UdpExchange(client, Ip(kOutsideIp), kPodPort, "udp")) == "outside udp");
+  CHECK(Must(TcpExchange(client, Ip(kOutsideIp6), kPodPort, "tcp6")) == "outside tcp6");
+  // A ClusterIP whose backend is off the node: translated, then routed.
+  CHECK(Must(TcpExchange(client, Ip(kOutsideVip), 80, "vip")) == "outside vip");
+  // NodePort replies leave the pod's veth from the node's own address.
+  CHECK(
+      absl::StartsWith(Must(TcpExchange(node.client(), Ip(kNodeIp), kWebNodePort, "np")), "web-"));
+}
+
+TEST_CASE(
+    "host routing forwards pods' off-node traffic and NodePort replies past the node's FORWARD "
+    "hook, with no accept_local") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs());
+  CHECK(Must(node->node().GetSysctl("net.ipv4.conf.all.accept_local")) == "0");
+  RequireOk(DropForwarded(node->node()));
+  CheckOffNodeTraffic(*node);
+  // Traffic between pods and node-local destinations never needed forwarding.
+  CHECK(absl::StartsWith(Must(TcpExchange(node->pod("client").netns(), Ip(kWebVip), 80, "in")),
+                         "web-"));
+}
+
+TEST_CASE("without host routing the node's stack forwards the same traffic, so FORWARD drops it") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs(), {.host_routing = false});
+  CheckOffNodeTraffic(*node);  // accept_local set by the fixture
+  RequireOk(DropForwarded(node->node()));
+  const netlab::Netns& client = node->pod("client").netns();
+  CHECK(absl::IsDeadlineExceeded(
+      TcpExchange(client, Ip(kOutsideIp), kPodPort, "x", kDeniedWait).status()));
+  CHECK(absl::IsDeadlineExceeded(
+      TcpExchange(client, Ip(kOutsideVip), 80, "x", kDeniedWait).status()));
+  CHECK(absl::IsDeadlineExceeded(
+      TcpExchange(node->client(), Ip(kNodeIp), kWebNodePort, "x", kDeniedWait).status()));
+}
+
+// One UDP datagram from `from` to `to`:9000 with this TTL / hop limit, and
+// what became of it: the TTL it arrived with at a socket of `to_ns`, or -1
+// and the ICMP type of the error that came back to the sender.
+struct Hop {
+  int arrived_ttl = -1;
+  int icmp_type = -1;
+};
+
+absl::StatusOr<Hop> SendWithTtl(const netlab::Netns& from, const netlab::Netns& to_ns,
+                                const IpAddr& to, int ttl) {
+  constexpr uint16_t kPort = 9000;
+  const bool v4 = to.is_v4();
+  const int family = v4 ? AF_INET : AF_INET6;
+  const int level = v4 ? IPPROTO_IP : IPPROTO_IPV6;
+  const int one = 1;
+  DPV2_ASSIGN_OR_RETURN(int rx, to_ns.OpenSocket(family, SOCK_DGRAM | SOCK_CLOEXEC));
+  DPV2_ASSIGN_OR_RETURN(int tx, from.OpenSocket(family, SOCK_DGRAM | SOCK_CLOEXEC));
+  absl::Cleanup close_both = [rx, tx] {
+    close(rx);
+    close(tx);
+  };
+  // The receiver binds the destination itself (an address of `to_ns`).
+  sockaddr_storage dest{};
+  socklen_t len = 0;
+  if (v4) {
+    auto* d = reinterpret_cast<sockaddr_in*>(&dest);
+    d->sin_family = AF_INET;
+    d->sin_port = htons(kPort);
+    std::memcpy(&d->sin_addr, to.bytes().data(), 4);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* d = reinterpret_cast<sockaddr_in6*>(&dest);
+    d->sin6_family = AF_INET6;
+    d->sin6_port = htons(kPort);
+    std::memcpy(&d->sin6_addr, to.bytes().data(), 16);
+    len = sizeof(sockaddr_in6);
+  }
+  if (setsockopt(rx, level, v4 ? IP_RECVTTL : IPV6_RECVHOPLIMIT, &one, sizeof(one)) != 0 ||
+      bind(rx, reinterpret_cast<sockaddr*>(&dest), len) != 0 ||
+      setsockopt(tx, level, v4 ? IP_TTL : IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) != 0 ||
+      setsockopt(tx, level, v4 ? IP_RECVERR : IPV6_RECVERR, &one, sizeof(one)) != 0 ||
+      connect(tx, reinterpret_cast<sockaddr*>(&dest), len) != 0 || send(tx, "t", 1, 0) != 1) {
+    return absl::InternalError(absl::StrCat("udp ttl probe: ", std::strerror(errno)));
+  }
+  Hop hop;
+  pollfd fds[2] = {{.fd = rx, .events = POLLIN}, {.fd = tx, .events = POLLERR}};
+  if (poll(fds, 2, 1500) <= 0) {
+    return absl::DeadlineExceededError("udp ttl probe: neither arrived nor refused");
+  }
+  char data[16];
+  char control[256];
+  iovec iov{.iov_base = data, .iov_len = sizeof(data)};
+  msghdr msg{
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+  if (fds[0].revents & POLLIN) {
+    if (recvmsg(rx, &msg, 0) < 0) {
+      return absl::InternalError(absl::StrCat("udp ttl probe: recvmsg: ", std::strerror(errno)));
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == level && c->cmsg_type == (v4 ? IP_TTL : IPV6_HOPLIMIT)) {
+        std::memcpy(&hop.arrived_ttl, CMSG_DATA(c), sizeof(int));
+      }
+    }
+    return hop;
+  }
+  if (recvmsg(tx, &msg, MSG_ERRQUEUE) < 0) {
+    return absl::InternalError(absl::StrCat("udp ttl probe: errqueue: ", std::strerror(errno)));
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == level && c->cmsg_type == (v4 ? IP_RECVERR : IPV6_RECVERR)) {
+      sock_extended_err err;
+      std::memcpy(&err, CMSG_DATA(c), sizeof(err));
+      hop.icmp_type = err.ee_type;
+    }
+  }
+  return hop;
+}
+
+TEST_CASE(
+    "host routing decrements TTL and hop limit, and leaves TTL 1 to the stack, which answers time "
+    "exceeded") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs());
+  // What arrives was routed by the program, not the stack (which answers
+  // time exceeded before its FORWARD hook).
+  RequireOk(DropForwarded(node->node()));
+  const netlab::Netns& pod = node->pod("client").netns();
+  for (const char* to : {kOutsideIp, kOutsideIp6}) {
+    INFO(to);
+    const Hop forwarded = Must(SendWithTtl(pod, node->client(), Ip(to), 64));
+    CHECK(forwarded.arrived_ttl == 63);
+    // ICMP errors share the kernel's host-wide rate limit (icmp_msgs_per_sec)
+    // with every other namespace: a silent probe is tried again.
+    absl::StatusOr<Hop> last = SendWithTtl(pod, node->client(), Ip(to), 1);
+    for (int attempt = 0; attempt < 3 && absl::IsDeadlineExceeded(last.status()); ++attempt) {
+      last = SendWithTtl(pod, node->client(), Ip(to), 1);
+    }
+    INFO(last.status().ToString());
+    REQUIRE(last.ok());
+    CHECK(last->arrived_ttl == -1);
+    // ICMP time exceeded (11) / ICMPv6 time exceeded (3).
+    CHECK(last->icmp_type == (Ip(to).is_v4() ? 11 : 3));
+  }
+}
+
 TEST_CASE("the manifests name every pod and service the cases rely on") {
   const std::string yaml = ClusterManifests(ThreeWebs());
   for (const PodPlan& p : Pods()) {
@@ -258,6 +421,8 @@ TEST_CASE("the manifests name every pod and service the cases rely on") {
   CHECK(absl::StrContains(yaml, kWebVip));
   CHECK(absl::StrContains(yaml, kUdpVip));
   CHECK(absl::StrContains(yaml, kEmptyVip));
+  CHECK(absl::StrContains(yaml, kOutsideVip));
+  CHECK(absl::StrContains(yaml, absl::StrCat("addresses: [", kOutsideIp, "]")));
   CHECK(!absl::StrContains(yaml, "NetworkPolicy"));
 }
 

@@ -148,6 +148,15 @@ std::string ClusterManifests(const ClusterSpec& spec) {
                   kEmptyVip,
                   "\n  selector: {app: nothing}\n  ports:\n  - {name: tcp, protocol: TCP, port: "
                   "80}\n  - {name: udp, protocol: UDP, port: 80}\n");
+  absl::StrAppend(&out,
+                  "---\napiVersion: v1\nkind: Service\nmetadata: {name: outside, namespace: "
+                  "shop}\nspec:\n  clusterIP: ",
+                  kOutsideVip, "\n  ports:\n  - {name: http, protocol: TCP, port: 80}\n",
+                  "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+                  "  name: outside-1\n  namespace: shop\n  labels: {kubernetes.io/service-name: "
+                  "outside}\naddressType: IPv4\nports:\n  - {name: http, port: ",
+                  kPodPort, ", protocol: TCP}\nendpoints:\n  - addresses: [", kOutsideIp,
+                  "]\n    conditions: {ready: true}\n");
   out += SliceYaml("web-1", "web", "http", "TCP", spec.web);
   out += SliceYaml("web-v6", "web", "http", "TCP", spec.web, /*v6=*/true);
   out += SliceYaml("echo-udp-1", "echo-udp", "dns", "UDP", spec.web);
@@ -163,25 +172,39 @@ std::string ClusterManifests(const ClusterSpec& spec) {
 
 // ---- EbpfNode ----
 
-absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spec) {
+absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spec,
+                                                          const NodeOptions& options) {
   DPV2_ASSIGN_OR_RETURN(netlab::Netns node, netlab::Netns::Create("node"));
   DPV2_ASSIGN_OR_RETURN(netlab::Netns client, netlab::Netns::Create("outside"));
   DPV2_ASSIGN_OR_RETURN(netlab::BpffsMount bpffs, netlab::BpffsMount::Create("e2e"));
-  std::unique_ptr<EbpfNode> n(new EbpfNode(std::move(node), std::move(client), std::move(bpffs)));
+  std::unique_ptr<EbpfNode> n(
+      new EbpfNode(std::move(node), std::move(client), std::move(bpffs), options));
   n->dir_ = n->bpffs_.path() + "-manifests";
   if (mkdir(n->dir_.c_str(), 0700) != 0) {
     const std::string dir = std::exchange(n->dir_, {});
     return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
   }
   DPV2_RETURN_IF_ERROR(n->node_.ConfigureAsRouter());
-  // NodePort replies leave the pod's veth already reverse-NATed to come from
-  // the node's own address; the datapath passes them to the node's stack to
-  // be routed out of ext0, and Linux drops a packet arriving with a local
-  // source address unless accept_local is set.
-  DPV2_RETURN_IF_ERROR(n->node_.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
+  if (!options.host_routing) {
+    // NodePort replies leave the pod's veth already reverse-NATed to come
+    // from the node's own address; without host routing the datapath passes
+    // them to the node's stack to be routed out of ext0, and Linux drops a
+    // packet arriving with a local source address unless accept_local is set.
+    DPV2_RETURN_IF_ERROR(n->node_.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
+  }
   DPV2_RETURN_IF_ERROR(netlab::AddVeth(n->node_, kExternalIf, n->client_, "eth0"));
-  DPV2_RETURN_IF_ERROR(n->node_.Ip(absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf)));
-  DPV2_RETURN_IF_ERROR(n->client_.Ip("addr add 192.168.50.2/24 dev eth0"));
+  DPV2_RETURN_IF_ERROR(
+      n->node_.IpBatch({absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf),
+                        absl::StrCat("addr add ", kNodeIp6, "/64 dev ", kExternalIf, " nodad")}));
+  DPV2_RETURN_IF_ERROR(
+      n->client_.IpBatch({absl::StrCat("addr add ", kOutsideIp, "/24 dev eth0"),
+                          absl::StrCat("addr add ", kOutsideIp6, "/64 dev eth0 nodad"),
+                          absl::StrCat("route add 10.244.0.0/16 via ", kNodeIp),
+                          absl::StrCat("route add fd00:244::/32 via ", kNodeIp6)}));
+  DPV2_ASSIGN_OR_RETURN(
+      std::unique_ptr<netlab::EchoServer> outside,
+      netlab::EchoServer::Start(n->client_, {.name = "outside", .port = kPodPort}));
+  n->servers_.push_back(std::move(outside));
   for (const PodPlan& p : Pods()) {
     DPV2_ASSIGN_OR_RETURN(
         netlab::Pod pod,
@@ -257,9 +280,12 @@ absl::Status EbpfNode::StartLoader() {
   if (loader_) {
     return absl::FailedPreconditionError("a loader is running");
   }
-  std::vector<std::string> argv = {
-      "/proc/self/exe", "--loader", absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
-      absl::StrCat("--pin=", bpffs_.path(), "/node-a"), absl::StrCat("--external=", kExternalIf)};
+  std::vector<std::string> argv = {"/proc/self/exe",
+                                   "--loader",
+                                   absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
+                                   absl::StrCat("--pin=", bpffs_.path(), "/node-a"),
+                                   absl::StrCat("--external=", kExternalIf),
+                                   absl::StrCat("--host-routing=", options_.host_routing ? 1 : 0)};
   for (const auto& [name, pod] : pods_) {
     const PodPlan* plan = nullptr;
     for (const PodPlan& p : Pods()) {
@@ -298,6 +324,7 @@ struct LoaderArgs {
   std::string manifests;
   std::string pin;
   std::string external;
+  bool host_routing = true;
   // "namespace/name" -> (host interface, pod MAC)
   std::map<std::string, std::pair<std::string, std::string>> endpoints;
 };
@@ -312,6 +339,8 @@ absl::StatusOr<LoaderArgs> ParseLoaderArgs(int argc, char** argv) {
       args.pin = std::string(a);
     } else if (absl::ConsumePrefix(&a, "--external=")) {
       args.external = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--host-routing=")) {
+      args.host_routing = a != "0";
     } else if (absl::ConsumePrefix(&a, "--endpoint=")) {
       std::vector<std::string> parts = absl::StrSplit(a, ',');
       if (parts.size() != 3) {
@@ -413,7 +442,8 @@ absl::Status Loader(const LoaderArgs& args) {
                         MakeEbpfBackend({.config = config,
                                          .pin_path = args.pin,
                                          .attach_to_endpoints = true,
-                                         .external_ifindex = external_ifindex}));
+                                         .external_ifindex = external_ifindex,
+                                         .host_routing = args.host_routing}));
   DPV2_ASSIGN_OR_RETURN(
       agent::ClusterView view,
       agent::ClusterView::Create(

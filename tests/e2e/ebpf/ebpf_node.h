@@ -36,7 +36,15 @@ inline constexpr char kWebVip6[] = "fd00:96::10";  // its IPv6 ClusterIP (dual-s
 inline constexpr char kUdpVip[] = "10.96.0.53";    // Service shop/echo-udp, UDP 53 -> 8080
 inline constexpr char kEmptyVip[] =
     "10.96.0.99";  // Service shop/empty, TCP and UDP 80, no endpoints
+// Service shop/outside, TCP 80 -> the outside echo server (kOutsideIp:8080):
+// a backend off the node.
+inline constexpr char kOutsideVip[] = "10.96.0.20";
 inline constexpr char kNodeIp[] = "192.168.50.1";  // ext0 of the node: NodePort 30080 -> web
+inline constexpr char kNodeIp6[] = "fd00:50::1";
+// The outside namespace (on ext0's link, routes to the pods via the node)
+// runs an echo server "outside" on kPodPort: a destination off the node.
+inline constexpr char kOutsideIp[] = "192.168.50.2";
+inline constexpr char kOutsideIp6[] = "fd00:50::2";
 inline constexpr uint16_t kWebNodePort = 30080;
 inline constexpr uint16_t kPodPort = 8080;
 
@@ -74,9 +82,19 @@ DatapathConfig LoaderConfig();
 // optional NetworkPolicy) as multi-document YAML.
 std::string ClusterManifests(const ClusterSpec& spec);
 
+// How the node's datapath is loaded (the loader's EbpfOptions).
+struct NodeOptions {
+  // EbpfOptions::host_routing. Off, the node's stack forwards what the
+  // datapath passes, and NodePort replies (reverse-NATed to the node's own
+  // address on the pod's veth) need net.ipv4.conf.all.accept_local=1, which
+  // Start then sets; on, nothing is set: the programs route them.
+  bool host_routing = true;
+};
+
 class EbpfNode {
  public:
-  static absl::StatusOr<std::unique_ptr<EbpfNode>> Start(const ClusterSpec& spec);
+  static absl::StatusOr<std::unique_ptr<EbpfNode>> Start(const ClusterSpec& spec,
+                                                         const NodeOptions& options = {});
   ~EbpfNode();
 
   const netlab::Netns& node() const { return node_; }
@@ -94,13 +112,18 @@ class EbpfNode {
   const std::string& loader_start_changes() const { return loader_start_changes_; }
 
  private:
-  EbpfNode(netlab::Netns node, netlab::Netns client, netlab::BpffsMount bpffs)
-      : node_(std::move(node)), client_(std::move(client)), bpffs_(std::move(bpffs)) {}
+  EbpfNode(netlab::Netns node, netlab::Netns client, netlab::BpffsMount bpffs,
+           const NodeOptions& options)
+      : node_(std::move(node)),
+        client_(std::move(client)),
+        bpffs_(std::move(bpffs)),
+        options_(options) {}
   absl::Status WriteManifests(const ClusterSpec& spec);
 
   netlab::Netns node_;
   netlab::Netns client_;
   netlab::BpffsMount bpffs_;
+  NodeOptions options_;
   std::string dir_;  // holds manifests.yaml
   std::map<std::string, netlab::Pod> pods_;
   std::vector<std::unique_ptr<netlab::EchoServer>> servers_;
