@@ -213,9 +213,9 @@ int Demo::Build(const std::string& path) {
   outside_.emplace(*std::move(outside));
   absl::Status s = node_->ConfigureAsRouter();
   if (s.ok()) s = node_->Ip("link set lo up");
-  // NodePort replies are reverse-NATed to the node's own address before the
-  // node's stack routes them out of ext0: Linux needs accept_local for that.
-  if (s.ok()) s = node_->SetSysctl("net.ipv4.conf.all.accept_local", "1");
+  // No accept_local: NodePort replies leave the pods reverse-NATed to the
+  // node's own address and the programs route them out of ext0 themselves
+  // (host routing, the agent's default).
   if (s.ok()) s = netlab::AddVeth(*node_, "ext0", *outside_, "eth0");
   if (s.ok()) s = node_->Ip(absl::StrCat("addr add ", kNodeIp, "/24 dev ext0"));
   if (s.ok()) s = outside_->Ip(absl::StrCat("addr add ", kOutsideIp, "/24 dev eth0"));

@@ -158,9 +158,9 @@ absl::StatusOr<std::unique_ptr<XdpNode>> MakeXdpNode() {
   for (absl::Status s : {
            n->node.ConfigureAsRouter(),
            n->node.Ip("link set lo up"),
-           // NodePort replies leave the pod already reverse-NATed to the
-           // node's address (docs/datapath.md: accept_local).
-           n->node.SetSysctl("net.ipv4.conf.all.accept_local", "1"),
+           // No accept_local: NodePort replies, which leave the pod already
+           // reverse-NATed to the node's address, are host-routed by the
+           // programs (dpv2-agent's default; docs/datapath.md, "Host routing").
            netlab::AddVeth(n->node, kExternalIf, n->outside, "eth0"),
            n->node.Ip(absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf)),
            n->outside.Ip(absl::StrCat("addr add ", kOutsideIp, "/24 dev eth0")),
