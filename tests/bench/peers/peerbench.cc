@@ -8,13 +8,18 @@
 //   peerbench all --quick --plot-dir=/tmp/plots
 //   peerbench latency --services=1000,10000,30000 --endpoints=10
 //   peerbench memory --systems=dpv2-ebpf --dpv2-entries=100000,1000000
+//   peerbench rate --services=10000 --systems=plain,iptables-legacy,dpv2-ebpf,dpv2-ebpf-stack
 //
+// dpv2-ebpf is dpv2 as deployed (BPF host routing on); dpv2-ebpf-stack is
+// the same with EbpfOptions::host_routing off (the node's stack forwards).
 // Ratios are peer / dpv2 for costs (above 1: dpv2 is cheaper) and
 // dpv2 / peer for rates (above 1: dpv2 is faster).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -149,7 +154,7 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
         if (!k) {
           return absl::InvalidArgumentError(absl::StrCat(
               "--systems: unknown system \"", name,
-              "\" (plain, iptables-nft, iptables-legacy, nftables, dpv2-ebpf)"));
+              "\" (plain, iptables-nft, iptables-legacy, nftables, dpv2-ebpf, dpv2-ebpf-stack)"));
         }
         f.systems.push_back(*k);
       }
@@ -224,7 +229,10 @@ class Bench {
     }
     for (uint64_t entries : flags_.dpv2_entries) {
       const uint32_t n = std::max<uint64_t>(1, entries / flags_.endpoints);
-      RunSize(n, {SystemKind::kDpv2});
+      std::vector<SystemKind> dpv2;
+      std::copy_if(flags_.systems.begin(), flags_.systems.end(), std::back_inserter(dpv2),
+                   IsDpv2);
+      RunSize(n, dpv2.empty() ? std::vector<SystemKind>{SystemKind::kDpv2} : dpv2);
       PrintTables(n);
     }
     std::printf("\n# All sizes\n");
@@ -499,7 +507,7 @@ class Bench {
       for (uint32_t n : sizes) {
         for (SystemKind kind : {SystemKind::kPlain, SystemKind::kIptablesNft,
                                 SystemKind::kIptablesLegacy, SystemKind::kNftables,
-                                SystemKind::kDpv2}) {
+                                SystemKind::kDpv2, SystemKind::kDpv2StackRouting}) {
           auto it = results_.find({n, kind});
           if (it != results_.end()) {
             add_row(n, kind, it->second);
@@ -577,7 +585,7 @@ class Bench {
                   RatioCell(n, kind,
                             [](const Result& x) { return x.change_visible_ms.Percentile(99); },
                             false),
-                  kind != SystemKind::kDpv2
+                  !IsDpv2(kind)
                       ? "-"
                       : absl::StrCat(FormatDouble(r.load_split.first, 1), " / ",
                                      FormatDouble(r.load_split.second, 1), " (",

@@ -197,7 +197,9 @@ class Dpv2System : public PeerSystem {
       : options_(options) {
     lab_ = std::move(lab);
   }
-  SystemKind kind() const override { return SystemKind::kDpv2; }
+  SystemKind kind() const override {
+    return options_.host_routing ? SystemKind::kDpv2 : SystemKind::kDpv2StackRouting;
+  }
   int64_t agent_bytes() const override { return agent_bytes_; }
   double startup_ms() const override { return startup_ms_; }
   std::pair<double, double> last_agent_and_apply_ms() const override { return split_; }
@@ -292,7 +294,8 @@ class Dpv2System : public PeerSystem {
       DPV2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                             MakeEbpfBackend({.config = config,
                                              .attach_to_endpoints = true,
-                                             .external_ifindex = external}));
+                                             .external_ifindex = external,
+                                             .host_routing = options_.host_routing}));
       backend_ = std::make_unique<TimedBackend>(std::move(backend));
       return view_->ApplyTo(*backend_);
     }));
@@ -356,13 +359,19 @@ std::string SystemName(SystemKind kind) {
       return "nftables";
     case SystemKind::kDpv2:
       return "dpv2-ebpf";
+    case SystemKind::kDpv2StackRouting:
+      return "dpv2-ebpf-stack";
   }
   return "?";
 }
 
+bool IsDpv2(SystemKind kind) {
+  return kind == SystemKind::kDpv2 || kind == SystemKind::kDpv2StackRouting;
+}
+
 std::optional<SystemKind> ParseSystemName(absl::string_view name) {
   for (SystemKind k : {SystemKind::kPlain, SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
-                       SystemKind::kNftables, SystemKind::kDpv2}) {
+                       SystemKind::kNftables, SystemKind::kDpv2, SystemKind::kDpv2StackRouting}) {
     if (SystemName(k) == name) {
       return k;
     }
@@ -372,7 +381,8 @@ std::optional<SystemKind> ParseSystemName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
                                                            const PeerSystemOptions& options) {
-  const std::string label = SystemName(kind).substr(0, 8);
+  const std::string label =
+      kind == SystemKind::kDpv2StackRouting ? "dpv2-stk" : SystemName(kind).substr(0, 8);
   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<NodeLab> lab, MakeNodeLab(label, options.plan));
   switch (kind) {
     case SystemKind::kPlain:
@@ -384,7 +394,11 @@ absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
     case SystemKind::kNftables:
       return std::make_unique<NftablesSystem>(std::move(lab));
     case SystemKind::kDpv2:
-      return std::make_unique<Dpv2System>(std::move(lab), options);
+    case SystemKind::kDpv2StackRouting: {
+      PeerSystemOptions o = options;
+      o.host_routing = kind == SystemKind::kDpv2;
+      return std::make_unique<Dpv2System>(std::move(lab), o);
+    }
   }
   return absl::InvalidArgumentError("unknown system");
 }

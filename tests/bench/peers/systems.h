@@ -28,8 +28,18 @@
 
 namespace dpv2::bench {
 
-enum class SystemKind : uint8_t { kPlain, kIptablesNft, kIptablesLegacy, kNftables, kDpv2 };
+// kDpv2StackRouting: dpv2 with EbpfOptions::host_routing off (the node's
+// stack forwards what the programs pass, as before host routing).
+enum class SystemKind : uint8_t {
+  kPlain,
+  kIptablesNft,
+  kIptablesLegacy,
+  kNftables,
+  kDpv2,
+  kDpv2StackRouting
+};
 std::string SystemName(SystemKind kind);  // "iptables-nft", "dpv2-ebpf", ...
+bool IsDpv2(SystemKind kind);
 std::optional<SystemKind> ParseSystemName(absl::string_view name);
 
 // The namespaces one system runs in.
@@ -59,6 +69,9 @@ struct PeerSystemOptions {
   // node on the server pod's veth (local endpoints: the program delivers
   // straight to the veth).
   bool local_endpoints = false;
+  // dpv2 only: EbpfOptions::host_routing (MakePeerSystem sets it from the
+  // kind: kDpv2 on, kDpv2StackRouting off).
+  bool host_routing = true;
 };
 
 class PeerSystem {
