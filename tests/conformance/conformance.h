@@ -68,6 +68,19 @@ struct ExpectedEvent {
   uint16_t orig_dport = 0;
 };
 
+// A conntrack entry's fast-path stamp (abi/ct.h) as the suite compares it:
+// whether it carries one (a nonzero revision; the value is each backend's
+// own counter), from which interface, and the cached flags without
+// DPV2_CT_C_XDP (the eBPF XDP object's own). An unstamped entry has revision,
+// in_ifindex and cache_flags all 0.
+struct ExpectedStamp {
+  FiveTuple key;         // the entry's key, in the direction that created it
+  bool service = false;  // a SERVICE entry (DPV2_CT_KEY_SERVICE)
+  bool stamped = false;
+  uint32_t in_ifindex = 0;
+  uint8_t cache_flags = 0;  // DPV2_CT_C_*
+};
+
 struct Step {
   // Optional state change before the packet: edits the case's Services;
   // the runner recompiles them with LbState and applies the difference.
@@ -100,6 +113,8 @@ struct Step {
   std::vector<std::pair<dpv2_counter, uint64_t>> counters;  // deltas of this step
   std::vector<std::pair<dpv2_drop_reason, uint64_t>> drops;  // deltas of this step
   std::optional<size_t> conntrack_entries;  // after the step
+  // After the step: the stamp of every conntrack entry, exactly these.
+  std::optional<std::vector<ExpectedStamp>> stamps;
 };
 
 struct ConformanceCase {

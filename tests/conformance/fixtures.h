@@ -274,6 +274,18 @@ inline Step After(uint64_t seconds, Step s) {
   s.advance_ns = seconds * kSecond;
   return s;
 }
+// The stamp of every conntrack entry after the step (ExpectedStamp).
+inline Step Stamps(Step s, std::vector<ExpectedStamp> stamps) {
+  s.stamps = std::move(stamps);
+  return s;
+}
+inline ExpectedStamp Stamped(FiveTuple key, bool service, const Pod& from, uint8_t cache_flags) {
+  return {.key = key, .service = service, .stamped = true, .in_ifindex = from.ifindex,
+          .cache_flags = cache_flags};
+}
+inline ExpectedStamp Unstamped(FiveTuple key, bool service = false) {
+  return {.key = key, .service = service};
+}
 inline Step Ct(Step s, size_t entries) {
   s.conntrack_entries = entries;
   return s;

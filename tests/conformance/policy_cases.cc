@@ -46,6 +46,70 @@ ExpectedEvent Verdict(bool egress, bool allowed, FiveTuple tuple, const char* fr
           .orig_dport = frontend ? frontend_port : tuple.dport};
 }
 
+// The fast-path stamp (abi/ct.h) each backend leaves in its conntrack
+// entries: the same interface and cached flags everywhere, whatever the
+// backend's own revision counter reads.
+void AddStampCases(std::vector<ConformanceCase>& cases) {
+  const DatapathConfig cfg = SmallConfig();
+  const FiveTuple to_vip = T(L4Proto::kTCP, kPodA.v4, 40000, kVip4, 80);
+  const FiveTuple to_backend = T(L4Proto::kTCP, kPodA.v4, 40000, kRemote1v4, 8080);
+  const uint8_t from_pod_pass = DPV2_CT_C_FROM_POD | DPV2_CT_C_PASS;
+  cases.push_back({
+      .proves = "a service connection's SERVICE entry carries the stamp of its client's "
+                "interface and 'passes to the stack' for a remote backend; its flow entry none",
+      .config = cfg,
+      .services = {WebService()},
+      .endpoints = LocalPods(),
+      .steps = {Stamps(ClientToBackend(kWebConn, kTcpSyn),
+                       {Stamped(to_vip, true, kPodA, from_pod_pass), Unstamped(to_backend)}),
+                BackendToClient(kWebConn, kTcpSyn | kTcpAck),
+                Stamps(ClientToBackend(kWebConn, kTcpAck, 1001, 5001),
+                       {Stamped(to_vip, true, kPodA, from_pod_pass), Unstamped(to_backend)})},
+  });
+  const FiveTuple a_to_b = T(L4Proto::kTCP, kPodA.v4, 40000, kPodB.v4, 8080);
+  const FiveTuple a_to_remote = T(L4Proto::kTCP, kPodA.v4, 41000, kRemote1v4, 8080);
+  auto to = [](const char* dst, uint16_t sport, uint8_t flags) {
+    return Pkt(kPodA.v4, dst).Tcp(sport, 8080, flags);
+  };
+  cases.push_back({
+      .proves = "plain flows carry the stamp of the policy lookups that allowed them, and "
+                "'passes to the stack' only for a destination that is no local pod",
+      .config = cfg,
+      .endpoints = Pods(DPV2_EP_F_EGRESS_POLICY, DPV2_EP_F_INGRESS_POLICY),
+      .ipcache = {RemotePods()},
+      .policy = {Allow(kPodA, DPV2_DIR_EGRESS, kPodB.identity, 8080),
+                 Allow(kPodA, DPV2_DIR_EGRESS, kRemoteIdentity, 8080),
+                 Allow(kPodB, DPV2_DIR_INGRESS, kPodA.identity, 8080)},
+      .steps = {Redirect(FromPod(kPodA, to(kPodB.v4, 40000, kTcpSyn)), kPodB,
+                         to(kPodB.v4, 40000, kTcpSyn)),
+                Pass(FromPod(kPodA, to(kRemote1v4, 41000, kTcpSyn)),
+                     to(kRemote1v4, 41000, kTcpSyn)),
+                Stamps(Pass(FromPod(kPodA, to(kRemote1v4, 41000, kTcpAck)),
+                            to(kRemote1v4, 41000, kTcpAck)),
+                       {Stamped(a_to_b, false, kPodA,
+                                DPV2_CT_C_FROM_POD | DPV2_CT_C_EGRESS | DPV2_CT_C_INGRESS),
+                        Stamped(a_to_remote, false, kPodA,
+                                DPV2_CT_C_FROM_POD | DPV2_CT_C_EGRESS | DPV2_CT_C_PASS)})},
+  });
+  Step rechosen = Ct(DropStep(FromPod(kPodA, Pkt(kPodA.v4, kVip4).Tcp(40000, 80, kTcpAck)),
+                              DPV2_DROP_CT_FULL),
+                     2);
+  rechosen.change = [](std::vector<ServiceSpec>& services) {
+    services[0].endpoint_slices[0].endpoints[0].addresses = {A(kRemote2v4)};
+  };
+  DatapathConfig two = cfg;
+  two.ct_tcp_entries = 2;
+  cases.push_back({
+      .proves = "a connection re-chosen after its backend left, whose new flow entry finds the "
+                "TCP conntrack table full, is dropped and leaves no stamped entry",
+      .config = two,
+      .services = {WebService()},
+      .endpoints = LocalPods(),
+      .steps = {ClientToBackend(kWebConn, kTcpSyn),
+                Stamps(rechosen, {Unstamped(to_vip, true), Unstamped(to_backend)})},
+  });
+}
+
 }  // namespace
 
 std::vector<ConformanceCase> PolicyCases() {
@@ -219,6 +283,7 @@ std::vector<ConformanceCase> PolicyCases() {
                 DropStep(FromNet(Pkt(kClient4, kPodB.v4).Tcp(50000, 80, kTcpSyn)),
                          DPV2_DROP_POLICY_DENY)},
   });
+  AddStampCases(cases);
   return cases;
 }
 

@@ -2,6 +2,9 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -52,6 +55,36 @@ std::string DestinationOf(const std::vector<uint8_t>& frame) {
     return "<unparsed>";
   }
   return absl::StrCat(r.pkt.dst.ToString(), " port ", r.pkt.dport);
+}
+
+bool KeyMatches(const dpv2_ct_key& k, const ExpectedStamp& want) {
+  const FiveTuple& t = want.key;
+  return k.proto == static_cast<uint8_t>(t.proto) &&
+         k.family == static_cast<uint8_t>(t.src.family()) &&
+         ((k.flags & DPV2_CT_KEY_SERVICE) != 0) == want.service &&
+         IpAddr::FromAbi(k.saddr, t.src.family()) == t.src &&
+         IpAddr::FromAbi(k.daddr, t.dst.family()) == t.dst && ntohs(k.sport) == t.sport &&
+         ntohs(k.dport) == t.dport;
+}
+
+// Every conntrack entry's stamp is the expected one (ExpectedStamp).
+void CheckStamps(Backend& backend, const std::vector<ExpectedStamp>& stamps) {
+  absl::StatusOr<std::vector<ConntrackEntry>> ct = backend.DumpConntrack();
+  REQUIRE(ct.ok());
+  CHECK(ct->size() == stamps.size());
+  for (const ExpectedStamp& want : stamps) {
+    INFO("stamp of " << (want.service ? "SERVICE " : "") << want.key.ToString());
+    auto found = std::find_if(ct->begin(), ct->end(), [&](const ConntrackEntry& e) {
+      return KeyMatches(e.key, want);
+    });
+    REQUIRE(found != ct->end());
+    const dpv2_ct_value& v = found->value;
+    INFO("revision " << v.revision << ", in_ifindex " << v.in_ifindex << ", cache_flags "
+                     << static_cast<int>(v.cache_flags));
+    CHECK((v.revision != 0) == want.stamped);
+    CHECK(v.in_ifindex == want.in_ifindex);
+    CHECK((v.cache_flags & ~DPV2_CT_C_XDP) == want.cache_flags);
+  }
 }
 
 // Compiles the case's Services and applies what changed, plus `extra`.
@@ -196,6 +229,9 @@ void RunCase(ConformanceHarness& harness, const ConformanceCase& c) {
       absl::StatusOr<std::vector<ConntrackEntry>> ct = backend.DumpConntrack();
       REQUIRE(ct.ok());
       CHECK(ct->size() == *step.conntrack_entries);
+    }
+    if (step.stamps) {
+      CheckStamps(backend, *step.stamps);
     }
   }
   // A case that stopped at a REQUIRE destroys its backend instead.

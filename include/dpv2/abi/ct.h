@@ -58,7 +58,14 @@ struct dpv2_ct_value {
   __u32 dst_identity;
   __u8 tcp_flags_seen; /* union of TCP flags seen (both directions) */
   __u8 cache_flags;    /* DPV2_CT_C_*, with `revision` */
-  __u16 pad;
+  /* eBPF, SERVICE entries: nonzero once an entry of the reverse tuple (keyed
+   * frontend -> client) was created after this one. The eBPF fast path
+   * looks a SERVICE entry up before the reply direction and serves it only
+   * while this is 0; written once, never by a stamp, so a stamp racing the
+   * creation cannot undo it (docs/datapath.md, "Established fast path").
+   * The sim and DPDK look the reply direction up first and leave it 0. */
+  __u8 reverse_tracked;
+  __u8 pad;
   /* The eBPF forward fast path (docs/datapath.md, "Established fast path"):
    * a forward packet of this entry was last fully checked (anti-spoofing
    * from in_ifindex, policy allowed) while the loader's tables revision was

@@ -705,7 +705,6 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   value.service_id = svc.service_id;
   value.src_identity = flow.src_identity;
   value.dst_identity = flow.dst_identity;
-  StampService(value, *backend);
   // A reopened or re-chosen connection overwrites its SERVICE entry in place,
   // so only a brand-new one can find the table full.
   bool new_service_key = false;
@@ -739,6 +738,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     // The table grew (rehashed): look the SERVICE entry up again.
     new_service = state_.conntrack.FindAny(service_key, prepared_.service_ct_hash);
   }
+  // Stamped once both entries exist: a connection the table refused leaves
+  // no stamp (a re-chosen one keeps its overwritten SERVICE entry).
+  StampService(*new_service, *backend);
   UpdateConntrackEntry(*new_flow, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        timeouts);
   UpdateConntrackEntry(*new_service, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,

@@ -340,8 +340,17 @@ absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples)
   DPV2_ASSIGN_OR_RETURN(int floor_lookup, LoadFloorProgram(map));
   fds.push_back(floor_lookup);
 
-  std::vector<uint8_t> service_syn = Tcp(0, 33000, kTcpSyn);
-  DPV2_RETURN_IF_ERROR(TestRun(prog, service_syn).status());
+  // The connection's backend, for its replies (from the network: the
+  // fleet's backends are remote).
+  DPV2_ASSIGN_OR_RETURN(PacketOutcome first,
+                        b->RunPacket({.entry = Entry::kFromPod, .ifindex = kFleetClientIfindex,
+                                      .frame = Tcp(0, 33000, kTcpSyn)}));
+  if (first.outputs.size() != 1) {
+    return absl::InternalError("ebpf_bench: the service SYN was not forwarded");
+  }
+  const IpAddr backend = ParsePacket(first.outputs[0].frame).pkt.dst;
+  std::vector<uint8_t> reply =
+      PacketBuilder().IPv4(backend.ToString(), "10.0.1.5").Tcp(8080, 33000, kTcpAck).Build();
   // An established pod-to-pod flow (no service, no NAT): the program leaves
   // the packet as it is, so repeating it in one test run is honest.
   auto pod_frame = [](uint8_t flags) {
@@ -356,6 +365,7 @@ absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples)
       {"FLOOR: tc program returning TC_ACT_OK", floor_ok, floor_frame, 1},
       {"FLOOR: one hash lookup (40-byte key, hit)", floor_lookup, floor_frame, 1},
       {"dpv2 service established (hot ACK)", prog, Tcp(0, 33000, kTcpAck), 1},
+      {"dpv2 service reply (backend ACK, reverse NAT)", ebpf->from_network_test_fd(), reply, 1},
       {"dpv2 pod-to-pod established (ACK, no NAT)", prog, pod_ack, 1},
       {"WARM FLOOR: TC_ACT_OK", floor_ok, floor_frame, 1000},
       {"WARM FLOOR: one hash lookup", floor_lookup, floor_frame, 1000},

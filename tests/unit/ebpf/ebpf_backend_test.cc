@@ -183,6 +183,76 @@ TEST_CASE("a full conntrack table, preallocated or not, drops a new connection a
   }
 }
 
+// Backend 1 of ClusterIpBatch moved to another (remote) address, or
+// replaced by backend 2 there: either way the connection needs a flow entry
+// under a new key.
+BackendEntry RemoteBackend(uint32_t id) {
+  BackendEntry be{.id = id};
+  be.value.addr = Addr("10.0.3.3");
+  be.value.port = htons(8080);
+  be.value.proto = DPV2_PROTO_TCP;
+  be.value.family = DPV2_FAMILY_V4;
+  return be;
+}
+
+TEST_CASE("an established connection whose flow entry cannot be recreated in a full table is "
+          "dropped as CT_FULL and leaves its SERVICE entry, stamp included, as it was") {
+  DatapathConfig config = SmallConfig();
+  config.ct_tcp_entries = 2;  // the connection's two entries
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  std::vector<uint8_t> ack =
+      PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(40000, 80, kTcpAck).Build();
+  REQUIRE(Run(*b, kClientIfindex, Syn()).verdict == Verdict::kRedirect);
+  REQUIRE(Run(*b, kClientIfindex, ack).verdict == Verdict::kRedirect);
+  ChangeBatch moved;
+  moved.backends_upsert.push_back(RemoteBackend(1));
+  REQUIRE(b->Apply(moved).ok());
+  absl::StatusOr<std::vector<ConntrackEntry>> before = b->DumpConntrack();
+  REQUIRE(before.ok());
+  REQUIRE(before->size() == 2);
+  for (int i = 0; i < 2; ++i) {
+    INFO("packet " << i);
+    PacketOutcome out = Run(*b, kClientIfindex, ack);
+    CHECK(out.drop_reason == DPV2_DROP_CT_FULL);
+  }
+  absl::StatusOr<std::vector<ConntrackEntry>> after = b->DumpConntrack();
+  REQUIRE(after.ok());
+  REQUIRE(after->size() == 2);
+  for (size_t i = 0; i < after->size(); ++i) {
+    INFO("entry " << i << " revision " << (*before)[i].value.revision << " -> "
+                  << (*after)[i].value.revision);
+    CHECK(std::memcmp(&(*after)[i], &(*before)[i], sizeof(ConntrackEntry)) == 0);
+  }
+}
+
+TEST_CASE("a connection re-chosen after its backend was deleted, whose new flow entry finds the "
+          "table full, is dropped as CT_FULL and leaves no stamped entry") {
+  DatapathConfig config = SmallConfig();
+  config.ct_tcp_entries = 2;
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  REQUIRE(Run(*b, kClientIfindex, Syn()).verdict == Verdict::kRedirect);
+  ChangeBatch swap;
+  swap.backends_upsert.push_back(RemoteBackend(2));
+  swap.tables_upsert.push_back(LookupTable{.id = 6, .slots = std::vector<uint32_t>(kM, 2)});
+  ChangeBatch services = ClusterIpBatch();
+  services.services_upsert[0].value.table_id = 6;
+  swap.services_upsert = services.services_upsert;
+  swap.tables_delete.push_back(5);
+  swap.backends_delete.push_back(1);
+  REQUIRE(b->Apply(swap).ok());
+  PacketOutcome out = Run(*b, kClientIfindex, Syn());
+  CHECK(out.drop_reason == DPV2_DROP_CT_FULL);
+  absl::StatusOr<std::vector<ConntrackEntry>> ct = b->DumpConntrack();
+  REQUIRE(ct.ok());
+  REQUIRE(ct->size() == 2);  // the replaced SERVICE entry and the old flow entry
+  for (const ConntrackEntry& e : *ct) {
+    INFO("service entry " << ((e.key.flags & DPV2_CT_KEY_SERVICE) != 0));
+    CHECK(e.value.revision == 0);
+    CHECK(e.value.in_ifindex == 0);
+    CHECK(e.value.cache_flags == 0);
+  }
+}
+
 TEST_CASE("the backend's reply is reverse-NATed to come from the ClusterIP and port") {
   std::unique_ptr<Backend> b = MakeLoaded();
   Run(*b, kClientIfindex, Syn());

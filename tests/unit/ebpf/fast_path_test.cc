@@ -28,6 +28,7 @@ constexpr uint32_t kM = 251;
 constexpr uint32_t kClientIfindex = 7;
 constexpr uint32_t kBackendIfindex = 9;
 constexpr uint32_t kMovedIfindex = 11;
+constexpr uint32_t kUplinkIfindex = 2;
 constexpr uint32_t kClientIdentity = 1001;
 constexpr uint32_t kRemoteIdentity = 2000;
 
@@ -110,8 +111,9 @@ class Twins {
   }
 
   // The eBPF outcome, after checking it is the sim's.
-  PacketOutcome Run(uint32_t ifindex, const std::vector<uint8_t>& frame) {
-    const PacketInput in{.entry = Entry::kFromPod, .ifindex = ifindex, .frame = frame};
+  PacketOutcome Run(uint32_t ifindex, const std::vector<uint8_t>& frame,
+                    Entry entry = Entry::kFromPod) {
+    const PacketInput in{.entry = entry, .ifindex = ifindex, .frame = frame};
     absl::StatusOr<PacketOutcome> e = ebpf_->RunPacket(in);
     absl::StatusOr<PacketOutcome> s = sim_->RunPacket(in);
     REQUIRE(e.ok());
@@ -196,6 +198,26 @@ TEST_CASE("an established service connection's forward packets carry the stamp o
     } else {
       CHECK(e.value.revision == 0);  // forward packets find the SERVICE entry
     }
+  }
+  t.RequireSameCounters();
+}
+
+TEST_CASE("a flow created in reverse of a stamped service connection (from its frontend to "
+          "its client) makes the client's next packets that flow's replies, as on the sim") {
+  // The eBPF fast path looks a SERVICE entry up before the reply direction;
+  // the creation of the reverse-keyed plain entry must keep it off it.
+  Twins t;
+  t.EstablishService();
+  const std::vector<uint8_t> from_frontend =
+      PacketBuilder().IPv4("10.96.0.10", "10.0.1.5").Tcp(80, 40000, kTcpAck).Build();
+  PacketOutcome in = t.Run(kUplinkIfindex, from_frontend, Entry::kFromNetwork);
+  CHECK(in.verdict == Verdict::kRedirect);
+  for (int i = 0; i < 2; ++i) {
+    INFO("packet " << i);
+    PacketOutcome out = t.Run(kClientIfindex, ToService(kTcpAck));
+    CHECK(out.verdict == Verdict::kPass);  // untranslated: 10.96.0.10 is no local pod
+    REQUIRE(out.outputs.size() == 1);
+    CHECK(out.outputs[0].frame == ToService(kTcpAck));
   }
   t.RequireSameCounters();
 }

@@ -2,7 +2,10 @@
 // bpf/features.h) passes the kernel verifier. The objects the loader embeds
 // are proven by the other eBPF tests; these are the rest, listed by meson in
 // DPV2_BPF_OBJECTS (':'-separated paths). Needs root (CAP_BPF). Also: the
-// loader's filter on libbpf's log (src/backends/ebpf/skeleton.cc).
+// loader's filter on libbpf's log (src/backends/ebpf/skeleton.cc), and what
+// an object without policy stamps, run over a loaded backend's maps.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
@@ -13,8 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "backends/ebpf/ebpf_backend.h"
+#include "dpv2/ebpf.h"
+#include "dpv2/packet.h"
+#include "sandbox.h"
 
 namespace dpv2 {
 namespace {
@@ -42,6 +51,140 @@ TEST_CASE("every feature combination of the tc and XDP objects is accepted by th
     const int err = bpf_object__load(obj);
     bpf_object__close(obj);
     CHECK(err == 0);
+  }
+}
+
+// The loaded tc object's read-only data (the loader's tunables), read back
+// through a program that uses it.
+std::string LoadedRodata(int prog_fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0);
+  std::vector<uint32_t> ids(info.nr_map_ids);
+  bpf_prog_info with_ids{};
+  with_ids.nr_map_ids = static_cast<uint32_t>(ids.size());
+  with_ids.map_ids = reinterpret_cast<uint64_t>(ids.data());
+  len = sizeof(with_ids);
+  REQUIRE(bpf_obj_get_info_by_fd(prog_fd, &with_ids, &len) == 0);
+  for (uint32_t id : ids) {
+    const int fd = bpf_map_get_fd_by_id(id);
+    REQUIRE(fd >= 0);
+    absl::Cleanup close_fd = [fd] { close(fd); };
+    bpf_map_info m{};
+    uint32_t mlen = sizeof(m);
+    REQUIRE(bpf_obj_get_info_by_fd(fd, &m, &mlen) == 0);
+    if (absl::EndsWith(m.name, ".rodata")) {
+      std::string value(m.value_size, '\0');
+      const uint32_t zero = 0;
+      REQUIRE(bpf_map_lookup_elem(fd, &zero, value.data()) == 0);
+      return value;
+    }
+  }
+  FAIL("no .rodata map");
+  return "";
+}
+
+TEST_CASE("an object built without policy stamps a connection to a remote backend as passing "
+          "to the stack, as the full build and the core pipeline do") {
+  std::string path;
+  for (const std::string& p : ObjectPaths()) {
+    if (absl::StrContains(p, "dpv2_tc-ipv6_1-policy_0-events_1")) {
+      path = p;
+    }
+  }
+  REQUIRE(!path.empty());
+  absl::StatusOr<std::unique_ptr<testing::Sandbox>> box = testing::Sandbox::Enter();
+  INFO(box.status().ToString());
+  REQUIRE(box.ok());
+  const std::string pins = (*box)->bpffs() + "/node";
+  // Client pod 10.0.1.5 on ifindex 7; ClusterIP 10.96.0.10:80 with one
+  // backend, 10.0.3.3:8080, that is no local pod.
+  constexpr uint32_t kM = 251;
+  absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend(
+      {.config = {.maglev_table_size = kM, .max_services = 16, .max_backends = 16,
+                  .max_tables = 16, .ct_tcp_entries = 64, .ct_other_entries = 64},
+       .pin_path = pins});
+  INFO(b.status().ToString());
+  REQUIRE(b.ok());
+  ChangeBatch batch;
+  BackendEntry be{.id = 1};
+  be.value.addr = IpAddr::Parse("10.0.3.3")->ToAbi();
+  be.value.port = htons(8080);
+  be.value.proto = DPV2_PROTO_TCP;
+  be.value.family = DPV2_FAMILY_V4;
+  batch.backends_upsert.push_back(be);
+  batch.tables_upsert.push_back(LookupTable{.id = 5, .slots = std::vector<uint32_t>(kM, 1)});
+  EndpointEntry client{};
+  client.key.addr = IpAddr::Parse("10.0.1.5")->ToAbi();
+  client.key.family = DPV2_FAMILY_V4;
+  client.value.endpoint_id = 1;
+  client.value.ifindex = 7;
+  batch.endpoints_upsert.push_back(client);
+  ServiceEntry svc{};
+  svc.key.addr = IpAddr::Parse("10.96.0.10")->ToAbi();
+  svc.key.port = htons(80);
+  svc.key.proto = DPV2_PROTO_TCP;
+  svc.key.family = DPV2_FAMILY_V4;
+  svc.key.scope = DPV2_LB_SCOPE_EXT;
+  svc.value.service_id = 42;
+  svc.value.table_id = 5;
+  svc.value.backend_count = 1;
+  batch.services_upsert.push_back(svc);
+  REQUIRE((*b)->Apply(batch).ok());
+
+  // The policy-off object over the backend's pinned maps and tunables.
+  bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
+  REQUIRE(obj != nullptr);
+  absl::Cleanup close_obj = [obj] { bpf_object__close(obj); };
+  const std::string rodata =
+      LoadedRodata(dynamic_cast<ebpf::EbpfBackend*>(b->get())->from_pod_test_fd());
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    if (absl::EndsWith(bpf_map__name(map), ".rodata")) {
+      REQUIRE(bpf_map__set_initial_value(map, rodata.data(), rodata.size()) == 0);
+      continue;
+    }
+    // The backend's map itself (its sizes come with it); the rest (per-CPU
+    // scratch space) is the object's own.
+    const int fd = bpf_obj_get(absl::StrCat(pins, "/", bpf_map__name(map)).c_str());
+    if (fd >= 0) {
+      const int err = bpf_map__reuse_fd(map, fd);
+      close(fd);  // reuse_fd holds its own descriptor
+      REQUIRE(err == 0);
+    }
+  }
+  REQUIRE(bpf_object__load(obj) == 0);
+  bpf_program* prog = bpf_object__find_program_by_name(obj, "dpv2_from_pod_test");
+  REQUIRE(prog != nullptr);
+  // The SYN stamps the new connection; an apply before each ACK makes it
+  // re-stamp the established connection (the full path, where no policy
+  // lookup has asked for the destination's endpoint).
+  for (uint8_t flags : {kTcpSyn, kTcpAck, kTcpAck, kTcpAck}) {
+    if (flags == kTcpAck) {
+      ChangeBatch same;
+      same.endpoints_upsert.push_back(client);
+      REQUIRE((*b)->Apply(same).ok());
+    }
+    std::vector<uint8_t> frame =
+        PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(40000, 80, flags).Build();
+    std::vector<uint8_t> out(frame.size() + 64);
+    __sk_buff ctx{};
+    ctx.cb[3] = 7;  // the ingress (DPV2_CB_IN_IFINDEX)
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+                .data_size_in = static_cast<uint32_t>(frame.size()),
+                .data_size_out = static_cast<uint32_t>(out.size()), .ctx_in = &ctx,
+                .ctx_out = &ctx, .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx));
+    REQUIRE(bpf_prog_test_run_opts(bpf_program__fd(prog), &opts) == 0);
+    CHECK(ctx.cb[0] == 0);  // DPV2_V_PASS: the backend is behind the uplink
+  }
+  absl::StatusOr<std::vector<ConntrackEntry>> ct = (*b)->DumpConntrack();
+  REQUIRE(ct.ok());
+  REQUIRE(ct->size() == 2);
+  for (const ConntrackEntry& e : *ct) {
+    if (e.key.flags & DPV2_CT_KEY_SERVICE) {
+      CHECK(e.value.revision != 0);
+      CHECK(e.value.cache_flags == (DPV2_CT_C_FROM_POD | DPV2_CT_C_PASS));
+    }
   }
 }
 

@@ -19,6 +19,7 @@
 #include "counters.h"
 #include "endpoint.h"
 #include "events.h"
+#include "frontend_hint.h"
 #include "lb.h"
 #include "maglev.h"
 #include "nat.h"
@@ -81,6 +82,7 @@ struct dpv2_scratch {
    * tracks through a function splits its states (processed instructions). */
   __u8 replaces_service; /* handle_service: a SERVICE entry, live or not, exists */
   __u8 reopened;         /* a SYN reopens a closing entry */
+  __u8 service_missed;   /* forward_fast found no SERVICE entry (SERVICE-first) */
   struct dpv2_endpoint_value src_ep;
   struct dpv2_endpoint_value dst_ep;
 };
@@ -269,14 +271,52 @@ static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_conne
 
 /* A forward packet passed anti-spoofing and policy: the entry remembers at
  * which tables revision, from where, which policy lookups allowed it and
- * whether its destination is known to be no local endpoint (bpf/revision.h;
- * not looked up here: unknown, the fast path looks it up). */
-static __always_inline void ct_stamp(struct dpv2_ct_value *e, const struct dpv2_scratch *s,
+ * whether its destination (after translation) is no local endpoint
+ * (bpf/revision.h), as the core pipeline's stamp does. The destination's
+ * endpoint is looked up here when policy did not (an object without policy):
+ * delivery asks for it next anyway, and the lookup is remembered. */
+static __always_inline void ct_stamp(struct dpv2_ct_value *e, struct dpv2_scratch *s,
                                      __u8 extra) {
+  const __u8 pass = flow_dst_ep(s) ? 0 : DPV2_CT_C_PASS;
   e->revision = s->revision;
   e->in_ifindex = s->ifindex;
-  e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra |
-                   (s->dst_ep_state == DPV2_EP_ABSENT ? DPV2_CT_C_PASS : 0);
+  e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra | pass;
+}
+
+/* Takes a stamp back: the entry's next forward packet runs every check. */
+static __always_inline void ct_unstamp(struct dpv2_ct_value *e) {
+  e->revision = 0;
+  e->in_ifindex = 0;
+  e->cache_flags = 0;
+}
+
+/* A plain-keyed entry was just created under `key` (which this turns into
+ * the reverse SERVICE key: the caller is done with it). A SERVICE entry keyed
+ * in reverse (its client is this entry's destination, its frontend this
+ * entry's source) now has a reply-direction entry its forward packets must
+ * find first: reverse_tracked keeps forward_fast's SERVICE-first lookup off
+ * it. Only a hinted source can be a frontend (bpf/frontend_hint.h), so an
+ * ordinary connection looks nothing more up. */
+static __always_inline void ct_mark_reverse_service(struct dpv2_ct_key *key) {
+  if (!proto_has_ports(key->proto) || !frontend_hinted(&key->saddr, key->sport, key->proto)) {
+    return;
+  }
+  __u32 *x = (__u32 *)&key->saddr;
+  __u32 *y = (__u32 *)&key->daddr;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const __u32 t = x[i];
+    x[i] = y[i];
+    y[i] = t;
+  }
+  const __be16 port = key->sport;
+  key->sport = key->dport;
+  key->dport = port;
+  key->flags = DPV2_CT_KEY_SERVICE;
+  struct dpv2_ct_value *se = bpf_map_lookup_elem(ct_map(key->proto), key);
+  if (se && !se->reverse_tracked) {
+    se->reverse_tracked = 1;
+  }
 }
 
 /* The entry was stamped at this revision by a packet from the same place. */
@@ -487,6 +527,8 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
   flow->service_id = svc->service_id;
+  /* Before any SERVICE entry of this frontend is made or stamped. */
+  frontend_hint_set(&p->daddr, p->dport, p->proto);
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
               DPV2_CT_KEY_SERVICE);
   /* One lookup, live or not: a new connection over an expired SERVICE
@@ -515,8 +557,6 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     if (rc) {
       return drop(s, res, rc, flow);
     }
-    ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
-    ct_cache_backend(se, be);
     if (!fe) {
       /* The flow entry expired or was collected on its own: recreate it. */
       resolve_identities(s);
@@ -534,10 +574,15 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
       if (ct_insert(&s->key2, v) < 0) {
         return drop(s, res, DPV2_DROP_CT_FULL, flow);
       }
+      ct_mark_reverse_service(&s->key2);
       count(DPV2_CNT_CT_CREATED, 1);
     } else {
       ct_track(fe, p->proto, p->tcp_flags, 0, p->len, now);
     }
+    /* Stamped once its flow entry exists: a packet dropped above leaves
+     * the stamp it found. */
+    ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+    ct_cache_backend(se, be);
     ct_track(se, p->proto, p->tcp_flags, 0, p->len, now);
     count(DPV2_CNT_SERVICE_ESTABLISHED, 1);
     /* The caller rewrites: its stack frame is smaller than this one. */
@@ -604,11 +649,19 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->in_ifindex = 0;
   v->cache_flags = 0;
   if (ct_insert(&s->key2, v) < 0) {
+    /* No stamp outlives a failed connection: a new SERVICE entry goes, a
+     * replaced one (reopened, re-chosen) stays with its stamp taken back. */
     if (!s->replaces_service) {
       bpf_map_delete_elem(ct_map(p->proto), &s->key);
+    } else {
+      struct dpv2_ct_value *replaced = bpf_map_lookup_elem(ct_map(p->proto), &s->key);
+      if (replaced) {
+        ct_unstamp(replaced);
+      }
     }
     return drop(s, res, DPV2_DROP_CT_FULL, flow);
   }
+  ct_mark_reverse_service(&s->key2);
   if (svc->flags & DPV2_LB_F_AFFINITY) {
     struct dpv2_affinity_key akey;
     lb_affinity_key(&akey, svc->service_id, p);
@@ -664,6 +717,7 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
     if (ct_insert(&s->key, v) < 0) {
       return drop(s, res, DPV2_DROP_CT_FULL, flow);
     }
+    ct_mark_reverse_service(&s->key);
     count(DPV2_CNT_CT_CREATED, 1);
   } else {
     ct_track(e, p->proto, p->tcp_flags, 0, p->len, now);
@@ -684,23 +738,38 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
  * backend, so it skips them: a SERVICE entry needs only its backend and flow
  * entry, a plain entry nothing more (docs/datapath.md, "Established fast
  * path"). Returns 1 when it handled the packet, 0 when the full pipeline must
- * run (nothing changed yet: lookups only). The caller has looked up the
- * reply direction first and found nothing. */
+ * run (nothing changed yet: lookups only).
+ *
+ * Called twice at most. First, before the reply direction, for a packet to
+ * a hinted frontend (reply_checked 0): only a SERVICE entry that no
+ * reverse-keyed entry was created after (reverse_tracked 0) is served; a
+ * stamp proves no reply-direction entry existed when it was set, and every
+ * later creation of one marks the entry (ct_mark_reverse_service), so the
+ * reply lookup would miss. Then, after the reply direction missed
+ * (reply_checked 1): a SERVICE entry (not looked up again if the first call
+ * found none) or a plain entry. */
 DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
-                                     struct dpv2_result *res, __u64 now) {
+                                     struct dpv2_result *res, __u64 now, int reply_checked) {
   if (!s || !res) {
     return 0;
   }
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
-  ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
-              DPV2_CT_KEY_SERVICE);
-  struct dpv2_ct_value *se = ct_lookup(&s->key, now);
+  struct dpv2_ct_value *se = 0;
+  if (!reply_checked || !s->service_missed) {
+    ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
+                DPV2_CT_KEY_SERVICE);
+    se = ct_lookup(&s->key, now);
+  }
   if (!se) {
+    if (!reply_checked) {
+      s->service_missed = 1;
+      return 0;
+    }
     if (hook_is_xdp()) {
       return 0;
     }
-    s->key.flags = 0;
+    ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
     struct dpv2_ct_value *e = ct_lookup(&s->key, now);
     if (!e || !ct_stamp_current(e, s) || ct_reopens(e, p)) {
       return 0;
@@ -711,7 +780,8 @@ DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
     return 1;
   }
   if (!ct_stamp_current(se, s) || ct_reopens(se, p) ||
-      (hook_is_xdp() && !(se->cache_flags & DPV2_CT_C_XDP))) {
+      (hook_is_xdp() && !(se->cache_flags & DPV2_CT_C_XDP)) ||
+      (!reply_checked && se->reverse_tracked)) {
     return 0;
   }
   /* The backend as stamped (ct_cache_backend). */
@@ -812,13 +882,20 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   s->dst_ep_state = DPV2_EP_UNKNOWN;
   s->revision = tables_revision();
   __u64 now = datapath_now();
-  /* Stage 6's lookup of the reply direction comes first: a forward packet
-   * of a stamped connection then needs nothing else before its own entry
-   * (forward_fast). Only lookups happen before anti-spoofing, so a packet
-   * the fast path declines meets the stages in their order. */
+  s->service_missed = 0;
+  /* A packet to a hinted frontend tries its stamped SERVICE entry first
+   * (forward_fast says why no reply-direction entry can exist then); any
+   * other packet looks up stage 6's reply direction first, and a forward
+   * packet of a stamped connection then needs nothing else before its own
+   * entry. Only lookups happen before anti-spoofing, so a packet the fast
+   * path declines meets the stages in their order. */
+  if (fast_path_candidate(s) && frontend_hinted(&p->daddr, p->dport, p->proto) &&
+      forward_fast(ctx, s, res, now, 0)) {
+    return 0;
+  }
   ct_make_reply_key(s);
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
-  if (!e && fast_path_candidate(s) && forward_fast(ctx, s, res, now)) {
+  if (!e && fast_path_candidate(s) && forward_fast(ctx, s, res, now, 1)) {
     return 0;
   }
   if (s->from_pod && cfg_enforce_source) {
