@@ -272,12 +272,15 @@ static __always_inline int datapath_policy(struct dpv2_scratch *s, int new_conne
 /* A forward packet passed anti-spoofing and policy: the entry remembers at
  * which tables revision, from where, which policy lookups allowed it and
  * whether its destination (after translation) is no local endpoint
- * (bpf/revision.h), as the core pipeline's stamp does. The destination's
- * endpoint is looked up here when policy did not (an object without policy):
- * delivery asks for it next anyway, and the lookup is remembered. */
+ * (bpf/revision.h), as the core pipeline's stamp does. Policy has asked for
+ * the destination's endpoint before every stamp; an object without policy
+ * asks here (delivery asks next anyway, and the answer is remembered). */
 static __always_inline void ct_stamp(struct dpv2_ct_value *e, struct dpv2_scratch *s,
                                      __u8 extra) {
-  const __u8 pass = flow_dst_ep(s) ? 0 : DPV2_CT_C_PASS;
+  if (!feature_policy()) {
+    flow_dst_ep(s);
+  }
+  const __u8 pass = s->dst_ep_state == DPV2_EP_ABSENT ? DPV2_CT_C_PASS : 0;
   e->revision = s->revision;
   e->in_ifindex = s->ifindex;
   e->cache_flags = (s->from_pod ? DPV2_CT_C_FROM_POD : 0) | s->policy_checked | extra | pass;
@@ -296,10 +299,12 @@ static __always_inline void ct_unstamp(struct dpv2_ct_value *e) {
  * entry's source) now has a reply-direction entry its forward packets must
  * find first: reverse_tracked keeps forward_fast's SERVICE-first lookup off
  * it. Only a hinted source can be a frontend (bpf/frontend_hint.h), so an
- * ordinary connection looks nothing more up. */
-static __always_inline void ct_mark_reverse_service(struct dpv2_ct_key *key) {
-  if (!proto_has_ports(key->proto) || !frontend_hinted(&key->saddr, key->sport, key->proto)) {
-    return;
+ * ordinary connection looks nothing more up. Verified once, not at each of
+ * its three callers. */
+DPV2_VERIFIED_ALONE int ct_mark_reverse_service(struct dpv2_ct_key *key) {
+  if (!key || !proto_has_ports(key->proto) ||
+      !frontend_hinted(&key->saddr, key->sport, key->proto)) {
+    return 0;
   }
   __u32 *x = (__u32 *)&key->saddr;
   __u32 *y = (__u32 *)&key->daddr;
@@ -317,6 +322,7 @@ static __always_inline void ct_mark_reverse_service(struct dpv2_ct_key *key) {
   if (se && !se->reverse_tracked) {
     se->reverse_tracked = 1;
   }
+  return 0;
 }
 
 /* The entry was stamped at this revision by a packet from the same place. */
