@@ -20,8 +20,11 @@
 
 #include "common.h"
 
-/* 16 KiB: 256 cache lines, of which a node's frontends touch a few. */
-#define DPV2_FRONTEND_HINT_SLOTS 16384
+/* 128 KiB: a packet reads one line of it. At the default 65,536 frontends
+ * about 40% of the slots are set (16 KiB was all set at that size, and then
+ * every entry creation paid the reverse lookup). */
+#define DPV2_FRONTEND_HINT_BITS 17
+#define DPV2_FRONTEND_HINT_SLOTS (1u << DPV2_FRONTEND_HINT_BITS)
 
 struct dpv2_frontend_hints {
   __u8 seen[DPV2_FRONTEND_HINT_SLOTS];
@@ -46,7 +49,7 @@ static __always_inline __u8 *frontend_hint(const struct dpv2_addr *addr, __be16 
   const __u32 *w = (const __u32 *)addr;
   __u32 x = (w[0] ^ w[1] ^ w[2] ^ w[3]) ^ ((__u32)port << 8) ^ proto;
   x *= 0x9e3779b1u; /* Fibonacci hashing: the top bits mix every input bit */
-  return &h->seen[(x >> 18) & (DPV2_FRONTEND_HINT_SLOTS - 1)];
+  return &h->seen[(x >> (32 - DPV2_FRONTEND_HINT_BITS)) & (DPV2_FRONTEND_HINT_SLOTS - 1)];
 }
 
 static __always_inline int frontend_hinted(const struct dpv2_addr *addr, __be16 port,
