@@ -8,8 +8,8 @@
 //
 // Each figure is given two ways. "run p50/p99" is BPF_PROG_TEST_RUN's
 // `duration` of one-packet runs: the program plus the test-run harness
-// (~230 ns of timer, cgroup storage and bottom-half work that no real packet
-// pays). "prog" is the program's own time as the kernel accounts it with BPF
+// (timer, cgroup storage and bottom-half work that no real packet pays;
+// ~120-170 ns here, the difference between the two figures). "prog" is the program's own time as the kernel accounts it with BPF
 // statistics on (bpf_enable_stats(BPF_STATS_RUN_TIME), held for the whole
 // run): run_time_ns / run_cnt of the program over the row, a mean. P4 is
 // judged on "prog" (the harness is not the datapath); the difference between
@@ -31,10 +31,9 @@
 // program returning TC_ACT_OK, and one doing a single hash lookup with a
 // conntrack-sized key) show what the test run and cold caches cost before
 // any dpv2 code runs, with the program's own time beside each. WARM rows
-// repeat one packet 1,000 times in one
-// test run; that is honest only for a packet the program leaves unchanged
-// (an established pod-to-pod flow, no NAT), so only such a packet is
-// repeated. The last table gives program sizes: translated and JITed
+// repeat one packet 1,000 times in one test run; that is honest only for a
+// packet the program leaves unchanged (an established pod-to-pod flow, no
+// NAT), so only such a packet is repeated. The last table gives program sizes: translated and JITed
 // instructions and the verifier's count.
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
