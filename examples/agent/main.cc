@@ -68,7 +68,8 @@ absl::StatusOr<std::unique_ptr<dpv2::Backend>> MakeBackend(const AgentFlags& fla
                                 .pin_path = flags.bpffs,
                                 .attach_to_endpoints = true,
                                 .external_ifindex = external,
-                                .xdp = flags.xdp});
+                                .xdp = flags.xdp,
+                                .host_routing = flags.host_routing});
 #else
   return absl::UnimplementedError("flag --backend=ebpf: this build has no eBPF backend");
 #endif

@@ -169,8 +169,11 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
       return absl::OkStatus();
     };
   }
-  std::map<std::string, bool*> switches = {
-      {"in-cluster", &f.in_cluster}, {"xdp", &f.xdp}, {"once", &f.once}, {"help", &f.help}};
+  std::map<std::string, bool*> switches = {{"in-cluster", &f.in_cluster},
+                                           {"xdp", &f.xdp},
+                                           {"host-routing", &f.host_routing},
+                                           {"once", &f.once},
+                                           {"help", &f.help}};
 
   std::map<std::string, bool> seen;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -232,7 +235,8 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
   if (f.backend != BackendKind::kEbpf) {
     for (auto [flag, set] : {std::pair{"bpffs", !f.bpffs.empty()},
                              std::pair{"external-interface", !f.external_interface.empty()},
-                             std::pair{"xdp", f.xdp}}) {
+                             std::pair{"xdp", f.xdp},
+                             std::pair{"host-routing", seen["host-routing"]}}) {
       if (set) {
         return FlagError(flag, "needs --backend=ebpf");
       }
@@ -294,6 +298,9 @@ The dpv2 node agent: Kubernetes objects in, datapath state out.
   --bpffs=PATH                 ebpf: pin maps under this bpffs directory (kept across restarts)
   --external-interface=IFNAME  ebpf: the node's external device (NodePort, LB traffic)
   --xdp                        ebpf: also attach the XDP program to the external device
+  --host-routing=false         ebpf: hand forwarded packets to the node's IP stack instead of
+                               routing them in the program (default true; turn it off when
+                               the node's iptables FORWARD/POSTROUTING rules must see them)
   --control-socket=PATH        dpv2ctl socket (default /run/dpv2/agent.sock; empty: none)
   --policy-log=PATH            GKE-format policy log file (rotated at 10 MB)
   --metrics-address=HOST:PORT  Prometheus /metrics and /healthz

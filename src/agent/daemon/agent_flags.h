@@ -44,6 +44,8 @@ struct AgentFlags {
   std::string bpffs;  // pin path (ebpf); empty: nothing pinned
   std::string external_interface;
   bool xdp = false;
+  // EbpfOptions::host_routing: on unless --host-routing=false.
+  bool host_routing = true;
   std::string control_socket = "/run/dpv2/agent.sock";
   std::string policy_log;  // empty: no policy log file
   std::string metrics_address;  // empty: no /metrics server

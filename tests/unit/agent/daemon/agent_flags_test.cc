@@ -26,6 +26,7 @@ TEST_CASE("the README demo's flags parse into the agent's options") {
   CHECK(f->bpffs == "/sys/fs/bpf/dpv2");
   CHECK(f->external_interface == "eth0");
   CHECK(f->xdp);
+  CHECK(f->host_routing);
   CHECK(f->control_socket == "/tmp/a.sock");
   CHECK(f->policy_log == "/tmp/p.log");
   CHECK(f->metrics_address == "127.0.0.1:9990");
@@ -43,6 +44,19 @@ TEST_CASE("defaults: sim backend, the hostname as node, kube-proxy's health port
   CHECK(f->control_socket == "/run/dpv2/agent.sock");
   CHECK(f->metrics_address.empty());
   CHECK(f->log_format == LogFormat::kText);
+  CHECK(f->host_routing);
+}
+
+TEST_CASE("--host-routing=false hands forwarded packets back to the node's stack") {
+  absl::StatusOr<AgentFlags> f =
+      ParseAgentFlags({"--backend=ebpf", "--manifests=x", "--host-routing=false"});
+  REQUIRE(f.ok());
+  CHECK_FALSE(f->host_routing);
+  f = ParseAgentFlags({"--backend=ebpf", "--manifests=x", "--host-routing"});
+  REQUIRE(f.ok());
+  CHECK(f->host_routing);
+  CHECK(ErrorOf({"--backend=ebpf", "--manifests=x", "--host-routing=no"}) ==
+        "flag --host-routing: \"no\" is not true or false");
 }
 
 TEST_CASE("flag errors name the flag and what is wrong") {
@@ -72,6 +86,8 @@ TEST_CASE("eBPF-only flags need the eBPF backend, and XDP needs an interface") {
   CHECK(ErrorOf({"--manifests=x", "--xdp"}) == "flag --xdp: needs --backend=ebpf");
   CHECK(ErrorOf({"--manifests=x", "--backend=ebpf", "--xdp"}) ==
         "flag --xdp: needs --external-interface");
+  CHECK(ErrorOf({"--manifests=x", "--host-routing=false"}) ==
+        "flag --host-routing: needs --backend=ebpf");
 }
 
 TEST_CASE("listen addresses are HOST:PORT with IPv6 in brackets") {
