@@ -192,6 +192,14 @@ absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spe
     // packet arriving with a local source address unless accept_local is set.
     DPV2_RETURN_IF_ERROR(n->node_.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
   }
+  // Every veth made from here on gets its link-local address without DAD: a
+  // tentative one (1-2 s) cannot source the node's or the outside's
+  // neighbour solicitations, and an IPv6 exchange right after the start
+  // then timed out (a CI flake of the stack-forwarding case).
+  for (const netlab::Netns* ns : {&n->node_, &n->client_}) {
+    DPV2_RETURN_IF_ERROR(ns->SetSysctl("net.ipv6.conf.default.accept_dad", "0"));
+    DPV2_RETURN_IF_ERROR(ns->SetSysctl("net.ipv6.conf.all.accept_dad", "0"));
+  }
   DPV2_RETURN_IF_ERROR(netlab::AddVeth(n->node_, kExternalIf, n->client_, "eth0"));
   DPV2_RETURN_IF_ERROR(
       n->node_.IpBatch({absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf),
