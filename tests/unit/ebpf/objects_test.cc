@@ -24,6 +24,7 @@
 #include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
 #include "sandbox.h"
+#include "../datapath/pipeline_fixtures.h"
 
 namespace dpv2 {
 namespace {
@@ -97,7 +98,7 @@ TEST_CASE("an object built without policy stamps a connection to a remote backen
   INFO(box.status().ToString());
   REQUIRE(box.ok());
   const std::string pins = (*box)->bpffs() + "/node";
-  // Client pod 10.0.1.5 on ifindex 7; ClusterIP 10.96.0.10:80 with one
+  // Client pod 10.0.1.5 on ifindex 7; ClusterIP 10.96.0.1:80 with one
   // backend, 10.0.3.3:8080, that is no local pod.
   constexpr uint32_t kM = 251;
   absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend(
@@ -106,30 +107,9 @@ TEST_CASE("an object built without policy stamps a connection to a remote backen
        .pin_path = pins});
   INFO(b.status().ToString());
   REQUIRE(b.ok());
-  ChangeBatch batch;
-  BackendEntry be{.id = 1};
-  be.value.addr = IpAddr::Parse("10.0.3.3")->ToAbi();
-  be.value.port = htons(8080);
-  be.value.proto = DPV2_PROTO_TCP;
-  be.value.family = DPV2_FAMILY_V4;
-  batch.backends_upsert.push_back(be);
-  batch.tables_upsert.push_back(LookupTable{.id = 5, .slots = std::vector<uint32_t>(kM, 1)});
-  EndpointEntry client{};
-  client.key.addr = IpAddr::Parse("10.0.1.5")->ToAbi();
-  client.key.family = DPV2_FAMILY_V4;
-  client.value.endpoint_id = 1;
-  client.value.ifindex = 7;
-  batch.endpoints_upsert.push_back(client);
-  ServiceEntry svc{};
-  svc.key.addr = IpAddr::Parse("10.96.0.10")->ToAbi();
-  svc.key.port = htons(80);
-  svc.key.proto = DPV2_PROTO_TCP;
-  svc.key.family = DPV2_FAMILY_V4;
-  svc.key.scope = DPV2_LB_SCOPE_EXT;
-  svc.value.service_id = 42;
-  svc.value.table_id = 5;
-  svc.value.backend_count = 1;
-  batch.services_upsert.push_back(svc);
+  ChangeBatch batch = OneServiceBatch("10.0.3.3", kM);
+  const EndpointEntry client = Pod("10.0.1.5", 1, 7, 0, 0);
+  batch.endpoints_upsert = {client};
   REQUIRE((*b)->Apply(batch).ok());
 
   // The policy-off object over the backend's pinned maps and tunables.
@@ -166,7 +146,7 @@ TEST_CASE("an object built without policy stamps a connection to a remote backen
       REQUIRE((*b)->Apply(same).ok());
     }
     std::vector<uint8_t> frame =
-        PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(40000, 80, flags).Build();
+        PacketBuilder().IPv4("10.0.1.5", "10.96.0.1").Tcp(40000, 80, flags).Build();
     std::vector<uint8_t> out(frame.size() + 64);
     __sk_buff ctx{};
     ctx.cb[3] = 7;  // the ingress (DPV2_CB_IN_IFINDEX)
