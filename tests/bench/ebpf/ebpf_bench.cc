@@ -35,7 +35,17 @@
 // packet the program leaves unchanged (an established pod-to-pod flow, no
 // NAT), so only such a packet is repeated. The last table gives program sizes: translated and JITed
 // instructions and the verifier's count.
+//
+//   ebpf_bench --objects OLD.bpf.o NEW.bpf.o   # where-table rows per tc object
+//
+// --objects loads each given tc object (built like src/backends/ebpf's, e.g.
+// an older commit's or one with a concern stubbed out) over the maps and
+// tunables of the loaded backend, and samples its dpv2 rows in the same loop
+// as the built-in object's: side-by-side program time from one run, which
+// is how the fixed-cost breakdown and each cut in docs/datapath.md are measured.
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <unistd.h>
@@ -297,7 +307,7 @@ absl::StatusOr<Row> Measure(const ServiceFleet& fleet, uint32_t samples) {
 
 // One row of the "where the time goes" table.
 struct WhereRow {
-  const char* what;
+  std::string what;
   int prog_fd;
   std::vector<uint8_t> frame;
   uint32_t repeat;
@@ -308,15 +318,165 @@ struct WhereRow {
 void PrintWhereRow(const WhereRow& r) {
   Figures d = Summarise(r.duration);
   Figures p = Summarise(r.prog);
-  std::printf("  %-52s %6u %9.0f %9.0f %10.0f %10.0f\n", r.what, r.repeat, d.median, d.p99,
+  std::printf("  %-52s %6u %9.0f %9.0f %10.0f %10.0f\n", r.what.c_str(), r.repeat, d.median, d.p99,
               p.median, p.p99);
+}
+
+// A tc object loaded beside the backend's (--objects): its test twins run
+// over the backend's maps.
+struct ExtraObject {
+  std::string label;  // the file's name
+  bpf_object* obj = nullptr;
+  int from_pod = -1;
+  int from_network = -1;
+};
+
+void CloseObjects(std::vector<ExtraObject>& objects) {
+  for (ExtraObject& o : objects) {
+    bpf_object__close(o.obj);
+  }
+  objects.clear();
+}
+
+// The maps a loaded program uses, each with its info, as descriptors the
+// caller closes.
+absl::StatusOr<std::vector<std::pair<int, bpf_map_info>>> ProgramMaps(int prog_fd) {
+  DPV2_ASSIGN_OR_RETURN(bpf_prog_info info, ProgInfo(prog_fd));
+  std::vector<uint32_t> ids(info.nr_map_ids);
+  bpf_prog_info with_ids{};
+  with_ids.nr_map_ids = static_cast<uint32_t>(ids.size());
+  with_ids.map_ids = reinterpret_cast<uint64_t>(ids.data());
+  uint32_t len = sizeof(with_ids);
+  if (bpf_obj_get_info_by_fd(prog_fd, &with_ids, &len) != 0) {
+    return absl::InternalError(absl::StrCat("BPF_OBJ_GET_INFO_BY_FD (maps): ", strerror(errno)));
+  }
+  std::vector<std::pair<int, bpf_map_info>> maps;
+  for (uint32_t id : ids) {
+    const int fd = bpf_map_get_fd_by_id(id);
+    bpf_map_info mi{};
+    uint32_t mlen = sizeof(mi);
+    if (fd < 0 || bpf_obj_get_info_by_fd(fd, &mi, &mlen) != 0) {
+      for (auto& [open_fd, unused] : maps) {
+        close(open_fd);
+      }
+      if (fd >= 0) {
+        close(fd);
+      }
+      return absl::InternalError(absl::StrCat("map id ", id, ": ", strerror(errno)));
+    }
+    maps.emplace_back(fd, mi);
+  }
+  return maps;
+}
+
+// Copies the tunables (bpf/config.h) of the loaded object's .rodata, the
+// map `loaded_fd` described by `info`, into `obj`'s before load, variable
+// by variable by name: the two objects' layouts may differ.
+absl::Status CopyTunables(int loaded_fd, const bpf_map_info& info, bpf_object* obj,
+                          bpf_map* rodata) {
+  std::vector<uint8_t> value(info.value_size);
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(loaded_fd, &zero, value.data()) != 0) {
+    return absl::InternalError(absl::StrCat("reading the loaded .rodata: ", strerror(errno)));
+  }
+  btf* loaded_btf = btf__load_from_kernel_by_id(info.btf_id);
+  if (loaded_btf == nullptr) {
+    return absl::InternalError("the loaded object's BTF");
+  }
+  absl::Cleanup free_btf = [loaded_btf] { btf__free(loaded_btf); };
+  const btf* own_btf = bpf_object__btf(obj);
+  const btf_type* loaded_sec = btf__type_by_id(loaded_btf, info.btf_value_type_id);
+  const int own_sec_id = btf__find_by_name_kind(own_btf, ".rodata", BTF_KIND_DATASEC);
+  size_t size = 0;
+  const auto* initial_value = static_cast<const uint8_t*>(bpf_map__initial_value(rodata, &size));
+  if (loaded_sec == nullptr || own_sec_id < 0 || initial_value == nullptr) {
+    return absl::InternalError("no .rodata section to copy the tunables through");
+  }
+  std::vector<uint8_t> initial(initial_value, initial_value + size);
+  const btf_type* own_sec = btf__type_by_id(own_btf, own_sec_id);
+  const btf_var_secinfo* own_vars = btf_var_secinfos(own_sec);
+  const btf_var_secinfo* loaded_vars = btf_var_secinfos(loaded_sec);
+  for (int i = 0; i < btf_vlen(own_sec); ++i) {
+    const char* name =
+        btf__name_by_offset(own_btf, btf__type_by_id(own_btf, own_vars[i].type)->name_off);
+    for (int j = 0; j < btf_vlen(loaded_sec); ++j) {
+      const char* loaded_name = btf__name_by_offset(
+          loaded_btf, btf__type_by_id(loaded_btf, loaded_vars[j].type)->name_off);
+      if (strcmp(name, loaded_name) == 0 && own_vars[i].size == loaded_vars[j].size &&
+          own_vars[i].offset + own_vars[i].size <= size &&
+          loaded_vars[j].offset + loaded_vars[j].size <= value.size()) {
+        std::memcpy(initial.data() + own_vars[i].offset, value.data() + loaded_vars[j].offset,
+                    own_vars[i].size);
+      }
+    }
+  }
+  if (int err = bpf_map__set_initial_value(rodata, initial.data(), initial.size()); err != 0) {
+    return absl::InternalError(absl::StrCat("setting the tunables: ", strerror(-err)));
+  }
+  return absl::OkStatus();
+}
+
+// Loads the tc object at `path` (only its test twins) over the maps of the
+// loaded program `prog_fd`: a map of the same name, type and sizes is
+// shared, any other (a variant's own scratch layout) is the object's own;
+// its tunables are the loaded object's.
+absl::StatusOr<ExtraObject> LoadObjectOver(const std::string& path, int prog_fd) {
+  DPV2_ASSIGN_OR_RETURN(auto loaded, ProgramMaps(prog_fd));
+  absl::Cleanup close_maps = [&loaded] {
+    for (auto& [fd, unused] : loaded) {
+      close(fd);
+    }
+  };
+  ExtraObject o{.label = path.substr(path.find_last_of('/') + 1)};
+  o.obj = bpf_object__open_file(path.c_str(), nullptr);
+  if (o.obj == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("--objects ", path, ": ", strerror(errno)));
+  }
+  absl::Cleanup close_obj = [&o] { bpf_object__close(o.obj); };
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, o.obj) {
+    const std::string name = bpf_program__name(prog);
+    bpf_program__set_autoload(prog,
+                              name == "dpv2_from_pod_test" || name == "dpv2_from_network_test");
+  }
+  bpf_map* map;
+  bpf_object__for_each_map(map, o.obj) {
+    const std::string name = bpf_map__name(map);
+    const bool rodata = name.size() > 7 && name.compare(name.size() - 7, 7, ".rodata") == 0;
+    for (auto& [fd, info] : loaded) {
+      const std::string loaded_name = info.name;
+      if (rodata && loaded_name.size() > 7 &&
+          loaded_name.compare(loaded_name.size() - 7, 7, ".rodata") == 0) {
+        DPV2_RETURN_IF_ERROR(CopyTunables(fd, info, o.obj, map));
+      } else if (!rodata && name.find('.') == std::string::npos &&
+                 name.substr(0, BPF_OBJ_NAME_LEN - 1) == loaded_name &&
+                 info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+                 info.value_size == bpf_map__value_size(map)) {
+        if (int err = bpf_map__reuse_fd(map, fd); err != 0) {
+          return absl::InternalError(absl::StrCat("--objects ", path, ": share map ", name, ": ",
+                                                  strerror(-err)));
+        }
+      }
+    }
+  }
+  if (int err = bpf_object__load(o.obj); err != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--objects ", path, ": load (verifier; see libbpf log): ", strerror(-err)));
+  }
+  o.from_pod = bpf_program__fd(bpf_object__find_program_by_name(o.obj, "dpv2_from_pod_test"));
+  o.from_network =
+      bpf_program__fd(bpf_object__find_program_by_name(o.obj, "dpv2_from_network_test"));
+  std::move(close_obj).Cancel();
+  return o;
 }
 
 // The floor, dpv2's established paths next to it, and warm repeats: every
 // row sampled in turn within one loop. Needs the fleet's 10-entry config.
 // Returns the program time of the TC_ACT_OK floor (median): what the BPF
 // statistics' own clock reads add to every "prog" figure.
-absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples) {
+// `objects` (--objects) add their dpv2 rows after the built-in object's.
+absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples,
+                                    const std::vector<std::string>& objects = {}) {
   // With the XDP object too, for its size (it shares the tc object's maps).
   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b,
                         MakeEbpfBackend({.config = fleet.Config(), .xdp = true}));
@@ -370,18 +530,40 @@ absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples)
       {"WARM FLOOR: one hash lookup", floor_lookup, floor_frame, 1000},
       {"WARM dpv2 pod-to-pod established", prog, pod_ack, 1000},
   };
+  std::vector<ExtraObject> extra;
+  absl::Cleanup close_extra = [&extra] { CloseObjects(extra); };
+  for (const std::string& path : objects) {
+    DPV2_ASSIGN_OR_RETURN(ExtraObject o, LoadObjectOver(path, prog));
+    extra.push_back(o);
+    const std::string& l = o.label;
+    rows.push_back({l + ": service established", o.from_pod, Tcp(0, 33000, kTcpAck), 1});
+    rows.push_back({l + ": service reply", o.from_network, reply, 1});
+    rows.push_back({l + ": pod-to-pod established", o.from_pod, pod_ack, 1});
+    rows.push_back({l + ": WARM pod-to-pod", o.from_pod, pod_ack, 1000});
+  }
+  // With --objects, every one-packet row runs 4 times a turn and keeps the
+  // last 3: several objects in turn evict each other's code and maps, and
+  // a cut is compared on the packet with its program's caches warm, like
+  // the main table's hot row (a DNATed packet cannot be repeated in one run).
+  const uint32_t turn_runs = objects.empty() ? 1 : 4;
   for (uint32_t i = 0; i < samples; ++i) {
     for (WhereRow& r : rows) {
       if (r.repeat > 1 && i % 20 != 0) {
         continue;  // a warm sample is 1,000 runs: fewer of them
       }
-      DPV2_ASSIGN_OR_RETURN(Sample s, TimedRun(r.prog_fd, r.frame, r.repeat));
-      r.duration.push_back(s.duration_ns);
-      r.prog.push_back(s.prog_ns);
+      const uint32_t runs = r.repeat > 1 ? 1 : turn_runs;
+      for (uint32_t k = 0; k < runs; ++k) {
+        DPV2_ASSIGN_OR_RETURN(Sample s, TimedRun(r.prog_fd, r.frame, r.repeat));
+        if (k + 1 == runs || k > 0) {
+          r.duration.push_back(s.duration_ns);
+          r.prog.push_back(s.prog_ns);
+        }
+      }
     }
   }
-  std::printf("\nwhere the time goes (%llu entries; ns per packet; rows sampled in turn)\n",
-              static_cast<unsigned long long>(fleet.entries()));
+  std::printf("\nwhere the time goes (%llu entries; ns per packet; rows sampled in turn%s)\n",
+              static_cast<unsigned long long>(fleet.entries()),
+              turn_runs > 1 ? ", one-packet rows 4 runs a turn, the first not kept" : "");
   std::printf("  %-52s %6s %9s %9s %10s %10s\n", "program and packet", "repeat", "run p50",
               "run p99", "prog p50", "prog p99");
   for (const WhereRow& r : rows) {
@@ -391,14 +573,17 @@ absl::StatusOr<double> MeasureWhere(const ServiceFleet& fleet, uint32_t samples)
   std::printf("\nprogram sizes (instructions after translation, JITed bytes, verifier)\n");
   std::printf("  %-22s %12s %12s %16s\n", "program", "xlated insns", "jited bytes",
               "verified insns");
-  const std::pair<const char*, int> programs[] = {
+  std::vector<std::pair<std::string, int>> programs = {
       {"tc from_pod (test)", ebpf->from_pod_test_fd()},
       {"tc from_network (test)", ebpf->from_network_test_fd()},
       {"xdp (test)", ebpf->xdp_test_fd()}};
+  for (const ExtraObject& o : extra) {
+    programs.push_back({o.label + ": tc from_pod", o.from_pod});
+  }
   for (const auto& [name, fd] : programs) {
     DPV2_ASSIGN_OR_RETURN(bpf_prog_info info, ProgInfo(fd));
-    std::printf("  %-22s %12u %12u %16u\n", name, info.xlated_prog_len / 8, info.jited_prog_len,
-                info.verified_insns);
+    std::printf("  %-22s %12u %12u %16u\n", name.c_str(), info.xlated_prog_len / 8,
+                info.jited_prog_len, info.verified_insns);
   }
   return Summarise(rows.front().prog).median;
 }
@@ -447,6 +632,23 @@ int Profile(const std::string& what, double seconds) {
   Figures f = Summarise(ns);
   std::printf("profile %s: %zu packets, run p50 %.0f ns, p99 %.0f ns\n", what.c_str(), ns.size(),
               f.median, f.p99);
+  return 0;
+}
+
+// --objects: the where-table only, the built-in object's rows and each
+// given object's, with BPF statistics on.
+int CompareObjects(const std::vector<std::string>& objects) {
+  const int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  absl::Cleanup close_stats = [stats_fd] {
+    if (stats_fd >= 0) {
+      close(stats_fd);
+    }
+  };
+  absl::StatusOr<double> floor = MeasureWhere(ServiceFleet::Make(1, 10), 5000, objects);
+  if (!floor.ok()) {
+    std::fprintf(stderr, "ebpf_bench: %s\n", floor.status().ToString().c_str());
+    return 1;
+  }
   return 0;
 }
 
@@ -527,6 +729,7 @@ int Main(bool quick) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool profile = argc > 3 && std::string(argv[1]) == "--profile";
+  const bool objects = argc > 1 && std::string(argv[1]) == "--objects";
   absl::StatusOr<std::unique_ptr<dpv2::Backend>> probe =
       dpv2::MakeEbpfBackend({.config = {.max_services = 16, .max_backends = 16, .max_tables = 16}});
   if (!probe.ok()) {
@@ -538,6 +741,9 @@ int main(int argc, char** argv) {
   probe->reset();
   if (profile) {
     return dpv2::bench::Profile(argv[2], std::atof(argv[3]));
+  }
+  if (objects) {
+    return dpv2::bench::CompareObjects(std::vector<std::string>(argv + 2, argv + argc));
   }
   return dpv2::bench::Main(quick);
 }
