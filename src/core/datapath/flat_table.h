@@ -74,6 +74,7 @@ template <typename T>
 struct SlotAllocator {
   using value_type = T;
   static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr std::align_val_t kLine{64};
 
   SlotAllocator() = default;
   template <typename U>
@@ -82,7 +83,9 @@ struct SlotAllocator {
   T* allocate(size_t n) {
     const size_t bytes = n * sizeof(T);
     if (bytes < kHugePage) {
-      return static_cast<T*>(::operator new(bytes));
+      // Cache-line aligned, so that a slot of 64 or 128 bytes spans one or
+      // two lines, not two or three (each a miss when the table is cold).
+      return static_cast<T*>(::operator new(bytes, kLine));
     }
     const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     void* p = std::aligned_alloc(kHugePage, rounded);
@@ -94,7 +97,7 @@ struct SlotAllocator {
   }
   void deallocate(T* p, size_t n) {
     if (n * sizeof(T) < kHugePage) {
-      ::operator delete(p);
+      ::operator delete(p, kLine);
     } else {
       std::free(p);
     }
@@ -161,8 +164,16 @@ class FlatTable {
   const Value* Find(const Key& key) const { return Find(key, KeyHash(key)); }
   bool Contains(const Key& key) const { return Find(key) != nullptr; }
 
-  // Pulls the home slot of `hash` towards the cache.
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(slots_.data() + (Tag(hash) & mask_)); }
+  // Pulls the home slot of `hash` towards the cache: both lines it may
+  // span (a conntrack slot is two: Find reads the first, an update writes
+  // the second, and a prefetch of the first alone left the second a miss).
+  void Prefetch(uint64_t hash) const {
+    const char* slot = reinterpret_cast<const char*>(slots_.data() + (Tag(hash) & mask_));
+    __builtin_prefetch(slot);
+    if constexpr (64 % sizeof(Slot) != 0) {
+      __builtin_prefetch(slot + sizeof(Slot) - 1);
+    }
+  }
 
   // Inserts or overwrites; returns the stored value and whether it was new.
   std::pair<Value*, bool> Insert(const Key& key, uint64_t hash, const Value& value) {

@@ -26,7 +26,12 @@
 // reserved for all of them, and on one that starts at the default reserve
 // and grows.
 //
+// --idle-sleep-us N lets the idle worker sleep between rounds (its busy
+// time is measured the same way): under perf record its samples are then
+// the busy iterations' rather than the idle polling's.
+//
 //   dpdk_bench [--quick] [--rounds N] [--round-frames N] [--no-testpmd] [--established-only]
+//              [--idle-sleep-us N]
 #include <unistd.h>
 
 #include <algorithm>
@@ -208,6 +213,7 @@ int Main(int argc, char** argv) {
   size_t round_frames = 512;
   bool testpmd = true;
   bool new_flows_rows = true;  // --established-only: none (e.g. under perf record)
+  uint32_t idle_sleep_us = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -223,11 +229,13 @@ int Main(int argc, char** argv) {
       new_flows_rows = false;
     } else if (a == "--no-testpmd") {
       testpmd = false;
+    } else if (a == "--idle-sleep-us" && i + 1 < argc) {
+      idle_sleep_us = static_cast<uint32_t>(std::clamp(std::atoi(argv[++i]), 0, 100000));
     } else {
       std::fprintf(stderr,
                    "usage: dpdk_bench [--quick] [--rounds N] [--round-frames N] [--seconds N] "
                    "[--no-testpmd] "
-                   "[--established-only]\n");
+                   "[--established-only] [--idle-sleep-us N]\n");
       return 2;
     }
   }
@@ -263,7 +271,10 @@ int Main(int argc, char** argv) {
   constexpr int kFlows = 1024;  // established connections
   const uint32_t reserve = 2 * (new_flows + kFlows);
   absl::StatusOr<std::unique_ptr<DpdkBackend>> backend = MakeCorePipelineDpdkBackend(
-      {.config = config, .ports = {{.device = port.name}}, .conntrack_reserve = reserve});
+      {.config = config,
+       .ports = {{.device = port.name}},
+       .conntrack_reserve = reserve,
+       .idle_sleep_us = idle_sleep_us});
   if (!backend.ok()) {
     std::fprintf(stderr, "dpdk_bench: %s\n", std::string(backend.status().message()).c_str());
     return 1;

@@ -147,6 +147,14 @@ void Mutate(std::vector<uint8_t>& f, std::mt19937& rng) {
   }
 }
 
+// A frame that sets most fields of a ParseResult.
+const std::vector<uint8_t> kBusyFrame =
+    PacketBuilder()
+        .Vlan(12)
+        .IPv4("10.0.0.9", "10.0.0.1")
+        .IcmpError(3, 3, PacketBuilder().IPv4("10.0.0.1", "10.0.0.9").Tcp(40000, 80, kTcpSyn))
+        .Build();
+
 TEST_CASE("on random and mutated frames the fast path, when it takes a frame, gives the full "
           "parser's result, and ParsePacket always does",
           "[parse][fast]") {
@@ -160,10 +168,15 @@ TEST_CASE("on random and mutated frames the fast path, when it takes a frame, gi
       Mutate(f, rng);
     }
     const ParseResult full = Full(f);
-    ParseResult fast;
-    fast.drop = DPV2_DROP_BAD_L2;  // garbage the fast path must overwrite
-    fast.pkt.vlan_id = 7;
-    fast.pkt.inner_sport = 9;
+    // Garbage the fast path must overwrite, as a burst's reused result
+    // holds: the parse of a tagged ICMP error quoting a TCP packet (inner
+    // fields, VLAN, ICMP type) and a drop reason.
+    ParseResult fast = Full(kBusyFrame);
+    fast.drop = DPV2_DROP_BAD_L2;
+    fast.pkt.sctp_vtag = 5;
+    fast.pkt.sctp_first_chunk = 1;
+    fast.pkt.is_fragment = true;
+    fast.pkt.is_first_fragment = true;
     if (ParseCommonFrame(f, &fast)) {
       ++taken;
       INFO(DescribePacket(f));
