@@ -22,7 +22,9 @@
 // loopback ring), one forwarding lcore; its Rx-pps sum is its rate and
 // 1e3 / rate its loop's ns per packet. 5tswap (swaps the L2-L4 addresses
 // and ports of every frame) runs the same way, as the ceiling of a path
-// that touches headers. New flows run twice: on a worker whose conntrack is
+// that touches headers. Established connections run both ways: the
+// clients' packets to the VIP (DNAT) and the backends' replies (reverse
+// NAT). New flows run twice: on a worker whose conntrack is
 // reserved for all of them, and on one that starts at the default reserve
 // and grows.
 //
@@ -145,10 +147,11 @@ void Fail(absl::string_view what) {
 // the file): each round writes up to `per_round` of them into fresh mbufs,
 // enqueues them in one bulk and sleeps until the worker has run them all.
 // With `cycle` the frames are reused in turn for `rounds` rounds; without,
-// each frame runs once.
+// each frame runs once. `sent`, when not null, receives the bytes of every
+// frame the worker sent (as the datapath rewrote them).
 Row RunRounds(const std::string& path, DpdkBackend& backend, BenchPort& port,
               const std::vector<std::vector<uint8_t>>& frames, size_t per_round, int rounds,
-              bool cycle) {
+              bool cycle, std::vector<std::vector<uint8_t>>* sent = nullptr) {
   constexpr size_t kMaxRound = 4095;  // what the 4096-slot RX ring holds
   per_round = std::min(per_round, kMaxRound);
   rte_mbuf* mbufs[kMaxRound];
@@ -193,6 +196,10 @@ Row RunRounds(const std::string& path, DpdkBackend& backend, BenchPort& port,
     unsigned got;
     while ((got = rte_ring_sc_dequeue_burst(port.tx, reinterpret_cast<void**>(mbufs), kMaxRound,
                                             nullptr)) > 0) {
+      for (unsigned i = 0; sent != nullptr && i < got; ++i) {
+        const uint8_t* data = rte_pktmbuf_mtod(mbufs[i], const uint8_t*);
+        sent->emplace_back(data, data + rte_pktmbuf_data_len(mbufs[i]));
+      }
       rte_pktmbuf_free_bulk(mbufs, got);
     }
   }
@@ -308,10 +315,26 @@ int Main(int argc, char** argv) {
     syns.push_back(PacketBuilder().IPv4(client, "10.0.0.100").Tcp(40000, 80, kTcpSyn).Build());
     acks.push_back(PacketBuilder().IPv4(client, "10.0.0.100").Tcp(40000, 80, kTcpAck).Build());
   }
-  RunRounds("open", **backend, port, syns, round_frames, 1, /*cycle=*/false);
+  std::vector<std::vector<uint8_t>> opened;  // the SYNs as sent: DNATed to their backends
+  RunRounds("open", **backend, port, syns, round_frames, 1, /*cycle=*/false, &opened);
   const Row established =
       RunRounds("dpv2 established flows (1 lcore)", **backend, port, acks, round_frames,
                 rounds, true);
+  // The backends' replies (backend -> client), reverse-NATed to the VIP:
+  // the other half of a one-armed box's traffic.
+  std::vector<std::vector<uint8_t>> replies;
+  for (const std::vector<uint8_t>& f : opened) {
+    const ParseResult sent = ParsePacket(f);
+    replies.push_back(PacketBuilder()
+                          .IPv4(sent.pkt.dst, sent.pkt.src)
+                          .Tcp(sent.pkt.dport, sent.pkt.sport, kTcpAck)
+                          .Build());
+  }
+  if (replies.size() != syns.size()) {
+    Fail(absl::StrCat("the worker sent ", replies.size(), " of ", syns.size(), " SYNs"));
+  }
+  const Row replied = RunRounds("dpv2 established replies (1 lcore)", **backend, port, replies,
+                                round_frames, rounds, true);
 
   std::vector<std::vector<uint8_t>> fresh;
   fresh.reserve(new_flows);
@@ -377,20 +400,21 @@ int Main(int argc, char** argv) {
       print({.path = name, .p10_ns = ns, .median_ns = ns, .p90_ns = ns, .mean_ns = ns});
     }
   }
-  for (const Row& r : {established, fresh_row, grow_row}) {
+  for (const Row& r : {established, replied, fresh_row, grow_row}) {
     if (r.rounds > 0) {
       print(r);
     }
   }
-  std::printf("(dpv2 rounds: established %zu, new reserved %zu, new growing %zu; TSC %.2f GHz; "
-              "testpmd: median of 1 s rate samples)\n",
-              established.rounds, fresh_row.rounds, grow_row.rounds, tsc_ghz);
+  std::printf("(dpv2 rounds: established %zu, replies %zu, new reserved %zu, new growing %zu; "
+              "TSC %.2f GHz; testpmd: median of 1 s rate samples)\n",
+              established.rounds, replied.rounds, fresh_row.rounds, grow_row.rounds, tsc_ghz);
   if (counters.ok()) {
     std::printf("\ncounters: packets %llu, new service connections %llu, established %llu, "
-                "conntrack_full drops %llu\n",
+                "reverse-NATed %llu, conntrack_full drops %llu\n",
                 static_cast<unsigned long long>(counters->counter(DPV2_CNT_PACKETS)),
                 static_cast<unsigned long long>(counters->counter(DPV2_CNT_SERVICE_NEW)),
                 static_cast<unsigned long long>(counters->counter(DPV2_CNT_SERVICE_ESTABLISHED)),
+                static_cast<unsigned long long>(counters->counter(DPV2_CNT_REV_NAT)),
                 static_cast<unsigned long long>(counters->drop(DPV2_DROP_CT_FULL)));
   }
   const double established_mpps = established.median_ns > 0 ? 1e3 / established.median_ns : 0;
