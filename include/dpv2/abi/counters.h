@@ -5,6 +5,11 @@
  * and the counter arrays of the sim and DPDK backends alike.
  *
  *   counters[DPV2_CNT_PACKETS] += 1;
+ *
+ * The host_routed pair counts what eBPF host routing (bpf/fib.h) sent on
+ * itself: every packet it redirected after a FIB lookup, and of those the
+ * ones whose next hop had no neighbour entry yet, handed to the kernel's
+ * neighbour resolution (bpf_redirect_neigh). Sim and DPDK never route: 0.
  */
 #ifndef DPV2_ABI_COUNTERS_H_
 #define DPV2_ABI_COUNTERS_H_
@@ -25,7 +30,9 @@
   X(DPV2_CNT_AFFINITY_HIT, 12, "affinity_hits")                 \
   X(DPV2_CNT_POLICY_ALLOWED, 13, "policy_allowed")              \
   X(DPV2_CNT_POLICY_DENIED, 14, "policy_denied")                \
-  X(DPV2_CNT_EVENTS_LOST, 15, "events_lost")
+  X(DPV2_CNT_EVENTS_LOST, 15, "events_lost")                   \
+  X(DPV2_CNT_HOST_ROUTED, 16, "host_routed")                   \
+  X(DPV2_CNT_HOST_ROUTED_NEIGH, 17, "host_routed_neigh_resolve")
 
 enum dpv2_counter {
 #define DPV2_X_ENUM(name, value, label) name = value,

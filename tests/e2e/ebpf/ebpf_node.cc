@@ -1,5 +1,7 @@
 #include "ebpf_node.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <net/if.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -7,11 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -243,6 +247,28 @@ EbpfNode::~EbpfNode() {
 
 const netlab::Pod& EbpfNode::pod(const std::string& name) const { return pods_.at(name); }
 
+absl::StatusOr<uint64_t> EbpfNode::Counter(dpv2_counter c) const {
+  const std::string path = absl::StrCat(bpffs_.path(), "/", kNodeName, "/dpv2_counters");
+  const int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  }
+  std::vector<uint64_t> per_cpu(std::max(libbpf_num_possible_cpus(), 1));
+  const uint32_t key = c;
+  const int rc = bpf_map_lookup_elem(fd, &key, per_cpu.data());
+  const int err = errno;
+  close(fd);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("read counter ", c, " of ", path, ": ",
+                                            std::strerror(err)));
+  }
+  uint64_t total = 0;
+  for (uint64_t v : per_cpu) {
+    total += v;
+  }
+  return total;
+}
+
 absl::Status EbpfNode::WriteManifests(const ClusterSpec& spec) {
   const std::string path = dir_ + "/manifests.yaml";
   {
@@ -291,7 +317,7 @@ absl::Status EbpfNode::StartLoader() {
   std::vector<std::string> argv = {"/proc/self/exe",
                                    "--loader",
                                    absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
-                                   absl::StrCat("--pin=", bpffs_.path(), "/node-a"),
+                                   absl::StrCat("--pin=", bpffs_.path(), "/", kNodeName),
                                    absl::StrCat("--external=", kExternalIf),
                                    absl::StrCat("--host-routing=", options_.host_routing ? 1 : 0)};
   for (const auto& [name, pod] : pods_) {

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "dpv2/abi/counters.h"
 #include "dpv2/datapath_config.h"
 #include "dpv2/net.h"
 #include "netlab/netlab.h"
@@ -107,6 +108,9 @@ class EbpfNode {
   // the same pinned maps.
   absl::Status KillLoader();
   absl::Status StartLoader();
+  // One datapath counter summed over CPUs, read from the loader's pinned
+  // counter map (so it survives loader restarts, like the datapath's).
+  absl::StatusOr<uint64_t> Counter(dpv2_counter c) const;
   // What the last loader's first apply wrote (ChangeBatch::Summary): after a
   // restart over unchanged manifests, "empty" (it adopted the pinned state).
   const std::string& loader_start_changes() const { return loader_start_changes_; }

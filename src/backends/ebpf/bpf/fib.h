@@ -24,6 +24,7 @@
 #include <linux/ipv6.h>
 
 #include "common.h"
+#include "counters.h"
 #include "csum.h"
 
 /* Set by the loader (EbpfOptions::host_routing): off, fib_forward is the
@@ -40,6 +41,25 @@ const volatile __u8 cfg_redirect_neigh = 1;
  * multicast (ff00::/8). */
 static __always_inline int fib_ip6_local_scope(const struct in6_addr *a) {
   return a->s6_addr[0] == 0xff || (a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80);
+}
+
+/* The transport ports for the FIB's multipath hash: with
+ * fib_multipath_hash_policy 1 (or 3 with ports in the field set) the kernel
+ * spreads flows over the next hops by ports too, and it takes them from the
+ * lookup, not the packet. TCP, UDP and SCTP carry both ports in their first
+ * 4 bytes; other protocols and IPv4 fragments after the first leave them 0,
+ * as the stack's own hash does. */
+static __always_inline void fib_ports(struct bpf_fib_lookup *fib, void *l4, void *end) {
+  if (fib->l4_protocol != IPPROTO_TCP && fib->l4_protocol != IPPROTO_UDP &&
+      fib->l4_protocol != IPPROTO_SCTP) {
+    return;
+  }
+  __be16 *ports = l4;
+  if ((void *)(ports + 2) > end) {
+    return;
+  }
+  fib->sport = ports[0];
+  fib->dport = ports[1];
 }
 
 /* Fills the lookup from the frame's IP header and decrements its TTL / hop
@@ -72,6 +92,9 @@ static __always_inline int fib_ip_header(struct __sk_buff *skb, struct bpf_fib_l
     fib->l4_protocol = ip->protocol;
     fib->ipv4_src = ip->saddr;
     fib->ipv4_dst = ip->daddr;
+    if (!(ip->frag_off & bpf_htons(0x1fff))) {
+      fib_ports(fib, (void *)ip + ip->ihl * 4, end);
+    }
     return 0;
   }
   if (!feature_ipv6() || eth->h_proto != bpf_htons(ETH_P_IPV6)) {
@@ -96,6 +119,7 @@ static __always_inline int fib_ip_header(struct __sk_buff *skb, struct bpf_fib_l
   fib->l4_protocol = ip6->nexthdr;
   __builtin_memcpy(fib->ipv6_src, &ip6->saddr, 16);
   __builtin_memcpy(fib->ipv6_dst, &ip6->daddr, 16);
+  fib_ports(fib, ip6 + 1, end);
   return 0;
 }
 
@@ -120,6 +144,8 @@ static __always_inline int fib_forward(struct __sk_buff *skb) {
      * the destination field: the neighbor subsystem resolves and sends. */
     struct bpf_redir_neigh nh = {.nh_family = fib.family};
     __builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+    count(DPV2_CNT_HOST_ROUTED, 1);
+    count(DPV2_CNT_HOST_ROUTED_NEIGH, 1);
     return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
   }
   void *data = ctx_data(skb);
@@ -129,6 +155,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb) {
   }
   __builtin_memcpy(eth->h_dest, fib.dmac, 6);
   __builtin_memcpy(eth->h_source, fib.smac, 6);
+  count(DPV2_CNT_HOST_ROUTED, 1);
   return bpf_redirect(fib.ifindex, 0);
 }
 
