@@ -149,6 +149,7 @@ void Prepare(absl::Span<const uint8_t> frame, const ParseResult* parsed, Prepare
   p->service_looked_up = false;
   p->stamped = false;
   p->flow_from_stamp = false;
+  p->reply_service_keyed = false;
   p->wants_slot = false;
   p->has_maglev_slot = false;
   p->backend = nullptr;
@@ -571,12 +572,19 @@ FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key)
     flow.orig_daddr = entry.nat_addr;
     flow.orig_dport = frontend_port;
     // Keep the SERVICE entry's TCP state in step with the connection, so that
-    // it closes (and can be reopened) with it.
-    const dpv2_ct_key service_key = MakeCtKey(key.saddr, entry.nat_addr, ntohs(key.sport),
-                                              frontend_port, proto_, family_,
-                                              DPV2_CT_KEY_SERVICE);
-    if (dpv2_ct_value* service =
-            state_.conntrack.Find(service_key, ConntrackTable::Hash(service_key), now_);
+    // it closes (and can be reopened) with it. Its key: the burst's, built
+    // from this entry while conntrack has not changed since.
+    dpv2_ct_key scratch;
+    const dpv2_ct_key* service_key = &prepared_.reply_service_key;
+    uint64_t service_hash = prepared_.reply_service_hash;
+    if (!(prepared_.reply_service_keyed && LookedUp(prepared_.reply_entry) &&
+          prepared_.reply_entry == &entry)) {
+      SetCtKey(&scratch, key.saddr, entry.nat_addr, ntohs(key.sport), frontend_port, proto_,
+               family_, DPV2_CT_KEY_SERVICE);
+      service_key = &scratch;
+      service_hash = ConntrackTable::Hash(scratch);
+    }
+    if (dpv2_ct_value* service = state_.conntrack.Find(*service_key, service_hash, now_);
         service != nullptr) {
       UpdateConntrackEntry(*service, proto_, CtDirection::kReply, pkt_.tcp_flags,
                            static_cast<uint32_t>(frame_.size()), now_,
@@ -1004,6 +1012,16 @@ void ProcessBurst(const DatapathTables& tables, DatapathState& state,
       p.looked_up = true;
       p.ct_generation = generation;
       p.reply_entry = state.conntrack.Find(p.reply_key, p.reply_hash, now_ns);
+      if (p.reply_entry != nullptr && (p.reply_entry->flags & DPV2_CT_F_REV_NAT)) {
+        // A reply the run reverse-NATs: it also updates the connection's
+        // SERVICE entry (HandleReply), a third conntrack line.
+        SetCtKey(&p.reply_service_key, p.reply_key.saddr, p.reply_entry->nat_addr,
+                 ntohs(p.reply_key.sport), ntohs(p.reply_entry->nat_port), p.reply_key.proto,
+                 p.reply_key.family, DPV2_CT_KEY_SERVICE);
+        p.reply_service_hash = ConntrackTable::Hash(p.reply_service_key);
+        state.conntrack.Prefetch(p.reply_service_hash);
+        p.reply_service_keyed = true;
+      }
       p.service_entry = state.conntrack.Find(p.service_ct_key, p.service_ct_hash, now_ns);
       // The fast path's entry: with a current stamp the run needs no
       // frontend (its reply lookup missed: not a reply).

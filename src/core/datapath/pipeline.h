@@ -106,6 +106,12 @@ struct PreparedFrame {
   // flow_key was built from a stamped SERVICE entry's backend (nat_addr),
   // with no backend lookup; `backend` is null then.
   bool flow_from_stamp = false;
+  // A reply of a NATed connection (reply_entry with REV_NAT): the key and
+  // hash of its SERVICE entry (client -> frontend), whose TCP state the
+  // reply keeps in step, built and its slot prefetched by the look-ahead.
+  bool reply_service_keyed = false;
+  dpv2_ct_key reply_service_key{};
+  uint64_t reply_service_hash = 0;
 };
 
 // The mutable state of one datapath instance; owned by one thread.
