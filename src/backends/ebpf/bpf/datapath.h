@@ -78,11 +78,16 @@ struct dpv2_scratch {
    * packet (what a stamped entry's fast path counts again). */
   __u8 policy_checked;
   __u32 revision; /* tables_revision() as this packet began */
+  /* datapath_clock's cache: the clock as read at jiffy clock_jiffies. */
+  __u64 clock_jiffies;
+  __u64 clock_ns;
   /* Per-connection flags kept here, not in registers: a flag the verifier
    * tracks through a function splits its states (processed instructions). */
   __u8 replaces_service; /* handle_service: a SERVICE entry, live or not, exists */
   __u8 reopened;         /* a SYN reopens a closing entry */
-  __u8 service_missed;   /* forward_fast found no SERVICE entry (SERVICE-first) */
+  /* No SERVICE entry to serve: forward_fast's first call found none, or
+   * the destination is no hinted frontend (see datapath_pipeline). */
+  __u8 service_missed;
   struct dpv2_endpoint_value src_ep;
   struct dpv2_endpoint_value dst_ep;
 };
@@ -108,6 +113,21 @@ ep_memo(struct dpv2_endpoint_value *copy, __u8 *state, const struct dpv2_addr *a
     }
   }
   return *state == DPV2_EP_PRESENT ? copy : 0;
+}
+
+/* The conntrack clock (datapath_now), read again only when the jiffies
+ * counter has moved since this CPU last read it: the coarse clock advances
+ * only at a tick, when jiffies do, so the cached value is at most one tick
+ * older than a fresh read (and never ahead of it), while bpf_jiffies64 is a
+ * load the verifier inlines and the clock helper a call (~40 ns here,
+ * docs/datapath.md). */
+static __always_inline __u64 datapath_clock(struct dpv2_scratch *s) {
+  const __u64 jiffies = bpf_jiffies64();
+  if (jiffies != s->clock_jiffies || s->clock_ns == 0) {
+    s->clock_jiffies = jiffies;
+    s->clock_ns = datapath_now();
+  }
+  return s->clock_ns;
 }
 
 /* The local endpoint of the flow's source / destination address, or 0. */
@@ -752,8 +772,9 @@ static __always_inline int handle_plain_flow(DPV2_CTX *ctx, struct dpv2_scratch 
  * stamp proves no reply-direction entry existed when it was set, and every
  * later creation of one marks the entry (ct_mark_reverse_service), so the
  * reply lookup would miss. Then, after the reply direction missed
- * (reply_checked 1): a SERVICE entry (not looked up again if the first call
- * found none) or a plain entry. */
+ * (reply_checked 1): a SERVICE entry (not looked up when the first call
+ * found none or was not made: the destination is no hinted frontend) or a
+ * plain entry. */
 DPV2_VERIFIED_ALONE int forward_fast(DPV2_CTX *ctx, struct dpv2_scratch *s,
                                      struct dpv2_result *res, __u64 now, int reply_checked) {
   if (!s || !res) {
@@ -887,17 +908,27 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   s->src_ep_state = DPV2_EP_UNKNOWN;
   s->dst_ep_state = DPV2_EP_UNKNOWN;
   s->revision = tables_revision();
-  __u64 now = datapath_now();
-  s->service_missed = 0;
+  __u64 now = datapath_clock(s);
   /* A packet to a hinted frontend tries its stamped SERVICE entry first
    * (forward_fast says why no reply-direction entry can exist then); any
    * other packet looks up stage 6's reply direction first, and a forward
    * packet of a stamped connection then needs nothing else before its own
    * entry. Only lookups happen before anti-spoofing, so a packet the fast
-   * path declines meets the stages in their order. */
-  if (fast_path_candidate(s) && frontend_hinted(&p->daddr, p->dport, p->proto) &&
-      forward_fast(ctx, s, res, now, 0)) {
-    return 0;
+   * path declines meets the stages in their order.
+   * A packet to no hinted frontend skips the SERVICE key altogether: a
+   * SERVICE entry stamped at the current revision exists only for a hinted
+   * frontend (handle_service sets the hint before it stamps, and hints go
+   * only with a new load, which bumps the revision). A SERVICE entry with
+   * a stale stamp would send the packet down the full path, and a plain
+   * entry stamped at this revision proves that the frontend lookup missed
+   * at it, so serving that entry is what the full path would do. A plain
+   * flow thus pays no SERVICE-key miss. */
+  s->service_missed = 1;
+  if (fast_path_candidate(s) && frontend_hinted(&p->daddr, p->dport, p->proto)) {
+    s->service_missed = 0;
+    if (forward_fast(ctx, s, res, now, 0)) {
+      return 0;
+    }
   }
   ct_make_reply_key(s);
   struct dpv2_ct_value *e = ct_lookup(&s->key, now);
