@@ -12,6 +12,35 @@
 
 #include "common.h"
 
+/* The frame's checksum state, skb->ip_summed (include/linux/skbuff.h):
+ * __sk_buff does not carry it, so tc reads the kernel's own sk_buff
+ * (bpf_cast_to_kern_ctx, a kfunc the verifier turns into a register move;
+ * CO-RE relocates the bitfield against the running kernel's BTF). An XDP
+ * frame has no such state: its checksums are finished bytes. */
+#define DPV2_CHECKSUM_NONE 0
+#define DPV2_CHECKSUM_UNNECESSARY 1
+#define DPV2_CHECKSUM_COMPLETE 2
+#define DPV2_CHECKSUM_PARTIAL 3
+
+#ifndef DPV2_CTX_XDP
+#include <bpf/bpf_core_read.h>
+
+struct sk_buff___dpv2 {
+  __u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *) __ksym;
+#endif
+
+static __always_inline int ctx_ip_summed(DPV2_CTX *ctx) {
+#ifndef DPV2_CTX_XDP
+  struct sk_buff___dpv2 *skb = bpf_cast_to_kern_ctx(ctx);
+  return (int)BPF_CORE_READ_BITFIELD(skb, ip_summed);
+#else
+  return DPV2_CHECKSUM_NONE;
+#endif
+}
+
 static __always_inline __u16 csum_fold(__u64 sum) {
   sum = (sum & 0xffff) + (sum >> 16);
   sum = (sum & 0xffff) + (sum >> 16);

@@ -33,8 +33,10 @@ static __always_inline __u16 load16(DPV2_CTX *ctx, __u32 off, int *err) {
  * TCP or UDP packet whose headers lie in the linear part of the frame. The
  * address, port and IPv4 header checksum are written in place; the L4
  * checksum follows the same two RFC 1624 steps as the general path (address,
- * then port): on tc through bpf_l4_csum_replace, which knows the skb's
- * checksum state (csum.h), last, since it voids packet pointers. 1 when
+ * then port), in place as well unless the skb carries CHECKSUM_COMPLETE:
+ * its skb->csum must follow the bytes, which only bpf_l4_csum_replace can
+ * do (csum.h), last, since it voids packet pointers. The two helper calls
+ * cost ~100-150 ns a translated packet here (docs/datapath.md). 1 when
  * done, 0 when the packet needs the general path, < 0 a drop reason. */
 static __always_inline int nat_rewrite_direct(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int src,
                                               const struct dpv2_addr *addr, __be16 port) {
@@ -78,28 +80,39 @@ static __always_inline int nat_rewrite_direct(DPV2_CTX *ctx, struct dpv2_pkt *pk
   *port_p = port;
   const __u32 alen = v6 ? 16 : 4;
   if (use_csum) {
-#ifdef DPV2_CTX_XDP
-    __u16 c = csum_replace(*l4_csum, old.b, addr->b, alen);
-    if (old_port != port) {
-      c = csum_replace2(c, old_port, port);
+    const int summed = ctx_ip_summed(ctx);
+    if (summed == DPV2_CHECKSUM_NONE || summed == DPV2_CHECKSUM_UNNECESSARY) {
+      /* A finished checksum: RFC 1624, what the helper computes. */
+      __u16 c = csum_replace(*l4_csum, old.b, addr->b, alen);
+      if (old_port != port) {
+        c = csum_replace2(c, old_port, port);
+      }
+      *l4_csum = (!tcp && c == 0) ? 0xffff : c;
+    } else if (summed == DPV2_CHECKSUM_PARTIAL) {
+      /* The field holds the folded pseudo-header sum, not complemented,
+       * for the device to finish over the segment: an address moves it
+       * the other way, a port not at all (the device sums the header). */
+      __u16 c = ~csum_replace(~*l4_csum, old.b, addr->b, alen);
+      *l4_csum = (!tcp && c == 0) ? 0xffff : c;
     }
-    *l4_csum = (!tcp && c == 0) ? 0xffff : c;
-#else
-    const __u32 csum_off = l4 + (tcp ? 16 : 6);
-    if (l4_csum_replace(ctx, csum_off, old.b, addr->b, alen, 1) < 0 ||
-        (old_port != port && l4_csum_replace(ctx, csum_off, &old_port, &port, 2, 0) < 0)) {
-      return -DPV2_DROP_NAT_FAILED;
-    }
-    if (!tcp) {
-      /* RFC 768: a computed 0 is sent as all ones. Pointers again: the
-       * helper may have moved the packet. */
-      __u8 *d = ctx_data(ctx);
-      __u16 *c = (__u16 *)(d + csum_off);
-      if (csum_off > 1100 || (void *)(c + 1) > ctx_data_end(ctx)) {
+#ifndef DPV2_CTX_XDP
+    else {
+      const __u32 csum_off = l4 + (tcp ? 16 : 6);
+      if (l4_csum_replace(ctx, csum_off, old.b, addr->b, alen, 1) < 0 ||
+          (old_port != port && l4_csum_replace(ctx, csum_off, &old_port, &port, 2, 0) < 0)) {
         return -DPV2_DROP_NAT_FAILED;
       }
-      if (*c == 0) {
-        *c = 0xffff;
+      if (!tcp) {
+        /* RFC 768: a computed 0 is sent as all ones. Pointers again: the
+         * helper may have moved the packet. */
+        __u8 *d = ctx_data(ctx);
+        __u16 *c = (__u16 *)(d + csum_off);
+        if (csum_off > 1100 || (void *)(c + 1) > ctx_data_end(ctx)) {
+          return -DPV2_DROP_NAT_FAILED;
+        }
+        if (*c == 0) {
+          *c = 0xffff;
+        }
       }
     }
 #endif
