@@ -293,7 +293,8 @@ absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
     LbConfig cfg;
     DPV2_RETURN_IF_ERROR(CheckKeys("top level", root,
                                    {"dpdk", "selection", "maglev_seed", "maglev_table_size",
-                                    "services", "kubernetes", "health_checks"}));
+                                    "maglev_slots_per_backend", "services", "kubernetes",
+                                    "health_checks"}));
     if (!root["dpdk"]) {
       return Invalid("dpdk", "section is missing");
     }
@@ -315,6 +316,12 @@ absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
       DPV2_ASSIGN_OR_RETURN(uint64_t m,
                             ParseUint("maglev_table_size", root["maglev_table_size"], 1u << 24));
       cfg.dpdk.config.maglev_table_size = static_cast<uint32_t>(m);
+    }
+    if (root["maglev_slots_per_backend"]) {
+      // 0: every VIP's table at maglev_table_size (DatapathConfig).
+      DPV2_ASSIGN_OR_RETURN(uint64_t n, ParseUint("maglev_slots_per_backend",
+                                                  root["maglev_slots_per_backend"], 65536));
+      cfg.dpdk.config.maglev_slots_per_backend = static_cast<uint32_t>(n);
     }
     DPV2_RETURN_IF_ERROR(cfg.dpdk.config.Validate());
     if (root["kubernetes"]) {

@@ -5,7 +5,7 @@
 // options struct embeds one DatapathConfig, so that the same numbers mean the
 // same thing everywhere.
 //
-//   dpv2::DatapathConfig cfg{.maglev_table_size = 65521};
+//   dpv2::DatapathConfig cfg{.maglev_table_size = 65521, .maglev_slots_per_backend = 100};
 //   cfg.timeouts.tcp_established_s = 21600;
 #ifndef DPV2_DATAPATH_CONFIG_H_
 #define DPV2_DATAPATH_CONFIG_H_
@@ -25,7 +25,16 @@ struct ConntrackTimeouts {
 };
 
 struct DatapathConfig {
-  uint32_t maglev_table_size = DPV2_MAGLEV_DEFAULT_SIZE;  // a prime
+  // The largest Maglev table (a prime): the size of every table when
+  // maglev_slots_per_backend is 0, else the cap of the per-Service size.
+  uint32_t maglev_table_size = DPV2_MAGLEV_DEFAULT_SIZE;
+  // Each Service's table gets the smallest size of a fixed ladder of primes
+  // (MaglevTableSizeFor in <dpv2/maglev.h>) holding this many slots per
+  // backend, capped at maglev_table_size. Maglev's imbalance is bounded by
+  // about N/M, so 100 keeps it near 1%; 0 gives every table
+  // maglev_table_size. Every node with the same config computes the same
+  // size (and table) for the same backends.
+  uint32_t maglev_slots_per_backend = 100;
   uint32_t max_services = 65536;   // frontend entries
   uint32_t max_backends = 65536;   // service-backend entries
   uint32_t max_tables = 65536;     // lookup tables (one per frontend scope)
@@ -39,6 +48,8 @@ struct DatapathConfig {
   ConntrackTimeouts timeouts;
 
   // Names the bad field: "datapath config: maglev_table_size 16380 is not a prime".
+  // maglev_table_size must be a prime up to 2^24, maglev_slots_per_backend
+  // at most 65536.
   absl::Status Validate() const;
 };
 

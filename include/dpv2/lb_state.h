@@ -116,8 +116,8 @@ class LbState {
   // Desired state vs last acknowledged: only what changed. Deterministic order.
   ChangeBatch Diff() const;
   // Diff(), with new lookup tables' slots moved into the batch instead of
-  // copied (64 KiB a table at the default size; the state holds them only
-  // until acknowledged). If the batch is not acknowledged, the next Diff()
+  // copied (4 bytes a slot, MaglevTableSizeFor slots a table; the state
+  // holds them only until acknowledged). If the batch is not acknowledged, the next Diff()
   // recomputes those tables.
   ChangeBatch TakeDiff();
   // Records that `batch` (normally the last Diff()) was applied by the backend.
@@ -134,9 +134,11 @@ class LbState {
   // holds only the real differences, deletes of what went away included, and
   // conntrack entries of unchanged backends stay valid. Fresh ids never
   // collide with a dumped one. Callable before or after the Services are
-  // given (they are recompiled). A dump that is not consistent (an id 0 or
-  // above kMaxAdoptedId, a table of another size or naming a backend the dump
-  // lacks, a frontend naming a missing table, one backend or service id under
+  // given (they are recompiled). A table of another size than this state
+  // computes (another maglev_slots_per_backend) keeps no id, its backends
+  // do. A dump that is not consistent (an id 0 or
+  // above kMaxAdoptedId, a table of no slots or of more than
+  // maglev_table_size, or naming a backend the dump lacks, a frontend naming a missing table, one backend or service id under
   // two names) is an InvalidArgument error naming the entry; the state then
   // adopts no id, and the next Diff() rewrites everything under fresh ids and
   // deletes what the dump held.

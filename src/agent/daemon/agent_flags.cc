@@ -33,12 +33,21 @@ struct DatapathFlag {
   const char* flag;
   const char* help;
   std::function<uint32_t*(DatapathConfig&)> field;
+  uint32_t min = 1;  // sizes and timeouts of 0 make no sense
+  uint32_t max = UINT32_MAX;
 };
 
 const std::vector<DatapathFlag>& DatapathFlags() {
   static const std::vector<DatapathFlag>* flags = new std::vector<DatapathFlag>{
-      {"maglev-table-size", "Maglev lookup table slots per Service (a prime)",
+      {"maglev-table-size", "largest Maglev lookup table, slots (a prime)",
        [](DatapathConfig& c) { return &c.maglev_table_size; }},
+      // 0 is meaningful here (every table at --maglev-table-size); the
+      // bound is DatapathConfig::Validate's.
+      {.flag = "maglev-slots-per-backend",
+       .help = "a Service's table: slots per backend, up the size ladder (0: all at the largest)",
+       .field = [](DatapathConfig& c) { return &c.maglev_slots_per_backend; },
+       .min = 0,
+       .max = 65536},
       {"max-services", "frontend entries (Service IP:port:protocol)",
        [](DatapathConfig& c) { return &c.max_services; }},
       {"max-backends", "service-backend entries",
@@ -155,15 +164,16 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
       {"log-format", choice("log-format", {{"text", [&f] { f.log_format = LogFormat::kText; }},
                                            {"json", [&f] { f.log_format = LogFormat::kJson; }}})},
   };
-  // Datapath sizes and timeouts: whole numbers from 1 to 2^32-1. The table
-  // names each flag once, for parsing, for errors and for AgentUsage.
+  // Datapath sizes and timeouts: whole numbers from 1 to 2^32-1 unless the
+  // flag says otherwise. The table names each flag once, for parsing, for
+  // errors and for AgentUsage.
   for (const DatapathFlag& d : DatapathFlags()) {
     uint32_t* field = d.field(f.datapath);
-    valued[d.flag] = [flag = d.flag, field](const std::string& v) {
+    valued[d.flag] = [flag = d.flag, field, min = d.min, max = d.max](const std::string& v) {
       uint64_t n = 0;
-      if (!absl::SimpleAtoi(v, &n) || n == 0 || n > UINT32_MAX) {
-        return FlagError(flag, absl::StrCat("\"", v, "\" is not a whole number from 1 to ",
-                                            UINT32_MAX));
+      if (!absl::SimpleAtoi(v, &n) || n < min || n > max) {
+        return FlagError(flag,
+                         absl::StrCat("\"", v, "\" is not a whole number from ", min, " to ", max));
       }
       *field = static_cast<uint32_t>(n);
       return absl::OkStatus();

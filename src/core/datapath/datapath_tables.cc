@@ -115,7 +115,7 @@ std::string DescribeServiceKey(const dpv2_lb_key& key) {
 }
 
 absl::Status DatapathTables::Validate(const ChangeBatch& batch, TableBackends* upserted) const {
-  const uint32_t table_size = config_.maglev_table_size;
+  const uint32_t max_table_size = config_.maglev_table_size;
   upserted->clear();
   upserted->reserve(batch.tables_upsert.size());
 
@@ -146,10 +146,12 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch, TableBackends* u
     if (t.id == 0) {
       return absl::InvalidArgumentError("apply: lookup table id must not be 0");
     }
-    if (t.slots.size() != table_size) {
+    // Each table has its own M (the pick is hash % its slot count); the
+    // eBPF datapath holds at most maglev_table_size slots a table.
+    if (t.slots.empty() || t.slots.size() > max_table_size) {
       return absl::InvalidArgumentError(
           absl::StrCat("apply: lookup table ", t.id, ": ", t.slots.size(),
-                       " slots, want maglev_table_size ", table_size));
+                       " slots, want 1 to maglev_table_size ", max_table_size));
     }
     std::optional<std::pair<uint32_t, size_t>> absent;  // first bad (backend, slot)
     std::vector<uint32_t>& ids = upserted->emplace_back();
@@ -426,11 +428,15 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch, TableBackends upse
     backends_.Insert(b.id, b.value);
     add_backend_addr(b.value, +1);
   }
-  size_t new_tables = 0;
+  absl::flat_hash_map<uint32_t, size_t> new_tables;  // size -> tables of it to add
   for (const LookupTable& t : batch.tables_upsert) {
-    new_tables += tables_.Contains(t.id) ? 0 : 1;
+    if (!tables_.Contains(t.id)) {
+      ++new_tables[static_cast<uint32_t>(t.slots.size())];
+    }
   }
-  tables_.Reserve(new_tables);
+  for (const auto& [size, tables] : new_tables) {
+    tables_.Reserve(size, tables);
+  }
   for (size_t i = 0; i < batch.tables_upsert.size(); ++i) {
     const LookupTable& t = batch.tables_upsert[i];
     std::vector<uint32_t>& ids = table_backends_[t.id];
@@ -576,8 +582,12 @@ const dpv2_lb_value* DatapathTables::FindService(const dpv2_lb_key& key) const {
   return services_.Find(k, KeyHash(k));
 }
 
-LookupTableStore::LookupTableStore(const LookupTableStore& other) : per_table_(other.per_table_) {
-  Reserve(other.size());
+LookupTableStore::LookupTableStore(const LookupTableStore& other) {
+  absl::flat_hash_map<uint32_t, size_t> per_size;
+  other.ForEach([&](uint32_t, absl::Span<const uint32_t> slots) { ++per_size[slots.size()]; });
+  for (const auto& [size, tables] : per_size) {
+    Reserve(size, tables);
+  }
   other.ForEach([this](uint32_t id, absl::Span<const uint32_t> slots) { Upsert(id, slots); });
 }
 
@@ -588,43 +598,70 @@ LookupTableStore& LookupTableStore::operator=(const LookupTableStore& other) {
   return *this;
 }
 
-void LookupTableStore::Upsert(uint32_t id, absl::Span<const uint32_t> slots) {
-  if (per_table_ == 0) {
-    return;  // a table of no slots reads as absent either way
-  }
-  const uint64_t hash = KeyHash(id);
-  uint32_t* block;
-  if (uint32_t* const* existing = index_.Find(id, hash); existing != nullptr) {
-    block = *existing;
-  } else {
-    if (free_blocks_.empty()) {
-      AddChunk(kChunkTables);
+LookupTableStore::SizeClass& LookupTableStore::ClassOf(uint32_t size) {
+  for (SizeClass& c : classes_) {
+    if (c.size == size) {
+      return c;
     }
-    block = free_blocks_.back();
-    free_blocks_.pop_back();
-    index_.InsertAbsent(id, hash, block);
   }
-  std::copy_n(slots.begin(), std::min(slots.size(), per_table_), block);
+  classes_.push_back({.size = size, .chunks = {}, .free_blocks = {}});
+  return classes_.back();
 }
 
-void LookupTableStore::AddChunk(size_t tables) {
-  chunks_.push_back(std::make_unique_for_overwrite<uint32_t[]>(tables * per_table_));
+void LookupTableStore::Upsert(uint32_t id, absl::Span<const uint32_t> slots) {
+  if (slots.empty()) {
+    Erase(id);
+    return;
+  }
+  const uint32_t size = static_cast<uint32_t>(slots.size());
+  const uint64_t hash = KeyHash(id);
+  Block* existing = index_.Find(id, hash);
+  if (existing != nullptr && existing->size != size) {
+    Release(*existing);
+    index_.Erase(id, hash);
+    existing = nullptr;
+  }
+  uint32_t* block;
+  if (existing != nullptr) {
+    block = existing->slots;
+  } else {
+    SizeClass& c = ClassOf(size);
+    if (c.free_blocks.empty()) {
+      AddChunk(c, kChunkTables);
+    }
+    block = c.free_blocks.back();
+    c.free_blocks.pop_back();
+    index_.InsertAbsent(id, hash, Block{.slots = block, .size = size});
+  }
+  std::copy(slots.begin(), slots.end(), block);
+}
+
+void LookupTableStore::AddChunk(SizeClass& c, size_t tables) {
+  c.chunks.push_back(std::make_unique_for_overwrite<uint32_t[]>(tables * c.size));
   // Last block first on the free list, so blocks are used in address order.
   for (size_t b = tables; b-- > 0;) {
-    free_blocks_.push_back(chunks_.back().get() + b * per_table_);
+    c.free_blocks.push_back(c.chunks.back().get() + b * c.size);
   }
 }
 
-void LookupTableStore::Reserve(size_t more) {
-  if (per_table_ != 0 && more > free_blocks_.size()) {
-    AddChunk(more - free_blocks_.size());
+void LookupTableStore::Reserve(uint32_t size, size_t more) {
+  if (size == 0) {
+    return;
   }
+  SizeClass& c = ClassOf(size);
+  if (more > c.free_blocks.size()) {
+    AddChunk(c, more - c.free_blocks.size());
+  }
+}
+
+void LookupTableStore::Release(const Block& block) {
+  ClassOf(block.size).free_blocks.push_back(block.slots);
 }
 
 void LookupTableStore::Erase(uint32_t id) {
   const uint64_t hash = KeyHash(id);
-  if (uint32_t* const* block = index_.Find(id, hash); block != nullptr) {
-    free_blocks_.push_back(*block);
+  if (const Block* block = index_.Find(id, hash); block != nullptr) {
+    Release(*block);
     index_.Erase(id, hash);
   }
 }

@@ -36,23 +36,27 @@
 
 namespace dpv2 {
 
-// The Maglev lookup tables, all of one size (maglev_table_size slots): each
-// table is a block carved from a chunk, with a FlatTable from table id to its
-// block, so that a new connection's slot costs the index probe and one line
-// of the block (a map of vectors costs a probe, the vector header, then the
-// slot). An erased table's block goes on a free list, which new tables take
-// from first; chunks are freed only with the store, so its memory stays at
-// its peak. When the free list is empty, a new chunk of kChunkTables blocks
-// (or of what Reserve asks for) is allocated. Blocks never move, so growth
-// copies no table's slots (one contiguous array copied all of them, 655 MB
-// at 10,000, when a change needed one block more); what it does copy is
-// pointers: the index rehashes (an id and a block pointer per table) when it
-// doubles, and the vectors of chunks and free blocks may reallocate. A span
-// from Find stays valid until its table is erased or the store is assigned
-// to (Upsert of an existing id rewrites the block in place).
+// The Maglev lookup tables, each of its own size M (LbState sizes a table by
+// its backend count, MaglevTableSizeFor; at most maglev_table_size): each
+// table is a block carved from a chunk of blocks of its size, with a
+// FlatTable from table id to its block, so that a new connection's slot
+// costs the index probe and one line of the block (a map of vectors costs a
+// probe, the vector header, then the slot). Sizes come from a short ladder,
+// so there are few size classes. An erased table's block goes on its size's
+// free list, which new tables of that size take from first; chunks are freed
+// only with the store, so its memory stays at its peak. When a size's free
+// list is empty, a new chunk of kChunkTables blocks (or of what Reserve asks
+// for) is allocated. Blocks never move, so growth copies no table's slots
+// (one contiguous array copied all of them, 655 MB at 10,000, when a change
+// needed one block more); what it does copy is pointers: the index rehashes
+// (an id and a block per table) when it doubles, and the vectors of chunks
+// and free blocks may reallocate. A span from Find stays valid until its
+// table is erased or the store is assigned to (Upsert of an existing id at
+// the same size rewrites the block in place; at another size it moves the
+// table to a block of that size).
 class LookupTableStore {
  public:
-  explicit LookupTableStore(size_t slots_per_table) : per_table_(slots_per_table) {}
+  LookupTableStore() = default;
   // A copy holds the same tables in blocks of its own (DPDK syncs its two
   // copies of DatapathTables by assignment).
   LookupTableStore(const LookupTableStore& other);
@@ -60,44 +64,56 @@ class LookupTableStore {
   LookupTableStore(LookupTableStore&&) noexcept = default;
   LookupTableStore& operator=(LookupTableStore&&) noexcept = default;
 
-  // Empty when absent.
+  // Empty when absent; else the table's own M slots.
   absl::Span<const uint32_t> Find(uint32_t id) const {
-    uint32_t* const* block = index_.Find(id, KeyHash(id));
+    const Block* block = index_.Find(id, KeyHash(id));
     if (block == nullptr) {
       return {};
     }
-    return absl::MakeConstSpan(*block, per_table_);
+    return absl::MakeConstSpan(block->slots, block->size);
   }
   bool Contains(uint32_t id) const { return index_.Contains(id); }
   void PrefetchIndex(uint32_t id) const { index_.Prefetch(KeyHash(id)); }
-  // `slots` must hold slots_per_table entries (Apply validates it).
+  // The table takes slots.size() slots; no slots erases it (a table of no
+  // slots reads as absent either way).
   void Upsert(uint32_t id, absl::Span<const uint32_t> slots);
   void Erase(uint32_t id);
-  // Room for `more` new tables at once: a full sync then allocates one chunk
-  // instead of one per kChunkTables tables.
-  void Reserve(size_t more);
+  // Room for `more` new tables of `size` slots at once: a full sync then
+  // allocates one chunk a size instead of one per kChunkTables tables.
+  void Reserve(uint32_t size, size_t more);
   size_t size() const { return index_.size(); }
   // f(id, slots) for every table.
   template <typename F>
   void ForEach(F f) const {
-    index_.ForEach(
-        [&](uint32_t id, uint32_t* block) { f(id, absl::MakeConstSpan(block, per_table_)); });
+    index_.ForEach([&](uint32_t id, const Block& block) {
+      f(id, absl::MakeConstSpan(block.slots, block.size));
+    });
   }
 
  private:
-  static constexpr size_t kChunkTables = 64;  // 4 MiB at 16,381 slots
-  void AddChunk(size_t tables);
+  static constexpr size_t kChunkTables = 64;  // 4 MiB at 16,381 slots, 64 KiB at 251
+  struct Block {
+    uint32_t* slots;
+    uint32_t size;
+  };
+  // The blocks of one table size.
+  struct SizeClass {
+    uint32_t size = 0;
+    std::vector<std::unique_ptr<uint32_t[]>> chunks;
+    std::vector<uint32_t*> free_blocks;  // in no table; the last one is used first
+  };
+  SizeClass& ClassOf(uint32_t size);
+  static void AddChunk(SizeClass& c, size_t tables);
+  void Release(const Block& block);
 
-  size_t per_table_;
-  FlatTable<uint32_t, uint32_t*> index_;  // table id -> its block of per_table_ slots
-  std::vector<std::unique_ptr<uint32_t[]>> chunks_;
-  std::vector<uint32_t*> free_blocks_;  // in no table; the last one is used first
+  FlatTable<uint32_t, Block> index_;  // table id -> its block
+  std::vector<SizeClass> classes_;    // a few: one per table size in use
 };
 
 class DatapathTables {
  public:
   explicit DatapathTables(const DatapathConfig& config)
-      : config_(config), tables_(config.maglev_table_size) {}
+      : config_(config) {}
 
   // All or nothing; see the file comment. Deleting an absent key is not an
   // error (a batch may be re-applied after a restart).
@@ -114,7 +130,8 @@ class DatapathTables {
     return backends_.Find(backend_id, KeyHash(backend_id));
   }
   void PrefetchBackend(uint32_t backend_id) const { backends_.Prefetch(KeyHash(backend_id)); }
-  // The slots of a lookup table (maglev_table_size of them), empty if absent.
+  // The slots of a lookup table (its own M, at most maglev_table_size),
+  // empty if absent.
   absl::Span<const uint32_t> FindTable(uint32_t table_id) const { return tables_.Find(table_id); }
   void PrefetchTable(uint32_t table_id) const { tables_.PrefetchIndex(table_id); }
   // loadBalancerSourceRanges: whether some range of `service_id` holds `client`.

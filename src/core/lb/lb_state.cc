@@ -146,7 +146,6 @@ absl::Status CapacityError(const std::string& service, size_t need, absl::string
 struct LbState::State {
   LbStateOptions options;
   NodeInfo node;
-  std::optional<MaglevTable> maglev;
 
   std::map<std::string, ServiceSpec> specs;
   std::map<std::string, CompiledService> compiled;
@@ -531,15 +530,23 @@ absl::Status LbState::State::Check(const std::string& key, const CompiledService
 namespace {
 
 // The Maglev slots of `content` with backend i named i + 1 (the turn order
-// follows identities, so the ids only label the result).
-std::vector<uint32_t> PositionSlots(const MaglevTable& maglev, const TableContent& content) {
+// follows identities, so the ids only label the result), in a table of the
+// size MaglevTableSizeFor gives its backend count.
+std::vector<uint32_t> PositionSlots(const LbStateOptions& options, const TableContent& content) {
+  // Cannot fail: the config was validated and the ladder holds primes.
+  absl::StatusOr<MaglevTable> maglev = MaglevTable::Create(
+      {.table_size = MaglevTableSizeFor(options.datapath, content.size()),
+       .seed = options.maglev_seed});
+  if (!maglev.ok()) {
+    return {};
+  }
   std::vector<MaglevBackend> mb;
   mb.reserve(content.size());
   for (size_t i = 0; i < content.size(); ++i) {
     mb.push_back({.id = static_cast<uint32_t>(i + 1), .identity = content[i].Identity()});
   }
   // Cannot fail: ids are non-zero, identities distinct, the size was checked.
-  absl::StatusOr<std::vector<uint32_t>> slots = maglev.Populate(mb);
+  absl::StatusOr<std::vector<uint32_t>> slots = maglev->Populate(mb);
   return slots.ok() ? *std::move(slots) : std::vector<uint32_t>();
 }
 
@@ -549,13 +556,13 @@ std::vector<uint32_t> LbState::State::BuildSlots(const TableContent& content) co
   const std::vector<uint32_t> ids = IdsOf(content);
   if (options.selection == BackendSelection::kRandom) {
     // Random selection picks a uniform slot: fill the table evenly.
-    std::vector<uint32_t> slots(options.datapath.maglev_table_size);
+    std::vector<uint32_t> slots(MaglevTableSizeFor(options.datapath, ids.size()));
     for (size_t i = 0; i < slots.size(); ++i) {
       slots[i] = ids[i % ids.size()];
     }
     return slots;
   }
-  std::vector<uint32_t> slots = PositionSlots(*maglev, content);
+  std::vector<uint32_t> slots = PositionSlots(options, content);
   for (uint32_t& slot : slots) {
     slot = ids[slot - 1];
   }
@@ -834,9 +841,13 @@ absl::Status LbState::State::CheckDump(const ChangeBatch& dumped) const {
     if (!table_ids.insert(t.id).second) {
       return DumpError(absl::StrCat("lookup table ", t.id, " appears twice"));
     }
-    if (t.slots.size() != options.datapath.maglev_table_size) {
+    // Any size a datapath of this config can hold: a table sized under
+    // another maglev_slots_per_backend (or before per-Service sizes) still
+    // lends its backends' ids; TableIdFor keeps its id only if the slots
+    // match what this state computes.
+    if (t.slots.empty() || t.slots.size() > options.datapath.maglev_table_size) {
       return DumpError(absl::StrCat("lookup table ", t.id, ": ", t.slots.size(),
-                                    " slots, want maglev_table_size ",
+                                    " slots, want 1 to maglev_table_size ",
                                     options.datapath.maglev_table_size));
     }
     for (size_t i = 0; i < t.slots.size(); ++i) {
@@ -973,10 +984,6 @@ absl::StatusOr<LbState> LbState::Create(const LbStateOptions& options) {
   }
   auto state = std::make_unique<State>();
   state->options = options;
-  DPV2_ASSIGN_OR_RETURN(MaglevTable maglev,
-                        MaglevTable::Create({.table_size = options.datapath.maglev_table_size,
-                                             .seed = options.maglev_seed}));
-  state->maglev = maglev;
   return LbState(std::move(state));
 }
 
@@ -1040,7 +1047,7 @@ void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, uns
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < todo.size(); i = next++) {
-      *todo[i].second = PositionSlots(*s.maglev, *todo[i].first);
+      *todo[i].second = PositionSlots(s.options, *todo[i].first);
     }
   };
   std::vector<std::thread> pool;
@@ -1202,7 +1209,6 @@ absl::Status LbState::Adopt(const ChangeBatch& dumped) {
   auto next = std::make_unique<State>();
   next->options = state_->options;
   next->node = state_->node;
-  next->maglev = state_->maglev;
   next->specs = state_->specs;
   const absl::Status consistent = next->CheckDump(dumped);
   next->LearnDump(dumped, consistent.ok());

@@ -225,6 +225,23 @@ uint64_t MaglevHash(absl::string_view data, uint64_t seed) {
   return Mix64(h);
 }
 
+uint32_t MaglevTableSizeFor(const DatapathConfig& config, size_t backend_count) {
+  const uint32_t cap = config.maglev_table_size;
+  if (config.maglev_slots_per_backend == 0) {
+    return cap;
+  }
+  const uint64_t want = static_cast<uint64_t>(config.maglev_slots_per_backend) * backend_count;
+  for (uint32_t size : kMaglevSizeLadder) {
+    if (size >= cap) {
+      break;
+    }
+    if (size >= want) {
+      return size;
+    }
+  }
+  return cap;
+}
+
 absl::StatusOr<MaglevTable> MaglevTable::Create(const MaglevOptions& options) {
   if (options.table_size > kMaxTableSize) {
     return absl::InvalidArgumentError(absl::StrCat("maglev: table_size ", options.table_size,

@@ -45,6 +45,7 @@ dpdk:
     - {ip: 10.0.0.2, mac: "aa:bb:cc:dd:ee:ff"}
 selection: random
 maglev_table_size: 251
+maglev_slots_per_backend: 20
 services:
   - name: web
     vip: 10.0.0.100
@@ -76,6 +77,7 @@ TEST_CASE("a complete config parses into DPDK options and virtual services") {
   CHECK(cfg->dpdk.neighbors[0].mac == MacAddr{0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff});
   CHECK(cfg->selection == BackendSelection::kRandom);
   CHECK(cfg->dpdk.config.maglev_table_size == 251);
+  CHECK(cfg->dpdk.config.maglev_slots_per_backend == 20);
   REQUIRE(cfg->services.size() == 2);
   CHECK(cfg->services[0].backends[1].health == BackendHealth::kDraining);
   CHECK(cfg->services[0].backends[2].health == BackendHealth::kDown);
@@ -149,6 +151,10 @@ TEST_CASE("malformed config files are refused naming the field") {
        "unknown field \"colour\""},
       {kPorts + "maglev_table_size: 100",
        "maglev_table_size"},
+      {kPorts + "maglev_slots_per_backend: 65537",
+       "maglev_slots_per_backend: \"65537\" is not an integer in 0-65536"},
+      {kPorts + "maglev_slots_per_backend: -3",
+       "maglev_slots_per_backend: \"-3\" is not an integer in 0-65536"},
       {kPorts + "services: [{name: w, vip: 10.0.0.1, port: 0}]",
        "services[0] \"w\": port 0 out of range"},
       {kPorts + "services: [{name: w, vip: 10.0.0.999, port: 80}]",

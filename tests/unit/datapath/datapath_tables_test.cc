@@ -110,11 +110,16 @@ TEST_CASE("a batch with an invalid entry is rejected whole and changes nothing")
     CHECK(s.message() == "apply: backend id must not be 0");
     CHECK(t.FindBackend(3) == nullptr);
   }
-  SECTION("a lookup table of the wrong size") {
+  SECTION("a lookup table larger than maglev_table_size") {
     ChangeBatch b;
-    b.tables_upsert = {LookupTable{.id = 2, .slots = {1, 2, 1}}};
+    b.tables_upsert = {LookupTable{.id = 2, .slots = {1, 2, 1, 2, 1, 2, 1, 2}}};
     absl::Status s = t.Apply(b);
-    CHECK(s.message() == "apply: lookup table 2: 3 slots, want maglev_table_size 7");
+    CHECK(s.message() == "apply: lookup table 2: 8 slots, want 1 to maglev_table_size 7");
+  }
+  SECTION("a lookup table of no slots") {
+    ChangeBatch b;
+    b.tables_upsert = {LookupTable{.id = 2, .slots = {}}};
+    CHECK(t.Apply(b).message() == "apply: lookup table 2: 0 slots, want 1 to maglev_table_size 7");
   }
   SECTION("a table slot naming a backend that is absent after the batch") {
     ChangeBatch b;
@@ -374,7 +379,7 @@ TEST_CASE("two copies that apply the same batches answer alike (RCU double buffe
 }
 
 TEST_CASE("lookup table blocks are rewritten in place, freed on delete and reused") {
-  LookupTableStore store(3);
+  LookupTableStore store;
   store.Upsert(10, std::vector<uint32_t>{1, 2, 3});
   store.Upsert(20, std::vector<uint32_t>{4, 5, 6});
   CHECK(store.size() == 2);
@@ -401,13 +406,46 @@ TEST_CASE("lookup table blocks are rewritten in place, freed on delete and reuse
   CHECK(ids == std::vector<uint32_t>{10, 30});
 }
 
+TEST_CASE("lookup tables of different sizes are stored and found at their own size") {
+  LookupTableStore store;
+  store.Upsert(1, std::vector<uint32_t>{1, 2, 3});
+  store.Upsert(2, std::vector<uint32_t>{4, 5, 6, 7, 8});
+  CHECK(store.Find(1).size() == 3);
+  CHECK(std::vector<uint32_t>(store.Find(2).begin(), store.Find(2).end()) ==
+        std::vector<uint32_t>{4, 5, 6, 7, 8});
+  const uint32_t* block_of_1 = store.Find(1).data();
+  store.Upsert(1, std::vector<uint32_t>{9, 9, 9, 9, 9});  // moves to a block of 5
+  CHECK(std::vector<uint32_t>(store.Find(1).begin(), store.Find(1).end()) ==
+        std::vector<uint32_t>(5, 9));
+  store.Upsert(3, std::vector<uint32_t>{7, 7, 7});  // takes the freed block of 3
+  CHECK(store.Find(3).data() == block_of_1);
+  store.Upsert(2, {});  // no slots: erased
+  CHECK_FALSE(store.Contains(2));
+  LookupTableStore copy;
+  copy = store;
+  CHECK(copy.size() == 2);
+  CHECK(std::vector<uint32_t>(copy.Find(3).begin(), copy.Find(3).end()) ==
+        std::vector<uint32_t>(3, 7));
+  CHECK(copy.Find(1).size() == 5);
+
+  DatapathTables t(Config());
+  ChangeBatch b = BaseBatch();
+  b.tables_upsert.push_back(LookupTable{.id = 2, .slots = {1, 2, 1}});
+  REQUIRE(t.Apply(b).ok());
+  CHECK(t.FindTable(2).size() == 3);
+  CHECK(t.FindTable(1).size() == kM);
+  const ChangeBatch dump = t.Dump();
+  REQUIRE(dump.tables_upsert.size() == 2);
+  CHECK(dump.tables_upsert[1].slots == std::vector<uint32_t>{1, 2, 1});
+}
+
 TEST_CASE("LookupTableStore never moves a table's slots as it grows past a reservation") {
   // A store that grows by copying its tables stalls the one change that
   // needs a block more (655 MB copied at 10,000 tables of 16,381 slots).
-  LookupTableStore store(5);
+  LookupTableStore store;
   store.Upsert(1, std::vector<uint32_t>{1, 2, 3, 4, 5});
   const uint32_t* first = store.Find(1).data();
-  store.Reserve(3);
+  store.Reserve(5, 3);
   for (uint32_t id = 2; id <= 300; ++id) {
     store.Upsert(id, std::vector<uint32_t>(5, id));
   }
@@ -421,7 +459,7 @@ TEST_CASE("LookupTableStore never moves a table's slots as it grows past a reser
               std::all_of(slots.begin(), slots.end(), [id](uint32_t s) { return s == id; });
   }
   CHECK(intact == 299);
-  LookupTableStore copy(1);
+  LookupTableStore copy;
   copy = store;  // blocks of its own, same contents
   CHECK(copy.size() == 300);
   CHECK(copy.Find(1).data() != first);

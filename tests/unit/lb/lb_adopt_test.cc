@@ -289,11 +289,62 @@ TEST_CASE("a dump with a frontend naming a missing table is refused") {
   ExpectRefusedThenRewritten(prev, dump, "table_id 77777, which the dump lacks");
 }
 
-TEST_CASE("a dump with a table of another size is refused") {
+TEST_CASE("a dump with a table larger than maglev_table_size is refused") {
   Previous prev;
   ChangeBatch dump = prev.Dump();
-  dump.tables_upsert[0].slots.pop_back();
-  ExpectRefusedThenRewritten(prev, dump, "250 slots, want maglev_table_size 251");
+  dump.tables_upsert[0].slots.push_back(dump.tables_upsert[0].slots[0]);
+  ExpectRefusedThenRewritten(prev, dump, "252 slots, want 1 to maglev_table_size 251");
+}
+
+TEST_CASE("a dump with tables all at maglev_table_size (before per-Service sizes) keeps its "
+          "backend and service ids; only the tables are rewritten at their own size") {
+  // An agent upgraded to per-Service sizes over a datapath whose every table
+  // has the configured maximum: connections keep their backend ids.
+  constexpr uint32_t kCap = 1021;
+  auto state = [](uint32_t slots_per_backend) {
+    absl::StatusOr<LbState> s = LbState::Create(
+        {.datapath = {.maglev_table_size = kCap, .maglev_slots_per_backend = slots_per_backend},
+         .maglev_seed = 7});
+    REQUIRE(s.ok());
+    REQUIRE(s->SetNode(kNode).ok());
+    return *std::move(s);
+  };
+  absl::StatusOr<std::unique_ptr<Backend>> sim =
+      MakeSimBackend({.config = {.maglev_table_size = kCap}});
+  REQUIRE(sim.ok());
+  const std::vector<ServiceSpec> services = {Web("web", "10.96.0.10", 1, {1, 2, 3}),
+                                             Web("api", "10.96.0.11", 2, {1, 2})};
+  LbState before = state(0);
+  Upsert(before, services);
+  ApplyDiff(before, **sim);
+  absl::StatusOr<ChangeBatch> dump = (*sim)->DumpState();
+  REQUIRE(dump.ok());
+  for (const LookupTable& t : dump->tables_upsert) {
+    REQUIRE(t.slots.size() == kCap);
+  }
+
+  LbState after = state(100);
+  Upsert(after, services);
+  REQUIRE(after.Adopt(*dump).ok());
+  const ChangeBatch diff = after.Diff();
+  INFO(diff.Summary());
+  CHECK(diff.backends_upsert.empty());
+  CHECK(diff.backends_delete.empty());
+  CHECK(BackendIds(after) == BackendIds(before));
+  REQUIRE(diff.tables_upsert.size() == 2);
+  CHECK(diff.tables_delete.size() == 2);
+  std::multiset<size_t> sizes;
+  for (const LookupTable& t : diff.tables_upsert) {
+    sizes.insert(t.slots.size());
+  }
+  CHECK(sizes == std::multiset<size_t>{251, 509});  // 2 backends x 100 -> 251; 3 x 100 -> 509
+  const std::vector<FrontendView> was = before.Frontends();
+  const std::vector<FrontendView> is = after.Frontends();
+  REQUIRE(was.size() == is.size());
+  for (size_t i = 0; i < was.size(); ++i) {
+    CHECK(is[i].service_id == was[i].service_id);
+  }
+  REQUIRE((*sim)->Apply(diff).ok());
 }
 
 TEST_CASE("a dump naming one backend under two ids is refused") {

@@ -806,7 +806,8 @@ TEST_CASE("PrepareServices computes the tables ahead and the upserts give the sa
   }
   specs[5].ports.clear();
   auto run = [&specs](std::optional<unsigned> threads) {
-    LbState lb = MakeState();
+    // 1-2 backends get 251 slots, 3-4 get 509: tables of two sizes.
+    LbState lb = MakeState({.datapath = {.maglev_table_size = 1021}});
     REQUIRE(lb.UpsertService(specs[0]).ok());
     if (threads) {
       std::vector<const ServiceSpec*> ptrs;
@@ -822,6 +823,11 @@ TEST_CASE("PrepareServices computes the tables ahead and the upserts give the sa
   };
   const ChangeBatch plain = run(std::nullopt);
   REQUIRE(plain.tables_upsert.size() == 20);  // one backend set per i % 20
+  std::set<size_t> sizes;
+  for (const LookupTable& t : plain.tables_upsert) {
+    sizes.insert(t.slots.size());
+  }
+  CHECK(sizes == std::set<size_t>{251, 509});
   for (unsigned threads : {1u, 3u}) {
     const ChangeBatch prepared = run(threads);
     REQUIRE(prepared.tables_upsert.size() == plain.tables_upsert.size());
@@ -832,6 +838,101 @@ TEST_CASE("PrepareServices computes the tables ahead and the upserts give the sa
     CHECK(prepared.services_upsert.size() == plain.services_upsert.size());
     CHECK(prepared.backends_upsert.size() == plain.backends_upsert.size());
   }
+}
+
+// Endpoints 10.0.<subnet>.1 .. 10.0.<subnet>.n.
+std::vector<EndpointSpec> Eps(int n, int subnet = 0) {
+  std::vector<EndpointSpec> eps;
+  for (int e = 1; e <= n; ++e) {
+    eps.push_back(Ep(absl::StrCat("10.0.", subnet, ".", e).c_str()));
+  }
+  return eps;
+}
+
+// The one table of a batch holding a single Service.
+const LookupTable& OnlyTable(const ChangeBatch& b) {
+  REQUIRE(b.tables_upsert.size() == 1);
+  return b.tables_upsert[0];
+}
+
+TEST_CASE("each Service's lookup table is sized by its backend count, capped at "
+          "maglev_table_size, each backend holding floor or ceil of M/N slots") {
+  for (const auto& [n, m] : std::vector<std::pair<int, size_t>>{
+           {1, 251}, {2, 251}, {3, 509}, {10, 1021}, {12, 2039}, {40, 4093}, {41, 4093}}) {
+    LbState lb = MakeState({.datapath = {.maglev_table_size = 4093}});
+    REQUIRE(lb.UpsertService(ClusterIpService(Eps(n))).ok());
+    const ChangeBatch b = lb.Diff();
+    const LookupTable& t = OnlyTable(b);
+    INFO(n << " backends");
+    CHECK(t.slots.size() == m);
+    std::map<uint32_t, size_t> counts;
+    for (uint32_t id : t.slots) {
+      ++counts[id];
+    }
+    CHECK(counts.size() == static_cast<size_t>(n));
+    for (const auto& [id, k] : counts) {
+      CHECK((k == m / n || k == m / n + 1));
+    }
+  }
+}
+
+TEST_CASE("maglev_slots_per_backend 0 gives every Service's table maglev_table_size slots") {
+  for (int n : {1, 10}) {
+    LbState lb = MakeState(
+        {.datapath = {.maglev_table_size = 4093, .maglev_slots_per_backend = 0}});
+    REQUIRE(lb.UpsertService(ClusterIpService(Eps(n))).ok());
+    CHECK(OnlyTable(lb.Diff()).slots.size() == 4093);
+  }
+}
+
+TEST_CASE("random selection fills a table of the same per-Service size evenly") {
+  LbState lb = MakeState(
+      {.datapath = {.maglev_table_size = 4093}, .selection = BackendSelection::kRandom});
+  REQUIRE(lb.UpsertService(ClusterIpService(Eps(3))).ok());
+  const ChangeBatch b = lb.Diff();
+  const LookupTable& t = OnlyTable(b);
+  REQUIRE(t.slots.size() == 509);
+  std::map<uint32_t, size_t> counts;
+  for (uint32_t id : t.slots) {
+    ++counts[id];
+  }
+  REQUIRE(counts.size() == 3);
+  for (const auto& [id, k] : counts) {
+    CHECK((k == 169 || k == 170));
+  }
+}
+
+TEST_CASE("a backend change below a ladder step moves about M/N slots; crossing a step makes a "
+          "table of the next size") {
+  LbState lb = MakeState({.datapath = {.maglev_table_size = 4093}});
+  REQUIRE(lb.UpsertService(ClusterIpService(Eps(9))).ok());
+  ChangeBatch nine = lb.Diff();
+  lb.Acknowledge(nine);
+  const std::vector<uint32_t> before = OnlyTable(nine).slots;
+  REQUIRE(before.size() == 1021);
+
+  REQUIRE(lb.UpsertService(ClusterIpService(Eps(10))).ok());
+  ChangeBatch ten = lb.Diff();
+  lb.Acknowledge(ten);
+  const std::vector<uint32_t> after = OnlyTable(ten).slots;
+  REQUIRE(after.size() == 1021);  // 10 x 100 still fits 1021
+  size_t moved = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    moved += before[i] != after[i] ? 1 : 0;
+  }
+  // The new backend takes its ~102 slots; Maglev moves few others.
+  CHECK(moved >= 1021 / 10);
+  CHECK(moved <= 2 * 1021 / 10);
+  REQUIRE(ten.tables_delete.size() == 1);
+
+  REQUIRE(lb.UpsertService(ClusterIpService(Eps(11))).ok());
+  const ChangeBatch eleven = lb.Diff();
+  CHECK(OnlyTable(eleven).slots.size() == 2039);
+  CHECK(eleven.tables_delete == std::vector<uint32_t>{OnlyTable(ten).id});
+  const ServiceEntry* svc = FindService(eleven, Key("10.96.0.10", 80));
+  REQUIRE(svc != nullptr);
+  CHECK(svc->value.table_id == OnlyTable(eleven).id);
+  CHECK(svc->value.backend_count == 11);
 }
 
 }  // namespace

@@ -267,3 +267,86 @@ TEST_CASE("Maglev tables equal the paper's plain probing fill, the last free slo
 
 }  // namespace
 }  // namespace dpv2
+
+namespace dpv2 {
+namespace {
+
+// MaglevTable::Create accepts exactly the primes up to 2^24.
+bool IsPrimeForTest(uint32_t n) { return MaglevTable::Create({.table_size = n}).ok(); }
+
+TEST_CASE("the Maglev size ladder holds the largest prime below each power of two, 2^8 to 2^24") {
+  uint32_t power = 8;
+  for (uint32_t size : kMaglevSizeLadder) {
+    INFO(size);
+    CHECK(IsPrimeForTest(size));
+    CHECK(size < (1u << power));
+    for (uint32_t n = size + 1; n < (1u << power); ++n) {
+      CHECK_FALSE(IsPrimeForTest(n));
+    }
+    ++power;
+  }
+  CHECK(power == 25);
+}
+
+TEST_CASE("a Service's Maglev size is the smallest ladder step of slots_per_backend x N slots") {
+  const DatapathConfig c{.maglev_table_size = 16381, .maglev_slots_per_backend = 100};
+  CHECK(MaglevTableSizeFor(c, 0) == 251);
+  CHECK(MaglevTableSizeFor(c, 1) == 251);
+  CHECK(MaglevTableSizeFor(c, 2) == 251);  // 200
+  CHECK(MaglevTableSizeFor(c, 3) == 509);  // 300
+  CHECK(MaglevTableSizeFor(c, 5) == 509);  // 500
+  CHECK(MaglevTableSizeFor(c, 6) == 1021);
+  CHECK(MaglevTableSizeFor(c, 10) == 1021);  // the usual Service: 16x smaller than the cap
+  CHECK(MaglevTableSizeFor(c, 11) == 2039);
+  CHECK(MaglevTableSizeFor(c, 20) == 2039);
+  CHECK(MaglevTableSizeFor(c, 21) == 4093);
+  CHECK(MaglevTableSizeFor(c, 81) == 8191);
+  CHECK(MaglevTableSizeFor(c, 82) == 16381);
+  // The cap: above it the table stays at maglev_table_size.
+  CHECK(MaglevTableSizeFor(c, 164) == 16381);
+  CHECK(MaglevTableSizeFor(c, 1000) == 16381);
+  const DatapathConfig big{.maglev_table_size = 131071, .maglev_slots_per_backend = 100};
+  CHECK(MaglevTableSizeFor(big, 164) == 32749);
+  CHECK(MaglevTableSizeFor(big, 1000) == 131071);
+  CHECK(MaglevTableSizeFor(big, 100000) == 131071);
+  const DatapathConfig one_slot{.maglev_table_size = 131071, .maglev_slots_per_backend = 1};
+  CHECK(MaglevTableSizeFor(one_slot, 300) == 509);
+}
+
+TEST_CASE("a Maglev cap off the ladder is used as it is, and a cap below the floor sizes every "
+          "table") {
+  const DatapathConfig off{.maglev_table_size = 20011, .maglev_slots_per_backend = 100};
+  CHECK(MaglevTableSizeFor(off, 163) == 16381);
+  CHECK(MaglevTableSizeFor(off, 164) == 20011);
+  CHECK(MaglevTableSizeFor(off, 5000) == 20011);
+  const DatapathConfig tiny{.maglev_table_size = 31, .maglev_slots_per_backend = 100};
+  CHECK(MaglevTableSizeFor(tiny, 1) == 31);
+  CHECK(MaglevTableSizeFor(tiny, 30) == 31);
+}
+
+TEST_CASE("maglev_slots_per_backend 0 gives every table maglev_table_size") {
+  const DatapathConfig c{.maglev_table_size = 65521, .maglev_slots_per_backend = 0};
+  CHECK(MaglevTableSizeFor(c, 1) == 65521);
+  CHECK(MaglevTableSizeFor(c, 10) == 65521);
+  CHECK(MaglevTableSizeFor(c, 10000) == 65521);
+}
+
+TEST_CASE("a table at its ladder size balances within the M/N bound Maglev promises") {
+  const DatapathConfig c{};
+  for (int n : {3, 10, 11, 40}) {
+    const uint32_t m = MaglevTableSizeFor(c, n);
+    const std::vector<uint32_t> slots = *MaglevTable::Create({.table_size = m})->Populate(
+        Backends(n));
+    REQUIRE(slots.size() == m);
+    const std::map<uint32_t, int> counts = Counts(slots);
+    REQUIRE(counts.size() == static_cast<size_t>(n));
+    const double ideal = static_cast<double>(m) / n;
+    for (const auto& [id, k] : counts) {
+      INFO("n " << n << " m " << m << " backend " << id << " slots " << k);
+      CHECK(std::abs(k - ideal) <= 1.0);  // floor or ceil of M/N: <= 1% at M >= 100 N
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dpv2

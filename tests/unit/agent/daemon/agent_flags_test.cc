@@ -165,6 +165,26 @@ TEST_CASE("bad map sizes are refused naming the flag") {
         "flag --maglev-table-size: 1 is not a prime (Maglev needs one: 16381, 65521, ...)");
 }
 
+TEST_CASE("--maglev-slots-per-backend sets the per-Service table sizing, 0 included, and "
+          "refuses values outside 0 to 65536 naming the flag") {
+  CHECK(ParseAgentFlags({"--manifests=x"})->datapath.maglev_slots_per_backend == 100);
+  absl::StatusOr<AgentFlags> zero =
+      ParseAgentFlags({"--manifests=x", "--maglev-slots-per-backend=0"});
+  REQUIRE(zero.ok());
+  CHECK(zero->datapath.maglev_slots_per_backend == 0);
+  absl::StatusOr<AgentFlags> some =
+      ParseAgentFlags({"--manifests=x", "--maglev-slots-per-backend", "20"});
+  REQUIRE(some.ok());
+  CHECK(some->datapath.maglev_slots_per_backend == 20);
+  CHECK(ErrorOf({"--manifests=x", "--maglev-slots-per-backend=65537"}) ==
+        "flag --maglev-slots-per-backend: \"65537\" is not a whole number from 0 to 65536");
+  CHECK(ErrorOf({"--manifests=x", "--maglev-slots-per-backend=-1"}) ==
+        "flag --maglev-slots-per-backend: \"-1\" is not a whole number from 0 to 65536");
+  CHECK(ErrorOf({"--manifests=x", "--maglev-slots-per-backend=many"}) ==
+        "flag --maglev-slots-per-backend: \"many\" is not a whole number from 0 to 65536");
+  CHECK(AgentUsage().find("--maglev-slots-per-backend=N") != std::string::npos);
+}
+
 TEST_CASE("the usage text lists every map-size flag with its default") {
   const std::string usage = AgentUsage();
   for (const char* line :
