@@ -57,6 +57,10 @@ class ConformanceHarness {
   virtual absl::Status AdvanceTime(Backend& backend, uint64_t ns) = 0;
 };
 
+// The Maglev seed the runner compiles every case's Services with (a case that
+// expects one exact backend computes its table with it).
+inline constexpr uint64_t kMaglevSeed = 1;
+
 // One event as the suite compares it (timestamps, ifindex and identities
 // are not compared).
 struct ExpectedEvent {

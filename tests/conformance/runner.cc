@@ -17,8 +17,6 @@
 namespace dpv2::conformance {
 namespace {
 
-constexpr uint32_t kMaglevSeed = 1;
-
 NodeInfo ConformanceNode() {
   NodeInfo node;
   node.name = "node-a";

@@ -3,6 +3,11 @@
 // traffic policy and its two scopes; terminating backends; the TCP state
 // machine, timeouts and garbage collection; ICMP errors; malformed frames;
 // anti-spoofing; non-IP and VLAN frames. IPv4 and IPv6; TCP, UDP and SCTP.
+#include <arpa/inet.h>
+
+#include "absl/strings/str_cat.h"
+#include "dpv2/abi/hash.h"
+#include "dpv2/maglev.h"
 #include "fixtures.h"
 
 namespace dpv2::conformance {
@@ -340,6 +345,45 @@ void AddSelectionCases(std::vector<ConformanceCase>& cases) {
         .services = {s},
         .endpoints = LocalPods(),
         .steps = {dgram(), GcAfter(61, 0), again},
+    });
+  }
+  {
+    // Each Service's table has its own M (MaglevTableSizeFor): 3 backends
+    // get 509 slots under a cap of 1021. The expected backend of each SYN
+    // is the slot hash % 509 of the table every node computes; the source
+    // ports are ones where slot hash % 1021 names another backend (or lies
+    // past the table), so a datapath indexing by the cap fails the case.
+    DatapathConfig sized = cfg;
+    sized.maglev_table_size = 1021;
+    const char* remotes[] = {kRemote1v4, kRemote2v4, kRemote3v4};
+    const uint32_t m = MaglevTableSizeFor(sized, 3);
+    std::vector<MaglevBackend> mb;
+    for (uint32_t i = 0; i < 3; ++i) {
+      mb.push_back({.id = i + 1, .identity = absl::StrCat(remotes[i], ":8080/TCP")});
+    }
+    const std::vector<uint32_t> slots =
+        MaglevTable::Create({.table_size = m, .seed = kMaglevSeed})->Populate(mb).value();
+    std::vector<Step> steps;
+    const dpv2_addr client = A(kPodA.v4).ToAbi();
+    const dpv2_addr vip = A(kVip4).ToAbi();
+    for (uint16_t sport = 45000; steps.size() < 6; ++sport) {
+      const uint32_t h = dpv2_tuple_hash(&client, &vip, htons(sport), htons(80), DPV2_PROTO_TCP,
+                                         DPV2_FAMILY_V4);
+      const uint32_t at_cap = h % sized.maglev_table_size;
+      if (at_cap < m && slots[at_cap] == slots[h % m]) {
+        continue;
+      }
+      steps.push_back(Pass(FromPod(kPodA, Pkt(kPodA.v4, kVip4).Tcp(sport, 80, kTcpSyn)),
+                           Pkt(kPodA.v4, remotes[slots[h % m] - 1]).Tcp(sport, 8080, kTcpSyn)));
+    }
+    cases.push_back({
+        .proves = "a Service's Maglev table smaller than maglev_table_size is indexed by its own "
+                  "size: each new connection goes to the backend of slot hash % M",
+        .config = sized,
+        .services = {Svc("sized", kVip4, L4Proto::kTCP, 80, 8080,
+                         {{.ip = kRemote1v4}, {.ip = kRemote2v4}, {.ip = kRemote3v4}})},
+        .endpoints = LocalPods(),
+        .steps = steps,
     });
   }
   {

@@ -2,7 +2,7 @@
  *
  * Every backend picks the backend of a new service connection as
  *   slot = dpv2_tuple_hash(saddr, daddr, sport, dport, proto, family) % M
- * so that the same tuple lands on the same backend in the sim, BPF and DPDK
+ * (M the lookup table's own size) so that the same tuple lands on the same backend in the sim, BPF and DPDK
  * datapaths (the conformance suite compares exact output bytes). The hash is
  * Bob Jenkins' lookup3 final mixing (the kernel's jhash) over ten fixed
  * 32-bit words: the 16 address bytes of the source and of the destination
@@ -13,7 +13,7 @@
  *
  *   __u32 h = dpv2_tuple_hash(&key.saddr, &key.daddr, key.sport, key.dport,
  *                             key.proto, key.family);
- *   __u32 backend_id = table[h % maglev_table_size];
+ *   __u32 backend_id = slots[h % m];   // m: this table's own size (abi/lb.h)
  */
 #ifndef DPV2_ABI_HASH_H_
 #define DPV2_ABI_HASH_H_

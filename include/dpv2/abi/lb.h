@@ -8,7 +8,7 @@
  *
  *   key = {.addr = vip, .port = htons(80), .proto = DPV2_PROTO_TCP,
  *          .family = DPV2_FAMILY_V4, .scope = DPV2_LB_SCOPE_EXT};
- *   backend_id = table[hash(tuple) % M];
+ *   backend_id = table slot hash(tuple) % M, M the table's own size;
  */
 #ifndef DPV2_ABI_LB_H_
 #define DPV2_ABI_LB_H_
@@ -61,9 +61,26 @@ struct dpv2_backend {
   __u8 pad[3];
 };
 
-/* Lookup tables: id -> __u32 backend ids[M]. M is a prime, the same for every
- * table of one datapath (configured at load). Backend id 0 is never used. */
+/* Lookup tables: id -> M backend ids. Each table has its own M, a prime the
+ * control plane picks from the table's backend count and the datapath config
+ * (MaglevTableSizeFor in dpv2/maglev.h: a ladder of primes, capped at
+ * maglev_table_size, which is the configured maximum and is set at load);
+ * the slot of a tuple is dpv2_tuple_hash(...) % M of that table. Backend id 0
+ * is never used. DPV2_MAGLEV_DEFAULT_SIZE is the default maximum.
+ *
+ * M lives in the table, not in dpv2_lb_value: a table is never rewritten
+ * (a change writes a new id), so its M and its slots cannot disagree, in no
+ * datapath and in no dump, and the frontend switch stays the one update of
+ * table_id. The in-memory datapaths (sim, DPDK) hold each table at its own
+ * length and need no field at all. In the eBPF map every value has the room
+ * of the largest table: word DPV2_LB_TABLE_SIZE_WORD holds M, then M slots
+ * from word DPV2_LB_TABLE_FIRST_SLOT, the rest zero; a value is
+ * DPV2_LB_TABLE_WORDS(maglev_table_size) words. The price is that a new
+ * connection reads the table's first word as well as its slot. */
 #define DPV2_MAGLEV_DEFAULT_SIZE 16381
+#define DPV2_LB_TABLE_SIZE_WORD 0
+#define DPV2_LB_TABLE_FIRST_SLOT 1
+#define DPV2_LB_TABLE_WORDS(max_slots) ((max_slots) + 1)
 
 /* sessionAffinity ClientIP state, keyed per frontend and client address. */
 struct dpv2_affinity_key {

@@ -149,16 +149,16 @@ class MapTransaction {
   // Whole lookup tables, `slots` values of M ids back to back. When the map
   // is full, `make_room` may free space (retired tables) and say so; the
   // write is then tried once more.
-  absl::Status PutTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& slots,
+  absl::Status PutTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& values,
                          const std::function<bool()>& make_room) {
     DPV2_RETURN_IF_ERROR(Begin(tables_, ids.size()));
     for (const uint32_t& id : ids) {
       DPV2_RETURN_IF_ERROR(Record(tables_, &id));
     }
     const uint32_t n = static_cast<uint32_t>(ids.size());
-    absl::Status s = tables_.UpdateBatch(ids.data(), slots.data(), n);
+    absl::Status s = tables_.UpdateBatch(ids.data(), values.data(), n);
     if (absl::IsResourceExhausted(s) && make_room()) {
-      s = tables_.UpdateBatch(ids.data(), slots.data(), n);
+      s = tables_.UpdateBatch(ids.data(), values.data(), n);
     }
     return s;
   }
@@ -353,7 +353,8 @@ absl::Status EbpfBackend::Init() {
   services_ = MapOf<dpv2_lb_key, dpv2_lb_value>(m.dpv2_services);
   backends_ = MapOf<uint32_t, dpv2_backend>(m.dpv2_backends);
   tables_ = BpfMap(bpf_map__fd(m.dpv2_lookup_tables), bpf_map__name(m.dpv2_lookup_tables),
-                   sizeof(uint32_t), options_.config.maglev_table_size * sizeof(uint32_t));
+                   sizeof(uint32_t),
+                   DPV2_LB_TABLE_WORDS(options_.config.maglev_table_size) * sizeof(uint32_t));
   source_ranges_ = MapOf<dpv2_src_range_key, uint8_t>(m.dpv2_source_ranges);
   endpoints_ = MapOf<dpv2_endpoint_key, dpv2_endpoint_value>(m.dpv2_endpoints);
   ipcache_ = MapOf<dpv2_ipcache_key, dpv2_ipcache_value>(m.dpv2_ipcache);
@@ -569,20 +570,24 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& b
   auto body = [&]() -> absl::Status {
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(backends_, b.backends_upsert, &BackendEntry::id, &BackendEntry::value));
-    // Whole tables, complete before a frontend points to them.
-    const size_t m = options_.config.maglev_table_size;
-    const size_t per_call = std::max<size_t>(1, kTableBytesPerCall / (m * sizeof(uint32_t)));
-    std::vector<uint32_t> ids, slots;
+    // Whole tables, complete before a frontend points to them: each value
+    // is the table's M, its slots, then zeros up to the largest table's
+    // room (abi/lb.h). The model checked 1 <= M <= maglev_table_size.
+    const size_t words = DPV2_LB_TABLE_WORDS(options_.config.maglev_table_size);
+    const size_t per_call = std::max<size_t>(1, kTableBytesPerCall / (words * sizeof(uint32_t)));
+    std::vector<uint32_t> ids, values;
     for (size_t first = 0; first < b.tables_upsert.size(); first += per_call) {
       const size_t end = std::min(b.tables_upsert.size(), first + per_call);
       ids.clear();
-      slots.clear();
+      values.assign((end - first) * words, 0);
       for (size_t i = first; i < end; ++i) {
+        const std::vector<uint32_t>& slots = b.tables_upsert[i].slots;
         ids.push_back(b.tables_upsert[i].id);
-        slots.insert(slots.end(), b.tables_upsert[i].slots.begin(),
-                     b.tables_upsert[i].slots.end());
+        uint32_t* value = values.data() + (i - first) * words;
+        value[DPV2_LB_TABLE_SIZE_WORD] = static_cast<uint32_t>(slots.size());
+        std::copy(slots.begin(), slots.end(), value + DPV2_LB_TABLE_FIRST_SLOT);
       }
-      if (absl::Status s = tx.PutTables(ids, slots, make_room); !s.ok()) {
+      if (absl::Status s = tx.PutTables(ids, values, make_room); !s.ok()) {
         return room.ok() ? s : room;
       }
     }

@@ -174,9 +174,10 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
   }
 
   auto& m = skel_->maps;
-  // A lookup table is one value of M backend ids (bpf/maglev.h).
-  if (int err = bpf_map__set_value_size(m.dpv2_lookup_tables,
-                                        c.maglev_table_size * sizeof(uint32_t));
+  // A lookup table is one value: its size M, then room for the largest
+  // table's slots (abi/lb.h, bpf/maglev.h).
+  if (int err = bpf_map__set_value_size(
+          m.dpv2_lookup_tables, DPV2_LB_TABLE_WORDS(c.maglev_table_size) * sizeof(uint32_t));
       err != 0) {
     return LibbpfError("lookup tables: set value size", err);
   }

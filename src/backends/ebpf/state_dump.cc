@@ -56,17 +56,28 @@ absl::StatusOr<ChangeBatch> EbpfBackend::ReadMaps() const {
     retired.insert(r.id);
   }
   DPV2_ASSIGN_OR_RETURN(keys, tables_.Keys());
+  std::vector<uint32_t> value;
   for (const std::string& k : keys) {
     LookupTable t;
     std::memcpy(&t.id, k.data(), sizeof(t.id));
     if (retired.contains(t.id)) {
       continue;
     }
-    t.slots.resize(options_.config.maglev_table_size);
-    DPV2_ASSIGN_OR_RETURN(bool found, tables_.Lookup(&t.id, t.slots.data()));
-    if (found) {
-      b.tables_upsert.push_back(std::move(t));
+    // The table's own M slots out of the value's room (abi/lb.h).
+    const uint32_t max_slots = options_.config.maglev_table_size;
+    value.resize(DPV2_LB_TABLE_WORDS(max_slots));
+    DPV2_ASSIGN_OR_RETURN(bool found, tables_.Lookup(&t.id, value.data()));
+    if (!found) {
+      continue;
     }
+    const uint32_t m = value[DPV2_LB_TABLE_SIZE_WORD];
+    if (m == 0 || m > max_slots) {
+      return absl::DataLossError(absl::StrCat("dump: lookup table ", t.id, ": size word ", m,
+                                              ", want 1 to maglev_table_size ", max_slots));
+    }
+    const uint32_t* first = value.data() + DPV2_LB_TABLE_FIRST_SLOT;
+    t.slots.assign(first, first + m);
+    b.tables_upsert.push_back(std::move(t));
   }
   DPV2_ASSIGN_OR_RETURN(keys, source_ranges_.Keys());
   for (const std::string& k : keys) {

@@ -16,6 +16,7 @@
 
 #include <bpf/bpf.h>
 
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -321,11 +322,29 @@ TEST_CASE("a batch naming a missing lookup table is rejected and changes nothing
   CHECK(out.verdict == Verdict::kRedirect);  // the old state still serves
 }
 
-TEST_CASE("a table of the wrong size is rejected") {
+TEST_CASE("a table larger than maglev_table_size, or of no slots, is rejected") {
   std::unique_ptr<Backend> b = MakeLoaded();
   ChangeBatch bad;
-  bad.tables_upsert.push_back(LookupTable{.id = 6, .slots = std::vector<uint32_t>(7, 1)});
+  bad.tables_upsert.push_back(LookupTable{.id = 6, .slots = std::vector<uint32_t>(kM + 1, 1)});
   CHECK(!b->Apply(bad).ok());
+  bad.tables_upsert[0].slots.clear();
+  CHECK(!b->Apply(bad).ok());
+}
+
+TEST_CASE("a table smaller than maglev_table_size is stored and dumped at its own size") {
+  // Each table has its own M (abi/lb.h): the map value holds M, then the
+  // slots; the dump gives back exactly those M slots.
+  std::unique_ptr<Backend> b = MakeLoaded();
+  ChangeBatch small;
+  small.tables_upsert.push_back(LookupTable{.id = 6, .slots = {1, 1, 1, 1, 1, 1, 1}});
+  REQUIRE(b->Apply(small).ok());
+  absl::StatusOr<ChangeBatch> dump = b->DumpState();
+  REQUIRE(dump.ok());
+  std::map<uint32_t, size_t> sizes;
+  for (const LookupTable& t : dump->tables_upsert) {
+    sizes[t.id] = t.slots.size();
+  }
+  CHECK(sizes == std::map<uint32_t, size_t>{{5, kM}, {6, 7}});
 }
 
 TEST_CASE("garbage collection deletes only entries that expired") {

@@ -1,9 +1,11 @@
 /* dpv2 BPF: lookup tables (Maglev or random selection) of backend ids.
  *
- * One hash map holds every table whole: key the table id, value the M backend
- * ids (M = cfg_maglev_size, a prime; the loader sets value_size to M * 4), so
- * a pick is one hash lookup and an index. The map is not preallocated: a
- * table costs memory only while it exists.
+ * One hash map holds every table whole: key the table id, value the table's
+ * size M then its M backend ids (abi/lb.h); every value has the room of the
+ * largest table (cfg_maglev_size slots; the loader sets value_size to
+ * DPV2_LB_TABLE_WORDS(cfg_maglev_size) * 4), so a pick is one hash lookup,
+ * the size word and an index. The map is not preallocated: a table costs
+ * memory only while it exists, but each one costs the largest table's.
  *
  * Why not a map of maps: every write to a map of maps (insert, replace or
  * delete of an inner map) makes the syscall wait for an RCU grace period
@@ -32,21 +34,24 @@ struct {
   __uint(max_entries, 65536);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __uint(key_size, sizeof(__u32));
-  __uint(value_size, sizeof(__u32) * DPV2_MAGLEV_DEFAULT_SIZE); /* M * 4, set by the loader */
+  /* Set by the loader from cfg_maglev_size. */
+  __uint(value_size, sizeof(__u32) * DPV2_LB_TABLE_WORDS(DPV2_MAGLEV_DEFAULT_SIZE));
 } dpv2_lookup_tables SEC(".maps");
 
 static __always_inline int maglev_pick(__u32 table_id, __u32 hash, __u32 *backend_id) {
-  __u32 *slots = bpf_map_lookup_elem(&dpv2_lookup_tables, &table_id);
-  if (!slots) {
+  __u32 *table = bpf_map_lookup_elem(&dpv2_lookup_tables, &table_id);
+  if (!table) {
     return -DPV2_DROP_NO_LOOKUP_TABLE;
   }
-  __u32 slot = hash % cfg_maglev_size;
+  /* The table's own M (the loader writes 1..cfg_maglev_size; a modulo by
+   * 0 would leave the hash as it is, which the bound below still holds). */
+  __u32 slot = hash % table[DPV2_LB_TABLE_SIZE_WORD];
   /* cfg_maglev_size is a constant to the verifier (frozen .rodata): this
-   * bound proves slots[slot] lies inside the M * 4-byte value. */
+   * bound proves the slot lies inside the value. */
   if (slot >= cfg_maglev_size) {
     return -DPV2_DROP_BACKEND_MISSING;
   }
-  __u32 id = slots[slot];
+  __u32 id = table[DPV2_LB_TABLE_FIRST_SLOT + slot];
   if (id == 0) {
     return -DPV2_DROP_BACKEND_MISSING;
   }
