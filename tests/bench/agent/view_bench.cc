@@ -31,6 +31,9 @@
 //   view_bench --size 10000 --pods 0 --policies 0   one size, Services and
 //                         endpoints only (--pods: pods per Service, 0-10,
 //                         default 5; --policies: per 100 Services, default 10)
+//   view_bench --maglev-slots-per-backend 0   every Maglev table at
+//                         maglev_table_size, as before per-Service sizes
+//                         (default: DatapathConfig's, 100)
 #include <malloc.h>
 #include <time.h>
 
@@ -60,9 +63,12 @@ using Json = nlohmann::json;
 
 constexpr int kEndpointsPerService = 10;
 constexpr int kNodes = 100;
+// --maglev-slots-per-backend.
+uint32_t maglev_slots_per_backend = dpv2::DatapathConfig{}.maglev_slots_per_backend;
 
 dpv2::DatapathConfig BenchConfig(int services) {
   dpv2::DatapathConfig config;
+  config.maglev_slots_per_backend = maglev_slots_per_backend;
   const uint32_t backends = static_cast<uint32_t>(services) * kEndpointsPerService * 2;
   config.max_backends = std::max(config.max_backends, backends);
   config.max_services = std::max<uint32_t>(config.max_services, services * 2);
@@ -427,18 +433,23 @@ int main(int argc, char** argv) {
       mix.pods_per_service = std::clamp(std::atoi(argv[++i]), 0, kEndpointsPerService);
     } else if (std::strcmp(argv[i], "--policies") == 0 && i + 1 < argc) {
       mix.policies_per_100 = std::clamp(std::atoi(argv[++i]), 0, 100);
+    } else if (std::strcmp(argv[i], "--maglev-slots-per-backend") == 0 && i + 1 < argc) {
+      maglev_slots_per_backend = static_cast<uint32_t>(std::clamp(std::atoi(argv[++i]), 0, 65536));
     } else {
       std::fprintf(stderr,
                    "usage: %s [--quick] [--max SERVICES] [--size SERVICES] [--changes N] "
-                   "[--pods PER_SERVICE] [--policies PER_100_SERVICES]\n",
+                   "[--pods PER_SERVICE] [--policies PER_100_SERVICES] "
+                   "[--maglev-slots-per-backend N]\n",
                    argv[0]);
       return 2;
     }
   }
   std::printf(
       "API objects -> ClusterView -> sim backend; N Services x %d endpoints, %d pods per Service, "
-      "%d NetworkPolicies per 100 Services\ntimes in ms, median and p99 per phase\n",
-      kEndpointsPerService, mix.pods_per_service, mix.policies_per_100);
+      "%d NetworkPolicies per 100 Services; Maglev %u slots per backend (0: every table at %u)\n"
+      "times in ms, median and p99 per phase\n",
+      kEndpointsPerService, mix.pods_per_service, mix.policies_per_100, maglev_slots_per_backend,
+      dpv2::DatapathConfig{}.maglev_table_size);
   std::printf("%8s %-12s %19s | %19s | %19s | %19s | %19s |\n", "services", "", "decode",
               "Update", "diff", "apply", "total");
   const std::vector<int> sizes = size > 0 ? std::vector<int>{size} : std::vector<int>{1000, 3000, 10000};

@@ -1,11 +1,16 @@
 // Control-plane cost of Services: Maglev table population and LbState
-// compile/diff at cluster scale. Prints a table; not a test.
+// compile/diff at cluster scale. Prints a table; not a test. The per-Service
+// table size (DatapathConfig::maglev_slots_per_backend, MaglevTableSizeFor)
+// is shown beside every table at maglev_table_size (slots per backend 0, the
+// sizing before it), measured in the same run, with the bytes of table each
+// service-backend entry costs (PERF.md P8).
 //
 //   build-x/tests/bench/core/lb_bench [services]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -44,10 +49,17 @@ dpv2::ServiceSpec Service(int i, int endpoints, int generation) {
 }
 
 void MaglevRows() {
-  std::printf("%-28s %10s %10s %12s\n", "maglev populate", "M", "backends", "ms/table");
-  for (uint32_t m : {16381u, 65521u}) {
-    const dpv2::MaglevTable table = *dpv2::MaglevTable::Create({.table_size = m, .seed = 1});
+  std::printf("%-28s %10s %10s %12s %14s\n", "maglev populate", "M", "backends", "ms/table",
+              "B/svc-backend");
+  const dpv2::DatapathConfig sized;  // 100 slots per backend, at most 16,381
+  const dpv2::DatapathConfig fixed{.maglev_slots_per_backend = 0};
+  const dpv2::DatapathConfig big{.maglev_table_size = 65521, .maglev_slots_per_backend = 0};
+  for (const auto& [label, config] : {std::pair{"every table 16381", fixed},
+                                      std::pair{"per-Service (100/backend)", sized},
+                                      std::pair{"every table 65521", big}}) {
     for (int n : {10, 100, 1000}) {
+      const uint32_t m = dpv2::MaglevTableSizeFor(config, n);
+      const dpv2::MaglevTable table = *dpv2::MaglevTable::Create({.table_size = m, .seed = 1});
       std::vector<dpv2::MaglevBackend> backends;
       for (int i = 0; i < n; ++i) {
         backends.push_back({.id = static_cast<uint32_t>(i + 1),
@@ -59,18 +71,21 @@ void MaglevRows() {
       for (int r = 0; r < reps; ++r) {
         sink += table.Populate(backends)->size();
       }
-      std::printf("%-28s %10u %10d %12.3f\n", "", m, n, MsSince(t0) / reps + 0 * sink);
+      std::printf("%-28s %10u %10d %12.3f %14.1f\n", label, m, n, MsSince(t0) / reps + 0 * sink,
+                  4.0 * m / n);
     }
   }
 }
 
-void LbStateRows(int services) {
-  absl::StatusOr<dpv2::LbState> lb = dpv2::LbState::Create({.maglev_seed = 1});
+void LbStateRows(int services, uint32_t slots_per_backend) {
+  absl::StatusOr<dpv2::LbState> lb = dpv2::LbState::Create(
+      {.datapath = {.maglev_slots_per_backend = slots_per_backend}, .maglev_seed = 1});
   if (!lb.ok() || !lb->SetNode({.name = "node-0", .addresses = {V4(0xc0a80101u)}}).ok()) {
     std::fprintf(stderr, "setup failed\n");
     std::exit(1);
   }
-  std::printf("\n%-28s %10s %12s %12s\n", "lb state", "services", "total ms", "batch ops");
+  std::printf("\n%-28s %10s %12s %12s   (maglev slots per backend %u)\n", "lb state",
+              "services", "total ms", "batch ops", slots_per_backend);
   auto t0 = Clock::now();
   for (int i = 0; i < services; ++i) {
     if (absl::Status s = lb->UpsertService(Service(i, 10, 0)); !s.ok()) {
@@ -101,6 +116,7 @@ void LbStateRows(int services) {
 int main(int argc, char** argv) {
   const int services = argc > 1 ? std::atoi(argv[1]) : 2000;
   MaglevRows();
-  LbStateRows(services);
+  LbStateRows(services, 0);
+  LbStateRows(services, dpv2::DatapathConfig{}.maglev_slots_per_backend);
   return 0;
 }
