@@ -314,13 +314,15 @@ absl::StatusOr<LbConfig> ParseLbConfig(absl::string_view text) {
     }
     if (root["maglev_table_size"]) {
       DPV2_ASSIGN_OR_RETURN(uint64_t m,
-                            ParseUint("maglev_table_size", root["maglev_table_size"], 1u << 24));
+                            ParseUint("maglev_table_size", root["maglev_table_size"],
+                                      kMaxMaglevTableSize));
       cfg.dpdk.config.maglev_table_size = static_cast<uint32_t>(m);
     }
     if (root["maglev_slots_per_backend"]) {
       // 0: every VIP's table at maglev_table_size (DatapathConfig).
       DPV2_ASSIGN_OR_RETURN(uint64_t n, ParseUint("maglev_slots_per_backend",
-                                                  root["maglev_slots_per_backend"], 65536));
+                                                  root["maglev_slots_per_backend"],
+                                                  kMaxMaglevSlotsPerBackend));
       cfg.dpdk.config.maglev_slots_per_backend = static_cast<uint32_t>(n);
     }
     DPV2_RETURN_IF_ERROR(cfg.dpdk.config.Validate());

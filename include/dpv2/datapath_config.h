@@ -17,6 +17,14 @@
 
 namespace dpv2 {
 
+// The limits DatapathConfig::Validate enforces on the Maglev fields, for the
+// flag and file parsers that check them first: MaglevTable's largest table
+// (large enough for any datapath, Cilium's largest is 131,071, while a table
+// allocation stays bounded), and a slots per backend beyond which every
+// Service would sit at the cap anyway.
+inline constexpr uint32_t kMaxMaglevTableSize = 1u << 24;
+inline constexpr uint32_t kMaxMaglevSlotsPerBackend = 65536;
+
 struct ConntrackTimeouts {
   uint32_t tcp_established_s = DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S;
   uint32_t tcp_syn_s = DPV2_CT_TIMEOUT_TCP_SYN_S;

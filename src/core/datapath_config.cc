@@ -20,21 +20,16 @@ absl::Status DatapathConfig::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "datapath config: maglev_table_size ", maglev_table_size, " is not a prime"));
   }
-  // MaglevTable's limit: the eBPF table value is 4 bytes a slot, and a
-  // larger table would only slow every fill.
-  constexpr uint32_t kMaxMaglevSize = 1u << 24;
-  if (maglev_table_size > kMaxMaglevSize) {
+  if (maglev_table_size > kMaxMaglevTableSize) {
     return absl::InvalidArgumentError(absl::StrCat("datapath config: maglev_table_size ",
                                                    maglev_table_size, " is above ",
-                                                   kMaxMaglevSize));
+                                                   kMaxMaglevTableSize));
   }
-  // Beyond this every Service would sit at the cap anyway; a larger value
-  // is a typo (slots, not a table size, are meant).
-  constexpr uint32_t kMaxSlotsPerBackend = 65536;
-  if (maglev_slots_per_backend > kMaxSlotsPerBackend) {
+  // A larger value is a typo (slots, not a table size, are meant).
+  if (maglev_slots_per_backend > kMaxMaglevSlotsPerBackend) {
     return absl::InvalidArgumentError(
         absl::StrCat("datapath config: maglev_slots_per_backend ", maglev_slots_per_backend,
-                     " is above ", kMaxSlotsPerBackend));
+                     " is above ", kMaxMaglevSlotsPerBackend));
   }
   struct Field {
     const char* name;

@@ -47,7 +47,7 @@ const std::vector<DatapathFlag>& DatapathFlags() {
        .help = "a Service's table: slots per backend, up the size ladder (0: all at the largest)",
        .field = [](DatapathConfig& c) { return &c.maglev_slots_per_backend; },
        .min = 0,
-       .max = 65536},
+       .max = kMaxMaglevSlotsPerBackend},
       {"max-services", "frontend entries (Service IP:port:protocol)",
        [](DatapathConfig& c) { return &c.max_services; }},
       {"max-backends", "service-backend entries",

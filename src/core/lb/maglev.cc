@@ -17,9 +17,6 @@
 namespace dpv2 {
 namespace {
 
-// Large enough for any datapath (Cilium's largest is 131071) while keeping a
-// table allocation bounded.
-constexpr uint32_t kMaxTableSize = 1u << 24;
 constexpr uint64_t kSkipSeedSalt = 0x9e3779b97f4a7c15ULL;
 
 bool IsPrime(uint32_t n) {
@@ -243,9 +240,9 @@ uint32_t MaglevTableSizeFor(const DatapathConfig& config, size_t backend_count) 
 }
 
 absl::StatusOr<MaglevTable> MaglevTable::Create(const MaglevOptions& options) {
-  if (options.table_size > kMaxTableSize) {
+  if (options.table_size > kMaxMaglevTableSize) {
     return absl::InvalidArgumentError(absl::StrCat("maglev: table_size ", options.table_size,
-                                                   " is above the limit ", kMaxTableSize));
+                                                   " is above the limit ", kMaxMaglevTableSize));
   }
   if (!IsPrime(options.table_size)) {
     return absl::InvalidArgumentError(
