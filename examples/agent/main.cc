@@ -142,6 +142,20 @@ int main(int argc, char** argv) {
   if (!backend.ok()) {
     return fail("backend not created", backend.status());
   }
+#if DPV2_HAVE_EBPF
+  // What the eBPF datapath runs on this kernel, once: a fallback (helper
+  // checksums, host routing off) is visible here, not only in the figures.
+  if (absl::StatusOr<dpv2::EbpfLoadReport> loaded = dpv2::EbpfLoadReportOf(**backend);
+      loaded.ok()) {
+    log.Info("ebpf datapath loaded",
+             {{"tc_checksum", loaded->in_place_checksum ? "in-place" : "helpers"},
+              {"host_routing", loaded->host_routing ? "on" : "off"},
+              {"redirect_neigh", loaded->redirect_neigh ? "on" : "off"}});
+    for (const std::string& note : loaded->notes) {
+      log.Warn("ebpf datapath", {{"note", note}});
+    }
+  }
+#endif
   if (flags->once) {
     options->control_socket.clear();
     options->metrics_address.reset();

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dpv2/backend.h"
@@ -32,6 +33,15 @@ namespace dpv2 {
 // affinity timestamps (DumpConntrack) are in this clock; the offset lets a
 // test age entries by moving them back in time without wrapping below zero.
 inline constexpr uint64_t kEbpfClockOffsetNs = uint64_t{1} << 50;
+
+// Which build of the tc object updates the L4 checksum of a DNAT / reverse
+// NAT (docs/datapath.md, "Two tc objects"). kInPlace reads the skb's
+// checksum state through the bpf_cast_to_kern_ctx kfunc and CO-RE (Linux
+// 6.2+ with BTF) and updates the checksum in place unless the skb carries
+// CHECKSUM_COMPLETE; kHelpers always calls bpf_l4_csum_replace (~100 ns more
+// a translated packet here) and loads on older kernels. kAuto: kInPlace when
+// the running kernel has the kfunc, else kHelpers.
+enum class EbpfChecksum : uint8_t { kAuto, kInPlace, kHelpers };
 
 struct EbpfOptions {
   DatapathConfig config;
@@ -66,9 +76,27 @@ struct EbpfOptions {
   // firewall, tcpdump-style accounting on the forward path): redirected
   // packets never reach those hooks. Test runs (RunPacket) never route.
   bool host_routing = true;
+  // kInPlace on a kernel without the kfunc fails at load, naming this field.
+  EbpfChecksum checksum = EbpfChecksum::kAuto;
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options);
+
+// What a loaded eBPF datapath runs, as decided at load for the running
+// kernel: an operator sees a fallback here (dpv2-agent logs it at start)
+// instead of only in the figures.
+struct EbpfLoadReport {
+  bool in_place_checksum = false;  // the tc object built with the kfunc
+  bool host_routing = false;       // asked for and possible (bpf_fib_lookup)
+  bool redirect_neigh = false;     // host routing resolves neighbours too
+  // One sentence per thing the options asked for that this kernel cannot
+  // give, or per choice slower than the best this build has, saying why.
+  std::vector<std::string> notes;
+};
+
+// The report of a backend MakeEbpfBackend made; InvalidArgument for any
+// other backend.
+absl::StatusOr<EbpfLoadReport> EbpfLoadReportOf(const Backend& backend);
 
 }  // namespace dpv2
 

@@ -8,6 +8,11 @@
 // and through tc only when XDP hands them on, as on a node with XDP on its
 // external device. Every case must give sim's result either way.
 //
+// With --checksum-helpers (meson test conformance_ebpf_helpers) the tc
+// object is the helper-only build (EbpfOptions::checksum kHelpers), the one
+// kernels without the bpf_cast_to_kern_ctx kfunc load: every NAT checksum
+// goes through bpf_l4_csum_replace, and must give the same bytes.
+//
 // A load runs the verifier over the whole object (most of a second), so a
 // backend is loaded once per distinct DatapathConfig and, after each case,
 // returned to its just-loaded state with EbpfBackend::Reset. The harness
@@ -16,7 +21,7 @@
 // behind fails that case and the backend is dropped. --fresh loads a new
 // backend for every case instead (the slow, obviously independent way):
 //
-//   conformance_ebpf [--xdp] [--fresh] [Catch2 arguments]
+//   conformance_ebpf [--xdp] [--checksum-helpers] [--fresh] [Catch2 arguments]
 #include <cstring>
 #include <map>
 #include <memory>
@@ -43,20 +48,38 @@ std::string ConfigKey(const DatapathConfig& c) {
 
 class EbpfHarness : public ConformanceHarness {
  public:
-  EbpfHarness(bool xdp, bool fresh) : xdp_(xdp), fresh_(fresh) {}
-  std::string Name() const override { return xdp_ ? "ebpf-xdp" : "ebpf"; }
+  EbpfHarness(bool xdp, EbpfChecksum checksum, bool fresh)
+      : xdp_(xdp), checksum_(checksum), fresh_(fresh) {}
+  std::string Name() const override {
+    return absl::StrCat(xdp_ ? "ebpf-xdp" : "ebpf",
+                        checksum_ == EbpfChecksum::kHelpers ? "-helpers" : "");
+  }
 
   absl::Status Prepare() override {
     // Loading the programs once tells whether this process may use BPF.
     absl::StatusOr<std::unique_ptr<Backend>> probe =
         MakeEbpfBackend({.config = {.max_services = 16, .max_backends = 16, .max_tables = 16},
-                         .xdp = xdp_});
+                         .xdp = xdp_,
+                         .checksum = checksum_});
     if (absl::IsPermissionDenied(probe.status())) {
       return absl::UnavailableError(absl::StrCat(
           "conformance_ebpf needs root or CAP_BPF + CAP_NET_ADMIN to load BPF programs: ",
           probe.status().message()));
     }
-    return probe.status();
+    if (!probe.ok()) {
+      return probe.status();
+    }
+    // The cases must run the object this variant names.
+    absl::StatusOr<EbpfLoadReport> report = EbpfLoadReportOf(**probe);
+    if (!report.ok()) {
+      return report.status();
+    }
+    if (checksum_ == EbpfChecksum::kHelpers && report->in_place_checksum) {
+      return absl::InternalError("conformance ebpf-helpers: the in-place checksum object loaded");
+    }
+    std::fprintf(stderr, "conformance %s: tc object with %s checksums\n", Name().c_str(),
+                 report->in_place_checksum ? "in-place" : "helper");
+    return absl::OkStatus();
   }
 
   absl::Status Cleanup() override {
@@ -74,7 +97,8 @@ class EbpfHarness : public ConformanceHarness {
       ++reuses_;
       return b;
     }
-    absl::StatusOr<std::unique_ptr<Backend>> b = MakeEbpfBackend({.config = config, .xdp = xdp_});
+    absl::StatusOr<std::unique_ptr<Backend>> b =
+        MakeEbpfBackend({.config = config, .xdp = xdp_, .checksum = checksum_});
     if (!b.ok()) {
       return b;
     }
@@ -127,6 +151,7 @@ class EbpfHarness : public ConformanceHarness {
   static ebpf::EbpfBackend& AsEbpf(Backend& b) { return static_cast<ebpf::EbpfBackend&>(b); }
 
   bool xdp_;
+  EbpfChecksum checksum_;
   bool fresh_;
   // By ConfigKey: a just-loaded backend's image, and a reset backend ready.
   std::map<std::string, ebpf::DatapathImage> loaded_image_;
@@ -139,13 +164,17 @@ class EbpfHarness : public ConformanceHarness {
 }  // namespace dpv2::conformance
 
 int main(int argc, char** argv) {
-  // --xdp and --fresh are this program's; the rest goes to Catch.
+  // --xdp, --checksum-helpers and --fresh are this program's; the rest goes
+  // to Catch.
   bool xdp = false;
+  dpv2::EbpfChecksum checksum = dpv2::EbpfChecksum::kAuto;
   bool fresh = false;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--xdp") == 0) {
       xdp = true;
+    } else if (std::strcmp(argv[i], "--checksum-helpers") == 0) {
+      checksum = dpv2::EbpfChecksum::kHelpers;
     } else if (std::strcmp(argv[i], "--fresh") == 0) {
       fresh = true;
     } else {
@@ -154,5 +183,5 @@ int main(int argc, char** argv) {
   }
   return dpv2::conformance::RunConformanceMain(
       static_cast<int>(args.size()), args.data(),
-      std::make_unique<dpv2::conformance::EbpfHarness>(xdp, fresh));
+      std::make_unique<dpv2::conformance::EbpfHarness>(xdp, checksum, fresh));
 }

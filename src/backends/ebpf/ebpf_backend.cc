@@ -340,7 +340,7 @@ absl::StatusOr<std::unique_ptr<EbpfBackend>> EbpfBackend::Create(const EbpfOptio
 }
 
 absl::Status EbpfBackend::Init() {
-  DPV2_ASSIGN_OR_RETURN(skel_, DatapathSkeleton::Open(options_.xdp));
+  DPV2_ASSIGN_OR_RETURN(skel_, DatapathSkeleton::Open(options_.xdp, options_.checksum));
   DPV2_RETURN_IF_ERROR(
       skel_->Configure(options_.config, options_.event_ring_bytes, kEbpfClockOffsetNs,
                        options_.conntrack_prealloc));
@@ -1007,6 +1007,15 @@ namespace dpv2 {
 absl::StatusOr<std::unique_ptr<Backend>> MakeEbpfBackend(const EbpfOptions& options) {
   DPV2_ASSIGN_OR_RETURN(std::unique_ptr<ebpf::EbpfBackend> b, ebpf::EbpfBackend::Create(options));
   return std::unique_ptr<Backend>(std::move(b));
+}
+
+absl::StatusOr<EbpfLoadReport> EbpfLoadReportOf(const Backend& backend) {
+  const auto* ebpf = dynamic_cast<const ebpf::EbpfBackend*>(&backend);
+  if (ebpf == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EbpfLoadReportOf: backend ", backend.Name(), " is not an eBPF backend"));
+  }
+  return ebpf->load_report();
 }
 
 }  // namespace dpv2

@@ -84,6 +84,8 @@ class EbpfBackend : public Backend {
   // The XDP program and its test-run twin; -1 without options.xdp.
   int xdp_fd() const;
   int xdp_test_fd() const;
+  // What the load chose for this kernel (dpv2::EbpfLoadReportOf).
+  const EbpfLoadReport& load_report() const { return skel_->report(); }
   // RunPacket frames the XDP program served by itself (not handed to tc).
   uint64_t xdp_served() const { return xdp_served_; }
   // Lookup tables the map holds, retired ones (deleted, waiting out their

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <algorithm>
@@ -15,6 +16,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+
+// Only the helper-only tc object's bytes are used: the dpv2_tc skeleton is
+// opened over them (DatapathSkeleton::Open).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "backends/ebpf/dpv2_tc_helpers.skel.h"
+#pragma GCC diagnostic pop
 
 namespace dpv2::ebpf {
 namespace {
@@ -138,13 +146,118 @@ absl::Status CopyEntries(int from, const bpf_map_info& old_info, bpf_map* to) {
   return absl::OkStatus();
 }
 
+// The dpv2_tc skeleton over `which` object's bytes. The helper-only object
+// has the same maps, programs and globals (one source, bpf/csum.h), which
+// bpf_object__open_skeleton binds by name (a missing one fails the open);
+// ebpf_objects checks that both lay their globals out alike.
+dpv2_tc* OpenTc(TcObject which) {
+  if (which == TcObject::kInPlaceChecksum) {
+    return dpv2_tc__open();
+  }
+  auto* obj = static_cast<dpv2_tc*>(calloc(1, sizeof(dpv2_tc)));
+  if (obj == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  int err = dpv2_tc__create_skeleton(obj);
+  if (err == 0) {
+    obj->skeleton->data = const_cast<void*>(dpv2_tc_helpers__elf_bytes(&obj->skeleton->data_sz));
+    err = bpf_object__open_skeleton(obj->skeleton, nullptr);
+  }
+  if (err != 0) {
+    dpv2_tc__destroy(obj);
+    errno = -err;
+    return nullptr;
+  }
+  return obj;
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool with_xdp) {
+absl::string_view TcObjectBytes(TcObject which) {
+  size_t size = 0;
+  const void* data = which == TcObject::kInPlaceChecksum ? dpv2_tc__elf_bytes(&size)
+                                                          : dpv2_tc_helpers__elf_bytes(&size);
+  return absl::string_view(static_cast<const char*>(data), size);
+}
+
+bool KernelHasCastToKernCtx() {
+  static const bool has = [] {
+    btf* vmlinux = btf__load_vmlinux_btf();
+    if (vmlinux == nullptr) {
+      return false;  // no BTF: CO-RE could not relocate either
+    }
+    const bool found =
+        btf__find_by_name_kind(vmlinux, "bpf_cast_to_kern_ctx", BTF_KIND_FUNC) >= 0;
+    btf__free(vmlinux);
+    return found;
+  }();
+  return has;
+}
+
+absl::StatusOr<TcObject> ChooseTcObject(EbpfChecksum requested, bool kernel_has_kfunc,
+                                        EbpfLoadReport* report) {
+  TcObject chosen = TcObject::kHelperChecksum;
+  switch (requested) {
+    case EbpfChecksum::kInPlace:
+      if (!kernel_has_kfunc) {
+        return absl::FailedPreconditionError(
+            "ebpf options: checksum kInPlace: the running kernel has no bpf_cast_to_kern_ctx "
+            "kfunc in its BTF (Linux 6.2+ with /sys/kernel/btf/vmlinux); use kAuto or kHelpers");
+      }
+      chosen = TcObject::kInPlaceChecksum;
+      break;
+    case EbpfChecksum::kHelpers:
+      report->notes.push_back(
+          "tc object with helper checksums (options: checksum kHelpers): every DNAT and "
+          "reverse NAT updates its L4 checksum through bpf_l4_csum_replace");
+      break;
+    case EbpfChecksum::kAuto:
+      if (kernel_has_kfunc) {
+        chosen = TcObject::kInPlaceChecksum;
+      } else {
+        report->notes.push_back(
+            "tc object with helper checksums: the kernel has no bpf_cast_to_kern_ctx kfunc "
+            "(Linux < 6.2 or no BTF), so every DNAT and reverse NAT updates its L4 checksum "
+            "through bpf_l4_csum_replace (~100 ns more a translated packet)");
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ebpf options: checksum ", static_cast<int>(requested),
+          " is none of kAuto, kInPlace, kHelpers"));
+  }
+  report->in_place_checksum = chosen == TcObject::kInPlaceChecksum;
+  return chosen;
+}
+
+void ChooseHostRouting(bool requested, bool has_fib_lookup, bool has_redirect_neigh,
+                       EbpfLoadReport* report) {
+  report->host_routing = requested && has_fib_lookup;
+  report->redirect_neigh = report->host_routing && has_redirect_neigh;
+  if (requested && !has_fib_lookup) {
+    report->notes.push_back(
+        "host routing off: the kernel has no bpf_fib_lookup for tc programs (Linux < 4.18), "
+        "so forwarded packets go through the node's stack (options: host_routing)");
+  } else if (report->host_routing && !has_redirect_neigh) {
+    report->notes.push_back(
+        "host routing without bpf_redirect_neigh (Linux < 5.10): a packet whose next hop has "
+        "no neighbour entry yet goes through the node's stack");
+  }
+}
+
+absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool with_xdp,
+                                                                         EbpfChecksum checksum) {
   InstallLibbpfPrint();
-  dpv2_tc* skel = dpv2_tc__open();
+  EbpfLoadReport report;
+  DPV2_ASSIGN_OR_RETURN(TcObject object,
+                        ChooseTcObject(checksum, KernelHasCastToKernCtx(), &report));
+  dpv2_tc* skel = OpenTc(object);
   if (skel == nullptr) {
-    return LibbpfError("open BPF object dpv2_tc", errno);
+    return LibbpfError(object == TcObject::kInPlaceChecksum
+                           ? "open BPF object dpv2_tc"
+                           : "open BPF object dpv2_tc (helper checksums) over the dpv2_tc skeleton",
+                       errno);
   }
   dpv2_xdp* xdp = nullptr;
   if (with_xdp) {
@@ -155,7 +268,7 @@ absl::StatusOr<std::unique_ptr<DatapathSkeleton>> DatapathSkeleton::Open(bool wi
       return LibbpfError("open BPF object dpv2_xdp", err);
     }
   }
-  return std::unique_ptr<DatapathSkeleton>(new DatapathSkeleton(skel, xdp));
+  return std::unique_ptr<DatapathSkeleton>(new DatapathSkeleton(skel, xdp, std::move(report)));
 }
 
 DatapathSkeleton::~DatapathSkeleton() {
@@ -214,14 +327,14 @@ absl::Status DatapathSkeleton::SetHostRouting(bool on) {
   // A kernel without bpf_fib_lookup for tc (Linux < 4.18) cannot route; one
   // without bpf_redirect_neigh (< 5.10) leaves next hops with no neighbor
   // entry yet to the stack. The verifier never sees code a 0 here removes.
-  const bool fib = on && libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS,
-                                                 BPF_FUNC_fib_lookup, nullptr) == 1;
-  skel_->rodata->cfg_host_routing = fib ? 1 : 0;
-  skel_->rodata->cfg_redirect_neigh =
-      fib && libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_neigh,
-                                     nullptr) == 1
-          ? 1
-          : 0;
+  // Both are reported (report()), not silent.
+  auto has = [](bpf_func_id helper) {
+    return libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, helper, nullptr) == 1;
+  };
+  const bool fib = on && has(BPF_FUNC_fib_lookup);
+  ChooseHostRouting(on, fib, fib && has(BPF_FUNC_redirect_neigh), &report_);
+  skel_->rodata->cfg_host_routing = report_.host_routing ? 1 : 0;
+  skel_->rodata->cfg_redirect_neigh = report_.redirect_neigh ? 1 : 0;
   return absl::OkStatus();
 }
 

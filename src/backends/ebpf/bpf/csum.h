@@ -16,13 +16,25 @@
  * __sk_buff does not carry it, so tc reads the kernel's own sk_buff
  * (bpf_cast_to_kern_ctx, a kfunc the verifier turns into a register move;
  * CO-RE relocates the bitfield against the running kernel's BTF). An XDP
- * frame has no such state: its checksums are finished bytes. */
+ * frame has no such state: its checksums are finished bytes.
+ *
+ * DPV2_CSUM_KFUNC is a -D switch like those of features.h: 0 builds the tc
+ * object for kernels without the kfunc (before Linux 6.2) or without BTF,
+ * which references neither the kfunc nor any CO-RE relocation; it cannot
+ * read the state (DPV2_CHECKSUM_UNKNOWN), so every L4 checksum update goes
+ * through bpf_l4_csum_replace, which knows it. The loader picks the object
+ * (src/backends/ebpf/skeleton.cc). */
+#ifndef DPV2_CSUM_KFUNC
+#define DPV2_CSUM_KFUNC 1
+#endif
+
+#define DPV2_CHECKSUM_UNKNOWN (-1)
 #define DPV2_CHECKSUM_NONE 0
 #define DPV2_CHECKSUM_UNNECESSARY 1
 #define DPV2_CHECKSUM_COMPLETE 2
 #define DPV2_CHECKSUM_PARTIAL 3
 
-#ifndef DPV2_CTX_XDP
+#if DPV2_CSUM_KFUNC && !defined(DPV2_CTX_XDP)
 #include <bpf/bpf_core_read.h>
 
 struct sk_buff___dpv2 {
@@ -33,11 +45,13 @@ extern void *bpf_cast_to_kern_ctx(void *) __ksym;
 #endif
 
 static __always_inline int ctx_ip_summed(DPV2_CTX *ctx) {
-#ifndef DPV2_CTX_XDP
+#if defined(DPV2_CTX_XDP)
+  return DPV2_CHECKSUM_NONE;
+#elif DPV2_CSUM_KFUNC
   struct sk_buff___dpv2 *skb = bpf_cast_to_kern_ctx(ctx);
   return (int)BPF_CORE_READ_BITFIELD(skb, ip_summed);
 #else
-  return DPV2_CHECKSUM_NONE;
+  return DPV2_CHECKSUM_UNKNOWN;
 #endif
 }
 

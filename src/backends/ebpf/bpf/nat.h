@@ -33,10 +33,12 @@ static __always_inline __u16 load16(DPV2_CTX *ctx, __u32 off, int *err) {
  * TCP or UDP packet whose headers lie in the linear part of the frame. The
  * address, port and IPv4 header checksum are written in place; the L4
  * checksum follows the same two RFC 1624 steps as the general path (address,
- * then port), in place as well unless the skb carries CHECKSUM_COMPLETE:
- * its skb->csum must follow the bytes, which only bpf_l4_csum_replace can
- * do (csum.h), last, since it voids packet pointers. The two helper calls
- * cost ~100-150 ns a translated packet here (docs/datapath.md). 1 when
+ * then port), in place as well unless the skb carries CHECKSUM_COMPLETE
+ * (its skb->csum must follow the bytes, which only bpf_l4_csum_replace can
+ * do) or the object cannot read the skb's state (the helper-only build,
+ * DPV2_CSUM_KFUNC 0, csum.h): then through the helper, last, since it voids
+ * packet pointers. The two helper calls cost ~100-150 ns a translated
+ * packet here (docs/datapath.md). 1 when
  * done, 0 when the packet needs the general path, < 0 a drop reason. */
 static __always_inline int nat_rewrite_direct(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int src,
                                               const struct dpv2_addr *addr, __be16 port) {
@@ -97,6 +99,7 @@ static __always_inline int nat_rewrite_direct(DPV2_CTX *ctx, struct dpv2_pkt *pk
     }
 #ifndef DPV2_CTX_XDP
     else {
+      /* CHECKSUM_COMPLETE, or a state this object cannot read. */
       const __u32 csum_off = l4 + (tcp ? 16 : 6);
       if (l4_csum_replace(ctx, csum_off, old.b, addr->b, alen, 1) < 0 ||
           (old_port != port && l4_csum_replace(ctx, csum_off, &old_port, &port, 2, 0) < 0)) {
