@@ -31,6 +31,8 @@
 //   view_bench --size 10000 --pods 0 --policies 0   one size, Services and
 //                         endpoints only (--pods: pods per Service, 0-10,
 //                         default 5; --policies: per 100 Services, default 10)
+//   view_bench --size 10000 --repeats 1 --full-only   one full sync and
+//                         nothing else (for perf record / callgrind)
 //   view_bench --maglev-slots-per-backend 0   every Maglev table at
 //                         maglev_table_size, as before per-Service sizes
 //                         (default: DatapathConfig's, 100)
@@ -291,7 +293,7 @@ std::optional<KindBytes> HeapPerKind(int services, const std::vector<Json>& clus
   return k;
 }
 
-int Run(int services, const Mix& mix, int full_repeats, int change_repeats) {
+int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool full_only) {
   const std::vector<Json> cluster = MakeCluster(services, mix);
   const dpv2::DatapathConfig config = BenchConfig(services);
   Phases full;
@@ -352,6 +354,12 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats) {
     view.emplace(std::move(*v));
   }
 
+  if (full_only) {
+    full.Print("full sync", services, " %9.1f %9.1f |");
+    full_cpu.Print("full, CPU", services, " %9.1f %9.1f |");
+    std::fflush(stdout);
+    return 0;
+  }
   // One endpoint change as a watch delivers it: the slice's new JSON.
   std::mt19937 rng(42);
   std::vector<std::vector<bool>> ready(services, std::vector<bool>(kEndpointsPerService, true));
@@ -419,6 +427,8 @@ int main(int argc, char** argv) {
   int max = 10000;
   int changes = 0;
   int size = 0;
+  int repeats = 0;
+  bool full_only = false;
   Mix mix;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
@@ -429,6 +439,10 @@ int main(int argc, char** argv) {
       changes = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
       size = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--repeats") == 0 && i + 1 < argc) {
+      repeats = std::max(1, std::atoi(argv[++i]));
+    } else if (std::strcmp(argv[i], "--full-only") == 0) {
+      full_only = true;
     } else if (std::strcmp(argv[i], "--pods") == 0 && i + 1 < argc) {
       mix.pods_per_service = std::clamp(std::atoi(argv[++i]), 0, kEndpointsPerService);
     } else if (std::strcmp(argv[i], "--policies") == 0 && i + 1 < argc) {
@@ -438,6 +452,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--quick] [--max SERVICES] [--size SERVICES] [--changes N] "
+                   "[--repeats FULL_SYNCS] [--full-only] "
                    "[--pods PER_SERVICE] [--policies PER_100_SERVICES] "
                    "[--maglev-slots-per-backend N]\n",
                    argv[0]);
@@ -457,9 +472,9 @@ int main(int argc, char** argv) {
     if (services > max || (quick && services > 1000)) {
       continue;
     }
-    const int full_repeats = quick ? 1 : (services >= 10000 ? 3 : 5);
+    const int full_repeats = repeats > 0 ? repeats : quick ? 1 : (services >= 10000 ? 3 : 5);
     const int change_repeats = changes > 0 ? changes : quick ? 20 : 200;
-    if (int rc = Run(services, mix, full_repeats, change_repeats); rc != 0) {
+    if (int rc = Run(services, mix, full_repeats, change_repeats, full_only); rc != 0) {
       return rc;
     }
   }
