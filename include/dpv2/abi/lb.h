@@ -46,7 +46,7 @@ struct dpv2_lb_value {
   __u32 table_id;           /* dpv2 lookup table; 0 when backend_count == 0 */
   __u32 affinity_timeout_s; /* with DPV2_LB_F_AFFINITY */
   __u16 backend_count;      /* distinct usable backends in the table */
-  __u16 flags;              /* DPV2_LB_F_* */
+  __u16 flags;              /* DPV2_LB_F_*; eBPF: table class in bits 11-15 */
 };
 
 /* dpv2_backend.flags */
@@ -72,15 +72,34 @@ struct dpv2_backend {
  * (a change writes a new id), so its M and its slots cannot disagree, in no
  * datapath and in no dump, and the frontend switch stays the one update of
  * table_id. The in-memory datapaths (sim, DPDK) hold each table at its own
- * length and need no field at all. In the eBPF map every value has the room
- * of the largest table: word DPV2_LB_TABLE_SIZE_WORD holds M, then M slots
- * from word DPV2_LB_TABLE_FIRST_SLOT, the rest zero; a value is
- * DPV2_LB_TABLE_WORDS(maglev_table_size) words. The price is that a new
- * connection reads the table's first word as well as its slot. */
+ * length and need no field at all. An eBPF value is word
+ * DPV2_LB_TABLE_SIZE_WORD = M, then M slots from word
+ * DPV2_LB_TABLE_FIRST_SLOT, then zeros up to its size class's room. The
+ * price is that a new connection reads the table's first word as well as
+ * its slot. */
 #define DPV2_MAGLEV_DEFAULT_SIZE 16381
 #define DPV2_LB_TABLE_SIZE_WORD 0
 #define DPV2_LB_TABLE_FIRST_SLOT 1
 #define DPV2_LB_TABLE_WORDS(max_slots) ((max_slots) + 1)
+
+/* Size classes of the eBPF lookup tables: one hash map per step of the
+ * Maglev size ladder (kMaglevSizeLadder in dpv2/maglev.h: 251, 509, ...,
+ * 16,777,213), each value with room for that step's slots (the class that
+ * holds maglev_table_size: for exactly that many), so that a table costs
+ * the memory of its own M, not of the largest table. A table of M slots is
+ * in the first class whose step is >= M.
+ *
+ * The frontend names its table's class in bits 11-15 of dpv2_lb_value.flags
+ * (DPV2_LB_F_TABLE_CLASS): the eBPF loader sets them when it writes the
+ * frontend and clears them in its dump; the core, sim and DPDK leave them 0.
+ * So a switch to a table of another class is still one update of the
+ * frontend's value, and table ids keep their whole range (the core's ids
+ * only grow). src/backends/ebpf/table_class.h checks that the classes fit. */
+#define DPV2_LB_TABLE_CLASSES 17
+#define DPV2_LB_TABLE_CLASS_SHIFT 11
+#define DPV2_LB_F_TABLE_CLASS (0x1fu << DPV2_LB_TABLE_CLASS_SHIFT)
+#define DPV2_LB_TABLE_CLASS_OF(flags) \
+  (((flags) & DPV2_LB_F_TABLE_CLASS) >> DPV2_LB_TABLE_CLASS_SHIFT)
 
 /* sessionAffinity ClientIP state, keyed per frontend and client address. */
 struct dpv2_affinity_key {

@@ -95,7 +95,8 @@ struct UndoRecord {
 // the kernel in batch calls (one syscall per map and chunk).
 class MapTransaction {
  public:
-  MapTransaction(const BpfMap& tables, std::vector<RetiredTable>& retired)
+  MapTransaction(const std::array<BpfMap, kTableClasses>& tables,
+                 std::vector<RetiredTable>& retired)
       : tables_(tables), retired_(retired) {}
 
   // How many entries `map` held before the batch (the validation model's
@@ -146,29 +147,33 @@ class MapTransaction {
     }
     return s;
   }
-  // Whole lookup tables, `slots` values of M ids back to back. When the map
-  // is full, `make_room` may free space (retired tables) and say so; the
-  // write is then tried once more.
-  absl::Status PutTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& values,
+  // Whole lookup tables of one size class, values of the class's room back
+  // to back. When the map is full, `make_room` may free space (retired
+  // tables) and say so; the write is then tried once more.
+  absl::Status PutTables(uint32_t table_class, const std::vector<uint32_t>& ids,
+                         const std::vector<uint32_t>& values,
                          const std::function<bool()>& make_room) {
-    DPV2_RETURN_IF_ERROR(Begin(tables_, ids.size()));
+    const BpfMap& map = tables_[table_class];
+    DPV2_RETURN_IF_ERROR(Begin(map, ids.size()));
     for (const uint32_t& id : ids) {
-      DPV2_RETURN_IF_ERROR(Record(tables_, &id));
+      DPV2_RETURN_IF_ERROR(Record(map, &id));
     }
     const uint32_t n = static_cast<uint32_t>(ids.size());
-    absl::Status s = tables_.UpdateBatch(ids.data(), values.data(), n);
+    absl::Status s = map.UpdateBatch(ids.data(), values.data(), n);
     if (absl::IsResourceExhausted(s) && make_room()) {
-      s = tables_.UpdateBatch(ids.data(), values.data(), n);
+      s = map.UpdateBatch(ids.data(), values.data(), n);
     }
     return s;
   }
-  // Lookup tables deleted by the batch: retired now, deleted from the map
-  // after the grace period.
-  void RetireTables(const std::vector<uint32_t>& ids) {
+  // Lookup tables deleted by the batch (`classes[i]` holds `ids[i]`):
+  // retired now, deleted from their map after the grace period.
+  void RetireTables(const std::vector<uint32_t>& ids, const std::vector<uint32_t>& classes) {
     const uint64_t release = MonotonicNs() + kTableGraceNs;
-    for (uint32_t id : ids) {
-      retired_.push_back({.id = id, .release_after_ns = release});
-      log_.push_back({.map = &tables_, .key = Bytes(&id, sizeof(id)), .retired = true});
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const uint32_t id = ids[i];
+      retired_.push_back({.id = id, .table_class = classes[i], .release_after_ns = release});
+      log_.push_back(
+          {.map = &tables_[classes[i]], .key = Bytes(&id, sizeof(id)), .retired = true});
     }
   }
 
@@ -180,11 +185,13 @@ class MapTransaction {
         retired_.pop_back();
       } else if (it->old_value.has_value()) {
         it->map->Update(it->key.data(), it->old_value->data()).IgnoreError();
-      } else if (it->map == &tables_) {
+      } else if (it->map >= tables_.data() && it->map < tables_.data() + tables_.size()) {
         // A frontend may have pointed to it for a moment: retire, not delete.
         uint32_t id;
         std::memcpy(&id, it->key.data(), sizeof(id));
-        retired_.push_back({.id = id, .release_after_ns = MonotonicNs() + kTableGraceNs});
+        retired_.push_back({.id = id,
+                            .table_class = static_cast<uint32_t>(it->map - tables_.data()),
+                            .release_after_ns = MonotonicNs() + kTableGraceNs});
       } else {
         it->map->Delete(it->key.data()).IgnoreError();
       }
@@ -264,11 +271,35 @@ class MapTransaction {
     return absl::OkStatus();
   }
 
-  const BpfMap& tables_;
+  const std::array<BpfMap, kTableClasses>& tables_;
   std::vector<RetiredTable>& retired_;
   std::vector<UndoRecord> log_;
   absl::flat_hash_map<const BpfMap*, Plan> plans_;
 };
+
+// A table write its class map had no room for (after retired tables were
+// released), named by the first of `ids` the map lacks (a batch update stops
+// at the first failure) and by the frontends the batch points to it.
+absl::Status TableWriteError(const absl::Status& s, const BpfMap& map,
+                             const std::vector<uint32_t>& ids, const ChangeBatch& b) {
+  std::vector<uint32_t> value(map.value_size() / sizeof(uint32_t));
+  uint32_t failed = ids.empty() ? 0 : ids.front();
+  for (uint32_t id : ids) {
+    if (absl::StatusOr<bool> found = map.Lookup(&id, value.data()); found.ok() && !*found) {
+      failed = id;
+      break;
+    }
+  }
+  std::string frontends;
+  for (const ServiceEntry& e : b.services_upsert) {
+    if (e.value.table_id == failed) {
+      absl::StrAppend(&frontends, frontends.empty() ? "" : ", ", DescribeServiceKey(e.key));
+    }
+  }
+  return absl::Status(s.code(), absl::StrCat("lookup table ", failed, " of frontend ",
+                                             frontends.empty() ? "(none in the batch)" : frontends,
+                                             ": ", s.message()));
+}
 
 bool IsArray(const bpf_map* map) {
   const bpf_map_type t = bpf_map__type(map);
@@ -315,7 +346,7 @@ EbpfBackend::~EbpfBackend() {
   }
   // Pinned maps outlive this process: leave no retired table behind for the
   // next one to find (unpinned, the maps go with the skeleton).
-  if (!options_.pin_path.empty() && tables_.fd() >= 0) {
+  if (!options_.pin_path.empty() && table_classes_[0].fd() >= 0) {
     ReleaseRetiredTables(/*wait=*/true).IgnoreError();
   }
   // A pinned instance keeps its programs attached: the next process replaces
@@ -352,9 +383,11 @@ absl::Status EbpfBackend::Init() {
   auto& m = skel_->get()->maps;
   services_ = MapOf<dpv2_lb_key, dpv2_lb_value>(m.dpv2_services);
   backends_ = MapOf<uint32_t, dpv2_backend>(m.dpv2_backends);
-  tables_ = BpfMap(bpf_map__fd(m.dpv2_lookup_tables), bpf_map__name(m.dpv2_lookup_tables),
-                   sizeof(uint32_t),
-                   DPV2_LB_TABLE_WORDS(options_.config.maglev_table_size) * sizeof(uint32_t));
+  const std::array<bpf_map*, kTableClasses> classes = TableClassMaps(m);
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    table_classes_[k] = BpfMap(bpf_map__fd(classes[k]), bpf_map__name(classes[k]),
+                               sizeof(uint32_t), bpf_map__value_size(classes[k]));
+  }
   source_ranges_ = MapOf<dpv2_src_range_key, uint8_t>(m.dpv2_source_ranges);
   endpoints_ = MapOf<dpv2_endpoint_key, dpv2_endpoint_value>(m.dpv2_endpoints);
   ipcache_ = MapOf<dpv2_ipcache_key, dpv2_ipcache_value>(m.dpv2_ipcache);
@@ -494,6 +527,13 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
                            .endpoints = model_->endpoint_count(),
                            .ipcache = model_->ipcache_count(),
                            .policy = model_->policy_count()};
+  // The class of each table the batch deletes, while the model still knows
+  // its size (a table it does not know is in no map: class 0 finds nothing).
+  std::vector<uint32_t> deleted_classes;
+  deleted_classes.reserve(batch.tables_delete.size());
+  for (uint32_t id : batch.tables_delete) {
+    deleted_classes.push_back(TableClassOf(model_->FindTable(id).size()));
+  }
   // The model rejects a bad batch before any map changes.
   DPV2_RETURN_IF_ERROR(model_->Apply(batch));
   absl::Status s = absl::OkStatus();
@@ -512,7 +552,7 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
     }
   }
   if (s.ok()) {
-    s = ApplyToMaps(batch, before);
+    s = ApplyToMaps(batch, before, deleted_classes);
     // Whatever the maps now hold (written or undone), established flows
     // check it again at their next forward packet (bpf/revision.h).
     if (absl::Status r = skel_->BumpRevision(); s.ok()) {
@@ -530,28 +570,33 @@ absl::Status EbpfBackend::Apply(const ChangeBatch& batch) {
   return absl::OkStatus();
 }
 
-absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& before) {
+absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& before,
+                                      const std::vector<uint32_t>& deleted_classes) {
   DPV2_RETURN_IF_ERROR(ReleaseRetiredTables(/*wait=*/false));
   if (!retired_tables_.empty() && !b.tables_upsert.empty()) {
-    // An id written again while retired would be replaced in place under a
-    // packet that may still read it: let its grace period end first.
-    absl::flat_hash_set<uint32_t> retired;
+    // An id written again to the class map where it is retired would be
+    // replaced in place under a packet that may still read it: let its
+    // grace period end first.
+    absl::flat_hash_set<std::pair<uint32_t, uint32_t>> retired;
     for (const RetiredTable& r : retired_tables_) {
-      retired.insert(r.id);
+      retired.insert({r.table_class, r.id});
     }
     for (const LookupTable& t : b.tables_upsert) {
-      if (retired.contains(t.id)) {
+      if (retired.contains({TableClassOf(t.slots.size()), t.id})) {
         DPV2_RETURN_IF_ERROR(ReleaseRetiredTables(/*wait=*/true));
         break;
       }
     }
   }
-  MapTransaction tx(tables_, retired_tables_);
+  MapTransaction tx(table_classes_, retired_tables_);
   // The model holds exactly what these maps hold (only this loader writes
   // them), except retired tables: an id written again was released above.
   tx.Describe(services_, before.services, /*lpm=*/false);
   tx.Describe(backends_, before.backends, /*lpm=*/false);
-  tx.Describe(tables_, before.tables, /*lpm=*/false);
+  for (const BpfMap& table_class : table_classes_) {
+    // The count of all classes: an upper bound of this one's.
+    tx.Describe(table_class, before.tables, /*lpm=*/false);
+  }
   tx.Describe(source_ranges_, before.source_ranges, /*lpm=*/true);
   tx.Describe(endpoints_, before.endpoints, /*lpm=*/false);
   tx.Describe(ipcache_, before.ipcache, /*lpm=*/true);
@@ -570,25 +615,33 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& b
   auto body = [&]() -> absl::Status {
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(backends_, b.backends_upsert, &BackendEntry::id, &BackendEntry::value));
-    // Whole tables, complete before a frontend points to them: each value
-    // is the table's M, its slots, then zeros up to the largest table's
-    // room (abi/lb.h). The model checked 1 <= M <= maglev_table_size.
-    const size_t words = DPV2_LB_TABLE_WORDS(options_.config.maglev_table_size);
-    const size_t per_call = std::max<size_t>(1, kTableBytesPerCall / (words * sizeof(uint32_t)));
+    // Whole tables, complete before a frontend points to them, each in its
+    // size class's map: the table's M, its slots, then zeros up to the
+    // class's room (abi/lb.h). The model checked 1 <= M <= maglev_table_size.
+    std::array<std::vector<const LookupTable*>, kTableClasses> by_class;
+    for (const LookupTable& t : b.tables_upsert) {
+      by_class[TableClassOf(t.slots.size())].push_back(&t);
+    }
     std::vector<uint32_t> ids, values;
-    for (size_t first = 0; first < b.tables_upsert.size(); first += per_call) {
-      const size_t end = std::min(b.tables_upsert.size(), first + per_call);
-      ids.clear();
-      values.assign((end - first) * words, 0);
-      for (size_t i = first; i < end; ++i) {
-        const std::vector<uint32_t>& slots = b.tables_upsert[i].slots;
-        ids.push_back(b.tables_upsert[i].id);
-        uint32_t* value = values.data() + (i - first) * words;
-        value[DPV2_LB_TABLE_SIZE_WORD] = static_cast<uint32_t>(slots.size());
-        std::copy(slots.begin(), slots.end(), value + DPV2_LB_TABLE_FIRST_SLOT);
-      }
-      if (absl::Status s = tx.PutTables(ids, values, make_room); !s.ok()) {
-        return room.ok() ? s : room;
+    for (uint32_t k = 0; k < kTableClasses; ++k) {
+      const std::vector<const LookupTable*>& tables = by_class[k];
+      const size_t words = DPV2_LB_TABLE_WORDS(TableClassSlots(options_.config, k));
+      const size_t per_call =
+          std::max<size_t>(1, kTableBytesPerCall / (words * sizeof(uint32_t)));
+      for (size_t first = 0; first < tables.size(); first += per_call) {
+        const size_t end = std::min(tables.size(), first + per_call);
+        ids.clear();
+        values.assign((end - first) * words, 0);
+        for (size_t i = first; i < end; ++i) {
+          const std::vector<uint32_t>& slots = tables[i]->slots;
+          ids.push_back(tables[i]->id);
+          uint32_t* value = values.data() + (i - first) * words;
+          value[DPV2_LB_TABLE_SIZE_WORD] = static_cast<uint32_t>(slots.size());
+          std::copy(slots.begin(), slots.end(), value + DPV2_LB_TABLE_FIRST_SLOT);
+        }
+        if (absl::Status s = tx.PutTables(k, ids, values, make_room); !s.ok()) {
+          return room.ok() ? TableWriteError(s, table_classes_[k], ids, b) : room;
+        }
       }
     }
     DPV2_RETURN_IF_ERROR(tx.PutKeys(source_ranges_, b.source_ranges_upsert, present));
@@ -598,14 +651,24 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& b
         tx.PutMany(ipcache_, b.ipcache_upsert, &IpcacheEntry::key, &IpcacheEntry::value));
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(policy_, b.policy_upsert, &PolicyEntry::key, &PolicyEntry::value));
+    // Each frontend names its table's class (abi/lb.h); the batch's own
+    // class bits, if any, mean nothing.
+    std::vector<ServiceEntry> services = b.services_upsert;
+    for (ServiceEntry& e : services) {
+      e.value.flags &= static_cast<uint16_t>(~DPV2_LB_F_TABLE_CLASS);
+      if (e.value.table_id != 0) {
+        const uint32_t k = TableClassOf(model_->FindTable(e.value.table_id).size());
+        e.value.flags |= static_cast<uint16_t>(k << DPV2_LB_TABLE_CLASS_SHIFT);
+      }
+    }
     DPV2_RETURN_IF_ERROR(
-        tx.PutMany(services_, b.services_upsert, &ServiceEntry::key, &ServiceEntry::value));
+        tx.PutMany(services_, services, &ServiceEntry::key, &ServiceEntry::value));
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(services_, b.services_delete));
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(policy_, b.policy_delete));
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(ipcache_, b.ipcache_delete));
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(endpoints_, b.endpoints_delete));
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(source_ranges_, b.source_ranges_delete));
-    tx.RetireTables(b.tables_delete);
+    tx.RetireTables(b.tables_delete, deleted_classes);
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(backends_, b.backends_delete));
     return absl::OkStatus();
   };
@@ -680,16 +743,29 @@ absl::Status EbpfBackend::Reset() {
     }
     return s;
   }));
-  retired_tables_.clear();  // gone with the rest of the table map
+  retired_tables_.clear();  // gone with the rest of the table maps
   xdp_served_ = 0;
   model_ = std::make_unique<DatapathTables>(options_.config);
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> EbpfBackend::LookupTablesInMap() {
+absl::StatusOr<std::array<size_t, kTableClasses>> EbpfBackend::LookupTablesPerClass() {
   absl::MutexLock lock(&mu_);
-  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, tables_.Keys());
-  return keys.size();
+  std::array<size_t, kTableClasses> n{};
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, table_classes_[k].Keys());
+    n[k] = keys.size();
+  }
+  return n;
+}
+
+absl::StatusOr<size_t> EbpfBackend::LookupTablesInMap() {
+  DPV2_ASSIGN_OR_RETURN(auto per_class, LookupTablesPerClass());
+  size_t n = 0;
+  for (size_t k : per_class) {
+    n += k;
+  }
+  return n;
 }
 
 absl::Status EbpfBackend::ReleaseRetiredTables(bool wait) {
@@ -709,12 +785,14 @@ absl::Status EbpfBackend::ReleaseRetiredTables(bool wait) {
   while (n < retired_tables_.size() && retired_tables_[n].release_after_ns <= now) {
     ++n;
   }
-  std::vector<uint32_t> ids;
-  ids.reserve(n);
+  std::array<std::vector<uint32_t>, kTableClasses> ids;
   for (size_t i = 0; i < n; ++i) {
-    ids.push_back(retired_tables_[i].id);
+    ids[retired_tables_[i].table_class].push_back(retired_tables_[i].id);
   }
-  DPV2_RETURN_IF_ERROR(tables_.DeleteBatch(ids.data(), static_cast<uint32_t>(ids.size())));
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    DPV2_RETURN_IF_ERROR(
+        table_classes_[k].DeleteBatch(ids[k].data(), static_cast<uint32_t>(ids[k].size())));
+  }
   retired_tables_.erase(retired_tables_.begin(), retired_tables_.begin() + n);
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 #ifndef DPV2_BACKENDS_EBPF_EBPF_BACKEND_H_
 #define DPV2_BACKENDS_EBPF_EBPF_BACKEND_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -22,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "backends/ebpf/bpf_map.h"
 #include "backends/ebpf/skeleton.h"
+#include "backends/ebpf/table_class.h"
 #include "core/datapath/datapath_tables.h"
 #include "dpv2/backend.h"
 #include "dpv2/ebpf.h"
@@ -35,6 +37,7 @@ namespace dpv2::ebpf {
 // program can still be reading it (ebpf_backend.cc, "Retired tables").
 struct RetiredTable {
   uint32_t id;
+  uint32_t table_class;       // the class map it is in (table_class.h)
   uint64_t release_after_ns;  // CLOCK_MONOTONIC
 };
 
@@ -88,9 +91,10 @@ class EbpfBackend : public Backend {
   const EbpfLoadReport& load_report() const { return skel_->report(); }
   // RunPacket frames the XDP program served by itself (not handed to tc).
   uint64_t xdp_served() const { return xdp_served_; }
-  // Lookup tables the map holds, retired ones (deleted, waiting out their
-  // grace period) included.
+  // Lookup tables the class maps hold, retired ones (deleted, waiting out
+  // their grace period) included: in all, and per size class.
   absl::StatusOr<size_t> LookupTablesInMap();
+  absl::StatusOr<std::array<size_t, kTableClasses>> LookupTablesPerClass();
   // Attaches the from-pod program at tc ingress of `ifindex` (atomic replace).
   absl::Status AttachFromPod(uint32_t ifindex);
 
@@ -113,7 +117,10 @@ class EbpfBackend : public Backend {
   struct EntryCounts {
     size_t services, backends, tables, source_ranges, endpoints, ipcache, policy;
   };
-  absl::Status ApplyToMaps(const ChangeBatch& batch, const EntryCounts& before);
+  // `deleted_classes[i]`: the class of batch.tables_delete[i] (the model
+  // forgets a deleted table's size).
+  absl::Status ApplyToMaps(const ChangeBatch& batch, const EntryCounts& before,
+                           const std::vector<uint32_t>& deleted_classes);
   // Deletes the retired tables whose grace period is over; with `wait`,
   // first sleeps until every retired table's is.
   absl::Status ReleaseRetiredTables(bool wait);
@@ -143,7 +150,8 @@ class EbpfBackend : public Backend {
   std::unique_ptr<DatapathSkeleton> skel_;
   // What the maps hold, for validating batches exactly as the sim does.
   std::unique_ptr<DatapathTables> model_;
-  BpfMap services_, backends_, tables_, source_ranges_, endpoints_, ipcache_, policy_;
+  BpfMap services_, backends_, source_ranges_, endpoints_, ipcache_, policy_;
+  std::array<BpfMap, kTableClasses> table_classes_;  // by size class
   BpfMap ct_tcp_, ct_other_, affinity_, counters_, drops_;
   std::vector<RetiredTable> retired_tables_;  // oldest first
   ring_buffer* ring_ = nullptr;

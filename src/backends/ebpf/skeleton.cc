@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "backends/ebpf/table_class.h"
 #include "core/status_macros.h"
 
 // Only the helper-only tc object's bytes are used: the dpv2_tc skeleton is
@@ -53,7 +54,9 @@ absl::Status SetSize(bpf_map* map, uint32_t entries) {
 template <typename Rodata>
 void SetTunables(Rodata* r, const DatapathConfig& c, uint64_t clock_offset_ns) {
   constexpr uint64_t kNs = 1'000'000'000ull;
-  r->cfg_maglev_size = c.maglev_table_size;
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    r->cfg_table_class_slots[k] = TableClassSlots(c, k);
+  }
   r->cfg_ct_tcp_established_ns = c.timeouts.tcp_established_s * kNs;
   r->cfg_ct_tcp_syn_ns = c.timeouts.tcp_syn_s * kNs;
   r->cfg_ct_tcp_close_ns = c.timeouts.tcp_close_s * kNs;
@@ -287,12 +290,19 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
   }
 
   auto& m = skel_->maps;
-  // A lookup table is one value: its size M, then room for the largest
-  // table's slots (abi/lb.h, bpf/maglev.h).
-  if (int err = bpf_map__set_value_size(
-          m.dpv2_lookup_tables, DPV2_LB_TABLE_WORDS(c.maglev_table_size) * sizeof(uint32_t));
-      err != 0) {
-    return LibbpfError("lookup tables: set value size", err);
+  // Lookup tables: one map per size class, a value is a table's M then room
+  // for its class's slots (abi/lb.h, bpf/maglev.h). A class above
+  // maglev_table_size holds nothing: one entry of one word. Any class may
+  // hold every table (all Services of one size).
+  const std::array<bpf_map*, kTableClasses> classes = TableClassMaps(m);
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    const uint32_t slots = TableClassSlots(c, k);
+    if (int err = bpf_map__set_value_size(classes[k],
+                                          DPV2_LB_TABLE_WORDS(slots) * sizeof(uint32_t));
+        err != 0) {
+      return LibbpfError(absl::StrCat("map ", bpf_map__name(classes[k]), ": set value size"), err);
+    }
+    DPV2_RETURN_IF_ERROR(SetSize(classes[k], slots == 0 ? 1 : c.max_tables));
   }
   if (conntrack_prealloc) {
     for (bpf_map* map : {m.dpv2_ct_tcp, m.dpv2_ct_other}) {
@@ -302,8 +312,7 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
       }
     }
   }
-  for (auto [map, size] : {std::pair{m.dpv2_lookup_tables, c.max_tables},
-                           {m.dpv2_services, c.max_services},
+  for (auto [map, size] : {std::pair{m.dpv2_services, c.max_services},
                            {m.dpv2_backends, c.max_backends},
                            {m.dpv2_source_ranges, c.max_source_ranges},
                            {m.dpv2_affinity, c.max_affinity},
@@ -345,11 +354,26 @@ absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return LibbpfError(absl::StrCat("pin directory ", dir), errno);
   }
+  // Builds before the size classes kept every lookup table in one map of
+  // this name, which the services' table ids point into.
+  const std::string single_table_map = absl::StrCat(dir, "/dpv2_lookup_tables");
+  if (access(single_table_map.c_str(), F_OK) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ebpf datapath: pinned map dpv2_lookup_tables (", single_table_map,
+        "): the one lookup-table map of an older build (tables are now in dpv2_tables_0 to _",
+        kTableClasses - 1, ", a map per size class); remove that pin and ", dir,
+        "/dpv2_services, which points into it (the agent writes both again)"));
+  }
   auto& m = skel_->maps;
-  for (bpf_map* map : {m.dpv2_counters, m.dpv2_drops, m.dpv2_events, m.dpv2_lookup_tables,
-                       m.dpv2_services, m.dpv2_backends, m.dpv2_source_ranges, m.dpv2_affinity,
-                       m.dpv2_ct_tcp, m.dpv2_ct_other, m.dpv2_endpoints, m.dpv2_ipcache,
-                       m.dpv2_policy, m.dpv2_revision}) {
+  std::vector<bpf_map*> pinned = {m.dpv2_counters, m.dpv2_drops,    m.dpv2_events,
+                                  m.dpv2_services, m.dpv2_backends, m.dpv2_source_ranges,
+                                  m.dpv2_affinity, m.dpv2_ct_tcp,   m.dpv2_ct_other,
+                                  m.dpv2_endpoints, m.dpv2_ipcache, m.dpv2_policy,
+                                  m.dpv2_revision};
+  for (bpf_map* table_class : TableClassMaps(m)) {
+    pinned.push_back(table_class);
+  }
+  for (bpf_map* map : pinned) {
     std::string path = absl::StrCat(dir, "/", bpf_map__name(map));
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0) {
       return LibbpfError(absl::StrCat("pin path ", path), err);
@@ -391,7 +415,13 @@ DatapathSkeleton::SetAsideIncompatiblePins() {
       return LibbpfError(absl::StrCat("inspect pinned map ", path), err);
     }
     // What libbpf compares before it reuses a pin.
-    const bool conntrack = map == skel_->maps.dpv2_ct_tcp || map == skel_->maps.dpv2_ct_other;
+    // Values that only grow at their end: conntrack's (an older layout) and
+    // a lookup-table class's (a larger maglev_table_size: M and the slots
+    // stay, zeros follow).
+    const std::array<bpf_map*, kTableClasses> table_classes = TableClassMaps(skel_->maps);
+    const bool grows_at_end =
+        map == skel_->maps.dpv2_ct_tcp || map == skel_->maps.dpv2_ct_other ||
+        std::find(table_classes.begin(), table_classes.end(), map) != table_classes.end();
     std::string refusal;
     if (info.type != static_cast<uint32_t>(bpf_map__type(map))) {
       refusal = absl::StrCat("map type ", info.type, ", this build's is ", bpf_map__type(map));
@@ -399,7 +429,7 @@ DatapathSkeleton::SetAsideIncompatiblePins() {
       refusal = absl::StrCat("key size ", info.key_size, ", this build's is ",
                              bpf_map__key_size(map));
     } else if (info.value_size != bpf_map__value_size(map) &&
-               !(conntrack && info.value_size < bpf_map__value_size(map))) {
+               !(grows_at_end && info.value_size < bpf_map__value_size(map))) {
       refusal = absl::StrCat("value size ", info.value_size, ", this build's is ",
                              bpf_map__value_size(map));
     } else if (info.value_size == bpf_map__value_size(map) &&
@@ -469,7 +499,6 @@ absl::Status DatapathSkeleton::Load() {
     for (auto [mine, owner] : {std::pair{x.dpv2_counters, t.dpv2_counters},
                                {x.dpv2_drops, t.dpv2_drops},
                                {x.dpv2_events, t.dpv2_events},
-                               {x.dpv2_lookup_tables, t.dpv2_lookup_tables},
                                {x.dpv2_services, t.dpv2_services},
                                {x.dpv2_backends, t.dpv2_backends},
                                {x.dpv2_source_ranges, t.dpv2_source_ranges},
@@ -484,6 +513,11 @@ absl::Status DatapathSkeleton::Load() {
       if (absl::Status s = Reuse(mine, owner); !s.ok()) {
         return s;
       }
+    }
+    const std::array<bpf_map*, kTableClasses> mine = TableClassMaps(x);
+    const std::array<bpf_map*, kTableClasses> owner = TableClassMaps(t);
+    for (uint32_t k = 0; k < kTableClasses; ++k) {
+      DPV2_RETURN_IF_ERROR(Reuse(mine[k], owner[k]));
     }
     if (int err = dpv2_xdp__load(xdp_); err != 0) {
       return LibbpfError("load XDP object (verifier; see libbpf log)", err);

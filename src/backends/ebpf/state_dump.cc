@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -50,34 +51,51 @@ absl::StatusOr<ChangeBatch> EbpfBackend::ReadMaps() const {
     }
   }
   // Retired tables are gone from the datapath's view (they wait out a grace
-  // period in the map).
-  absl::flat_hash_set<uint32_t> retired;
+  // period in their class map).
+  absl::flat_hash_set<std::pair<uint32_t, uint32_t>> retired;
   for (const RetiredTable& r : retired_tables_) {
-    retired.insert(r.id);
+    retired.insert({r.table_class, r.id});
   }
-  DPV2_ASSIGN_OR_RETURN(keys, tables_.Keys());
+  // Every class map, each table at its own M slots (abi/lb.h). A table
+  // must sit in the class its M gives: the writer puts it there and tags
+  // its frontends so.
+  absl::flat_hash_map<uint32_t, uint32_t> class_of;  // table id -> class
   std::vector<uint32_t> value;
-  for (const std::string& k : keys) {
-    LookupTable t;
-    std::memcpy(&t.id, k.data(), sizeof(t.id));
-    if (retired.contains(t.id)) {
-      continue;
+  for (uint32_t k = 0; k < kTableClasses; ++k) {
+    const BpfMap& map = table_classes_[k];
+    DPV2_ASSIGN_OR_RETURN(keys, map.Keys());
+    value.resize(map.value_size() / sizeof(uint32_t));
+    for (const std::string& key : keys) {
+      LookupTable t;
+      std::memcpy(&t.id, key.data(), sizeof(t.id));
+      if (retired.contains({k, t.id})) {
+        continue;
+      }
+      DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(&t.id, value.data()));
+      if (!found) {
+        continue;
+      }
+      const uint32_t m = value[DPV2_LB_TABLE_SIZE_WORD];
+      const uint32_t max_slots = options_.config.maglev_table_size;
+      if (m == 0 || m > max_slots) {
+        return absl::DataLossError(absl::StrCat("dump: lookup table ", t.id, " in ", map.name(),
+                                                ": size word ", m,
+                                                ", want 1 to maglev_table_size ", max_slots));
+      }
+      if (TableClassOf(m) != k) {
+        return absl::DataLossError(absl::StrCat("dump: lookup table ", t.id, " in ", map.name(),
+                                                ": ", m, " slots belong in ",
+                                                table_classes_[TableClassOf(m)].name()));
+      }
+      if (!class_of.emplace(t.id, k).second) {
+        return absl::DataLossError(absl::StrCat("dump: lookup table ", t.id, " is in ",
+                                                table_classes_[class_of[t.id]].name(), " and ",
+                                                map.name()));
+      }
+      const uint32_t* first = value.data() + DPV2_LB_TABLE_FIRST_SLOT;
+      t.slots.assign(first, first + m);
+      b.tables_upsert.push_back(std::move(t));
     }
-    // The table's own M slots out of the value's room (abi/lb.h).
-    const uint32_t max_slots = options_.config.maglev_table_size;
-    value.resize(DPV2_LB_TABLE_WORDS(max_slots));
-    DPV2_ASSIGN_OR_RETURN(bool found, tables_.Lookup(&t.id, value.data()));
-    if (!found) {
-      continue;
-    }
-    const uint32_t m = value[DPV2_LB_TABLE_SIZE_WORD];
-    if (m == 0 || m > max_slots) {
-      return absl::DataLossError(absl::StrCat("dump: lookup table ", t.id, ": size word ", m,
-                                              ", want 1 to maglev_table_size ", max_slots));
-    }
-    const uint32_t* first = value.data() + DPV2_LB_TABLE_FIRST_SLOT;
-    t.slots.assign(first, first + m);
-    b.tables_upsert.push_back(std::move(t));
   }
   DPV2_ASSIGN_OR_RETURN(keys, source_ranges_.Keys());
   for (const std::string& k : keys) {
@@ -89,6 +107,22 @@ absl::StatusOr<ChangeBatch> EbpfBackend::ReadMaps() const {
   DPV2_RETURN_IF_ERROR(ReadEntries(ipcache_, &b.ipcache_upsert));
   DPV2_RETURN_IF_ERROR(ReadEntries(policy_, &b.policy_upsert));
   DPV2_RETURN_IF_ERROR(ReadEntries(services_, &b.services_upsert));
+  // The class bits are this backend's own (abi/lb.h): not in the dump.
+  for (ServiceEntry& e : b.services_upsert) {
+    const uint32_t k = DPV2_LB_TABLE_CLASS_OF(e.value.flags);
+    e.value.flags &= static_cast<uint16_t>(~DPV2_LB_F_TABLE_CLASS);
+    if (k >= kTableClasses) {
+      return absl::DataLossError(absl::StrCat("dump: frontend ", DescribeServiceKey(e.key),
+                                              ": table class ", k, ", want 0 to ",
+                                              kTableClasses - 1));
+    }
+    if (auto it = class_of.find(e.value.table_id); it != class_of.end() && it->second != k) {
+      return absl::DataLossError(absl::StrCat("dump: frontend ", DescribeServiceKey(e.key),
+                                              " looks lookup table ", e.value.table_id, " up in ",
+                                              table_classes_[k].name(), "; it is in ",
+                                              table_classes_[it->second].name()));
+    }
+  }
   SortBatch(&b);
   return b;
 }

@@ -16,15 +16,19 @@
 
 #include <bpf/bpf.h>
 
+#include <array>
 #include <map>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "backends/ebpf/bpf_map.h"
 #include "backends/ebpf/ebpf_backend.h"
+#include "backends/ebpf/table_class.h"
 #include "dpv2/checksum.h"
 #include "dpv2/ebpf.h"
+#include "dpv2/maglev.h"
 #include "dpv2/packet.h"
 
 namespace dpv2 {
@@ -522,9 +526,10 @@ TEST_CASE("a restarted process finds its pinned maps: configuration and connecti
   rmdir(dir);
 }
 
-// Lookup tables live whole in one hash map (bpf/maglev.h); a deleted table
-// waits out a grace period there before it is deleted, since its memory may
-// be reused at once by the next insert (ebpf_backend.cc "Retired tables").
+// Lookup tables live whole in hash maps, one per size class (bpf/maglev.h);
+// a deleted table waits out a grace period there before it is deleted, since
+// its memory may be reused at once by the next insert (ebpf_backend.cc
+// "Retired tables").
 
 // A second backend of the same pod on port 9090 (id 3), and table `table_id`
 // of `backend_id` with the frontend switched to it; `retire` is deleted.
@@ -618,7 +623,10 @@ TEST_CASE("a full table map fails the batch by name and is undone: new tables ar
                              LookupTable{.id = 6, .slots = std::vector<uint32_t>(kM, 3)});
   absl::Status s = b->Apply(batch);
   CHECK(absl::IsResourceExhausted(s));
-  CHECK(absl::StrContains(s.message(), "dpv2_lookup_tables"));
+  INFO(s.message());
+  // The table that did not fit, its frontend and its class map.
+  CHECK(absl::StrContains(s.message(), "lookup table 7 of frontend TCP 10.96.0.10:80 EXT"));
+  CHECK(absl::StrContains(s.message(), "dpv2_tables_0"));
   CHECK(ServedPort(*b, 40005) == 8080);
   CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{5});
   CHECK(TablesInMap(*b) == 2);  // 6 retired: a frontend could have read it
@@ -631,6 +639,127 @@ TEST_CASE("a full table map fails the batch by name and is undone: new tables ar
   INFO(s.ToString());
   CHECK(s.ok());
   CHECK(ServedPort(*b, 40006) == 9090);
+}
+
+BackendEntry OtherBackend(uint32_t id, uint16_t port) {
+  BackendEntry be = ClusterIpBatch().backends_upsert[0];
+  be.id = id;
+  be.value.port = htons(port);
+  return be;
+}
+
+size_t TablesInClass(Backend& b, uint32_t table_class) {
+  absl::StatusOr<std::array<size_t, ebpf::kTableClasses>> n =
+      dynamic_cast<ebpf::EbpfBackend&>(b).LookupTablesPerClass();
+  REQUIRE(n.ok());
+  return (*n)[table_class];
+}
+
+// The frontend value of 10.96.0.10:80 as the services map holds it.
+dpv2_lb_value ServiceInMap(Backend& b) {
+  absl::StatusOr<ebpf::DatapathImage> image = dynamic_cast<ebpf::EbpfBackend&>(b).Image();
+  REQUIRE(image.ok());
+  const dpv2_lb_key key = ClusterIpBatch().services_upsert[0].key;
+  const auto& services = image->maps["dpv2_services"];
+  auto it = services.find(std::string(reinterpret_cast<const char*>(&key), sizeof(key)));
+  REQUIRE(it != services.end());
+  dpv2_lb_value v;
+  REQUIRE(it->second.size() == sizeof(v));
+  std::memcpy(&v, it->second.data(), sizeof(v));
+  return v;
+}
+
+TEST_CASE("a table of each size class serves its frontend from that class's map and dumps at "
+          "its own size, the frontends without class bits") {
+  DatapathConfig config = SmallConfig();
+  config.maglev_table_size = 16381;  // classes 0-6 hold tables, 7-16 none
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  ChangeBatch batch;
+  std::vector<uint32_t> sizes;
+  for (uint32_t k = 0; k <= ebpf::TableClassOf(16381); ++k) {
+    sizes.push_back(kMaglevSizeLadder[k]);
+  }
+  sizes.push_back(300);  // off the ladder: class 1 (509)
+  for (uint32_t i = 0; i < sizes.size(); ++i) {
+    BackendEntry be = OtherBackend(100 + i, static_cast<uint16_t>(8100 + i));
+    batch.backends_upsert.push_back(be);
+    batch.tables_upsert.push_back(
+        LookupTable{.id = 100 + i, .slots = std::vector<uint32_t>(sizes[i], 100 + i)});
+    ServiceEntry svc = ClusterIpBatch().services_upsert[0];
+    svc.key.addr = Addr(("10.96.1." + std::to_string(i + 1)).c_str());
+    svc.value.service_id = 100 + i;
+    svc.value.table_id = 100 + i;
+    svc.value.flags = DPV2_LB_F_LOCAL;
+    batch.services_upsert.push_back(svc);
+  }
+  absl::Status s = b->Apply(batch);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  for (uint32_t i = 0; i < sizes.size(); ++i) {
+    INFO("table of " << sizes[i] << " slots");
+    const std::string vip = "10.96.1." + std::to_string(i + 1);
+    PacketOutcome out = Run(*b, kClientIfindex,
+                            PacketBuilder().IPv4("10.0.1.5", vip.c_str()).Tcp(40000, 80, kTcpSyn).Build());
+    REQUIRE(out.verdict == Verdict::kRedirect);
+    CHECK(ParsePacket(out.outputs[0].frame).pkt.dport == 8100 + i);
+  }
+  // ClusterIpBatch's table 5 (251 slots) and 100 in class 0, 300 slots in class 1.
+  const std::vector<size_t> per_class = {2, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  for (uint32_t k = 0; k < ebpf::kTableClasses; ++k) {
+    INFO("class " << k);
+    CHECK(TablesInClass(*b, k) == per_class[k]);
+  }
+  absl::StatusOr<ChangeBatch> dump = b->DumpState();
+  REQUIRE(dump.ok());
+  std::map<uint32_t, size_t> dumped_sizes;
+  for (const LookupTable& t : dump->tables_upsert) {
+    dumped_sizes[t.id] = t.slots.size();
+  }
+  for (uint32_t i = 0; i < sizes.size(); ++i) {
+    CHECK(dumped_sizes[100 + i] == sizes[i]);
+  }
+  for (const ServiceEntry& e : dump->services_upsert) {
+    CHECK((e.value.flags & DPV2_LB_F_TABLE_CLASS) == 0);
+  }
+}
+
+TEST_CASE("a Service growing across a ladder step moves to the next class's map: its connection "
+          "keeps its backend, new ones use the new table, and the old class entry is freed") {
+  DatapathConfig config = SmallConfig();
+  config.maglev_table_size = 1021;
+  std::unique_ptr<Backend> b = MakeLoaded({.config = config});
+  CHECK(DPV2_LB_TABLE_CLASS_OF(ServiceInMap(*b).flags) == 0);
+  std::vector<uint8_t> ack =
+      PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(40000, 80, kTcpAck).Build();
+  REQUIRE(Run(*b, kClientIfindex, Syn()).verdict == Verdict::kRedirect);  // backend 1
+  // A second backend: 509 slots, alternating (the Service's second step).
+  ChangeBatch grow = SwitchTable(6, 3, 5);
+  grow.tables_upsert[0].slots = std::vector<uint32_t>(509, 1);
+  for (uint32_t slot = 1; slot < 509; slot += 2) {
+    grow.tables_upsert[0].slots[slot] = 3;
+  }
+  grow.services_upsert[0].value.backend_count = 2;
+  REQUIRE(b->Apply(grow).ok());
+  CHECK(DPV2_LB_TABLE_CLASS_OF(ServiceInMap(*b).flags) == 1);
+  CHECK(TablesInClass(*b, 0) == 1);  // 5, retired
+  CHECK(TablesInClass(*b, 1) == 1);
+  PacketOutcome established = Run(*b, kClientIfindex, ack);
+  REQUIRE(established.verdict == Verdict::kRedirect);
+  CHECK(ParsePacket(established.outputs[0].frame).pkt.dport == 8080);
+  std::set<uint16_t> ports;
+  for (uint16_t sport = 41000; sport < 41032; ++sport) {
+    ports.insert(ServedPort(*b, sport));
+  }
+  CHECK(ports == std::set<uint16_t>{8080, 9090});
+  WaitOutGrace();
+  REQUIRE(b->Apply(ChangeBatch{}).ok());
+  CHECK(TablesInClass(*b, 0) == 0);
+  CHECK(TablesInClass(*b, 1) == 1);
+  CHECK(DumpedTableIds(*b) == std::vector<uint32_t>{6});
+  // And back below the step: class 0 again, one frontend update.
+  REQUIRE(b->Apply(SwitchTable(7, 3, 6)).ok());
+  CHECK(DPV2_LB_TABLE_CLASS_OF(ServiceInMap(*b).flags) == 0);
+  CHECK(ServedPort(*b, 42000) == 9090);
 }
 
 TEST_CASE("a pinned instance leaves no retired table behind: the next process finds only live "
@@ -675,13 +804,6 @@ ChangeBatch OverflowingTables() {
 template <typename T>
 std::string Raw(const std::vector<T>& records) {
   return std::string(reinterpret_cast<const char*>(records.data()), records.size() * sizeof(T));
-}
-
-BackendEntry OtherBackend(uint32_t id, uint16_t port) {
-  BackendEntry be = ClusterIpBatch().backends_upsert[0];
-  be.id = id;
-  be.value.port = htons(port);
-  return be;
 }
 
 TEST_CASE("a batch failing after it rewrote a few or most keys of a busy map restores every old "

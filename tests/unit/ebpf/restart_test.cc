@@ -1,7 +1,8 @@
 // Restart adoption over pinned maps: an agent's backend instance goes away,
-// a new one opens the same pins, dumps them (inner Maglev tables included),
-// and fresh LbState/PolicyState adopt the dump; a restart with other map
-// sizes or an older conntrack layout migrates the pins. Needs root and BPF: exits 77
+// a new one opens the same pins, dumps them (the Maglev tables of every size
+// class included), and fresh LbState/PolicyState adopt the dump; a restart
+// with other map sizes, a larger maglev_table_size or an older conntrack
+// layout migrates the pins. Needs root and BPF: exits 77
 // (skip) otherwise, unless CI=true.
 #define CATCH_CONFIG_RUNNER
 #include <sched.h>
@@ -42,8 +43,16 @@ DatapathConfig Config() {
 
 constexpr uint32_t kPodIfindex = 11;
 
-ServiceSpec Web(int backends) {
-  ServiceSpec s{.namespace_name = "default", .name = "web", .cluster_ips = {Ip("10.96.0.10")}};
+// Config() with tables of three size classes: 251, 509 and 1,021 slots
+// (2, 3-5 and 6-10 backends at 100 slots a backend).
+DatapathConfig ClassesConfig() {
+  DatapathConfig c = Config();
+  c.maglev_table_size = 1021;
+  return c;
+}
+
+ServiceSpec Web(int backends, const char* name = "web", const char* cluster_ip = "10.96.0.10") {
+  ServiceSpec s{.namespace_name = "default", .name = name, .cluster_ips = {Ip(cluster_ip)}};
   s.ports.push_back({.name = "http", .port = 80});
   EndpointSliceSpec slice{.name = "web-1", .address_type = Family::kV4};
   slice.ports.push_back({.name = "http", .protocol = L4Proto::kTCP, .port = 8080});
@@ -57,8 +66,8 @@ ServiceSpec Web(int backends) {
   return s;
 }
 
-LbState NewLb(const std::vector<ServiceSpec>& services) {
-  absl::StatusOr<LbState> lb = LbState::Create({.datapath = Config(), .maglev_seed = 5});
+LbState NewLb(const std::vector<ServiceSpec>& services, const DatapathConfig& config = Config()) {
+  absl::StatusOr<LbState> lb = LbState::Create({.datapath = config, .maglev_seed = 5});
   REQUIRE(lb.ok());
   REQUIRE(lb->SetNode({.name = "node-a", .addresses = {Ip("192.168.1.10")}}).ok());
   for (const ServiceSpec& s : services) {
@@ -88,11 +97,12 @@ std::unique_ptr<Backend> Open(const std::string& pin, const DatapathConfig& conf
   return *std::move(b);
 }
 
-IpAddr Send(Backend& b, uint8_t flags, uint32_t seq) {
+IpAddr Send(Backend& b, uint8_t flags, uint32_t seq, const char* vip = "10.96.0.10",
+            uint16_t sport = 40000) {
   absl::StatusOr<PacketOutcome> out = b.RunPacket(
       {.entry = Entry::kFromPod,
        .ifindex = kPodIfindex,
-       .frame = PacketBuilder().IPv4("10.0.1.5", "10.96.0.10").Tcp(40000, 80, flags).Seq(seq).Build()});
+       .frame = PacketBuilder().IPv4("10.0.1.5", vip).Tcp(sport, 80, flags).Seq(seq).Build()});
   INFO(out.status());
   REQUIRE(out.ok());
   REQUIRE(out->verdict == Verdict::kPass);
@@ -132,6 +142,18 @@ bpf_map_info PinnedInfo(const std::string& path) {
   REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &len) == 0);
   close(fd);
   return info;
+}
+
+size_t PinnedEntries(const std::string& path) {
+  const int fd = bpf_obj_get(path.c_str());
+  REQUIRE(fd >= 0);
+  size_t n = 0;
+  uint32_t key = 0, next = 0;  // lookup-table maps: 4-byte keys
+  for (void* prev = nullptr; bpf_map_get_next_key(fd, prev, &next) == 0; key = next, prev = &key) {
+    ++n;
+  }
+  close(fd);
+  return n;
 }
 
 // Replaces the pinned map at `path` by one of the same type, key and size
@@ -290,6 +312,118 @@ TEST_CASE("a pinned map this build cannot migrate (another value layout) fails t
   CHECK(absl::StrContains(refused.status().message(), "value size 8"));
   CHECK(PinnedInfo(pin + "/dpv2_ct_tcp").id == ct_id);
   CHECK(PinnedInfo(pin + "/dpv2_backends").value_size == 8);
+}
+
+TEST_CASE("an agent restarted over tables in three size classes adopts them all: nothing to "
+          "apply, each connection keeps its backend, and new ones are served") {
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
+  const DatapathConfig config = ClassesConfig();
+  const std::vector<ServiceSpec> services = {Web(2, "small", "10.96.0.11"),
+                                             Web(4, "medium", "10.96.0.12"),
+                                             Web(8, "large", "10.96.0.13")};
+  const char* vips[] = {"10.96.0.11", "10.96.0.12", "10.96.0.13"};
+  std::vector<IpAddr> chosen;
+  {
+    std::unique_ptr<Backend> first = Open(pin, config);
+    LbState lb = NewLb(services, config);
+    PolicyState policy({.node_name = "node-a"});
+    GivePolicy(policy);
+    ChangeBatch batch = lb.Diff();
+    batch.Append(policy.Diff());
+    REQUIRE(first->Apply(batch).ok());
+    for (const char* vip : vips) {
+      chosen.push_back(Send(*first, kTcpSyn, 1000, vip));
+    }
+  }
+  for (const char* map : {"/dpv2_tables_0", "/dpv2_tables_1", "/dpv2_tables_2"}) {
+    INFO(map);
+    CHECK(PinnedEntries(pin + map) == 1);
+  }
+
+  std::unique_ptr<Backend> second = Open(pin, config);
+  absl::StatusOr<ChangeBatch> dump = second->DumpState();
+  INFO(dump.status());
+  REQUIRE(dump.ok());
+  std::vector<size_t> sizes;
+  for (const LookupTable& t : dump->tables_upsert) {
+    sizes.push_back(t.slots.size());
+  }
+  std::sort(sizes.begin(), sizes.end());
+  CHECK(sizes == std::vector<size_t>{251, 509, 1021});
+  LbState lb = NewLb(services, config);
+  REQUIRE(lb.Adopt(*dump).ok());
+  PolicyState policy({.node_name = "node-a"});
+  REQUIRE(policy.Adopt(*dump).ok());
+  GivePolicy(policy);
+  CHECK(policy.Diff().empty());
+  INFO(lb.Diff().Summary());
+  CHECK(lb.Diff().empty());
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    INFO(vips[i]);
+    CHECK(Send(*second, kTcpAck, 1001, vips[i]) == chosen[i]);
+    Send(*second, kTcpSyn, 2000, vips[i], 40001);  // a new connection, from its class map
+  }
+}
+
+TEST_CASE("a restart that raises maglev_table_size migrates the class maps that grow: the "
+          "connection keeps its backend and the Service's larger table fits") {
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
+  IpAddr chosen;
+  {
+    std::unique_ptr<Backend> first = Open(pin);  // cap 251: every table in class 0
+    LbState lb = NewLb({Web(4)});
+    PolicyState policy({.node_name = "node-a"});
+    GivePolicy(policy);
+    ChangeBatch batch = lb.Diff();
+    batch.Append(policy.Diff());
+    REQUIRE(first->Apply(batch).ok());
+    chosen = Send(*first, kTcpSyn, 1000);
+  }
+  CHECK(PinnedInfo(pin + "/dpv2_tables_1").value_size == sizeof(uint32_t));  // holds nothing
+
+  std::unique_ptr<Backend> second = Open(pin, ClassesConfig());
+  const bpf_map_info grown = PinnedInfo(pin + "/dpv2_tables_1");
+  CHECK(grown.value_size == (509 + 1) * sizeof(uint32_t));
+  CHECK(grown.max_entries == ClassesConfig().max_tables);
+  CHECK(PinnedInfo(pin + "/dpv2_tables_0").value_size == (251 + 1) * sizeof(uint32_t));
+  absl::StatusOr<ChangeBatch> dump = second->DumpState();
+  REQUIRE(dump.ok());
+  LbState lb = NewLb({Web(4)}, ClassesConfig());
+  REQUIRE(lb.Adopt(*dump).ok());
+  PolicyState policy({.node_name = "node-a"});
+  REQUIRE(policy.Adopt(*dump).ok());
+  GivePolicy(policy);
+  const ChangeBatch diff = lb.Diff();
+  INFO(diff.Summary());
+  REQUIRE(diff.tables_upsert.size() == 1);
+  CHECK(diff.tables_upsert[0].slots.size() == 509);  // 4 backends x 100 slots
+  REQUIRE(second->Apply(diff).ok());
+  CHECK(Send(*second, kTcpAck, 1001) == chosen);
+  CHECK(PinnedEntries(pin + "/dpv2_tables_1") == 1);
+}
+
+TEST_CASE("a pin of the one lookup-table map of builds before size classes fails the load naming "
+          "it and the services pin, and no pin moves") {
+  PrivateBpfFs bpffs;
+  const std::string pin = bpffs.Pin();
+  { Open(pin); }
+  // What an older build left beside the other pins.
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  const int old = bpf_map_create(BPF_MAP_TYPE_HASH, "dpv2_lookup_tab", sizeof(uint32_t),
+                                 (251 + 1) * sizeof(uint32_t), 256, &opts);
+  REQUIRE(old >= 0);
+  REQUIRE(bpf_obj_pin(old, (pin + "/dpv2_lookup_tables").c_str()) == 0);
+  close(old);
+  const uint32_t services_id = PinnedInfo(pin + "/dpv2_services").id;
+  absl::StatusOr<std::unique_ptr<Backend>> refused =
+      MakeEbpfBackend({.config = Config(), .pin_path = pin});
+  REQUIRE_FALSE(refused.ok());
+  INFO(refused.status());
+  CHECK(absl::StrContains(refused.status().message(), "pinned map dpv2_lookup_tables"));
+  CHECK(absl::StrContains(refused.status().message(), "dpv2_services"));
+  CHECK(PinnedInfo(pin + "/dpv2_services").id == services_id);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
  * const volatile globals land in .rodata, so the verifier sees them as
  * constants: a feature that is off costs nothing at run time.
  *
- *   skel->rodata->cfg_maglev_size = options.config.maglev_table_size;
+ *   skel->rodata->cfg_ct_tcp_syn_ns = options.config.timeouts.tcp_syn_s * 1000000000ull;
  */
 #ifndef DPV2_BPF_CONFIG_H_
 #define DPV2_BPF_CONFIG_H_
@@ -12,7 +12,6 @@
 
 #define DPV2_NS_PER_S 1000000000ull
 
-const volatile __u32 cfg_maglev_size = DPV2_MAGLEV_DEFAULT_SIZE;
 const volatile __u64 cfg_ct_tcp_established_ns = DPV2_CT_TIMEOUT_TCP_ESTABLISHED_S * DPV2_NS_PER_S;
 const volatile __u64 cfg_ct_tcp_syn_ns = DPV2_CT_TIMEOUT_TCP_SYN_S * DPV2_NS_PER_S;
 const volatile __u64 cfg_ct_tcp_close_ns = DPV2_CT_TIMEOUT_TCP_CLOSE_S * DPV2_NS_PER_S;

@@ -533,7 +533,7 @@ static __always_inline int select_backend(struct dpv2_scratch *s, const struct d
     hash = dpv2_tuple_hash(&s->key2.saddr, &s->key2.daddr, s->key2.sport, s->key2.dport,
                            s->key2.proto, s->key2.family);
   }
-  int rc = maglev_pick(svc->table_id, hash, backend_id);
+  int rc = maglev_pick(svc, hash, backend_id);
   return rc < 0 ? -rc : 0;
 }
 
