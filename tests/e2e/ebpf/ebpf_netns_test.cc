@@ -529,6 +529,8 @@ TEST_CASE("the manifests name every pod and service the cases rely on") {
   }
   CHECK(absl::StrContains(yaml, kWebVip));
   CHECK(absl::StrContains(yaml, kUdpVip));
+  CHECK(absl::StrContains(yaml, kUdpVip6));
+  CHECK(absl::StrContains(yaml, absl::StrCat("nodePort: ", kUdpNodePort)));
   CHECK(absl::StrContains(yaml, kEmptyVip));
   CHECK(absl::StrContains(yaml, kOutsideVip));
   CHECK(absl::StrContains(yaml, absl::StrCat("addresses: [", kOutsideIp, "]")));
@@ -539,18 +541,8 @@ TEST_CASE("the manifests name every pod and service the cases rely on") {
 }  // namespace dpv2::e2e
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::strcmp(argv[1], "--loader") == 0) {
-    return dpv2::e2e::RunLoader(argc - 2, argv + 2);
-  }
-  if (std::optional<int> code = dpv2::netlab::ExitCodeIfUnprivileged("ebpf_netns_test")) {
+  if (std::optional<int> code = dpv2::e2e::LoaderOrSkip("ebpf_netns_test", argc, argv)) {
     return *code;
   }
-  absl::StatusOr<std::unique_ptr<dpv2::Backend>> probe =
-      dpv2::MakeEbpfBackend({.config = dpv2::e2e::LoaderConfig()});
-  if (!probe.ok()) {
-    return dpv2::netlab::SkipOrFail(
-        "ebpf_netns_test", absl::StrCat("cannot load BPF programs: ", probe.status().ToString()));
-  }
-  probe->reset();
   return Catch::Session().run(argc, argv);
 }

@@ -141,11 +141,12 @@ std::string ClusterManifests(const ClusterSpec& spec) {
       kWebNodePort, "}\n");
   absl::StrAppend(&out,
                   "---\napiVersion: v1\nkind: Service\nmetadata: {name: echo-udp, namespace: "
-                  "shop}\nspec:\n  clusterIP: ",
-                  kUdpVip,
+                  "shop}\nspec:\n  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n"
+                  "  ipFamilies: [IPv4, IPv6]\n  clusterIP: ",
+                  kUdpVip, "\n  clusterIPs: [", kUdpVip, ", \"", kUdpVip6, "\"]",
                   "\n  selector: {app: web}\n  ports:\n  - {name: dns, protocol: UDP, port: 53, "
                   "targetPort: ",
-                  kPodPort, "}\n");
+                  kPodPort, ", nodePort: ", kUdpNodePort, "}\n");
   absl::StrAppend(&out,
                   "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: shop}\n"
                   "spec:\n  clusterIP: ",
@@ -164,6 +165,7 @@ std::string ClusterManifests(const ClusterSpec& spec) {
   out += SliceYaml("web-1", "web", "http", "TCP", spec.web);
   out += SliceYaml("web-v6", "web", "http", "TCP", spec.web, /*v6=*/true);
   out += SliceYaml("echo-udp-1", "echo-udp", "dns", "UDP", spec.web);
+  out += SliceYaml("echo-udp-v6", "echo-udp", "dns", "UDP", spec.web, /*v6=*/true);
   if (spec.web_from_client_only) {
     out +=
         "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: "
@@ -523,6 +525,21 @@ int RunLoader(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+std::optional<int> LoaderOrSkip(const char* program, int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "--loader") == 0) {
+    return RunLoader(argc - 2, argv + 2);
+  }
+  if (std::optional<int> code = netlab::ExitCodeIfUnprivileged(program)) {
+    return code;
+  }
+  absl::StatusOr<std::unique_ptr<Backend>> probe = MakeEbpfBackend({.config = LoaderConfig()});
+  if (!probe.ok()) {
+    return netlab::SkipOrFail(
+        program, absl::StrCat("cannot load BPF programs: ", probe.status().ToString()));
+  }
+  return std::nullopt;
 }
 
 }  // namespace dpv2::e2e

@@ -34,7 +34,9 @@ namespace dpv2::e2e {
 // The cluster's fixed addresses.
 inline constexpr char kWebVip[] = "10.96.0.10";    // Service shop/web, TCP 80 -> http (8080)
 inline constexpr char kWebVip6[] = "fd00:96::10";  // its IPv6 ClusterIP (dual-stack)
-inline constexpr char kUdpVip[] = "10.96.0.53";    // Service shop/echo-udp, UDP 53 -> 8080
+// Service shop/echo-udp (NodePort, dual-stack), UDP 53 -> 8080.
+inline constexpr char kUdpVip[] = "10.96.0.53";
+inline constexpr char kUdpVip6[] = "fd00:96::53";
 inline constexpr char kEmptyVip[] =
     "10.96.0.99";  // Service shop/empty, TCP and UDP 80, no endpoints
 // Service shop/outside, TCP 80 -> the outside echo server (kOutsideIp:8080):
@@ -47,6 +49,7 @@ inline constexpr char kNodeIp6[] = "fd00:50::1";
 inline constexpr char kOutsideIp[] = "192.168.50.2";
 inline constexpr char kOutsideIp6[] = "fd00:50::2";
 inline constexpr uint16_t kWebNodePort = 30080;
+inline constexpr uint16_t kUdpNodePort = 30053;  // echo-udp on kNodeIp
 inline constexpr uint16_t kPodPort = 8080;
 
 // One endpoint of the web Services (every pod named here is in both slices).
@@ -137,6 +140,11 @@ class EbpfNode {
 
 // The --loader role: argv after the flag. Returns the process exit code.
 int RunLoader(int argc, char** argv);
+
+// The start of a test program's main: with --loader, runs that role and
+// returns its exit code; unprivileged or unable to load BPF programs, returns
+// the skip (77) or CI failure code after saying why. nullopt: run the cases.
+std::optional<int> LoaderOrSkip(const char* program, int argc, char** argv);
 
 }  // namespace dpv2::e2e
 
