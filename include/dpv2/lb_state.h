@@ -108,6 +108,8 @@ class LbState {
   // most 4). The upserts then take them instead of computing them one after
   // the other; the resulting state is the same with or without the hint.
   // Tables prepared and not used are dropped at the next PrepareServices.
+  // The specs are compiled here once: each must stay unchanged, at the same
+  // address, until its UpsertService (which then skips compiling it).
   // Fewer than 16 Services: nothing is prepared (threads would not pay).
   void PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads = 0);
   // NotFound if absent.

@@ -20,6 +20,7 @@
 #include <thread>
 #include <tuple>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "dpv2/endpoint_selection.h"
@@ -197,6 +198,11 @@ struct LbState::State {
   // holding positions in the content (1-based) rather than backend ids,
   // which Commit assigns.
   std::map<TableContent, std::vector<uint32_t>> prepared;
+  // PrepareServices: the compiled form of each spec it was given, by the
+  // spec's address; UpsertService of that same object takes it instead of
+  // compiling the spec a second time. Dropped with the node it was
+  // compiled for (SetNode) and at the next PrepareServices.
+  absl::flat_hash_map<const ServiceSpec*, CompiledService> prepared_compiled;
 
   absl::StatusOr<CompiledService> Compile(const ServiceSpec& spec) const;
   // LbState::Diff and TakeDiff; only TakeDiff (take_slots) changes the state.
@@ -997,6 +1003,7 @@ absl::Status LbState::SetNode(const NodeInfo& node) {
   // keep it only if all succeed.
   auto next = std::make_unique<State>(*state_);
   next->node = node;
+  next->prepared_compiled.clear();
   for (const auto& [key, spec] : next->specs) {
     DPV2_ASSIGN_OR_RETURN(CompiledService c, next->Compile(spec));
     DPV2_RETURN_IF_ERROR(next->Check(key, c));
@@ -1007,7 +1014,13 @@ absl::Status LbState::SetNode(const NodeInfo& node) {
 }
 
 absl::Status LbState::UpsertService(const ServiceSpec& service) {
-  DPV2_ASSIGN_OR_RETURN(CompiledService c, state_->Compile(service));
+  std::optional<CompiledService> prepared;
+  if (auto it = state_->prepared_compiled.find(&service); it != state_->prepared_compiled.end()) {
+    prepared = std::move(it->second);
+    state_->prepared_compiled.erase(it);
+  }
+  DPV2_ASSIGN_OR_RETURN(CompiledService c,
+                        prepared ? *std::move(prepared) : state_->Compile(service));
   const std::string key = service.Key();
   DPV2_RETURN_IF_ERROR(state_->Check(key, c));
   state_->specs[key] = service;
@@ -1018,6 +1031,7 @@ absl::Status LbState::UpsertService(const ServiceSpec& service) {
 void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, unsigned threads) {
   State& s = *state_;
   s.prepared.clear();
+  s.prepared_compiled.clear();
   // A thread costs ~50 us to start: not worth it for a few tables, which the
   // upserts then compute themselves (without compiling each spec twice).
   constexpr size_t kTablesPerThread = 16;
@@ -1026,10 +1040,11 @@ void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, uns
   }
   // Entries of `prepared` to fill: the map is not changed while threads run.
   std::vector<std::pair<const TableContent*, std::vector<uint32_t>*>> todo;
+  s.prepared_compiled.reserve(services.size());
   for (const ServiceSpec* spec : services) {
     absl::StatusOr<CompiledService> c = s.Compile(*spec);
     if (!c.ok()) {
-      continue;  // UpsertService reports it
+      continue;  // UpsertService compiles it again and reports it
     }
     for (const FrontendRecord& f : c->frontends) {
       if (f.selected.empty() || s.table_by_content.contains(f.selected)) {
@@ -1039,6 +1054,7 @@ void LbState::PrepareServices(absl::Span<const ServiceSpec* const> services, uns
         todo.push_back({&it->first, &it->second});
       }
     }
+    s.prepared_compiled.insert_or_assign(spec, *std::move(c));
   }
   if (threads == 0) {
     threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);

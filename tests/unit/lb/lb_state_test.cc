@@ -840,6 +840,32 @@ TEST_CASE("PrepareServices computes the tables ahead and the upserts give the sa
   }
 }
 
+TEST_CASE("upserts after PrepareServices and a node change compile for the new node") {
+  // 20 Services (enough to prepare), each with one endpoint on node-2: the
+  // prepared compile saw node-1, where none is local.
+  std::vector<ServiceSpec> specs;
+  std::vector<const ServiceSpec*> ptrs;
+  for (int i = 0; i < 20; ++i) {
+    specs.push_back(ClusterIpService({Ep(absl::StrCat("10.0.3.", i + 1).c_str(), "node-2")},
+                                     absl::StrCat("svc-", i).c_str(),
+                                     absl::StrCat("10.96.3.", i + 1).c_str()));
+  }
+  for (const ServiceSpec& s : specs) {
+    ptrs.push_back(&s);
+  }
+  LbState lb = MakeState();
+  lb.PrepareServices(ptrs, 1);
+  REQUIRE(lb.SetNode({.name = "node-2", .zone = "zone-a", .addresses = {Ip("192.168.1.11")}}).ok());
+  for (const ServiceSpec& s : specs) {
+    REQUIRE(lb.UpsertService(s).ok());
+  }
+  const ChangeBatch b = lb.Diff();
+  REQUIRE(b.backends_upsert.size() == 20);
+  for (const BackendEntry& e : b.backends_upsert) {
+    CHECK(e.value.flags == DPV2_BACKEND_F_LOCAL);
+  }
+}
+
 // Endpoints 10.0.<subnet>.1 .. 10.0.<subnet>.n.
 std::vector<EndpointSpec> Eps(int n, int subnet = 0) {
   std::vector<EndpointSpec> eps;
