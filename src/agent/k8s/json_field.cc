@@ -47,22 +47,49 @@ std::string DescribeValue(const nlohmann::json& value) {
   return text;
 }
 
+std::string JsonField::path() const {
+  std::string out = base_;
+  for (const Step& step : steps_) {
+    switch (step.kind) {
+      case Step::Kind::kMember:
+        absl::StrAppend(&out, out.empty() ? "" : ".", step.key);
+        break;
+      case Step::Kind::kItem:
+        absl::StrAppend(&out, "[", step.index, "]");
+        break;
+      case Step::Kind::kMapKey:
+        absl::StrAppend(&out, "[", step.key, "]");
+        break;
+    }
+  }
+  return out;
+}
+
+JsonField JsonField::Child(const nlohmann::json* value, Step step) const {
+  JsonField child(value, base_, errors_, texts_);
+  child.steps_.reserve(steps_.size() + 1);
+  child.steps_.assign(steps_.begin(), steps_.end());
+  child.steps_.push_back(step);
+  return child;
+}
+
 JsonField JsonField::operator[](absl::string_view key) const {
-  std::string child_path = path_.empty() ? std::string(key) : absl::StrCat(path_, ".", key);
+  const Step step{.key = key, .kind = Step::Kind::kMember};
   if (!present()) {
-    return JsonField(nullptr, std::move(child_path), errors_, texts_);
+    return Child(nullptr, step);
   }
   if (!value_->is_object()) {
     // FieldErrors drops repeats, so this is reported once however many
     // children are read.
     Fail(absl::StrCat("must be an object, got ", TypeName(*value_)));
-    return JsonField(nullptr, std::move(child_path), errors_, texts_);
+    return Child(nullptr, step);
   }
-  auto it = value_->find(std::string(key));
+  // The object's comparator is std::less<>: no key string is built.
+  auto it = value_->find(std::string_view(key.data(), key.size()));
   if (it == value_->end()) {
-    return JsonField(nullptr, std::move(child_path), errors_, texts_);
+    return Child(nullptr, step);
   }
-  return JsonField(&*it, std::move(child_path), errors_, texts_);
+  return Child(&*it, step);
 }
 
 std::vector<JsonField> JsonField::Items() const {
@@ -76,7 +103,8 @@ std::vector<JsonField> JsonField::Items() const {
   }
   items.reserve(value_->size());
   for (size_t i = 0; i < value_->size(); ++i) {
-    items.emplace_back(&(*value_)[i], absl::StrCat(path_, "[", i, "]"), errors_, texts_);
+    items.push_back(
+        Child(&(*value_)[i], {.index = static_cast<uint32_t>(i), .kind = Step::Kind::kItem}));
   }
   return items;
 }
@@ -138,7 +166,7 @@ std::map<std::string, std::string> JsonField::StringMap() const {
     return out;
   }
   for (auto it = value_->begin(); it != value_->end(); ++it) {
-    JsonField item(&it.value(), absl::StrCat(path_, "[", it.key(), "]"), errors_, texts_);
+    const JsonField item = Child(&it.value(), {.key = it.key(), .kind = Step::Kind::kMapKey});
     if (it.value().is_null()) {
       out[it.key()] = "";
       continue;
@@ -162,8 +190,8 @@ std::vector<std::string> JsonField::StringList() const {
   return out;
 }
 
-void JsonField::Fail(absl::string_view message) const { errors_->Add(path_, message); }
+void JsonField::Fail(absl::string_view message) const { errors_->Add(path(), message); }
 
-void JsonField::FailRequired() const { errors_->Add(path_, "Required value"); }
+void JsonField::FailRequired() const { errors_->Add(path(), "Required value"); }
 
 }  // namespace dpv2::agent::k8s

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "agent/k8s/manifest_text.h"
 #include "nlohmann/json.hpp"
@@ -41,14 +42,18 @@ class JsonField {
   // text of non-string plain scalars, if any) must outlive the cursor.
   JsonField(const nlohmann::json* value, std::string path, FieldErrors* errors,
             const ScalarTexts* texts = nullptr)
-      : value_(value), path_(std::move(path)), errors_(errors), texts_(texts) {}
+      : value_(value), base_(std::move(path)), errors_(errors), texts_(texts) {}
 
-  const std::string& path() const { return path_; }
+  // "spec.ports[1].targetPort". Built when asked (only errors need it): a
+  // cursor carries the steps from its root, not the text, so reading a
+  // field costs no string building.
+  std::string path() const;
   // Absent and explicit JSON null are the same to Kubernetes' decoder.
   bool present() const { return value_ != nullptr && !value_->is_null(); }
   const nlohmann::json* raw() const { return value_; }
 
   // A member; records an error when this field is present but not an object.
+  // `key` must outlive the member's cursor (the decoders pass literals).
   JsonField operator[](absl::string_view key) const;
   // Items of a list; records an error when present but not a list.
   std::vector<JsonField> Items() const;
@@ -71,8 +76,20 @@ class JsonField {
   FieldErrors* errors() const { return errors_; }
 
  private:
+  // One step below the root path: `.key` (a member), `[index]` (a list
+  // item) or `[key]` (a map entry, its key in the JSON document).
+  struct Step {
+    enum class Kind : uint8_t { kMember, kItem, kMapKey };
+    absl::string_view key;
+    uint32_t index = 0;
+    Kind kind = Kind::kMember;
+  };
+
+  JsonField Child(const nlohmann::json* value, Step step) const;
+
   const nlohmann::json* value_;
-  std::string path_;
+  std::string base_;  // the root's path
+  absl::InlinedVector<Step, 7> steps_;
   FieldErrors* errors_;
   const ScalarTexts* texts_;
 };
