@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/policy/policy_map.h"
@@ -333,11 +334,12 @@ struct PolicyState::State {
   InternPool<std::string> node_names;
   absl::flat_hash_map<std::string, NodeInfo> nodes;
   absl::flat_hash_map<std::string, std::shared_ptr<CompiledPolicy>> policies;  // by key
-  // NetworkPolicy keys by SubjectBucket: a pod's candidates are the buckets
-  // of its namespace with no label and with each of its labels, not every
-  // policy of the namespace (a full sync recomputed 1,000 local endpoints
-  // each over 1,000 policies).
-  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> np_by_subject;
+  // NetworkPolicies by SubjectBucket: a pod's candidates are the buckets of
+  // its namespace alone and of its namespace with each of its labels, not
+  // every policy of the namespace (a full sync recomputed 1,000 local
+  // endpoints each over 1,000 policies). Buckets are hashes: a collision
+  // only adds a candidate, and every candidate is tested (PolicyApplies).
+  absl::flat_hash_map<size_t, std::vector<std::shared_ptr<CompiledPolicy>>> np_by_subject;
   // AdminNetworkPolicy and BaselineAdminNetworkPolicy keys: they may apply
   // in every namespace.
   absl::flat_hash_set<std::string> admin_policies;
@@ -363,10 +365,10 @@ struct PolicyState::State {
   std::vector<uint32_t> free_endpoint_ids;
   uint32_t next_endpoint_id = 1;
   absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> endpoints_by_namespace;
-  // Local endpoints by NamespacedLabelKey of each of their pod's labels: a
+  // Local endpoints by LabelBucket of each of their pod's labels: a
   // NetworkPolicy whose podSelector has matchLabels looks only at the
-  // endpoints of its rarest pair (MarkPolicyCandidates).
-  absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> endpoints_by_label;
+  // endpoints of its rarest pair (MarkPolicyCandidates), each tested.
+  absl::flat_hash_map<size_t, absl::flat_hash_set<uint32_t>> endpoints_by_label;
 
   // Match ids.
   absl::flat_hash_map<std::string, uint32_t> match_by_key;
@@ -717,7 +719,7 @@ struct PolicyState::State {
   // Adds (or removes) local endpoint `ep_id` under each label of `shape`.
   void IndexEndpointLabels(uint32_t ep_id, const PodShape& shape, bool add) {
     for (const auto& [key, value] : shape.labels) {
-      const std::string k = NamespacedLabelKey(shape.namespace_name, key, value);
+      const size_t k = LabelBucket(shape.namespace_name, key, value);
       if (add) {
         endpoints_by_label[k].insert(ep_id);
       } else if (auto it = endpoints_by_label.find(k); it != endpoints_by_label.end()) {
@@ -734,19 +736,23 @@ struct PolicyState::State {
   static std::string LabelKey(absl::string_view key, absl::string_view value) {
     return absl::StrCat(Lp(key), Lp(value));
   }
-  static std::string NamespacedLabelKey(absl::string_view ns, absl::string_view key,
-                                        absl::string_view value) {
-    return absl::StrCat(Lp(ns), Lp(key), Lp(value));
+  // The index buckets of a namespace, and of one label in a namespace.
+  static size_t NamespaceBucket(absl::string_view ns) {
+    return absl::Hash<std::tuple<absl::string_view>>{}(std::make_tuple(ns));
+  }
+  static size_t LabelBucket(absl::string_view ns, absl::string_view key, absl::string_view value) {
+    return absl::Hash<std::tuple<absl::string_view, absl::string_view, absl::string_view>>{}(
+        std::make_tuple(ns, key, value));
   }
   // The np_by_subject bucket of a NetworkPolicy: its namespace and the first
   // matchLabels pair of its podSelector (every pod it selects has that
   // label), or the namespace alone when it has none.
-  static std::string SubjectBucket(const CompiledPolicy& cp) {
+  static size_t SubjectBucket(const CompiledPolicy& cp) {
     const auto& match = cp.np_pod_selector.match_labels;
     if (match.empty()) {
-      return Lp(cp.np_namespace);
+      return NamespaceBucket(cp.np_namespace);
     }
-    return NamespacedLabelKey(cp.np_namespace, match.begin()->first, match.begin()->second);
+    return LabelBucket(cp.np_namespace, match.begin()->first, match.begin()->second);
   }
 
   // The pod identities of the rarest matchLabels pair of `pods` (every pod
@@ -1211,7 +1217,7 @@ struct PolicyState::State {
       const absl::flat_hash_set<uint32_t>* few = nullptr;
       bool none = false;
       for (const auto& [key, value] : cp.np_pod_selector.match_labels) {
-        auto it = endpoints_by_label.find(NamespacedLabelKey(cp.np_namespace, key, value));
+        auto it = endpoints_by_label.find(LabelBucket(cp.np_namespace, key, value));
         if (it == endpoints_by_label.end()) {
           none = true;
           break;
@@ -1265,7 +1271,7 @@ struct PolicyState::State {
     if (old) {
       if (old->ref.kind == PolicyRef::Kind::kNetworkPolicy) {
         auto nit = np_by_subject.find(SubjectBucket(*old));
-        nit->second.erase(key);
+        std::erase(nit->second, old);
         if (nit->second.empty()) {
           np_by_subject.erase(nit);
         }
@@ -1277,7 +1283,7 @@ struct PolicyState::State {
       policies[key] = next;
       MarkPolicyCandidates(*next);
       if (next->ref.kind == PolicyRef::Kind::kNetworkPolicy) {
-        np_by_subject[SubjectBucket(*next)].insert(key);
+        np_by_subject[SubjectBucket(*next)].push_back(next);
       } else {
         admin_policies.insert(key);
       }
@@ -1563,7 +1569,9 @@ struct PolicyState::State {
     ep.applied.clear();
     std::vector<std::shared_ptr<CompiledPolicy>> admin, network, baseline;
     auto consider = [&](const std::shared_ptr<CompiledPolicy>& cp) {
-      if (!PolicyApplies(*cp, pod)) {
+      // A policy in two buckets of the pod (hash collision) counts once.
+      if (std::find(ep.applied.begin(), ep.applied.end(), cp) != ep.applied.end() ||
+          !PolicyApplies(*cp, pod)) {
         return;
       }
       cp->endpoints.insert(ep_id);
@@ -1580,17 +1588,17 @@ struct PolicyState::State {
           break;
       }
     };
-    auto consider_bucket = [&](const std::string& bucket) {
+    auto consider_bucket = [&](size_t bucket) {
       if (auto it = np_by_subject.find(bucket); it != np_by_subject.end()) {
-        for (const std::string& key : it->second) {
-          consider(policies.at(key));
+        for (const std::shared_ptr<CompiledPolicy>& cp : it->second) {
+          consider(cp);
         }
       }
     };
     const PodShape& shape = *pod.shape;
-    consider_bucket(Lp(shape.namespace_name));
+    consider_bucket(NamespaceBucket(shape.namespace_name));
     for (const auto& [key, value] : shape.labels) {
-      consider_bucket(NamespacedLabelKey(shape.namespace_name, key, value));
+      consider_bucket(LabelBucket(shape.namespace_name, key, value));
     }
     for (const std::string& key : admin_policies) {
       consider(policies.at(key));
