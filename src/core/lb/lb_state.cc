@@ -1018,6 +1018,9 @@ absl::Status LbState::UpsertService(const ServiceSpec& service) {
   if (auto it = state_->prepared_compiled.find(&service); it != state_->prepared_compiled.end()) {
     prepared = std::move(it->second);
     state_->prepared_compiled.erase(it);
+    if (state_->prepared_compiled.empty()) {
+      state_->prepared_compiled = {};  // its slots (~90 B a Service) too
+    }
   }
   DPV2_ASSIGN_OR_RETURN(CompiledService c,
                         prepared ? *std::move(prepared) : state_->Compile(service));
