@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -24,6 +25,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "checksum_tap.h"
+#include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
 #include "ebpf_node.h"
 #include "netlab/netlab.h"
@@ -166,8 +168,8 @@ struct Topology {
   std::unique_ptr<EbpfNode> node;
   std::map<std::string, ChecksumTap> taps;  // by receiver: "web-1", "client", "outside"
 
-  explicit Topology(bool tx_offload) {
-    node = Must(EbpfNode::Start({.web = {{.pod = "web-1"}}}));
+  Topology(bool tx_offload, EbpfChecksum tc_object) {
+    node = Must(EbpfNode::Start({.web = {{.pod = "web-1"}}}, {.checksum = tc_object}));
     for (const char* pod : {"client", "web-1"}) {
       const netlab::Pod& p = node->pod(pod);
       RequireOk(SetTxChecksum(p.netns(), p.eth0().name, tx_offload));
@@ -303,10 +305,38 @@ std::map<std::string, uint64_t> CsumErrorsAt(const Topology& topo) {
   return errors;
 }
 
+// The tc objects the NAT cases run with: the in-place checksum update (the
+// kfunc, Linux 6.2+ with BTF) and the helper build, each asked for by name
+// (a load that cannot give it fails). A kernel without the kfunc runs the
+// helper build only, and says so.
+std::vector<EbpfChecksum> TcObjects() {
+  static const std::vector<EbpfChecksum> objects = [] {
+    absl::StatusOr<std::unique_ptr<Backend>> in_place =
+        MakeEbpfBackend({.config = LoaderConfig(), .checksum = EbpfChecksum::kInPlace});
+    if (!in_place.ok()) {
+      std::fprintf(stderr,
+                   "ebpf_csum_test: the in-place tc object does not load here (%s): "
+                   "helper object only\n",
+                   in_place.status().ToString().c_str());
+      return std::vector<EbpfChecksum>{EbpfChecksum::kHelpers};
+    }
+    return std::vector<EbpfChecksum>{EbpfChecksum::kInPlace, EbpfChecksum::kHelpers};
+  }();
+  return objects;
+}
+
+const char* TcObjectName(EbpfChecksum c) {
+  return c == EbpfChecksum::kInPlace   ? "in-place"
+         : c == EbpfChecksum::kHelpers ? "helpers"
+                                       : "auto";
+}
+
 TEST_CASE(
     "with the senders' tx checksum offload on, DNAT and reverse NAT leave every PARTIAL "
     "segment and datagram holding the pseudo-header sum of its new addresses") {
-  Topology topo(/*tx_offload=*/true);
+  const EbpfChecksum tc_object = GENERATE(from_range(TcObjects()));
+  INFO("tc object: " << TcObjectName(tc_object));
+  Topology topo(/*tx_offload=*/true, tc_object);
   SendThroughServices(*topo.node);
   for (const auto& [path, n] : DrainAndJudge(topo)) {
     INFO(path << ": " << n.frames << " frames, " << n.partial << " PARTIAL");
@@ -319,7 +349,9 @@ TEST_CASE(
 TEST_CASE(
     "with the senders' tx checksum offload off, DNAT and reverse NAT keep software checksums "
     "right, and the receivers, which verify them, drop nothing") {
-  Topology topo(/*tx_offload=*/false);
+  const EbpfChecksum tc_object = GENERATE(from_range(TcObjects()));
+  INFO("tc object: " << TcObjectName(tc_object));
+  Topology topo(/*tx_offload=*/false, tc_object);
   const std::map<std::string, uint64_t> before = CsumErrorsAt(topo);
   SendThroughServices(*topo.node);
   for (const auto& [path, n] : DrainAndJudge(topo)) {
@@ -333,7 +365,7 @@ TEST_CASE(
 TEST_CASE(
     "a datagram with a wrong checksum stays wrong through the ClusterIP DNAT: the backend's stack "
     "drops it and counts InCsumErrors, and the tap flags it") {
-  Topology topo(/*tx_offload=*/false);
+  Topology topo(/*tx_offload=*/false, EbpfChecksum::kAuto);
   const netlab::Pod& client = topo.node->pod("client");
   const netlab::Netns& web = topo.node->pod("web-1").netns();
   const uint64_t before = Must(CsumErrors(web));

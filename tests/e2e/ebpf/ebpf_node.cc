@@ -261,8 +261,8 @@ absl::StatusOr<uint64_t> EbpfNode::Counter(dpv2_counter c) const {
   const int err = errno;
   close(fd);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("read counter ", c, " of ", path, ": ",
-                                            std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("read counter ", c, " of ", path, ": ", std::strerror(err)));
   }
   uint64_t total = 0;
   for (uint64_t v : per_cpu) {
@@ -316,12 +316,14 @@ absl::Status EbpfNode::StartLoader() {
   if (loader_) {
     return absl::FailedPreconditionError("a loader is running");
   }
-  std::vector<std::string> argv = {"/proc/self/exe",
-                                   "--loader",
-                                   absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
-                                   absl::StrCat("--pin=", bpffs_.path(), "/", kNodeName),
-                                   absl::StrCat("--external=", kExternalIf),
-                                   absl::StrCat("--host-routing=", options_.host_routing ? 1 : 0)};
+  std::vector<std::string> argv = {
+      "/proc/self/exe",
+      "--loader",
+      absl::StrCat("--manifests=", dir_, "/manifests.yaml"),
+      absl::StrCat("--pin=", bpffs_.path(), "/", kNodeName),
+      absl::StrCat("--external=", kExternalIf),
+      absl::StrCat("--host-routing=", options_.host_routing ? 1 : 0),
+      absl::StrCat("--checksum=", static_cast<int>(options_.checksum))};
   for (const auto& [name, pod] : pods_) {
     const PodPlan* plan = nullptr;
     for (const PodPlan& p : Pods()) {
@@ -361,6 +363,7 @@ struct LoaderArgs {
   std::string pin;
   std::string external;
   bool host_routing = true;
+  EbpfChecksum checksum = EbpfChecksum::kAuto;
   // "namespace/name" -> (host interface, pod MAC)
   std::map<std::string, std::pair<std::string, std::string>> endpoints;
 };
@@ -377,6 +380,12 @@ absl::StatusOr<LoaderArgs> ParseLoaderArgs(int argc, char** argv) {
       args.external = std::string(a);
     } else if (absl::ConsumePrefix(&a, "--host-routing=")) {
       args.host_routing = a != "0";
+    } else if (absl::ConsumePrefix(&a, "--checksum=")) {
+      int v = 0;
+      if (!absl::SimpleAtoi(a, &v) || v < 0 || v > static_cast<int>(EbpfChecksum::kHelpers)) {
+        return absl::InvalidArgumentError(absl::StrCat("--checksum=", a, ": want 0, 1 or 2"));
+      }
+      args.checksum = static_cast<EbpfChecksum>(v);
     } else if (absl::ConsumePrefix(&a, "--endpoint=")) {
       std::vector<std::string> parts = absl::StrSplit(a, ',');
       if (parts.size() != 3) {
@@ -479,7 +488,8 @@ absl::Status Loader(const LoaderArgs& args) {
                                          .pin_path = args.pin,
                                          .attach_to_endpoints = true,
                                          .external_ifindex = external_ifindex,
-                                         .host_routing = args.host_routing}));
+                                         .host_routing = args.host_routing,
+                                         .checksum = args.checksum}));
   DPV2_ASSIGN_OR_RETURN(
       agent::ClusterView view,
       agent::ClusterView::Create(

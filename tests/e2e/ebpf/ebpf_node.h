@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "dpv2/abi/counters.h"
 #include "dpv2/datapath_config.h"
+#include "dpv2/ebpf.h"
 #include "dpv2/net.h"
 #include "netlab/netlab.h"
 
@@ -93,6 +94,9 @@ struct NodeOptions {
   // address on the pod's veth) need net.ipv4.conf.all.accept_local=1, which
   // Start then sets; on, nothing is set: the programs route them.
   bool host_routing = true;
+  // EbpfOptions::checksum: which tc object translates (in-place L4 checksum
+  // updates through the kfunc, or the helpers).
+  EbpfChecksum checksum = EbpfChecksum::kAuto;
 };
 
 class EbpfNode {
