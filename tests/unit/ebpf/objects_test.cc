@@ -297,8 +297,8 @@ TEST_CASE("the two tc objects have the same maps, programs and globals, so the d
       SkeletonShape(ebpf::TcObjectBytes(ebpf::TcObject::kHelperChecksum));
   CHECK(in_place == helpers);
   // The shape holds what it should (the comparison cannot pass empty).
-  for (absl::string_view part :
-       {"map dpv2_ct_tcp ", "map dpv2_tc.rodata ", "prog dpv2_from_pod tc", "global cfg_host_routing "}) {
+  for (absl::string_view part : {"map dpv2_ct_tcp ", "map dpv2_tc.rodata ",
+                                  "prog dpv2_from_pod tc", "global cfg_host_routing "}) {
     INFO(part);
     CHECK(std::any_of(in_place.begin(), in_place.end(),
                       [part](const std::string& s) { return absl::StartsWith(s, part); }));
