@@ -17,18 +17,13 @@
 #include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
 #include "sandbox.h"
+#include "small_config.h"
 
 namespace dpv2 {
 namespace {
 
 using testing::Sandbox;
-
-DatapathConfig SmallConfig() {
-  return DatapathConfig{.maglev_table_size = 251, .max_services = 64, .max_backends = 64,
-                        .max_tables = 64, .ct_tcp_entries = 1024, .ct_other_entries = 1024,
-                        .max_affinity = 64, .max_source_ranges = 64, .max_endpoints = 64,
-                        .max_ipcache = 64, .max_policy_entries = 64};
-}
+using testing::SmallConfig;
 
 // A node with one pod veth (host side "pod0h") and an external device "ext0".
 struct Node {

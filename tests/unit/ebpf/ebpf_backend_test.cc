@@ -30,21 +30,17 @@
 #include "dpv2/ebpf.h"
 #include "dpv2/maglev.h"
 #include "dpv2/packet.h"
+#include "small_config.h"
 
 namespace dpv2 {
 namespace {
 
-constexpr uint32_t kM = 251;  // a small prime table
+using testing::SmallConfig;
+
+constexpr uint32_t kM = testing::kSmallMaglevTableSize;  // a small prime table
 constexpr uint32_t kClientIfindex = 7;
 constexpr uint32_t kBackendIfindex = 9;
 constexpr uint32_t kServiceId = 42;
-
-DatapathConfig SmallConfig() {
-  return DatapathConfig{.maglev_table_size = kM, .max_services = 64, .max_backends = 64,
-                        .max_tables = 64, .ct_tcp_entries = 1024, .ct_other_entries = 1024,
-                        .max_affinity = 64, .max_source_ranges = 64, .max_endpoints = 64,
-                        .max_ipcache = 64, .max_policy_entries = 64};
-}
 
 dpv2_addr Addr(const char* text) { return IpAddr::Parse(text)->ToAbi(); }
 

@@ -20,24 +20,18 @@
 #include "dpv2/packet.h"
 #include "dpv2/sim.h"
 #include "../datapath/pipeline_fixtures.h"
+#include "small_config.h"
 
 namespace dpv2 {
 namespace {
 
-constexpr uint32_t kM = 251;
+constexpr uint32_t kM = testing::kSmallMaglevTableSize;
 constexpr uint32_t kClientIfindex = 7;
 constexpr uint32_t kBackendIfindex = 9;
 constexpr uint32_t kMovedIfindex = 11;
 constexpr uint32_t kUplinkIfindex = 2;
 constexpr uint32_t kClientIdentity = 1001;
 constexpr uint32_t kRemoteIdentity = 2000;
-
-DatapathConfig SmallConfig() {
-  return DatapathConfig{.maglev_table_size = kM, .max_services = 16, .max_backends = 16,
-                        .max_tables = 16, .ct_tcp_entries = 256, .ct_other_entries = 256,
-                        .max_affinity = 16, .max_source_ranges = 16, .max_endpoints = 16,
-                        .max_ipcache = 16, .max_policy_entries = 16};
-}
 
 EndpointEntry ClientPod(uint32_t flags = 0) {
   return Pod("10.0.1.5", 1, kClientIfindex, kClientIdentity, flags);
@@ -93,10 +87,12 @@ ChangeBatch ServiceBatch() {
 class Twins {
  public:
   Twins() {
-    absl::StatusOr<std::unique_ptr<Backend>> e = MakeEbpfBackend({.config = SmallConfig()});
+    absl::StatusOr<std::unique_ptr<Backend>> e =
+        MakeEbpfBackend({.config = testing::SmallConfig(16)});
     REQUIRE(e.ok());
     ebpf_ = *std::move(e);
-    absl::StatusOr<std::unique_ptr<Backend>> s = MakeSimBackend({.config = SmallConfig()});
+    absl::StatusOr<std::unique_ptr<Backend>> s =
+        MakeSimBackend({.config = testing::SmallConfig(16)});
     REQUIRE(s.ok());
     sim_ = *std::move(s);
   }

@@ -2,12 +2,9 @@
 // a new one opens the same pins, dumps them (the Maglev tables of every size
 // class included), and fresh LbState/PolicyState adopt the dump; a restart
 // with other map sizes, a larger maglev_table_size or an older conntrack
-// layout migrates the pins. Needs root and BPF: exits 77
-// (skip) otherwise, unless CI=true.
-#define CATCH_CONFIG_RUNNER
-#include <sched.h>
-#include <stdlib.h>
-#include <sys/mount.h>
+// layout migrates the pins. Each case pins on a bpffs of its own in a
+// Sandbox (sandbox.h). Needs root and BPF: exits 77 (skip) otherwise, unless
+// CI=true (ebpf_test_main.cc).
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -28,6 +25,7 @@
 #include "dpv2/lb_state.h"
 #include "dpv2/packet.h"
 #include "dpv2/policy_state.h"
+#include "sandbox.h"
 
 namespace dpv2 {
 namespace {
@@ -110,29 +108,14 @@ IpAddr Send(Backend& b, uint8_t flags, uint32_t seq, const char* vip = "10.96.0.
   return ParsePacket(out->outputs[0].frame).pkt.dst;
 }
 
-// A bpffs of the test's own, in a private mount namespace that keeps the
-// mount away from the host; unmounted and removed even when a check fails.
-class PrivateBpfFs {
- public:
-  PrivateBpfFs() {
-    static const bool unshared = [] {
-      REQUIRE(unshare(CLONE_NEWNS) == 0);
-      REQUIRE(mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
-      return true;
-    }();
-    (void)unshared;
-    REQUIRE(mkdtemp(dir_) != nullptr);
-    REQUIRE(mount("bpf", dir_, "bpf", 0, nullptr) == 0);
-  }
-  ~PrivateBpfFs() {
-    umount2(dir_, MNT_DETACH);
-    rmdir(dir_);
-  }
-  std::string Pin() const { return std::string(dir_) + "/node"; }
-
- private:
-  char dir_[64] = "/tmp/dpv2-restart-pin-XXXXXX";
-};
+// A private network and mount namespace with a bpffs of its own for the
+// case: unmounted and left even when a check fails.
+std::unique_ptr<testing::Sandbox> EnterSandbox() {
+  absl::StatusOr<std::unique_ptr<testing::Sandbox>> box = testing::Sandbox::Enter();
+  INFO(box.status().ToString());
+  REQUIRE(box.ok());
+  return *std::move(box);
+}
 
 bpf_map_info PinnedInfo(const std::string& path) {
   const int fd = bpf_obj_get(path.c_str());
@@ -183,8 +166,8 @@ void RepinWithValueSize(const std::string& path, uint32_t value_size) {
 
 TEST_CASE("an agent restarted over pinned maps adopts them: nothing to apply, and the "
           "connection keeps its backend") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
 
   ChangeBatch applied;
   IpAddr chosen;
@@ -236,8 +219,8 @@ TEST_CASE("an agent restarted over pinned maps adopts them: nothing to apply, an
 
 TEST_CASE("a restart that resizes the conntrack maps, over entries of the older 72-byte "
           "layout, migrates every entry: the connection keeps its entry and its backend") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
   std::vector<ConntrackEntry> before;
   IpAddr chosen;
   {
@@ -296,8 +279,8 @@ TEST_CASE("a restart that resizes the conntrack maps, over entries of the older 
 
 TEST_CASE("a pinned map this build cannot migrate (another value layout) fails the load with "
           "its name, and no pin moves") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
   { Open(pin); }
   RepinWithValueSize(pin + "/dpv2_backends", 8);
   const uint32_t ct_id = PinnedInfo(pin + "/dpv2_ct_tcp").id;
@@ -316,8 +299,8 @@ TEST_CASE("a pinned map this build cannot migrate (another value layout) fails t
 
 TEST_CASE("an agent restarted over tables in three size classes adopts them all: nothing to "
           "apply, each connection keeps its backend, and new ones are served") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
   const DatapathConfig config = ClassesConfig();
   const std::vector<ServiceSpec> services = {Web(2, "small", "10.96.0.11"),
                                              Web(4, "medium", "10.96.0.12"),
@@ -368,8 +351,8 @@ TEST_CASE("an agent restarted over tables in three size classes adopts them all:
 
 TEST_CASE("a restart that raises maglev_table_size migrates the class maps that grow: the "
           "connection keeps its backend and the Service's larger table fits") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
   IpAddr chosen;
   {
     std::unique_ptr<Backend> first = Open(pin);  // cap 251: every table in class 0
@@ -406,8 +389,8 @@ TEST_CASE("a restart that raises maglev_table_size migrates the class maps that 
 
 TEST_CASE("a pin of the one lookup-table map of builds before size classes fails the load naming "
           "it and the services pin, and no pin moves") {
-  PrivateBpfFs bpffs;
-  const std::string pin = bpffs.Pin();
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
   { Open(pin); }
   // What an older build left beside the other pins.
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
@@ -428,17 +411,3 @@ TEST_CASE("a pin of the one lookup-table map of builds before size classes fails
 
 }  // namespace
 }  // namespace dpv2
-
-int main(int argc, char** argv) {
-  const char* ci = std::getenv("CI");
-  const bool in_ci = ci != nullptr && std::strcmp(ci, "true") == 0;
-  if (absl::StatusOr<std::unique_ptr<dpv2::Backend>> probe =
-          dpv2::MakeEbpfBackend({.config = dpv2::Config()});
-      !probe.ok() || geteuid() != 0) {
-    std::fprintf(stderr, "ebpf restart test: cannot load the BPF datapath here (%s)%s\n",
-                 probe.status().ToString().c_str(),
-                 in_ci ? "" : "; skipping (needs root / CAP_BPF; set CI=true to fail instead)");
-    return in_ci ? 1 : 77;
-  }
-  return Catch::Session().run(argc, argv);
-}
