@@ -185,12 +185,12 @@ class MapTransaction {
         retired_.pop_back();
       } else if (it->old_value.has_value()) {
         it->map->Update(it->key.data(), it->old_value->data()).IgnoreError();
-      } else if (it->map >= tables_.data() && it->map < tables_.data() + tables_.size()) {
+      } else if (std::optional<uint32_t> table_class = TableClassOfMap(it->map)) {
         // A frontend may have pointed to it for a moment: retire, not delete.
         uint32_t id;
         std::memcpy(&id, it->key.data(), sizeof(id));
         retired_.push_back({.id = id,
-                            .table_class = static_cast<uint32_t>(it->map - tables_.data()),
+                            .table_class = *table_class,
                             .release_after_ns = MonotonicNs() + kTableGraceNs});
       } else {
         it->map->Delete(it->key.data()).IgnoreError();
@@ -269,6 +269,16 @@ class MapTransaction {
     }
     log_.push_back(std::move(r));
     return absl::OkStatus();
+  }
+
+  // The class of `map` when it is one of the lookup-table class maps.
+  std::optional<uint32_t> TableClassOfMap(const BpfMap* map) const {
+    for (uint32_t k = 0; k < kTableClasses; ++k) {
+      if (map == &tables_[k]) {
+        return k;
+      }
+    }
+    return std::nullopt;
   }
 
   const std::array<BpfMap, kTableClasses>& tables_;
