@@ -32,6 +32,7 @@
 #include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
 #include "dpv2/sim.h"
+#include "program_map.h"
 #include "sandbox.h"
 #include "../datapath/pipeline_fixtures.h"
 
@@ -68,31 +69,17 @@ TEST_CASE("every feature combination of the tc and XDP objects is accepted by th
 // The loaded tc object's read-only data (the loader's tunables), read back
 // through a program that uses it.
 std::string LoadedRodata(int prog_fd) {
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  REQUIRE(bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0);
-  std::vector<uint32_t> ids(info.nr_map_ids);
-  bpf_prog_info with_ids{};
-  with_ids.nr_map_ids = static_cast<uint32_t>(ids.size());
-  with_ids.map_ids = reinterpret_cast<uint64_t>(ids.data());
-  len = sizeof(with_ids);
-  REQUIRE(bpf_obj_get_info_by_fd(prog_fd, &with_ids, &len) == 0);
-  for (uint32_t id : ids) {
-    const int fd = bpf_map_get_fd_by_id(id);
-    REQUIRE(fd >= 0);
-    absl::Cleanup close_fd = [fd] { close(fd); };
-    bpf_map_info m{};
-    uint32_t mlen = sizeof(m);
-    REQUIRE(bpf_obj_get_info_by_fd(fd, &m, &mlen) == 0);
-    if (absl::EndsWith(m.name, ".rodata")) {
-      std::string value(m.value_size, '\0');
-      const uint32_t zero = 0;
-      REQUIRE(bpf_map_lookup_elem(fd, &zero, value.data()) == 0);
-      return value;
-    }
-  }
-  FAIL("no .rodata map");
-  return "";
+  const int fd = testing::ProgramMap(
+      prog_fd, [](const bpf_map_info& m) { return absl::EndsWith(m.name, ".rodata"); });
+  REQUIRE(fd >= 0);
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  bpf_map_info m{};
+  uint32_t len = sizeof(m);
+  REQUIRE(bpf_obj_get_info_by_fd(fd, &m, &len) == 0);
+  std::string value(m.value_size, '\0');
+  const uint32_t zero = 0;
+  REQUIRE(bpf_map_lookup_elem(fd, &zero, value.data()) == 0);
+  return value;
 }
 
 TEST_CASE("an object built without policy stamps a connection to a remote backend as passing "
