@@ -621,6 +621,9 @@ absl::StatusOr<int> ListeningSocket(const Netns& ns, int type, uint16_t port) {
   const int on = 1;
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  if (type == SOCK_DGRAM) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on));  // see Serve
+  }
   sockaddr_in6 any{};
   any.sin6_family = AF_INET6;
   any.sin6_port = htons(port);
@@ -655,11 +658,16 @@ absl::StatusOr<std::unique_ptr<EchoServer>> EchoServer::Start(const Netns& ns,
     udp_fd = *fd;
   }
   const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  return std::unique_ptr<EchoServer>(new EchoServer(options.name, tcp_fd, udp_fd, wake_fd));
+  return std::unique_ptr<EchoServer>(
+      new EchoServer(options.name, options.report_peer, tcp_fd, udp_fd, wake_fd));
 }
 
-EchoServer::EchoServer(std::string name, int tcp_fd, int udp_fd, int wake_fd)
-    : name_(std::move(name)), tcp_fd_(tcp_fd), udp_fd_(udp_fd), wake_fd_(wake_fd) {
+EchoServer::EchoServer(std::string name, bool report_peer, int tcp_fd, int udp_fd, int wake_fd)
+    : name_(std::move(name)),
+      report_peer_(report_peer),
+      tcp_fd_(tcp_fd),
+      udp_fd_(udp_fd),
+      wake_fd_(wake_fd) {
   thread_ = std::thread([this] { Serve(); });
 }
 
@@ -673,8 +681,13 @@ EchoServer::~EchoServer() {
 }
 
 void EchoServer::Serve() {
+  // What a reply to `peer` starts with.
+  auto prefix = [this](const sockaddr_storage& peer) {
+    return report_peer_ ? absl::StrCat(name_, " ", FromSockaddr(peer).first.ToString()) : name_;
+  };
   struct Conn {
     int fd;
+    std::string prefix;
     std::string pending;
   };
   std::vector<Conn> conns;
@@ -695,23 +708,44 @@ void EchoServer::Serve() {
       break;
     }
     if (fds[1].revents & POLLIN) {
-      const int fd = accept4(tcp_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t len = sizeof(peer);
+      const int fd =
+          accept4(tcp_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         ++tcp_connections_;
-        conns.push_back({.fd = fd, .pending = {}});
+        conns.push_back({.fd = fd, .prefix = prefix(peer), .pending = {}});
       }
     }
     if (fds[2].revents & POLLIN) {
+      // The reply leaves from the address the datagram came to (its
+      // IPV6_PKTINFO, v4-mapped for IPv4), not from the route's preferred
+      // source: in a namespace with several addresses, the one asked.
       char buf[65536];
       sockaddr_storage from{};
-      socklen_t len = sizeof(from);
-      const ssize_t n =
-          recvfrom(udp_fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo))];
+      iovec iov{.iov_base = buf, .iov_len = sizeof(buf)};
+      msghdr msg{.msg_name = &from,
+                 .msg_namelen = sizeof(from),
+                 .msg_iov = &iov,
+                 .msg_iovlen = 1,
+                 .msg_control = control,
+                 .msg_controllen = sizeof(control),
+                 .msg_flags = 0};
+      const ssize_t n = recvmsg(udp_fd_, &msg, 0);
       if (n >= 0) {
         ++udp_datagrams_;
-        const std::string reply =
-            absl::StrCat(name_, " ", absl::string_view(buf, static_cast<size_t>(n)));
-        sendto(udp_fd_, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
+        std::string reply =
+            absl::StrCat(prefix(from), " ", absl::string_view(buf, static_cast<size_t>(n)));
+        iov = {.iov_base = reply.data(), .iov_len = reply.size()};
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        if (c != nullptr && c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+          reinterpret_cast<in6_pktinfo*>(CMSG_DATA(c))->ipi6_ifindex = 0;  // any way out
+        } else {
+          msg.msg_control = nullptr;
+          msg.msg_controllen = 0;
+        }
+        sendmsg(udp_fd_, &msg, 0);
       }
     }
     // Connections polled in this round sit at fds[3 + i]; closing one
@@ -727,7 +761,7 @@ void EchoServer::Serve() {
       if (n > 0) {
         c.pending.append(buf, static_cast<size_t>(n));
         while (std::optional<std::string> line = TakeLine(c.pending)) {
-          const std::string reply = absl::StrCat(name_, " ", *line, "\n");
+          const std::string reply = absl::StrCat(c.prefix, " ", *line, "\n");
           closed |= !SendAll(c.fd, reply, Deadline(kDefaultTimeout), "echo reply").ok();
         }
       }

@@ -185,12 +185,16 @@ class BpffsMount {
 // A TCP and UDP server on one port (IPv4 and IPv6, any address) inside a
 // namespace. Every newline-terminated line it receives on a TCP connection,
 // and every UDP datagram, is answered with "<name> <line>", so a client learns
-// which pod served it. Serves from one thread until destroyed.
+// which pod served it; a UDP reply leaves from the address the datagram was
+// sent to. Serves from one thread until destroyed.
 struct EchoServerOptions {
   std::string name;
   uint16_t port = 0;
   bool tcp = true;
   bool udp = true;
+  // Answer "<name> <peer address> <line>" instead: the address the server
+  // saw the connection or datagram come from (what a NAT made of the client).
+  bool report_peer = false;
 };
 
 class EchoServer {
@@ -205,10 +209,11 @@ class EchoServer {
   uint64_t udp_datagrams() const { return udp_datagrams_.load(); }
 
  private:
-  EchoServer(std::string name, int tcp_fd, int udp_fd, int wake_fd);
+  EchoServer(std::string name, bool report_peer, int tcp_fd, int udp_fd, int wake_fd);
   void Serve();
 
   std::string name_;
+  bool report_peer_;
   int tcp_fd_;
   int udp_fd_;
   int wake_fd_;

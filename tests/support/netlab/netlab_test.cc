@@ -131,6 +131,25 @@ TEST_CASE("real TCP and UDP cross a veth pair and the reply names the server") {
   CHECK(server->udp_datagrams() == 1);
 }
 
+TEST_CASE(
+    "an echo server that reports its peer names the address each client came from, and answers "
+    "UDP from the address asked") {
+  Pair p;
+  RequireOk(p.a.Ip("addr add fd00:99::1/64 dev va nodad"));
+  RequireOk(p.b.Ip("addr add fd00:99::2/64 dev vb nodad"));
+  std::unique_ptr<EchoServer> server =
+      Must(EchoServer::Start(p.b, {.name = "srv-b", .port = 7000, .report_peer = true}));
+  CHECK(Must(TcpExchange(p.a, Ip("10.99.0.2"), 7000, "tcp")) == "srv-b 10.99.0.1 tcp");
+  CHECK(Must(UdpExchange(p.a, Ip("10.99.0.2"), 7000, "udp")) == "srv-b 10.99.0.1 udp");
+  CHECK(Must(TcpExchange(p.a, Ip("fd00:99::2"), 7000, "tcp6")) == "srv-b fd00:99::1 tcp6");
+  CHECK(Must(UdpExchange(p.a, Ip("fd00:99::2"), 7000, "udp6")) == "srv-b fd00:99::1 udp6");
+  // A second address of the server's: UDP replies leave from the address
+  // asked (the client's connected socket takes no other), not the first.
+  RequireOk(p.b.IpBatch({"addr add 10.99.0.3/24 dev vb", "addr add fd00:99::3/64 dev vb nodad"}));
+  CHECK(Must(UdpExchange(p.a, Ip("10.99.0.3"), 7000, "second")) == "srv-b 10.99.0.1 second");
+  CHECK(Must(UdpExchange(p.a, Ip("fd00:99::3"), 7000, "second6")) == "srv-b fd00:99::1 second6");
+}
+
 TEST_CASE("a closed port is refused at once, an unreachable address times out") {
   Pair p;
   const absl::Time start = absl::Now();
