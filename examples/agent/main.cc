@@ -27,12 +27,27 @@ using dpv2::agent::daemon::AgentFlags;
 using dpv2::agent::daemon::AgentOptions;
 using dpv2::agent::daemon::BackendKind;
 using dpv2::agent::daemon::StructuredLog;
+using dpv2::agent::daemon::TcChecksum;
 
 uint64_t MonotonicNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+#if DPV2_HAVE_EBPF
+dpv2::EbpfChecksum EbpfChecksumOf(TcChecksum c) {
+  switch (c) {
+    case TcChecksum::kInPlace:
+      return dpv2::EbpfChecksum::kInPlace;
+    case TcChecksum::kHelpers:
+      return dpv2::EbpfChecksum::kHelpers;
+    case TcChecksum::kAuto:
+      break;
+  }
+  return dpv2::EbpfChecksum::kAuto;
+}
+#endif
 
 absl::StatusOr<std::unique_ptr<dpv2::Backend>> MakeBackend(const AgentFlags& flags,
                                                             AgentOptions& options) {
@@ -69,7 +84,8 @@ absl::StatusOr<std::unique_ptr<dpv2::Backend>> MakeBackend(const AgentFlags& fla
                                 .attach_to_endpoints = true,
                                 .external_ifindex = external,
                                 .xdp = flags.xdp,
-                                .host_routing = flags.host_routing});
+                                .host_routing = flags.host_routing,
+                                .checksum = EbpfChecksumOf(flags.checksum)});
 #else
   return absl::UnimplementedError("flag --backend=ebpf: this build has no eBPF backend");
 #endif

@@ -6,10 +6,10 @@
 // Backend::Apply validates the whole batch against its current contents and
 // capacities first, and a rejected batch leaves the datapath as it was.
 //
-// Ordering contract (every backend): upserts are applied in the order backends,
-// lookup tables, source ranges, endpoints, ipcache, policy, services; then
-// deletes in the order services, policy, ipcache, endpoints, source ranges,
-// lookup tables, backends. With lookup tables that are never rewritten in place
+// Ordering contract (every backend): upserts are applied in the order node
+// addresses, backends, lookup tables, source ranges, endpoints, ipcache,
+// policy, services; then deletes in the order services, policy, ipcache,
+// endpoints, source ranges, lookup tables, backends, node addresses. With lookup tables that are never rewritten in place
 // (a change writes a new table id), a packet never sees a frontend pointing to
 // a missing or partial table, or a table naming a missing backend.
 //
@@ -53,6 +53,13 @@ struct IpcacheEntry {
   dpv2_ipcache_value value;
 };
 
+// The node's address of one family (DPV2_FAMILY_V4 / V6), the source of
+// SNATed connections (abi/lb.h dpv2_node_addr_key).
+struct NodeAddressEntry {
+  uint8_t family;
+  dpv2_addr addr;
+};
+
 struct PolicyEntry {
   dpv2_policy_key key;
   dpv2_policy_value value;
@@ -64,6 +71,7 @@ struct PolicyEntry {
 inline constexpr uint32_t kMaxAdoptedId = 0x7fffffff;
 
 struct ChangeBatch {
+  std::vector<NodeAddressEntry> node_addresses_upsert;
   std::vector<BackendEntry> backends_upsert;
   std::vector<LookupTable> tables_upsert;
   std::vector<dpv2_src_range_key> source_ranges_upsert;
@@ -79,6 +87,7 @@ struct ChangeBatch {
   std::vector<dpv2_src_range_key> source_ranges_delete;
   std::vector<uint32_t> tables_delete;
   std::vector<uint32_t> backends_delete;
+  std::vector<uint8_t> node_addresses_delete;  // families
 
   bool empty() const;
   size_t size() const;           // number of operations

@@ -53,6 +53,12 @@ struct DatapathConfig {
   uint32_t max_endpoints = 4096;
   uint32_t max_ipcache = 524288;
   uint32_t max_policy_entries = 1048576;
+  // SNAT of external Cluster-policy connections to backends on other nodes
+  // (docs/datapath.md, "SNAT"): two entries a connection, and the source
+  // ports they get (inclusive, 1 <= min <= max <= 65535).
+  uint32_t snat_entries = DPV2_SNAT_DEFAULT_ENTRIES;
+  uint32_t snat_port_min = DPV2_SNAT_DEFAULT_PORT_MIN;
+  uint32_t snat_port_max = DPV2_SNAT_DEFAULT_PORT_MAX;
   ConntrackTimeouts timeouts;
 
   // Names the bad field: "datapath config: maglev_table_size 16380 is not a prime".

@@ -18,6 +18,8 @@ static_assert(sizeof(dpv2_src_range_key) == 28 && offsetof(dpv2_src_range_key, a
 static_assert(sizeof(dpv2_ct_key) == 40 && offsetof(dpv2_ct_key, sport) == 32);
 static_assert(sizeof(dpv2_ct_value) == 80 && offsetof(dpv2_ct_value, nat_addr) == 32 &&
               offsetof(dpv2_ct_value, revision) == 72);
+static_assert(sizeof(dpv2_snat_value) == 32 && offsetof(dpv2_snat_value, created_ns) == 24);
+static_assert(sizeof(dpv2_node_addr_key) == 4 && sizeof(dpv2_node_addr_value) == 16);
 static_assert(sizeof(dpv2_endpoint_key) == 20);
 static_assert(sizeof(dpv2_endpoint_value) == 32);
 static_assert(sizeof(dpv2_ipcache_key) == 24 && offsetof(dpv2_ipcache_key, addr) == 8);

@@ -16,7 +16,7 @@ void AppendAll(std::vector<T>& to, const std::vector<T>& from) {
 bool ChangeBatch::empty() const { return size() == 0; }
 
 size_t ChangeBatch::size() const {
-  return backends_upsert.size() + tables_upsert.size() + source_ranges_upsert.size() +
+  return node_addresses_upsert.size() + node_addresses_delete.size() + backends_upsert.size() + tables_upsert.size() + source_ranges_upsert.size() +
          endpoints_upsert.size() + ipcache_upsert.size() + policy_upsert.size() +
          services_upsert.size() + services_delete.size() + policy_delete.size() +
          ipcache_delete.size() + endpoints_delete.size() + source_ranges_delete.size() +
@@ -28,6 +28,7 @@ std::string ChangeBatch::Summary() const {
   auto add = [&parts](size_t n, const char* what) {
     if (n > 0) parts.push_back(absl::StrCat(n, " ", what));
   };
+  add(node_addresses_upsert.size(), "node addresses +");
   add(backends_upsert.size(), "backends +");
   add(tables_upsert.size(), "tables +");
   add(source_ranges_upsert.size(), "source ranges +");
@@ -42,11 +43,13 @@ std::string ChangeBatch::Summary() const {
   add(source_ranges_delete.size(), "source ranges -");
   add(tables_delete.size(), "tables -");
   add(backends_delete.size(), "backends -");
+  add(node_addresses_delete.size(), "node addresses -");
   if (parts.empty()) return "empty";
   return absl::StrJoin(parts, ", ");
 }
 
 void ChangeBatch::Append(const ChangeBatch& other) {
+  AppendAll(node_addresses_upsert, other.node_addresses_upsert);
   AppendAll(backends_upsert, other.backends_upsert);
   AppendAll(tables_upsert, other.tables_upsert);
   AppendAll(source_ranges_upsert, other.source_ranges_upsert);
@@ -61,6 +64,7 @@ void ChangeBatch::Append(const ChangeBatch& other) {
   AppendAll(source_ranges_delete, other.source_ranges_delete);
   AppendAll(tables_delete, other.tables_delete);
   AppendAll(backends_delete, other.backends_delete);
+  AppendAll(node_addresses_delete, other.node_addresses_delete);
 }
 
 }  // namespace dpv2

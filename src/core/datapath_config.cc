@@ -41,6 +41,7 @@ absl::Status DatapathConfig::Validate() const {
       {"ct_other_entries", ct_other_entries}, {"max_affinity", max_affinity},
       {"max_source_ranges", max_source_ranges}, {"max_endpoints", max_endpoints},
       {"max_ipcache", max_ipcache},         {"max_policy_entries", max_policy_entries},
+      {"snat_entries", snat_entries},       {"snat_port_min", snat_port_min},
       {"timeouts.tcp_established_s", timeouts.tcp_established_s},
       {"timeouts.tcp_syn_s", timeouts.tcp_syn_s},
       {"timeouts.tcp_close_s", timeouts.tcp_close_s},
@@ -51,6 +52,15 @@ absl::Status DatapathConfig::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat("datapath config: ", f.name, " must be greater than 0"));
     }
+  }
+  if (snat_port_max > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("datapath config: snat_port_max ", snat_port_max, " is above 65535"));
+  }
+  if (snat_port_max < snat_port_min) {
+    return absl::InvalidArgumentError(absl::StrCat("datapath config: snat_port_max ",
+                                                   snat_port_max, " is below snat_port_min ",
+                                                   snat_port_min));
   }
   return absl::OkStatus();
 }

@@ -41,7 +41,8 @@ std::string ConfigKey(const DatapathConfig& c) {
   return absl::StrCat(c.maglev_table_size, "/", c.max_services, "/", c.max_backends, "/",
                       c.max_tables, "/", c.ct_tcp_entries, "/", c.ct_other_entries, "/",
                       c.max_affinity, "/", c.max_source_ranges, "/", c.max_endpoints, "/",
-                      c.max_ipcache, "/", c.max_policy_entries, "/", c.timeouts.tcp_established_s,
+                      c.max_ipcache, "/", c.max_policy_entries, "/", c.snat_entries, "/",
+                      c.snat_port_min, "/", c.snat_port_max, "/", c.timeouts.tcp_established_s,
                       "/", c.timeouts.tcp_syn_s, "/", c.timeouts.tcp_close_s, "/",
                       c.timeouts.non_tcp_s);
 }

@@ -6,6 +6,8 @@
 #ifndef DPV2_TESTS_CONFORMANCE_FIXTURES_H_
 #define DPV2_TESTS_CONFORMANCE_FIXTURES_H_
 
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -13,6 +15,7 @@
 #include <utility>
 
 #include "conformance.h"
+#include "dpv2/abi/hash.h"
 #include "dpv2/packet.h"
 
 namespace dpv2::conformance {
@@ -153,6 +156,23 @@ inline DatapathConfig SmallConfig() {
   DatapathConfig c;
   c.maglev_table_size = 251;
   return c;
+}
+
+// The source port a new SNATed connection from client:client_port to
+// frontend:frontend_port probes first (docs/datapath.md, "SNAT"): the port
+// it gets while no other connection to the same backend holds that port.
+inline uint16_t SnatPort(L4Proto proto, const char* client, uint16_t client_port,
+                         const char* frontend, uint16_t frontend_port,
+                         const DatapathConfig& config = SmallConfig()) {
+  const IpAddr c = A(client);
+  const IpAddr f = A(frontend);
+  const dpv2_addr ca = c.ToAbi();
+  const dpv2_addr fa = f.ToAbi();
+  const uint32_t hash =
+      dpv2_tuple_hash(&ca, &fa, htons(client_port), htons(frontend_port),
+                      static_cast<uint8_t>(proto), static_cast<uint8_t>(c.family()));
+  const uint32_t range = uint32_t{config.snat_port_max} - config.snat_port_min + 1;
+  return static_cast<uint16_t>(config.snat_port_min + hash % range);
 }
 
 // Events.

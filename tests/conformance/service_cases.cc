@@ -128,35 +128,56 @@ void AddClusterIpCases(std::vector<ConformanceCase>& cases) {
 
 void AddExternalFrontendCases(std::vector<ConformanceCase>& cases) {
   const DatapathConfig cfg = SmallConfig();
-  cases.push_back({
-      .proves = "a TCP SYN from the network to a NodePort on the node's IPv4 address is DNATed "
-                "to the backend and the reply leaves from the node address",
-      .config = cfg,
-      .services = {NodePort(WebService(), 30080)},
-      .endpoints = LocalPods(),
-      .steps = {Events(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
-                            Pkt(kClient4, kRemote1v4).Tcp(50000, 8080, kTcpSyn)),
-                       {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8080), kNode4,
-                                 30080)}),
-                Events(Pass(FromNet(Pkt(kRemote1v4, kClient4).Tcp(8080, 50000, kTcpSyn | kTcpAck)),
-                            Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpSyn | kTcpAck)),
-                       {TraceReply(T(L4Proto::kTCP, kNode4, 30080, kClient4, 50000))})},
-  });
-  cases.push_back({
-      .proves = "a UDP datagram from the network to a NodePort on the node's IPv6 address is "
-                "DNATed and the reply reverse-NATed",
-      .config = cfg,
-      .services = {NodePort(Svc("dns6", kVip6, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v6}}),
-                            30053)},
-      .endpoints = LocalPods(),
-      .steps = {Events(Pass(FromNet(Pkt(kClient6, kNode6).Udp(50000, 30053).Payload("q")),
-                            Pkt(kClient6, kRemote1v6).Udp(50000, 5353).Payload("q")),
-                       {TraceNew(T(L4Proto::kUDP, kClient6, 50000, kRemote1v6, 5353), kNode6,
-                                 30053)}),
-                Events(Pass(FromNet(Pkt(kRemote1v6, kClient6).Udp(5353, 50000).Payload("a")),
-                            Pkt(kNode6, kClient6).Udp(30053, 50000).Payload("a")),
-                       {TraceReply(T(L4Proto::kUDP, kNode6, 30053, kClient6, 50000))})},
-  });
+  {
+    const uint16_t p = SnatPort(L4Proto::kTCP, kClient4, 50000, kNode4, 30080);
+    cases.push_back({
+        .proves = "a TCP SYN from the network to a NodePort on the node's IPv4 address is DNATed "
+                  "to the remote backend and SNATed to the node address, and the reply goes "
+                  "back to the client from the NodePort",
+        .config = cfg,
+        .services = {NodePort(WebService(), 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Counters(Events(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                                       Pkt(kNode4, kRemote1v4).Tcp(p, 8080, kTcpSyn)),
+                                  {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8080),
+                                            kNode4, 30080)}),
+                           {{DPV2_CNT_SERVICE_NEW, 1},
+                            {DPV2_CNT_SNAT_NEW, 1},
+                            {DPV2_CNT_CT_CREATED, 2}}),
+                  Counters(
+                      Events(Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, p, kTcpSyn | kTcpAck)),
+                                  Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpSyn | kTcpAck)),
+                             {TraceReply(T(L4Proto::kTCP, kNode4, 30080, kClient4, 50000))}),
+                      {{DPV2_CNT_REV_NAT, 1}}),
+                  Counters(Events(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpAck)
+                                                    .Seq(1001)
+                                                    .Ack(5001)),
+                                       Pkt(kNode4, kRemote1v4).Tcp(p, 8080, kTcpAck).Seq(1001).Ack(5001)),
+                                  {}),
+                           {{DPV2_CNT_SERVICE_ESTABLISHED, 1}, {DPV2_CNT_SNAT_NEW, 0}}),
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, p, kTcpAck | kTcpPsh).Seq(5001)),
+                       Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpAck | kTcpPsh).Seq(5001))},
+    });
+  }
+  {
+    const uint16_t p = SnatPort(L4Proto::kUDP, kClient6, 50000, kNode6, 30053);
+    cases.push_back({
+        .proves = "a UDP datagram from the network to a NodePort on the node's IPv6 address is "
+                  "DNATed and SNATed to the node's IPv6 address, and the reply reverse-NATed "
+                  "to the client",
+        .config = cfg,
+        .services = {NodePort(Svc("dns6", kVip6, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v6}}),
+                              30053)},
+        .endpoints = LocalPods(),
+        .steps = {Events(Pass(FromNet(Pkt(kClient6, kNode6).Udp(50000, 30053).Payload("q")),
+                              Pkt(kNode6, kRemote1v6).Udp(p, 5353).Payload("q")),
+                         {TraceNew(T(L4Proto::kUDP, kClient6, 50000, kRemote1v6, 5353), kNode6,
+                                   30053)}),
+                  Events(Pass(FromNet(Pkt(kRemote1v6, kNode6).Udp(5353, p).Payload("a")),
+                              Pkt(kNode6, kClient6).Udp(30053, 50000).Payload("a")),
+                         {TraceReply(T(L4Proto::kUDP, kNode6, 30053, kClient6, 50000))})},
+    });
+  }
   cases.push_back({
       .proves = "a NodePort connection to a backend pod on this node is redirected to that pod",
       .config = cfg,
@@ -180,40 +201,49 @@ void AddExternalFrontendCases(std::vector<ConformanceCase>& cases) {
                           {}),
                    0)},
   });
-  cases.push_back({
-      .proves = "a TCP SYN from the network to an IPv4 LoadBalancer ingress IP is DNATed to the "
-                "backend",
-      .config = cfg,
-      .services = {LoadBalancer(WebService(), kLb4, 30080)},
-      .endpoints = LocalPods(),
-      .steps = {Events(Pass(FromNet(Pkt(kClient4, kLb4).Tcp(50000, 80, kTcpSyn)),
-                            Pkt(kClient4, kRemote1v4).Tcp(50000, 8080, kTcpSyn)),
-                       {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8080), kLb4, 80)}),
-                Pass(FromNet(Pkt(kRemote1v4, kClient4).Tcp(8080, 50000, kTcpSyn | kTcpAck)),
-                     Pkt(kLb4, kClient4).Tcp(80, 50000, kTcpSyn | kTcpAck))},
-  });
-  cases.push_back({
-      .proves = "a UDP datagram to an IPv6 LoadBalancer ingress IP is DNATed and its reply "
-                "reverse-NATed",
-      .config = cfg,
-      .services = {LoadBalancer(Svc("dns6", kVip6, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v6}}),
-                                kLb6, 30053)},
-      .endpoints = LocalPods(),
-      .steps = {Pass(FromNet(Pkt(kClient6, kLb6).Udp(50000, 53).Payload("q")),
-                     Pkt(kClient6, kRemote1v6).Udp(50000, 5353).Payload("q")),
-                Pass(FromNet(Pkt(kRemote1v6, kClient6).Udp(5353, 50000).Payload("a")),
-                     Pkt(kLb6, kClient6).Udp(53, 50000).Payload("a"))},
-  });
+  {
+    const uint16_t p = SnatPort(L4Proto::kTCP, kClient4, 50000, kLb4, 80);
+    cases.push_back({
+        .proves = "a TCP SYN from the network to an IPv4 LoadBalancer ingress IP is DNATed to the "
+                  "remote backend and SNATed to the node address; the reply leaves from the LB IP",
+        .config = cfg,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Events(Pass(FromNet(Pkt(kClient4, kLb4).Tcp(50000, 80, kTcpSyn)),
+                              Pkt(kNode4, kRemote1v4).Tcp(p, 8080, kTcpSyn)),
+                         {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8080), kLb4,
+                                   80)}),
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, p, kTcpSyn | kTcpAck)),
+                       Pkt(kLb4, kClient4).Tcp(80, 50000, kTcpSyn | kTcpAck))},
+    });
+  }
+  {
+    const uint16_t p = SnatPort(L4Proto::kUDP, kClient6, 50000, kLb6, 53);
+    cases.push_back({
+        .proves = "a UDP datagram to an IPv6 LoadBalancer ingress IP is DNATed and SNATed to the "
+                  "node's IPv6 address, and its reply reverse-NATed to the client",
+        .config = cfg,
+        .services = {LoadBalancer(
+            Svc("dns6", kVip6, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v6}}), kLb6, 30053)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(Pkt(kClient6, kLb6).Udp(50000, 53).Payload("q")),
+                       Pkt(kNode6, kRemote1v6).Udp(p, 5353).Payload("q")),
+                  Pass(FromNet(Pkt(kRemote1v6, kNode6).Udp(5353, p).Payload("a")),
+                       Pkt(kLb6, kClient6).Udp(53, 50000).Payload("a"))},
+    });
+  }
   {
     ServiceSpec s = Svc("ext", kVip4, L4Proto::kTCP, 443, 8443, {{.ip = kRemote1v4}});
     s.external_ips = {A(kExt4)};
     cases.push_back({
-        .proves = "a TCP SYN to a Service's externalIP is DNATed like a LoadBalancer IP",
+        .proves = "a TCP SYN to a Service's externalIP is DNATed and SNATed like a LoadBalancer IP",
         .config = cfg,
         .services = {s},
         .endpoints = LocalPods(),
         .steps = {Events(Pass(FromNet(Pkt(kClient4, kExt4).Tcp(50000, 443, kTcpSyn)),
-                              Pkt(kClient4, kRemote1v4).Tcp(50000, 8443, kTcpSyn)),
+                              Pkt(kNode4, kRemote1v4)
+                                  .Tcp(SnatPort(L4Proto::kTCP, kClient4, 50000, kExt4, 443), 8443,
+                                       kTcpSyn)),
                          {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8443), kExt4,
                                    443)})},
     });
@@ -227,7 +257,8 @@ void AddExternalFrontendCases(std::vector<ConformanceCase>& cases) {
         .services = {s},
         .endpoints = LocalPods(),
         .steps = {Pass(FromNet(Pkt(kClient4, kLb4).Tcp(50000, 80, kTcpSyn)),
-                       Pkt(kClient4, kRemote1v4).Tcp(50000, 8080, kTcpSyn))},
+                       Pkt(kNode4, kRemote1v4)
+                           .Tcp(SnatPort(L4Proto::kTCP, kClient4, 50000, kLb4, 80), 8080, kTcpSyn))},
     });
     cases.push_back({
         .proves = "loadBalancerSourceRanges drop a client outside every range, counted and "
@@ -253,11 +284,120 @@ void AddExternalFrontendCases(std::vector<ConformanceCase>& cases) {
         .services = {s},
         .endpoints = LocalPods(),
         .steps = {Pass(FromNet(Pkt(kClient6, kLb6).Tcp(50000, 80, kTcpSyn)),
-                       Pkt(kClient6, kRemote1v6).Tcp(50000, 8080, kTcpSyn)),
+                       Pkt(kNode6, kRemote1v6)
+                           .Tcp(SnatPort(L4Proto::kTCP, kClient6, 50000, kLb6, 80), 8080, kTcpSyn)),
                   Events(DropStep(FromNet(Pkt("2001:db8:1::7", kLb6).Tcp(50000, 80, kTcpSyn)),
                                   DPV2_DROP_SOURCE_RANGE),
                          {DropEvent(DPV2_DROP_SOURCE_RANGE,
                                     T(L4Proto::kTCP, "2001:db8:1::7", 50000, kLb6, 80))})},
+    });
+  }
+}
+
+// SNAT of external Cluster-policy traffic to a backend on another node
+// (docs/datapath.md, "SNAT"); the first cases of AddExternalFrontendCases
+// show the translation itself.
+void AddSnatCases(std::vector<ConformanceCase>& cases) {
+  const DatapathConfig cfg = SmallConfig();
+  cases.push_back({
+      .proves = "a pod's connection to a NodePort is DNATed only: traffic from pods is never "
+                "SNATed",
+      .config = cfg,
+      .services = {NodePort(WebService(), 30080)},
+      .endpoints = LocalPods(),
+      .steps = {Counters(Pass(FromPod(kPodA, Pkt(kPodA.v4, kNode4).Tcp(40000, 30080, kTcpSyn)),
+                              Pkt(kPodA.v4, kRemote1v4).Tcp(40000, 8080, kTcpSyn)),
+                         {{DPV2_CNT_SERVICE_NEW, 1}, {DPV2_CNT_SNAT_NEW, 0}})},
+  });
+  {
+    Step no_v4{};
+    no_v4.apply.node_addresses_delete = {DPV2_FAMILY_V4};
+    cases.push_back({
+        .proves = "without a node address of the packet's family a NodePort connection to a "
+                  "remote backend is DNATed only",
+        .config = cfg,
+        .services = {NodePort(WebService(), 30080)},
+        .endpoints = LocalPods(),
+        .steps = {no_v4,
+                  Counters(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                                Pkt(kClient4, kRemote1v4).Tcp(50000, 8080, kTcpSyn)),
+                           {{DPV2_CNT_SERVICE_NEW, 1}, {DPV2_CNT_SNAT_NEW, 0}}),
+                  Pass(FromNet(Pkt(kRemote1v4, kClient4).Tcp(8080, 50000, kTcpSyn | kTcpAck)),
+                       Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpSyn | kTcpAck))},
+    });
+  }
+  {
+    // Two ports: three clients to the one backend.
+    DatapathConfig two = cfg;
+    two.snat_port_min = 40000;
+    two.snat_port_max = 40001;
+    const char* c2 = "203.0.113.8";
+    const char* c3 = "203.0.113.9";
+    const uint16_t p1 = SnatPort(L4Proto::kTCP, kClient4, 50000, kNode4, 30080, two);
+    const uint16_t p2_first = SnatPort(L4Proto::kTCP, c2, 50000, kNode4, 30080, two);
+    const uint16_t p2 = p2_first == p1 ? (p1 == 40000 ? 40001 : 40000) : p2_first;
+    cases.push_back({
+        .proves = "an SNAT port another connection to the same backend holds is skipped for the "
+                  "next one, and with every probed port taken a new connection is dropped as "
+                  "nat_no_port, leaving no entry",
+        .config = two,
+        .services = {NodePort(WebService(), 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                       Pkt(kNode4, kRemote1v4).Tcp(p1, 8080, kTcpSyn)),
+                  Pass(FromNet(Pkt(c2, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                       Pkt(kNode4, kRemote1v4).Tcp(p2, 8080, kTcpSyn)),
+                  Ct(Drops(Events(DropStep(FromNet(Pkt(c3, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                                           DPV2_DROP_NAT_NO_PORT),
+                                  {DropTranslated(DPV2_DROP_NAT_NO_PORT,
+                                                  T(L4Proto::kTCP, c3, 50000, kRemote1v4, 8080),
+                                                  kNode4, 30080)}),
+                           {{DPV2_DROP_NAT_NO_PORT, 1}}),
+                     4),
+                  // The replies of both connections reach their own clients.
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, p2, kTcpSyn | kTcpAck)),
+                       Pkt(kNode4, c2).Tcp(30080, 50000, kTcpSyn | kTcpAck)),
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, p1, kTcpSyn | kTcpAck)),
+                       Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpSyn | kTcpAck))},
+    });
+  }
+  {
+    DatapathConfig one = cfg;
+    one.snat_port_min = 45000;
+    one.snat_port_max = 45000;
+    const char* c2 = "203.0.113.8";
+    auto dns = [] {
+      return NodePort(Svc("dns", kVip4, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v4}}), 30053);
+    };
+    Step gc = GcAfter(61, 0);
+    cases.push_back({
+        .proves = "garbage collection frees an SNAT port with its connection: the port a UDP "
+                  "flow held goes to the next client once the flow expired and was collected",
+        .config = one,
+        .services = {dns()},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(Pkt(kClient4, kNode4).Udp(50000, 30053).Payload("q")),
+                       Pkt(kNode4, kRemote1v4).Udp(45000, 5353).Payload("q")),
+                  DropStep(FromNet(Pkt(c2, kNode4).Udp(50000, 30053).Payload("q")),
+                           DPV2_DROP_NAT_NO_PORT),
+                  gc,
+                  Pass(FromNet(Pkt(c2, kNode4).Udp(50000, 30053).Payload("q")),
+                       Pkt(kNode4, kRemote1v4).Udp(45000, 5353).Payload("q")),
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Udp(5353, 45000).Payload("a")),
+                       Pkt(kNode4, c2).Udp(30053, 50000).Payload("a"))},
+    });
+    cases.push_back({
+        .proves = "a TCP connection reopened by a SYN after an RST keeps its SNAT port",
+        .config = one,
+        .services = {NodePort(WebService(), 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                       Pkt(kNode4, kRemote1v4).Tcp(45000, 8080, kTcpSyn)),
+                  Pass(FromNet(Pkt(kRemote1v4, kNode4).Tcp(8080, 45000, kTcpRst | kTcpAck)),
+                       Pkt(kNode4, kClient4).Tcp(30080, 50000, kTcpRst | kTcpAck)),
+                  Counters(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
+                                Pkt(kNode4, kRemote1v4).Tcp(45000, 8080, kTcpSyn)),
+                           {{DPV2_CNT_CT_REOPENED, 1}, {DPV2_CNT_SNAT_NEW, 1}})},
     });
   }
 }
@@ -883,12 +1023,15 @@ void AddMalformedAndEdgeCases(std::vector<ConformanceCase>& cases) {
     });
   }
   cases.push_back({
-      .proves = "a VLAN-tagged frame to a LoadBalancer IP is DNATed with its tag kept",
+      .proves = "a VLAN-tagged frame to a LoadBalancer IP is DNATed and SNATed with its tag kept",
       .config = cfg,
       .services = {LoadBalancer(WebService(), kLb4, 30080)},
       .endpoints = LocalPods(),
       .steps = {Events(Pass(FromNet(Pkt(kClient4, kLb4).Vlan(10).Tcp(50000, 80, kTcpSyn)),
-                            Pkt(kClient4, kRemote1v4).Vlan(10).Tcp(50000, 8080, kTcpSyn)),
+                            Pkt(kNode4, kRemote1v4)
+                                .Vlan(10)
+                                .Tcp(SnatPort(L4Proto::kTCP, kClient4, 50000, kLb4, 80), 8080,
+                                     kTcpSyn)),
                        {TraceNew(T(L4Proto::kTCP, kClient4, 50000, kRemote1v4, 8080), kLb4, 80)})},
   });
   cases.push_back({
@@ -913,6 +1056,7 @@ std::vector<ConformanceCase> ServiceCases() {
   std::vector<ConformanceCase> cases;
   AddClusterIpCases(cases);
   AddExternalFrontendCases(cases);
+  AddSnatCases(cases);
   AddSelectionCases(cases);
   AddRejectAndLocalCases(cases);
   AddConntrackCases(cases);

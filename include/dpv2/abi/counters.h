@@ -32,7 +32,8 @@
   X(DPV2_CNT_POLICY_DENIED, 14, "policy_denied")                \
   X(DPV2_CNT_EVENTS_LOST, 15, "events_lost")                   \
   X(DPV2_CNT_HOST_ROUTED, 16, "host_routed")                   \
-  X(DPV2_CNT_HOST_ROUTED_NEIGH, 17, "host_routed_neigh_resolve")
+  X(DPV2_CNT_HOST_ROUTED_NEIGH, 17, "host_routed_neigh_resolve") \
+  X(DPV2_CNT_SNAT_NEW, 18, "snat_connections")
 
 enum dpv2_counter {
 #define DPV2_X_ENUM(name, value, label) name = value,

@@ -35,6 +35,7 @@ struct dpv2_ct_key {
 #define DPV2_CT_F_REV_NAT (1u << 4)      /* replies get source = nat_addr:nat_port */
 #define DPV2_CT_F_NODEPORT (1u << 5)
 #define DPV2_CT_F_POLICY_DENIED (1u << 6)
+#define DPV2_CT_F_SNAT (1u << 7)         /* source NATed to a node address (dpv2_snat_value) */
 
 /* The value only grows at its end, and a field added there reads zero for
  * an entry an older build wrote: a restarted loader migrates pinned
@@ -91,5 +92,36 @@ struct dpv2_ct_value {
 
 #define DPV2_CT_DEFAULT_TCP_ENTRIES 524288
 #define DPV2_CT_DEFAULT_OTHER_ENTRIES 262144
+
+/* SNAT of external Cluster-policy traffic to a backend on another node
+ * (SEMANTICS.md section 1; docs/datapath.md, "SNAT"). A connection the
+ * datapath SNATs has two entries in the SNAT table, keyed like two of its
+ * conntrack entries and living as long as they do (garbage collection
+ * deletes an SNAT entry whose conntrack entry of the same key is gone):
+ *   forward: its SERVICE key (client -> frontend) -> the node address and
+ *            the source port it was given;
+ *   reverse: its flow key (node:port -> backend, flags 0) -> the client's
+ *            address and port, which replies get back as destination.
+ * The conntrack entries hold the rest (the flow entry: the frontend for
+ * reverse NAT, DPV2_CT_F_SNAT on both). */
+struct dpv2_snat_value {
+  struct dpv2_addr addr;
+  __be16 port;
+  __u16 pad;
+  __u32 pad2;
+  __u64 created_ns; /* garbage collection leaves younger entries alone */
+};
+
+/* Source ports of SNATed connections (Cilium's NodePort NAT range: above
+ * Kubernetes' NodePort range 30000-32767); a connection's first probe is
+ * port_min + dpv2_tuple_hash(client -> frontend) % range, then the next
+ * ports, DPV2_SNAT_PROBES in all. */
+#define DPV2_SNAT_DEFAULT_PORT_MIN 32768
+#define DPV2_SNAT_DEFAULT_PORT_MAX 65535
+#define DPV2_SNAT_PROBES 16
+#define DPV2_SNAT_DEFAULT_ENTRIES 131072
+/* An SNAT entry younger than this is never collected: the datapath writes
+ * it just before the conntrack entry of its key. */
+#define DPV2_SNAT_GC_GRACE_NS 1000000000ull
 
 #endif /* DPV2_ABI_CT_H_ */

@@ -34,7 +34,8 @@
   X(DPV2_DROP_UNSUPPORTED_L4, 19, "unsupported_l4_protocol")             \
   X(DPV2_DROP_CT_INVALID, 20, "conntrack_invalid")                       \
   X(DPV2_DROP_MAP_FULL, 21, "map_full")                                  \
-  X(DPV2_DROP_INTERNAL, 22, "internal_error")
+  X(DPV2_DROP_INTERNAL, 22, "internal_error")                            \
+  X(DPV2_DROP_NAT_NO_PORT, 23, "nat_no_port")
 
 enum dpv2_drop_reason {
 #define DPV2_X_ENUM(name, value, label) name = value,

@@ -101,6 +101,19 @@ struct dpv2_backend {
 #define DPV2_LB_TABLE_CLASS_OF(flags) \
   (((flags) & DPV2_LB_F_TABLE_CLASS) >> DPV2_LB_TABLE_CLASS_SHIFT)
 
+/* The node's own address of each family, the source SNATed connections
+ * leave with (dpv2_snat_value): key DPV2_FAMILY_V4 or DPV2_FAMILY_V6. The
+ * control plane writes it from the Node object; a family without one is
+ * never SNATed (the DPDK appliance writes none). */
+struct dpv2_node_addr_key {
+  __u8 family;
+  __u8 pad[3];
+};
+
+struct dpv2_node_addr_value {
+  struct dpv2_addr addr;
+};
+
 /* sessionAffinity ClientIP state, keyed per frontend and client address. */
 struct dpv2_affinity_key {
   struct dpv2_addr client;

@@ -68,6 +68,18 @@ const std::vector<DatapathFlag>& DatapathFlags() {
        [](DatapathConfig& c) { return &c.max_ipcache; }},
       {"max-policy-entries", "compiled policy entries, all endpoints together",
        [](DatapathConfig& c) { return &c.max_policy_entries; }},
+      {"snat-entries", "SNAT entries (two per SNATed NodePort/LB connection)",
+       [](DatapathConfig& c) { return &c.snat_entries; }},
+      {.flag = "snat-port-min",
+       .help = "first source port of SNATed connections",
+       .field = [](DatapathConfig& c) { return &c.snat_port_min; },
+       .min = 1,
+       .max = 65535},
+      {.flag = "snat-port-max",
+       .help = "last source port of SNATed connections",
+       .field = [](DatapathConfig& c) { return &c.snat_port_max; },
+       .min = 1,
+       .max = 65535},
       {"ct-timeout-tcp-established", "seconds",
        [](DatapathConfig& c) { return &c.timeouts.tcp_established_s; }},
       {"ct-timeout-tcp-syn", "seconds", [](DatapathConfig& c) { return &c.timeouts.tcp_syn_s; }},
@@ -161,6 +173,10 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
       {"policy-log", text(&f.policy_log)},
       {"metrics-address", text(&f.metrics_address)},
       {"healthz-address", text(&f.healthz_address)},
+      {"checksum",
+       choice("checksum", {{"auto", [&f] { f.checksum = TcChecksum::kAuto; }},
+                           {"in-place", [&f] { f.checksum = TcChecksum::kInPlace; }},
+                           {"helpers", [&f] { f.checksum = TcChecksum::kHelpers; }}})},
       {"log-format", choice("log-format", {{"text", [&f] { f.log_format = LogFormat::kText; }},
                                            {"json", [&f] { f.log_format = LogFormat::kJson; }}})},
   };
@@ -246,7 +262,8 @@ absl::StatusOr<AgentFlags> ParseAgentFlags(const std::vector<std::string>& args)
     for (auto [flag, set] : {std::pair{"bpffs", !f.bpffs.empty()},
                              std::pair{"external-interface", !f.external_interface.empty()},
                              std::pair{"xdp", f.xdp},
-                             std::pair{"host-routing", seen["host-routing"]}}) {
+                             std::pair{"host-routing", seen["host-routing"]},
+                             std::pair{"checksum", seen["checksum"]}}) {
       if (set) {
         return FlagError(flag, "needs --backend=ebpf");
       }
@@ -311,6 +328,10 @@ The dpv2 node agent: Kubernetes objects in, datapath state out.
   --host-routing=false         ebpf: hand forwarded packets to the node's IP stack instead of
                                routing them in the program (default true; turn it off when
                                the node's iptables FORWARD/POSTROUTING rules must see them)
+  --checksum=auto|in-place|helpers
+                               ebpf: the tc object that updates NAT checksums in place (Linux
+                               6.2+ with BTF) or through the checksum helpers (any kernel, ~100
+                               ns more a translated packet); auto picks in-place when it can
   --control-socket=PATH        dpv2ctl socket (default /run/dpv2/agent.sock; empty: none)
   --policy-log=PATH            GKE-format policy log file (rotated at 10 MB)
   --metrics-address=HOST:PORT  Prometheus /metrics and /healthz

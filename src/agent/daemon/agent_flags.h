@@ -21,6 +21,8 @@ namespace dpv2::agent::daemon {
 
 enum class BackendKind { kSim, kEbpf };
 enum class LogFormat { kText, kJson };
+// EbpfOptions::checksum (dpv2/ebpf.h): which build of the tc object runs.
+enum class TcChecksum { kAuto, kInPlace, kHelpers };
 
 // "host:port"; host may be an IPv6 address in brackets ("[::1]:9090").
 struct ListenAddress {
@@ -46,6 +48,7 @@ struct AgentFlags {
   bool xdp = false;
   // EbpfOptions::host_routing: on unless --host-routing=false.
   bool host_routing = true;
+  TcChecksum checksum = TcChecksum::kAuto;  // --checksum
   std::string control_socket = "/run/dpv2/agent.sock";
   std::string policy_log;  // empty: no policy log file
   std::string metrics_address;  // empty: no /metrics server

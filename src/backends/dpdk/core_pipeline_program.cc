@@ -47,14 +47,10 @@ class CoreLcoreDatapath : public LcoreDatapath {
     out->insert(out->end(), entries.begin(), entries.end());
   }
   void FlushConntrack() override {
-    state_.conntrack.Flush();
+    state_.FlushConntrack();
     state_.affinity.Flush();
   }
-  GcStats CollectGarbage(uint64_t now_ns) override {
-    GcStats ct = state_.conntrack.CollectGarbage(now_ns);
-    GcStats aff = state_.affinity.CollectGarbage(now_ns);
-    return {.scanned = ct.scanned + aff.scanned, .deleted = ct.deleted + aff.deleted};
-  }
+  GcStats CollectGarbage(uint64_t now_ns) override { return state_.CollectGarbage(now_ns); }
 
  private:
   const DatapathTables* copies_;  // [2], owned by the program

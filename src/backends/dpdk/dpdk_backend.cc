@@ -878,6 +878,14 @@ absl::Status DpdkBackend::Apply(const ChangeBatch& batch) {
     return absl::FailedPreconditionError(
         "dpdk backend: an earlier publication did not complete; recreate the backend");
   }
+  // Flow steering keys a connection on its client (core/datapath/steering.h):
+  // a reply to an SNAT port names no client, so its lcore is unknown.
+  if (!batch.node_addresses_upsert.empty() && workers_.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dpdk backend: node_addresses_upsert: SNAT needs a single worker lcore (",
+        workers_.size(), " run): flow steering cannot bring a reply to an SNAT port back to "
+        "its connection's lcore"));
+  }
   const int live = shared_->live_copy.load(std::memory_order_relaxed);
   const int standby = 1 - live;
   // Validation and application on the copy no worker reads: a rejected batch

@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
@@ -334,6 +335,26 @@ BpfMap MapOf(bpf_map* m) {
   return BpfMap(bpf_map__fd(m), bpf_map__name(m), sizeof(K), sizeof(V));
 }
 
+// Moves the timestamps `fields` of every entry of `map` (values V) `ns`
+// back, stopping at 0 (EbpfBackend::AgeState).
+template <typename V>
+absl::Status AgeEntries(const BpfMap& map, uint64_t ns,
+                        std::initializer_list<__u64 V::*> fields) {
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map.Keys());
+  for (const std::string& k : keys) {
+    V v;
+    DPV2_ASSIGN_OR_RETURN(bool found, map.Lookup(k.data(), &v));
+    if (!found) {
+      continue;
+    }
+    for (__u64 V::*field : fields) {
+      v.*field = v.*field > ns ? v.*field - ns : 0;
+    }
+    DPV2_RETURN_IF_ERROR(map.Update(k.data(), &v, BPF_EXIST));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 uint64_t EbpfBackend::Now() {
@@ -405,6 +426,8 @@ absl::Status EbpfBackend::Init() {
   ct_tcp_ = MapOf<dpv2_ct_key, dpv2_ct_value>(m.dpv2_ct_tcp);
   ct_other_ = MapOf<dpv2_ct_key, dpv2_ct_value>(m.dpv2_ct_other);
   affinity_ = MapOf<dpv2_affinity_key, dpv2_affinity_value>(m.dpv2_affinity);
+  snat_ = MapOf<dpv2_ct_key, dpv2_snat_value>(m.dpv2_snat);
+  node_addrs_ = MapOf<dpv2_node_addr_key, dpv2_node_addr_value>(m.dpv2_node_addrs);
   counters_ = MapOf<uint32_t, uint64_t>(m.dpv2_counters);
   drops_ = MapOf<uint32_t, uint64_t>(m.dpv2_drops);
   ring_ = ring_buffer__new(bpf_map__fd(m.dpv2_events), &EbpfBackend::OnEvent, this, nullptr);
@@ -622,7 +645,22 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& b
     room = ReleaseRetiredTables(/*wait=*/true);
     return room.ok();
   };
+  // The node addresses as the map keys them (the model checked each family).
+  struct NodeAddressRecord {
+    dpv2_node_addr_key key;
+    dpv2_node_addr_value value;
+  };
+  std::vector<NodeAddressRecord> node_addresses;
+  for (const NodeAddressEntry& n : b.node_addresses_upsert) {
+    node_addresses.push_back({.key = {.family = n.family}, .value = {.addr = n.addr}});
+  }
+  std::vector<dpv2_node_addr_key> node_addresses_deleted;
+  for (uint8_t family : b.node_addresses_delete) {
+    node_addresses_deleted.push_back({.family = family});
+  }
   auto body = [&]() -> absl::Status {
+    DPV2_RETURN_IF_ERROR(tx.PutMany(node_addrs_, node_addresses, &NodeAddressRecord::key,
+                                    &NodeAddressRecord::value));
     DPV2_RETURN_IF_ERROR(
         tx.PutMany(backends_, b.backends_upsert, &BackendEntry::id, &BackendEntry::value));
     // Whole tables, complete before a frontend points to them, each in its
@@ -680,6 +718,7 @@ absl::Status EbpfBackend::ApplyToMaps(const ChangeBatch& b, const EntryCounts& b
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(source_ranges_, b.source_ranges_delete));
     tx.RetireTables(b.tables_delete, deleted_classes);
     DPV2_RETURN_IF_ERROR(tx.RemoveMany(backends_, b.backends_delete));
+    DPV2_RETURN_IF_ERROR(tx.RemoveMany(node_addrs_, node_addresses_deleted));
     return absl::OkStatus();
   };
   absl::Status s = body();
@@ -999,7 +1038,7 @@ absl::StatusOr<std::vector<ConntrackEntry>> EbpfBackend::DumpConntrack() {
 }
 
 absl::Status EbpfBackend::FlushConntrack() {
-  for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
+  for (const BpfMap* map : {&ct_tcp_, &ct_other_, &snat_}) {
     DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
     for (const std::string& k : keys) {
       DPV2_RETURN_IF_ERROR(map->Delete(k.data()));
@@ -1054,6 +1093,41 @@ absl::StatusOr<GcStats> EbpfBackend::CollectGarbage() {
     }
     ++stats.deleted;
   }
+  // SNAT entries live as long as the conntrack entry of their key
+  // (docs/datapath.md, "SNAT"): one whose entry is gone after the pass
+  // above goes, unless it is younger than DPV2_SNAT_GC_GRACE_NS (the
+  // datapath writes it just before that entry). Taken with the same
+  // lookup-and-delete as conntrack: an entry the datapath rewrote meanwhile
+  // (a reopened connection claiming its port again) is put back.
+  auto young = [](const dpv2_snat_value& v, uint64_t at) {
+    return at < v.created_ns || at - v.created_ns < DPV2_SNAT_GC_GRACE_NS;
+  };
+  DPV2_ASSIGN_OR_RETURN(keys, snat_.Keys());
+  for (const std::string& k : keys) {
+    ++stats.scanned;
+    dpv2_ct_key key;
+    std::memcpy(&key, k.data(), sizeof(key));
+    dpv2_snat_value v;
+    DPV2_ASSIGN_OR_RETURN(bool found, snat_.Lookup(&key, &v));
+    if (!found || young(v, now)) {
+      continue;
+    }
+    dpv2_ct_value entry;
+    const BpfMap& ct = key.proto == DPV2_PROTO_TCP ? ct_tcp_ : ct_other_;
+    DPV2_ASSIGN_OR_RETURN(bool tracked, ct.Lookup(&key, &entry));
+    if (tracked) {
+      continue;
+    }
+    DPV2_ASSIGN_OR_RETURN(found, snat_.LookupAndDelete(&key, &v));
+    if (!found) {
+      continue;
+    }
+    if (young(v, Now())) {
+      snat_.Update(&key, &v, BPF_NOEXIST).IgnoreError();
+      continue;
+    }
+    ++stats.deleted;
+  }
   return stats;
 }
 
@@ -1063,28 +1137,12 @@ absl::Status EbpfBackend::AgeState(uint64_t ns) {
         absl::StrCat("ebpf AgeState: ", ns, " ns is beyond the clock offset's room"));
   }
   for (const BpfMap* map : {&ct_tcp_, &ct_other_}) {
-    DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, map->Keys());
-    for (const std::string& k : keys) {
-      dpv2_ct_value v;
-      DPV2_ASSIGN_OR_RETURN(bool found, map->Lookup(k.data(), &v));
-      if (!found) {
-        continue;
-      }
-      v.expires_ns = v.expires_ns > ns ? v.expires_ns - ns : 0;
-      v.created_ns = v.created_ns > ns ? v.created_ns - ns : 0;
-      DPV2_RETURN_IF_ERROR(map->Update(k.data(), &v, BPF_EXIST));
-    }
+    DPV2_RETURN_IF_ERROR(AgeEntries<dpv2_ct_value>(
+        *map, ns, {&dpv2_ct_value::expires_ns, &dpv2_ct_value::created_ns}));
   }
-  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, affinity_.Keys());
-  for (const std::string& k : keys) {
-    dpv2_affinity_value v;
-    DPV2_ASSIGN_OR_RETURN(bool found, affinity_.Lookup(k.data(), &v));
-    if (!found) {
-      continue;
-    }
-    v.last_used_ns = v.last_used_ns > ns ? v.last_used_ns - ns : 0;
-    DPV2_RETURN_IF_ERROR(affinity_.Update(k.data(), &v, BPF_EXIST));
-  }
+  DPV2_RETURN_IF_ERROR(
+      AgeEntries<dpv2_affinity_value>(affinity_, ns, {&dpv2_affinity_value::last_used_ns}));
+  DPV2_RETURN_IF_ERROR(AgeEntries<dpv2_snat_value>(snat_, ns, {&dpv2_snat_value::created_ns}));
   return absl::OkStatus();
 }
 

@@ -74,8 +74,8 @@ class EbpfBackend : public Backend {
   absl::Status FlushConntrack() override;
   absl::StatusOr<GcStats> CollectGarbage() override;
 
-  // Makes every stored conntrack and affinity timestamp `ns` older, as if
-  // the datapath clock had advanced by `ns`.
+  // Makes every stored conntrack, SNAT and affinity timestamp `ns` older, as
+  // if the datapath clock had advanced by `ns`.
   absl::Status AgeState(uint64_t ns);
   // The datapath clock now (CLOCK_MONOTONIC + kEbpfClockOffsetNs).
   static uint64_t Now();
@@ -153,6 +153,7 @@ class EbpfBackend : public Backend {
   BpfMap services_, backends_, source_ranges_, endpoints_, ipcache_, policy_;
   std::array<BpfMap, kTableClasses> table_classes_;  // by size class
   BpfMap ct_tcp_, ct_other_, affinity_, counters_, drops_;
+  BpfMap snat_, node_addrs_;  // docs/datapath.md, "SNAT"
   std::vector<RetiredTable> retired_tables_;  // oldest first
   ring_buffer* ring_ = nullptr;
   std::deque<dpv2_event> pending_;

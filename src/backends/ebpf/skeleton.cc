@@ -62,6 +62,8 @@ void SetTunables(Rodata* r, const DatapathConfig& c, uint64_t clock_offset_ns) {
   r->cfg_ct_tcp_close_ns = c.timeouts.tcp_close_s * kNs;
   r->cfg_ct_non_tcp_ns = c.timeouts.non_tcp_s * kNs;
   r->cfg_clock_offset_ns = clock_offset_ns;
+  r->cfg_snat_port_min = c.snat_port_min;
+  r->cfg_snat_port_max = c.snat_port_max;
 }
 
 // libbpf's log goes through here (installed once, process-wide): what the
@@ -241,7 +243,8 @@ void ChooseHostRouting(bool requested, bool has_fib_lookup, bool has_redirect_ne
   if (requested && !has_fib_lookup) {
     report->notes.push_back(
         "host routing off: the kernel has no bpf_fib_lookup for tc programs (Linux < 4.18), "
-        "so forwarded packets go through the node's stack (options: host_routing)");
+        "so forwarded packets go through the node's stack (options: host_routing), which drops "
+        "SNATed ones (their source is the node's own address)");
   } else if (report->host_routing && !has_redirect_neigh) {
     report->notes.push_back(
         "host routing without bpf_redirect_neigh (Linux < 5.10): a packet whose next hop has "
@@ -321,6 +324,7 @@ absl::Status DatapathSkeleton::Configure(const DatapathConfig& c, uint32_t event
                            {m.dpv2_endpoints, c.max_endpoints},
                            {m.dpv2_ipcache, c.max_ipcache},
                            {m.dpv2_policy, c.max_policy_entries},
+                           {m.dpv2_snat, c.snat_entries},
                            {m.dpv2_events, event_ring_bytes}}) {
     if (absl::Status s = SetSize(map, size); !s.ok()) {
       return s;
@@ -369,7 +373,7 @@ absl::Status DatapathSkeleton::PinUnder(const std::string& dir) {
                                   m.dpv2_services, m.dpv2_backends, m.dpv2_source_ranges,
                                   m.dpv2_affinity, m.dpv2_ct_tcp,   m.dpv2_ct_other,
                                   m.dpv2_endpoints, m.dpv2_ipcache, m.dpv2_policy,
-                                  m.dpv2_revision};
+                                  m.dpv2_revision, m.dpv2_snat,     m.dpv2_node_addrs};
   for (bpf_map* table_class : TableClassMaps(m)) {
     pinned.push_back(table_class);
   }
@@ -509,7 +513,9 @@ absl::Status DatapathSkeleton::Load() {
                                {x.dpv2_ipcache, t.dpv2_ipcache},
                                {x.dpv2_policy, t.dpv2_policy},
                                {x.dpv2_revision, t.dpv2_revision},
-                               {x.dpv2_frontend_hints, t.dpv2_frontend_hints}}) {
+                               {x.dpv2_frontend_hints, t.dpv2_frontend_hints},
+                               {x.dpv2_snat, t.dpv2_snat},
+                               {x.dpv2_node_addrs, t.dpv2_node_addrs}}) {
       if (absl::Status s = Reuse(mine, owner); !s.ok()) {
         return s;
       }

@@ -88,17 +88,13 @@ class SimBackend : public Backend {
 
   absl::Status FlushConntrack() override {
     absl::MutexLock lock(&mu_);
-    state_.conntrack.Flush();
+    state_.FlushConntrack();
     return absl::OkStatus();
   }
 
   absl::StatusOr<GcStats> CollectGarbage() override {
     absl::MutexLock lock(&mu_);
-    const uint64_t now = clock_();
-    GcStats ct = state_.conntrack.CollectGarbage(now);
-    GcStats affinity = state_.affinity.CollectGarbage(now);
-    return GcStats{.scanned = ct.scanned + affinity.scanned,
-                   .deleted = ct.deleted + affinity.deleted};
+    return state_.CollectGarbage(clock_());
   }
 
  private:

@@ -139,6 +139,24 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch, TableBackends* u
            !backends_deleted.contains(id);
   };
 
+  for (const NodeAddressEntry& n : batch.node_addresses_upsert) {
+    if (!ValidFamily(n.family)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: node address: family ", n.family, " is not 4 or 6"));
+    }
+    if (n.family == DPV2_FAMILY_V4 &&
+        std::any_of(n.addr.b + 4, n.addr.b + 16, [](uint8_t byte) { return byte != 0; })) {
+      return absl::InvalidArgumentError(
+          "apply: node address of family 4: addr has bytes beyond the first 4");
+    }
+  }
+  for (uint8_t family : batch.node_addresses_delete) {
+    if (!ValidFamily(family)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply: node address delete: family ", family, " is not 4 or 6"));
+    }
+  }
+
   absl::flat_hash_set<uint32_t> tables_deleted(batch.tables_delete.begin(),
                                                batch.tables_delete.end());
   absl::flat_hash_map<uint32_t, size_t> tables_final;  // id -> its last index in tables_upsert
@@ -392,6 +410,9 @@ absl::Status DatapathTables::Validate(const ChangeBatch& batch, TableBackends* u
 }
 
 void DatapathTables::ApplyValidated(const ChangeBatch& batch, TableBackends upserted) {
+  for (const NodeAddressEntry& n : batch.node_addresses_upsert) {
+    node_addrs_[NodeAddressIndex(n.family)] = n.addr;
+  }
   auto add_table_users = [this](absl::Span<const uint32_t> backend_ids, int delta) {
     for (uint32_t id : backend_ids) {
       if ((backend_users_[id] += delta) == 0) {
@@ -502,6 +523,9 @@ void DatapathTables::ApplyValidated(const ChangeBatch& batch, TableBackends upse
       backends_.Erase(id);
     }
   }
+  for (uint8_t family : batch.node_addresses_delete) {
+    node_addrs_[NodeAddressIndex(family)].reset();
+  }
 }
 
 absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
@@ -514,6 +538,11 @@ absl::Status DatapathTables::Apply(const ChangeBatch& batch) {
 
 ChangeBatch DatapathTables::Dump() const {
   ChangeBatch b;
+  for (uint8_t family : {DPV2_FAMILY_V4, DPV2_FAMILY_V6}) {
+    if (const dpv2_addr* addr = NodeAddress(family); addr != nullptr) {
+      b.node_addresses_upsert.push_back({.family = family, .addr = *addr});
+    }
+  }
   backends_.ForEach([&b](uint32_t id, const dpv2_backend& value) {
     b.backends_upsert.push_back({.id = id, .value = value});
   });
@@ -561,6 +590,11 @@ void SortBatch(ChangeBatch* batch) {
   auto by_id = [](const auto& a, const auto& b) { return a.id < b.id; };
   auto by_key = [](const auto& a, const auto& b) { return BytesLess(a.key, b.key); };
   auto bytes = [](const auto& a, const auto& b) { return BytesLess(a, b); };
+  auto by_family = [](const NodeAddressEntry& a, const NodeAddressEntry& b) {
+    return a.family < b.family;
+  };
+  std::sort(batch->node_addresses_upsert.begin(), batch->node_addresses_upsert.end(), by_family);
+  std::sort(batch->node_addresses_delete.begin(), batch->node_addresses_delete.end());
   std::sort(batch->backends_upsert.begin(), batch->backends_upsert.end(), by_id);
   std::sort(batch->tables_upsert.begin(), batch->tables_upsert.end(), by_id);
   std::sort(batch->source_ranges_upsert.begin(), batch->source_ranges_upsert.end(), bytes);

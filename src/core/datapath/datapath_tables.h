@@ -18,7 +18,9 @@
 #define DPV2_CORE_DATAPATH_DATAPATH_TABLES_H_
 
 #include <cstdint>
+#include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -149,6 +151,12 @@ class DatapathTables {
   // Longest-prefix match; nullptr when no prefix holds `addr`.
   const dpv2_ipcache_value* LookupIpcache(uint8_t family, const dpv2_addr& addr) const;
   const PolicyMap& policy() const { return policy_; }
+  // The node's address of `family` (the source of SNATed connections), or
+  // null: that family is never SNATed.
+  const dpv2_addr* NodeAddress(uint8_t family) const {
+    const std::optional<dpv2_addr>& a = node_addrs_[NodeAddressIndex(family)];
+    return a.has_value() ? &*a : nullptr;
+  }
   // Every entry as one batch of upserts, each list sorted (Backend::DumpState).
   ChangeBatch Dump() const;
 
@@ -176,8 +184,11 @@ class DatapathTables {
   absl::Status Validate(const ChangeBatch& batch, TableBackends* upserted) const;
   void ApplyValidated(const ChangeBatch& batch, TableBackends upserted);
 
+  static size_t NodeAddressIndex(uint8_t family) { return family == DPV2_FAMILY_V6 ? 1 : 0; }
+
   DatapathConfig config_;
   uint32_t revision_ = NextTablesRevision();
+  std::array<std::optional<dpv2_addr>, 2> node_addrs_;  // IPv4, IPv6
   // Keys stored normalized (clear padding).
   FlatTable<dpv2_lb_key, dpv2_lb_value> services_;
   FlatTable<uint32_t, dpv2_backend> backends_;

@@ -317,6 +317,20 @@ class PacketRun {
     return *scratch;
   }
 
+  // An SNATed connection's flow entry key (node:port -> backend) and hash.
+  const dpv2_ct_key& SnatFlowKey(const dpv2_snat_value& source, const dpv2_backend& backend,
+                                 dpv2_ct_key* scratch, uint64_t* hash) const {
+    *scratch = MakeCtKey(source.addr, backend.addr, ntohs(source.port), ntohs(backend.port),
+                         proto_, family_, 0);
+    *hash = ConntrackTable::Hash(*scratch);
+    return *scratch;
+  }
+  // A new SNATed connection's source port (docs/datapath.md, "SNAT"): writes
+  // its reverse and forward SNAT entries and the source into `source`, or
+  // returns the drop reason (nothing written then).
+  dpv2_drop_reason ClaimSnatPort(const dpv2_addr& node_addr, const dpv2_backend& backend,
+                                 dpv2_snat_value* source);
+
   // Whether the burst's look-ahead answer (hit or miss) still holds.
   bool LookedUp(const dpv2_ct_value*) const {
     return prepared_.looked_up && prepared_.ct_generation == state_.conntrack.generation();
@@ -556,15 +570,33 @@ FrameResult PacketRun::HandleRelatedIcmp(bool* handled) {
 
 FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key) {
   const bool first_reply = (entry.flags & DPV2_CT_F_REPLY_SEEN) == 0;
-  UpdateConntrackEntry(entry, proto_, CtDirection::kReply, pkt_.tcp_flags,
-                       static_cast<uint32_t>(frame_.size()), now_, state_.conntrack.timeouts());
   Flow flow = PacketFlow();
   flow.service_id = entry.service_id;
   flow.backend_id = entry.backend_id;
+  // An SNATed connection's reply goes back to the client its reverse SNAT
+  // entry (keyed like the flow entry) names.
+  dpv2_addr client = key.saddr;
+  uint16_t client_port = ntohs(key.sport);
+  const bool snat = (entry.flags & DPV2_CT_F_SNAT) != 0;
+  if (snat) {
+    const dpv2_snat_value* mapping = state_.snat.Find(key);
+    if (mapping == nullptr) {
+      return Drop(DPV2_DROP_NAT_FAILED, &flow);
+    }
+    client = mapping->addr;
+    client_port = ntohs(mapping->port);
+  }
+  UpdateConntrackEntry(entry, proto_, CtDirection::kReply, pkt_.tcp_flags,
+                       static_cast<uint32_t>(frame_.size()), now_, state_.conntrack.timeouts());
   uint16_t flags = DPV2_EV_F_REPLY;
   if (entry.flags & DPV2_CT_F_REV_NAT) {
     const uint16_t frontend_port = ntohs(entry.nat_port);
     RewriteSourceAbi(frame_, pkt_, entry.nat_addr, frontend_port);
+    if (snat) {
+      RewriteDestinationAbi(frame_, pkt_, client, client_port);
+      flow.daddr = client;
+      flow.dport = client_port;
+    }
     state_.counters[DPV2_CNT_REV_NAT] += 1;
     flags |= DPV2_EV_F_TRANSLATED;
     flow.saddr = entry.nat_addr;
@@ -573,13 +605,14 @@ FrameResult PacketRun::HandleReply(dpv2_ct_value& entry, const dpv2_ct_key& key)
     flow.orig_dport = frontend_port;
     // Keep the SERVICE entry's TCP state in step with the connection, so that
     // it closes (and can be reopened) with it. Its key: the burst's, built
-    // from this entry while conntrack has not changed since.
+    // from this entry while conntrack has not changed since (never for an
+    // SNATed one, whose client is not the key's destination).
     dpv2_ct_key scratch;
     const dpv2_ct_key* service_key = &prepared_.reply_service_key;
     uint64_t service_hash = prepared_.reply_service_hash;
-    if (!(prepared_.reply_service_keyed && LookedUp(prepared_.reply_entry) &&
-          prepared_.reply_entry == &entry)) {
-      SetCtKey(&scratch, key.saddr, entry.nat_addr, ntohs(key.sport), frontend_port, proto_,
+    if (snat || !(prepared_.reply_service_keyed && LookedUp(prepared_.reply_entry) &&
+                  prepared_.reply_entry == &entry)) {
+      SetCtKey(&scratch, client, entry.nat_addr, client_port, frontend_port, proto_,
                family_, DPV2_CT_KEY_SERVICE);
       service_key = &scratch;
       service_hash = ConntrackTable::Hash(scratch);
@@ -612,6 +645,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
           : state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
   const dpv2_backend* backend = nullptr;
   bool reopened = false;
+  // An SNATed connection's source (its forward SNAT entry): without it the
+  // connection is handled as new.
+  dpv2_snat_value snat_source{};
   if (service_entry != nullptr) {
     reopened = ReopensEntry(*service_entry, proto_, pkt_.tcp_flags);
     if (!reopened) {
@@ -619,15 +655,26 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
       // (terminating); choose again only if it was deleted.
       backend = BackendOf(service_entry->backend_id);
     }
+    if (backend != nullptr && (service_entry->flags & DPV2_CT_F_SNAT)) {
+      const dpv2_snat_value* source = state_.snat.Find(service_key);
+      if (source == nullptr) {
+        backend = nullptr;
+      } else {
+        snat_source = *source;
+      }
+    }
   }
 
   if (backend != nullptr) {
+    const bool snat = (service_entry->flags & DPV2_CT_F_SNAT) != 0;
     flow.backend_id = service_entry->backend_id;
     flow.daddr = backend->addr;
     flow.dport = ntohs(backend->port);
     dpv2_ct_key scratch;
     uint64_t flow_hash;
-    const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
+    const dpv2_ct_key& flow_key =
+        snat ? SnatFlowKey(snat_source, *backend, &scratch, &flow_hash)
+             : FlowKey(*backend, &scratch, &flow_hash);
     dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
     flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
@@ -640,7 +687,8 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
       value.created_ns = now_;
       value.nat_addr = daddr_;
       value.nat_port = htons(pkt_.dport);
-      value.flags = DPV2_CT_F_REV_NAT | (service_entry->flags & DPV2_CT_F_NODEPORT);
+      value.flags = DPV2_CT_F_REV_NAT |
+                    (service_entry->flags & (DPV2_CT_F_NODEPORT | DPV2_CT_F_SNAT));
       value.backend_id = flow.backend_id;
       value.service_id = svc.service_id;
       value.src_identity = flow.src_identity;
@@ -657,9 +705,14 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
                          now_, timeouts);
     UpdateConntrackEntry(*flow_entry, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                          timeouts);
-    StampService(*service_entry, *backend);
     state_.counters[DPV2_CNT_SERVICE_ESTABLISHED] += 1;
     RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
+    if (snat) {
+      // Never stamped: the fast path knows no source translation.
+      RewriteSourceAbi(frame_, pkt_, snat_source.addr, ntohs(snat_source.port));
+    } else {
+      StampService(*service_entry, *backend);
+    }
     return Deliver(flow.daddr);
   }
 
@@ -716,11 +769,21 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   }
 
   ResolveIdentities(flow);
+  // SNAT to this node's address when the client is outside the cluster's
+  // routing (from the network), the frontend external with Cluster policy
+  // and the backend on another node (docs/datapath.md, "SNAT").
+  const dpv2_addr* node_addr =
+      entry_ == Entry::kFromNetwork &&
+              (svc.flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0 &&
+              (svc.flags & DPV2_LB_F_LOCAL) == 0 && (backend->flags & DPV2_BACKEND_F_LOCAL) == 0
+          ? tables_.NodeAddress(family_)
+          : nullptr;
   dpv2_ct_value value{};
   value.created_ns = now_;
   value.nat_addr = daddr_;
   value.nat_port = htons(pkt_.dport);
-  value.flags = (svc.flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0;
+  value.flags = static_cast<uint16_t>(((svc.flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0) |
+                                      (node_addr != nullptr ? DPV2_CT_F_SNAT : 0));
   value.backend_id = backend_id;
   value.service_id = svc.service_id;
   value.src_identity = flow.src_identity;
@@ -733,9 +796,20 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   if (new_service == nullptr) {
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
+  if (node_addr != nullptr) {
+    if (dpv2_drop_reason r = ClaimSnatPort(*node_addr, *backend, &snat_source);
+        r != DPV2_DROP_NONE) {
+      if (new_service_key) {
+        state_.conntrack.Erase(service_key);
+      }
+      return Drop(r, &flow);
+    }
+  }
   dpv2_ct_key scratch;
   uint64_t flow_hash;
-  const dpv2_ct_key& flow_key = FlowKey(*backend, &scratch, &flow_hash);
+  const dpv2_ct_key& flow_key = node_addr != nullptr
+                                    ? SnatFlowKey(snat_source, *backend, &scratch, &flow_hash)
+                                    : FlowKey(*backend, &scratch, &flow_hash);
   value.flags |= DPV2_CT_F_REV_NAT;
   // Forward packets find the SERVICE entry: the flow entry carries no stamp,
   // and its nat_addr/nat_port are the frontend replies are translated to.
@@ -752,6 +826,10 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     if (new_service_key) {
       state_.conntrack.Erase(service_key);
     }
+    if (node_addr != nullptr) {
+      state_.snat.Erase(flow_key);
+      state_.snat.Erase(service_key);
+    }
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
   if (state_.conntrack.capacity() != slots) {
@@ -759,8 +837,11 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     new_service = state_.conntrack.FindAny(service_key, prepared_.service_ct_hash);
   }
   // Stamped once both entries exist: a connection the table refused leaves
-  // no stamp (a re-chosen one keeps its overwritten SERVICE entry).
-  StampService(*new_service, *backend);
+  // no stamp (a re-chosen one keeps its overwritten SERVICE entry). An
+  // SNATed one never is: the fast path knows no source translation.
+  if (node_addr == nullptr) {
+    StampService(*new_service, *backend);
+  }
   UpdateConntrackEntry(*new_flow, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
                        timeouts);
   UpdateConntrackEntry(*new_service, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
@@ -775,7 +856,45 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   }
   Emit(DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, &flow);
   RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
+  if (node_addr != nullptr) {
+    state_.counters[DPV2_CNT_SNAT_NEW] += 1;
+    RewriteSourceAbi(frame_, pkt_, snat_source.addr, ntohs(snat_source.port));
+  }
   return Deliver(flow.daddr);
+}
+
+dpv2_drop_reason PacketRun::ClaimSnatPort(const dpv2_addr& node_addr,
+                                          const dpv2_backend& backend,
+                                          dpv2_snat_value* source) {
+  const uint32_t first = state_.snat_port_min;
+  const uint32_t range = uint32_t{state_.snat_port_max} - first + 1;
+  const uint32_t start = TupleHash(prepared_) % range;
+  const uint16_t client_port = htons(pkt_.sport);
+  dpv2_snat_value reverse{};
+  reverse.addr = saddr_;
+  reverse.port = client_port;
+  reverse.created_ns = now_;
+  for (uint32_t i = 0; i < DPV2_SNAT_PROBES; ++i) {
+    const uint16_t port = static_cast<uint16_t>(first + (start + i) % range);
+    const dpv2_ct_key key =
+        MakeCtKey(node_addr, backend.addr, port, ntohs(backend.port), proto_, family_, 0);
+    const dpv2_snat_value* taken = state_.snat.Find(key);
+    if (taken != nullptr && !(SameAddr(taken->addr, saddr_) && taken->port == client_port)) {
+      continue;
+    }
+    if (!state_.snat.Upsert(key, reverse)) {
+      return DPV2_DROP_CT_FULL;
+    }
+    source->addr = node_addr;
+    source->port = htons(port);
+    source->created_ns = now_;
+    if (!state_.snat.Upsert(prepared_.service_ct_key, *source)) {
+      state_.snat.Erase(key);
+      return DPV2_DROP_CT_FULL;
+    }
+    return DPV2_DROP_NONE;
+  }
+  return DPV2_DROP_NAT_NO_PORT;
 }
 
 FrameResult PacketRun::HandlePlainFlow() {
@@ -978,6 +1097,16 @@ uint64_t DatapathState::NextRandom() {
   random_state ^= random_state << 25;
   random_state ^= random_state >> 27;
   return random_state * 0x2545F4914F6CDD1DULL;
+}
+
+GcStats DatapathState::CollectGarbage(uint64_t now_ns) {
+  GcStats stats;
+  for (const GcStats& s : {conntrack.CollectGarbage(now_ns), affinity.CollectGarbage(now_ns),
+                           snat.CollectGarbage(conntrack, now_ns)}) {
+    stats.scanned += s.scanned;
+    stats.deleted += s.deleted;
+  }
+  return stats;
 }
 
 void ProcessBurst(const DatapathTables& tables, DatapathState& state,

@@ -31,6 +31,7 @@
 #include "core/datapath/affinity_table.h"
 #include "core/datapath/conntrack_table.h"
 #include "core/datapath/datapath_tables.h"
+#include "core/datapath/snat_table.h"
 #include "dpv2/abi/abi.h"
 #include "dpv2/backend.h"
 #include "dpv2/datapath_config.h"
@@ -117,14 +118,27 @@ struct PreparedFrame {
 // The mutable state of one datapath instance; owned by one thread.
 struct DatapathState {
   DatapathState(const DatapathConfig& config, EventSink* sink, uint64_t random_seed = 1)
-      : conntrack(config), affinity(config.max_affinity), events(sink),
+      : conntrack(config), affinity(config.max_affinity), snat(config.snat_entries),
+        snat_port_min(static_cast<uint16_t>(config.snat_port_min)),
+        snat_port_max(static_cast<uint16_t>(config.snat_port_max)), events(sink),
         random_state(random_seed == 0 ? 1 : random_seed) {}
 
   // A uniformly spread 64-bit value (xorshift64*) for random backend selection.
   uint64_t NextRandom();
 
+  // Conntrack, then affinity, then the SNAT entries conntrack no longer has.
+  GcStats CollectGarbage(uint64_t now_ns);
+  // Forgets every connection (conntrack and its SNAT entries).
+  void FlushConntrack() {
+    conntrack.Flush();
+    snat.Flush();
+  }
+
   ConntrackTable conntrack;
   AffinityTable affinity;
+  SnatTable snat;
+  uint16_t snat_port_min;
+  uint16_t snat_port_max;
   std::array<uint64_t, DPV2_CNT_MAX> counters{};
   std::array<uint64_t, DPV2_DROP_MAX> drops{};
   EventSink* events;  // not owned; may be null

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -178,6 +179,9 @@ struct LbState::State {
   std::map<uint32_t, dpv2_backend> acked_backends;
   std::set<uint32_t> acked_tables;
   std::set<dpv2_src_range_key, AbiLess<dpv2_src_range_key>> acked_ranges;
+  // The node address of each family (IPv4, IPv6) the backend holds: the
+  // desired one is the node's first address of that family (NodeAddressOf).
+  std::array<std::optional<dpv2_addr>, 2> acked_node_addrs;
 
   // Keys whose desired record may differ from the acknowledged one: the only
   // ones Diff() looks at, so that diffing a small change costs that change.
@@ -753,6 +757,18 @@ bool ValidFamily(uint8_t family) {
   return family == DPV2_FAMILY_V4 || family == DPV2_FAMILY_V6;
 }
 
+// The node's first address of `family`: the source of SNATed connections.
+std::optional<dpv2_addr> NodeAddressOf(const NodeInfo& node, uint8_t family) {
+  for (const IpAddr& a : node.addresses) {
+    if (static_cast<uint8_t>(a.family()) == family) {
+      return a.ToAbi();
+    }
+  }
+  return std::nullopt;
+}
+
+size_t NodeAddressIndex(uint8_t family) { return family == DPV2_FAMILY_V6 ? 1 : 0; }
+
 BackendKey KeyOfBackend(const dpv2_backend& b) {
   return {.addr = IpAddr::FromAbi(b.addr, static_cast<Family>(b.family)),
           .port = ntohs(b.port),
@@ -909,6 +925,11 @@ absl::Status LbState::State::CheckDump(const ChangeBatch& dumped) const {
 // Takes the dump as what the backend holds, reserves its ids, and with
 // `adopt_ids` (a consistent dump) learns them for the same records.
 void LbState::State::LearnDump(const ChangeBatch& dumped, bool adopt_ids) {
+  for (const NodeAddressEntry& n : dumped.node_addresses_upsert) {
+    if (ValidFamily(n.family)) {
+      acked_node_addrs[NodeAddressIndex(n.family)] = n.addr;
+    }
+  }
   std::map<uint32_t, dpv2_backend> backends_by_id;
   for (const BackendEntry& e : dumped.backends_upsert) {
     reserved_backend_ids.insert(e.id);
@@ -1118,9 +1139,19 @@ ChangeBatch LbState::Diff() const { return state_->Diff(/*take_slots=*/false); }
 
 ChangeBatch LbState::TakeDiff() { return state_->Diff(/*take_slots=*/true); }
 
+
 ChangeBatch LbState::State::Diff(bool take_slots) {
   State& s = *this;
   ChangeBatch b;
+  for (uint8_t family : {DPV2_FAMILY_V4, DPV2_FAMILY_V6}) {
+    const std::optional<dpv2_addr> desired = NodeAddressOf(s.node, family);
+    const std::optional<dpv2_addr>& acked = s.acked_node_addrs[NodeAddressIndex(family)];
+    if (desired.has_value() && !(acked.has_value() && AbiEqual(*acked, *desired))) {
+      b.node_addresses_upsert.push_back({.family = family, .addr = *desired});
+    } else if (!desired.has_value() && acked.has_value()) {
+      b.node_addresses_delete.push_back(family);
+    }
+  }
   for (uint32_t id : s.dirty_backends) {
     if (s.BackendAcked(id)) {
       continue;
@@ -1171,6 +1202,12 @@ ChangeBatch LbState::State::Diff(bool take_slots) {
 
 void LbState::Acknowledge(const ChangeBatch& batch) {
   State& s = *state_;
+  for (const NodeAddressEntry& n : batch.node_addresses_upsert) {
+    s.acked_node_addrs[NodeAddressIndex(n.family)] = n.addr;
+  }
+  for (uint8_t family : batch.node_addresses_delete) {
+    s.acked_node_addrs[NodeAddressIndex(family)].reset();
+  }
   for (const BackendEntry& e : batch.backends_upsert) {
     s.acked_backends[e.id] = e.value;
     s.dirty_backends.insert(e.id);
@@ -1255,6 +1292,7 @@ void LbState::ResetAcknowledged() {
   s.acked_backends.clear();
   s.acked_tables.clear();
   s.acked_ranges.clear();
+  s.acked_node_addrs = {};
   for (const auto& [bk, rec] : s.backends) {
     s.release_backends.insert(bk);
     s.dirty_backends.insert(rec.id);

@@ -469,5 +469,52 @@ TEST_CASE("LookupTableStore never moves a table's slots as it grows past a reser
         std::vector<uint32_t>(5, 300));
 }
 
+TEST_CASE("node addresses are written, replaced and deleted per family, and dumped") {
+  DatapathTables t(Config());
+  CHECK(t.NodeAddress(DPV2_FAMILY_V4) == nullptr);
+  ChangeBatch b;
+  b.node_addresses_upsert = {{.family = DPV2_FAMILY_V6, .addr = Addr("fd00:1::10")},
+                             {.family = DPV2_FAMILY_V4, .addr = Addr("192.168.1.10")}};
+  REQUIRE(t.Apply(b).ok());
+  REQUIRE(t.NodeAddress(DPV2_FAMILY_V4) != nullptr);
+  CHECK(std::memcmp(t.NodeAddress(DPV2_FAMILY_V4), Addr("192.168.1.10").b, 16) == 0);
+  REQUIRE(t.NodeAddress(DPV2_FAMILY_V6) != nullptr);
+  CHECK(std::memcmp(t.NodeAddress(DPV2_FAMILY_V6), Addr("fd00:1::10").b, 16) == 0);
+  ChangeBatch dump = t.Dump();
+  REQUIRE(dump.node_addresses_upsert.size() == 2);
+  CHECK(dump.node_addresses_upsert[0].family == DPV2_FAMILY_V4);
+  CHECK(dump.node_addresses_upsert[1].family == DPV2_FAMILY_V6);
+
+  ChangeBatch change;
+  change.node_addresses_upsert = {{.family = DPV2_FAMILY_V4, .addr = Addr("192.168.1.11")}};
+  change.node_addresses_delete = {DPV2_FAMILY_V6};
+  REQUIRE(t.Apply(change).ok());
+  CHECK(std::memcmp(t.NodeAddress(DPV2_FAMILY_V4), Addr("192.168.1.11").b, 16) == 0);
+  CHECK(t.NodeAddress(DPV2_FAMILY_V6) == nullptr);
+  CHECK(t.Dump().node_addresses_upsert.size() == 1);
+}
+
+TEST_CASE("a bad node address is rejected by name and changes nothing") {
+  DatapathTables t(Config());
+  ChangeBatch b = BaseBatch();
+  b.backends_upsert.push_back(Backend(3, "10.0.0.3"));
+  SECTION("a family that is neither 4 nor 6") {
+    b.node_addresses_upsert = {{.family = 5, .addr = Addr("192.168.1.10")}};
+    CHECK(t.Apply(b).message() == "apply: node address: family 5 is not 4 or 6");
+  }
+  SECTION("an IPv4 address with bytes beyond the first 4") {
+    b.node_addresses_upsert = {{.family = DPV2_FAMILY_V4, .addr = Addr("fd00:1::10")}};
+    CHECK(t.Apply(b).message() ==
+          "apply: node address of family 4: addr has bytes beyond the first 4");
+  }
+  SECTION("a delete of family 0") {
+    b.node_addresses_delete = {0};
+    CHECK(t.Apply(b).message() == "apply: node address delete: family 0 is not 4 or 6");
+  }
+  CHECK(t.service_count() == 0);
+  CHECK(t.FindBackend(3) == nullptr);
+  CHECK(t.NodeAddress(DPV2_FAMILY_V4) == nullptr);
+}
+
 }  // namespace
 }  // namespace dpv2

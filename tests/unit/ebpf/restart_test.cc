@@ -409,5 +409,43 @@ TEST_CASE("a pin of the one lookup-table map of builds before size classes fails
   CHECK(PinnedInfo(pin + "/dpv2_services").id == services_id);
 }
 
+TEST_CASE("a restart over the pins of a build before SNAT creates and pins the SNAT and "
+          "node-address maps, and the connections survive") {
+  std::unique_ptr<testing::Sandbox> box = EnterSandbox();
+  const std::string pin = box->bpffs() + "/node";
+  IpAddr chosen;
+  {
+    std::unique_ptr<Backend> first = Open(pin);
+    PolicyState policy({.node_name = "node-a"});
+    GivePolicy(policy);
+    ChangeBatch batch = NewLb({Web(3)}).Diff();
+    batch.Append(policy.Diff());
+    REQUIRE(first->Apply(batch).ok());
+    chosen = Send(*first, kTcpSyn, 1000);
+  }
+  // What an older build left: every pin but these two.
+  for (const char* map : {"dpv2_snat", "dpv2_node_addrs"}) {
+    REQUIRE(unlink((pin + "/" + map).c_str()) == 0);
+  }
+  std::unique_ptr<Backend> second = Open(pin);
+  const uint32_t snat_id = PinnedInfo(pin + "/dpv2_snat").id;
+  CHECK(PinnedInfo(pin + "/dpv2_node_addrs").max_entries == 2);
+  CHECK(Send(*second, kTcpAck, 1001) == chosen);
+  absl::StatusOr<ChangeBatch> dump = second->DumpState();
+  REQUIRE(dump.ok());
+  CHECK(dump->node_addresses_upsert.empty());
+  ChangeBatch node;
+  node.node_addresses_upsert.push_back(
+      {.family = DPV2_FAMILY_V4, .addr = Ip("192.168.1.10").ToAbi()});
+  REQUIRE(second->Apply(node).ok());
+  second.reset();
+  // The next restart reuses them.
+  std::unique_ptr<Backend> third = Open(pin);
+  CHECK(PinnedInfo(pin + "/dpv2_snat").id == snat_id);
+  dump = third->DumpState();
+  REQUIRE(dump.ok());
+  CHECK(dump->node_addresses_upsert.size() == 1);
+}
+
 }  // namespace
 }  // namespace dpv2

@@ -476,6 +476,36 @@ TEST_CASE("SetNode recomputes local backends and NodePort addresses") {
   CHECK(b.tables_upsert.empty());  // same backend set, same table
 }
 
+TEST_CASE("the node's first address of each family is written for SNAT, and follows the node") {
+  LbState lb = MakeState();
+  ChangeBatch b = lb.Diff();
+  REQUIRE(b.node_addresses_upsert.size() == 1);
+  CHECK(b.node_addresses_upsert[0].family == DPV2_FAMILY_V4);
+  CHECK(IpAddr::FromAbi(b.node_addresses_upsert[0].addr, Family::kV4) == Ip("192.168.1.10"));
+  Sync(lb);
+  CHECK(lb.Diff().empty());
+
+  REQUIRE(lb.SetNode({.name = "node-1",
+                      .addresses = {Ip("fd00:1::10"), Ip("192.168.1.11"), Ip("192.168.1.12"),
+                                    Ip("fd00:1::11")}})
+              .ok());
+  b = lb.Diff();
+  REQUIRE(b.node_addresses_upsert.size() == 2);
+  CHECK(IpAddr::FromAbi(b.node_addresses_upsert[0].addr, Family::kV4) == Ip("192.168.1.11"));
+  CHECK(IpAddr::FromAbi(b.node_addresses_upsert[1].addr, Family::kV6) == Ip("fd00:1::10"));
+  CHECK(b.node_addresses_delete.empty());
+  Sync(lb);
+
+  REQUIRE(lb.SetNode({.name = "node-1", .addresses = {Ip("fd00:1::10")}}).ok());
+  b = lb.Diff();
+  CHECK(b.node_addresses_upsert.empty());
+  CHECK(b.node_addresses_delete == std::vector<uint8_t>{DPV2_FAMILY_V4});
+  Sync(lb);
+  CHECK(lb.Diff().empty());
+  lb.ResetAcknowledged();
+  CHECK(lb.Diff().node_addresses_upsert.size() == 1);
+}
+
 TEST_CASE("random selection flags frontends and fills the table evenly") {
   LbState lb = MakeState({.selection = BackendSelection::kRandom});
   REQUIRE(
@@ -600,6 +630,7 @@ TEST_CASE("capacity limits refuse a service by name and leave the state unchange
   }
   SECTION("max_source_ranges") {
     LbState lb = MakeState({.datapath = {.maglev_table_size = kM, .max_source_ranges = 1}});
+    Sync(lb);  // the node address
     ServiceSpec svc = ClusterIpService({Ep("10.0.1.1")});
     svc.type = ServiceType::kLoadBalancer;
     svc.load_balancer_ips = {Ip("203.0.113.5")};

@@ -27,6 +27,7 @@
 #include "policy.h"
 #include "reject.h"
 #include "revision.h"
+#include "snat.h"
 
 struct dpv2_result {
   __u32 verdict;     /* DPV2_V_* */
@@ -88,6 +89,14 @@ struct dpv2_scratch {
   /* No SERVICE entry to serve: forward_fast's first call found none, or
    * the destination is no hinted frontend (see datapath_pipeline). */
   __u8 service_missed;
+  __u8 affinity_hit; /* select_backend took the client's affinity entry */
+  __u32 tuple_hash;  /* select_backend: dpv2_tuple_hash of the packet's tuple */
+  /* handle_service: the connection is SNATed, its source leaves as `snat`
+   * (the node address and port, its forward SNAT entry's value). */
+  __u8 snat_on;
+  struct dpv2_snat_value snat;
+  /* The client of an SNATed connection (its reverse SNAT entry's value). */
+  struct dpv2_snat_value snat_client;
   struct dpv2_endpoint_value src_ep;
   struct dpv2_endpoint_value dst_ep;
 };
@@ -226,6 +235,12 @@ static __always_inline int drop(struct dpv2_scratch *s, struct dpv2_result *res,
   emit(s, DPV2_EVENT_DROP, 0, reason, flow, 0);
   res->verdict = DPV2_V_DROP;
   res->drop_reason = reason;
+  return 0;
+}
+
+/* XDP: the frame is not XDP's to serve; tc will see it as it came. */
+static __always_inline int next_hook(struct dpv2_result *res) {
+  res->verdict = DPV2_V_NEXT;
   return 0;
 }
 
@@ -450,20 +465,41 @@ DPV2_VERIFIED_ALONE int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
   int first = !(e->flags & DPV2_CT_F_REPLY_SEEN);
-  ct_track(e, p->proto, p->tcp_flags, 1, p->len, now);
   flow->service_id = e->service_id;
   flow->backend_id = e->backend_id;
   flow->src_identity = e->dst_identity;
   flow->dst_identity = e->src_identity;
   s->identities_pending = 0;
+  /* The client: the entry's source, or for an SNATed connection the one its
+   * reverse SNAT entry (keyed like the entry) names. */
+  const int snat = (e->flags & DPV2_CT_F_SNAT) != 0;
+  const struct dpv2_addr *client = &s->key.saddr;
+  __be16 client_port = s->key.sport;
+  if (snat) {
+    const struct dpv2_snat_value *mapping = bpf_map_lookup_elem(&dpv2_snat, &s->key);
+    if (!mapping) {
+      return drop(s, res, DPV2_DROP_NAT_FAILED, flow);
+    }
+    s->snat_client = *mapping;
+    client = &s->snat_client.addr;
+    client_port = s->snat_client.port;
+  }
+  ct_track(e, p->proto, p->tcp_flags, 1, p->len, now);
   __u16 flags = DPV2_EV_F_REPLY;
   if (e->flags & DPV2_CT_F_REV_NAT) {
     struct dpv2_addr frontend;
     addr_copy(&frontend, &e->nat_addr);
     __be16 frontend_port = e->nat_port;
     int rc = nat_rewrite(ctx, p, NAT_SRC, &frontend, frontend_port);
+    if (rc == 0 && snat) {
+      rc = nat_rewrite(ctx, p, NAT_DST, client, client_port);
+    }
     if (rc < 0) {
       return drop(s, res, -rc, flow);
+    }
+    if (snat) {
+      flow_set_daddr(s, client);
+      flow->dport = client_port;
     }
     count(DPV2_CNT_REV_NAT, 1);
     flags |= DPV2_EV_F_TRANSLATED;
@@ -473,7 +509,7 @@ DPV2_VERIFIED_ALONE int handle_reply(DPV2_CTX *ctx, struct dpv2_scratch *s,
     addr_copy(&flow->orig_daddr, &frontend);
     flow->orig_dport = frontend_port;
     /* Keep the SERVICE entry's TCP state in step with the connection. */
-    ct_make_key(&s->key2, &s->key.saddr, &frontend, s->key.sport, frontend_port, p->proto,
+    ct_make_key(&s->key2, client, &frontend, client_port, frontend_port, p->proto,
                 p->family, DPV2_CT_KEY_SERVICE);
     struct dpv2_ct_value *svc_entry = ct_lookup(&s->key2, now);
     if (svc_entry) {
@@ -509,10 +545,18 @@ static __always_inline int handle_reject(DPV2_CTX *ctx, struct dpv2_scratch *s,
 }
 
 /* Picks the backend of a new connection: affinity first, then the lookup
- * table slot. 0 or a drop reason. */
+ * table slot. 0 or a drop reason. Writes no map and counts nothing: an
+ * affinity hit is counted by the caller once it serves the connection
+ * (XDP may hand it to tc). */
 static __always_inline int select_backend(struct dpv2_scratch *s, const struct dpv2_lb_value *svc,
                                           __u64 now, __u32 *backend_id) {
   struct dpv2_pkt *p = &s->pkt;
+  /* The Maglev slot's hash, also where an SNATed connection's port probes
+   * start (snat.h): computed for every frontend. */
+  ct_make_key(&s->key2, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
+  s->tuple_hash = dpv2_tuple_hash(&s->key2.saddr, &s->key2.daddr, s->key2.sport,
+                                  s->key2.dport, s->key2.proto, s->key2.family);
+  s->affinity_hit = 0;
   if (svc->flags & DPV2_LB_F_AFFINITY) {
     struct dpv2_affinity_key akey;
     lb_affinity_key(&akey, svc->service_id, p);
@@ -521,18 +565,11 @@ static __always_inline int select_backend(struct dpv2_scratch *s, const struct d
                now - a->last_used_ns >= (__u64)svc->affinity_timeout_s * DPV2_NS_PER_S) &&
         lb_lookup_backend(a->backend_id)) {
       *backend_id = a->backend_id;
-      count(DPV2_CNT_AFFINITY_HIT, 1);
+      s->affinity_hit = 1;
       return 0;
     }
   }
-  __u32 hash;
-  if (svc->flags & DPV2_LB_F_RANDOM) {
-    hash = bpf_get_prandom_u32();
-  } else {
-    ct_make_key(&s->key2, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family, 0);
-    hash = dpv2_tuple_hash(&s->key2.saddr, &s->key2.daddr, s->key2.sport, s->key2.dport,
-                           s->key2.proto, s->key2.family);
-  }
+  const __u32 hash = (svc->flags & DPV2_LB_F_RANDOM) ? bpf_get_prandom_u32() : s->tuple_hash;
   int rc = maglev_pick(svc, hash, backend_id);
   return rc < 0 ? -rc : 0;
 }
@@ -544,6 +581,47 @@ static __always_inline int xdp_serves(const struct dpv2_lb_value *svc) {
   return (svc->flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0;
 }
 
+/* A SERVICE entry this packet wrote for a connection that then failed: no
+ * stamp outlives it. A new entry goes, a replaced one (reopened,
+ * re-chosen) stays with its stamp taken back. */
+static __always_inline void ct_undo_service(struct dpv2_scratch *s) {
+  void *map = ct_map(s->pkt.proto);
+  if (!s->replaces_service) {
+    bpf_map_delete_elem(map, &s->key);
+    return;
+  }
+  struct dpv2_ct_value *replaced = bpf_map_lookup_elem(map, &s->key);
+  if (replaced) {
+    ct_unstamp(replaced);
+  }
+}
+
+/* A new SNATed connection's SNAT entries, after its SERVICE entry: the
+ * reverse one (its flow key, which gets the claimed port, -> the client),
+ * then the forward one (its SERVICE key -> s->snat, the node address and
+ * that port). 0, or a drop reason with neither entry left. */
+static __always_inline int snat_create(struct dpv2_scratch *s, const struct dpv2_backend *be,
+                                       __u64 now) {
+  struct dpv2_pkt *p = &s->pkt;
+  struct dpv2_snat_value *client = &s->snat_client;
+  __builtin_memset(client, 0, sizeof(*client));
+  addr_copy(&client->addr, &p->saddr);
+  client->port = p->sport;
+  client->created_ns = now;
+  ct_make_key(&s->key2, &s->snat.addr, &be->addr, 0, be->port, p->proto, p->family, 0);
+  int rc = snat_claim_port(&s->key2, client, s->tuple_hash);
+  if (rc < 0) {
+    return -rc;
+  }
+  s->snat.port = s->key2.sport;
+  s->snat.created_ns = now;
+  if (bpf_map_update_elem(&dpv2_snat, &s->key, &s->snat, BPF_ANY) < 0) {
+    bpf_map_delete_elem(&dpv2_snat, &s->key2);
+    return DPV2_DROP_CT_FULL;
+  }
+  return 0;
+}
+
 DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
                                        struct dpv2_lb_value *svc, struct dpv2_result *res,
                                        __u64 now) {
@@ -553,6 +631,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_pkt *p = &s->pkt;
   struct dpv2_flow *flow = &s->flow;
   flow->service_id = svc->service_id;
+  s->snat_on = 0;
   /* Before any SERVICE entry of this frontend is made or stamped. */
   frontend_hint_set(&p->daddr, p->dport, p->proto);
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
@@ -565,11 +644,25 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_backend *be = 0;
   s->reopened = 0;
   if (se) {
+    if (hook_is_xdp() && (se->flags & DPV2_CT_F_SNAT)) {
+      return next_hook(res); /* XDP serves no SNATed connection */
+    }
     s->reopened = ct_reopens(se, p);
     if (!s->reopened) {
       /* Established: keep the backend even if it left the lookup table
        * (terminating); choose again only if it was deleted. */
       be = lb_lookup_backend(se->backend_id);
+    }
+    /* An SNATed connection's source: without its forward SNAT entry the
+     * connection is handled as new. */
+    if (be && (se->flags & DPV2_CT_F_SNAT)) {
+      const struct dpv2_snat_value *source = bpf_map_lookup_elem(&dpv2_snat, &s->key);
+      if (source) {
+        s->snat = *source;
+        s->snat_on = 1;
+      } else {
+        be = 0;
+      }
     }
   }
   int rc;
@@ -577,7 +670,12 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     flow->backend_id = se->backend_id;
     flow_set_daddr(s, &be->addr);
     flow->dport = be->port;
-    ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+    if (s->snat_on) {
+      ct_make_key(&s->key2, &s->snat.addr, &be->addr, s->snat.port, be->port, p->proto,
+                  p->family, 0);
+    } else {
+      ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+    }
     struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
     rc = datapath_policy(s, 0);
     if (rc) {
@@ -591,7 +689,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
       v->created_ns = now;
       addr_copy(&v->nat_addr, &p->daddr);
       v->nat_port = p->dport;
-      v->flags = DPV2_CT_F_REV_NAT | (se->flags & DPV2_CT_F_NODEPORT);
+      v->flags = DPV2_CT_F_REV_NAT | (se->flags & (DPV2_CT_F_NODEPORT | DPV2_CT_F_SNAT));
       v->backend_id = flow->backend_id;
       v->service_id = svc->service_id;
       v->src_identity = flow->src_identity;
@@ -606,8 +704,11 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
       ct_track(fe, p->proto, p->tcp_flags, 0, p->len, now);
     }
     /* Stamped once its flow entry exists: a packet dropped above leaves
-     * the stamp it found. */
-    ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+     * the stamp it found. An SNATed connection never is: the fast path
+     * knows no source translation. */
+    if (!s->snat_on) {
+      ct_stamp(se, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+    }
     ct_cache_backend(se, be);
     ct_track(se, p->proto, p->tcp_flags, 0, p->len, now);
     count(DPV2_CNT_SERVICE_ESTABLISHED, 1);
@@ -637,6 +738,21 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   if (!be) {
     return drop(s, res, DPV2_DROP_BACKEND_MISSING, flow);
   }
+  /* SNAT to the node's address (docs/datapath.md, "SNAT"): decided before
+   * anything is written, so that XDP can hand the frame on untouched. */
+  const struct dpv2_node_addr_value *node =
+      snat_wanted(s->obs, svc, be) ? snat_node_addr(p->family) : 0;
+  if (node) {
+    if (hook_is_xdp()) {
+      return next_hook(res);
+    }
+    __builtin_memset(&s->snat, 0, sizeof(s->snat));
+    addr_copy(&s->snat.addr, &node->addr);
+    s->snat_on = 1;
+  }
+  if (s->affinity_hit) {
+    count(DPV2_CNT_AFFINITY_HIT, 1);
+  }
   addr_copy(&s->dnat_addr, &be->addr);
   s->dnat_port = be->port;
   flow->backend_id = backend_id;
@@ -652,21 +768,34 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->created_ns = now;
   addr_copy(&v->nat_addr, &p->daddr);
   v->nat_port = p->dport;
-  v->flags = (svc->flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0;
+  v->flags = ((svc->flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0) |
+             (s->snat_on ? DPV2_CT_F_SNAT : 0);
   v->backend_id = backend_id;
   v->service_id = svc->service_id;
   v->src_identity = flow->src_identity;
   v->dst_identity = flow->dst_identity;
   ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
-  ct_stamp(v, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+  /* An SNATed connection's SERVICE entry is never stamped (see above). */
+  if (!s->snat_on) {
+    ct_stamp(v, s, xdp_serves(svc) ? DPV2_CT_C_XDP : 0);
+  }
   ct_cache_backend(v, be);
   /* A reopened or re-chosen connection overwrites its SERVICE entry, so
    * only a brand-new one can find the table full. */
   if (ct_insert(&s->key, v) < 0) {
     return drop(s, res, DPV2_DROP_CT_FULL, flow);
   }
-  ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto, p->family,
-              0);
+  if (s->snat_on) {
+    rc = snat_create(s, be, now);
+    if (rc) {
+      ct_undo_service(s);
+      return drop(s, res, rc, flow);
+    }
+    /* The flow key snat_create claimed: node:port -> backend. */
+  } else {
+    ct_make_key(&s->key2, &p->saddr, &s->dnat_addr, p->sport, s->dnat_port, p->proto,
+                p->family, 0);
+  }
   addr_copy(&v->nat_addr, &p->daddr);
   v->nat_port = p->dport;
   v->flags |= DPV2_CT_F_REV_NAT;
@@ -675,16 +804,11 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   v->in_ifindex = 0;
   v->cache_flags = 0;
   if (ct_insert(&s->key2, v) < 0) {
-    /* No stamp outlives a failed connection: a new SERVICE entry goes, a
-     * replaced one (reopened, re-chosen) stays with its stamp taken back. */
-    if (!s->replaces_service) {
-      bpf_map_delete_elem(ct_map(p->proto), &s->key);
-    } else {
-      struct dpv2_ct_value *replaced = bpf_map_lookup_elem(ct_map(p->proto), &s->key);
-      if (replaced) {
-        ct_unstamp(replaced);
-      }
+    if (s->snat_on) {
+      bpf_map_delete_elem(&dpv2_snat, &s->key2);
+      bpf_map_delete_elem(&dpv2_snat, &s->key);
     }
+    ct_undo_service(s);
     return drop(s, res, DPV2_DROP_CT_FULL, flow);
   }
   ct_mark_reverse_service(&s->key2);
@@ -698,6 +822,9 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   count(DPV2_CNT_CT_CREATED, 2);
   if (s->reopened) {
     count(DPV2_CNT_CT_REOPENED, 1);
+  }
+  if (s->snat_on) {
+    count(DPV2_CNT_SNAT_NEW, 1);
   }
   emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, flow, 0);
   s->dnat = 1;
@@ -858,12 +985,6 @@ static __always_inline int icmp6_link_control(const struct dpv2_pkt *p) {
   return link_local || (w[0] | w[1] | w[2] | w[3]) == 0;
 }
 
-/* XDP: the frame is not XDP's to serve; tc will see it as it came. */
-static __always_inline int next_hook(struct dpv2_result *res) {
-  res->verdict = DPV2_V_NEXT;
-  return 0;
-}
-
 /* The key a reply of this packet's connection was tracked under. */
 static __always_inline void ct_make_reply_key(struct dpv2_scratch *s) {
   const struct dpv2_pkt *p = &s->pkt;
@@ -970,6 +1091,9 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
         return 0;
       }
       rc = nat_rewrite(ctx, p, NAT_DST, &s->dnat_addr, s->dnat_port);
+      if (rc == 0 && s->snat_on) {
+        rc = nat_rewrite(ctx, p, NAT_SRC, &s->snat.addr, s->snat.port);
+      }
       if (rc < 0) {
         return drop(s, res, -rc, &s->flow);
       }

@@ -47,6 +47,33 @@ TEST_CASE("defaults: sim backend, the hostname as node, kube-proxy's health port
   CHECK(f->host_routing);
 }
 
+TEST_CASE("--checksum picks the tc object, and needs the eBPF backend") {
+  absl::StatusOr<AgentFlags> f = ParseAgentFlags({"--backend=ebpf", "--manifests=x"});
+  REQUIRE(f.ok());
+  CHECK(f->checksum == TcChecksum::kAuto);
+  f = ParseAgentFlags({"--backend=ebpf", "--manifests=x", "--checksum=helpers"});
+  REQUIRE(f.ok());
+  CHECK(f->checksum == TcChecksum::kHelpers);
+  f = ParseAgentFlags({"--backend=ebpf", "--manifests=x", "--checksum", "in-place"});
+  REQUIRE(f.ok());
+  CHECK(f->checksum == TcChecksum::kInPlace);
+  CHECK(ErrorOf({"--backend=ebpf", "--manifests=x", "--checksum=kfunc"}) ==
+        "flag --checksum: \"kfunc\" is not auto or in-place or helpers");
+  CHECK(ErrorOf({"--manifests=x", "--checksum=helpers"}) ==
+        "flag --checksum: needs --backend=ebpf");
+}
+
+TEST_CASE("SNAT's table size and port range are datapath flags") {
+  absl::StatusOr<AgentFlags> f = ParseAgentFlags(
+      {"--manifests=x", "--snat-entries=4096", "--snat-port-min=40000", "--snat-port-max=49999"});
+  REQUIRE(f.ok());
+  CHECK(f->datapath.snat_entries == 4096);
+  CHECK(f->datapath.snat_port_min == 40000);
+  CHECK(f->datapath.snat_port_max == 49999);
+  CHECK(ErrorOf({"--manifests=x", "--snat-port-max=65536"}) ==
+        "flag --snat-port-max: \"65536\" is not a whole number from 1 to 65535");
+}
+
 TEST_CASE("--host-routing=false hands forwarded packets back to the node's stack") {
   absl::StatusOr<AgentFlags> f =
       ParseAgentFlags({"--backend=ebpf", "--manifests=x", "--host-routing=false"});

@@ -1,0 +1,91 @@
+/* dpv2 BPF: SNAT of external Cluster-policy connections to backends on
+ * other nodes (docs/datapath.md, "SNAT"; abi/ct.h dpv2_snat_value).
+ *
+ * The node's address of each family is a table the loader writes; a
+ * connection the datapath SNATs has two entries in dpv2_snat, keyed like two
+ * of its conntrack entries: its SERVICE key -> the node address and source
+ * port it leaves with (forward), its flow key (node:port -> backend) -> the
+ * client, which replies get back as destination (reverse). The loader's
+ * garbage collection deletes an entry whose conntrack entry is gone.
+ *
+ *   const struct dpv2_node_addr_value *node = snat_node_addr(family);
+ *   int rc = snat_claim_port(&flow_key, &client, tuple_hash);
+ */
+#ifndef DPV2_BPF_SNAT_H_
+#define DPV2_BPF_SNAT_H_
+
+#include <linux/errno.h>
+
+#include "common.h"
+
+/* DatapathConfig::snat_port_min / _max (inclusive), set by the loader. */
+const volatile __u16 cfg_snat_port_min = DPV2_SNAT_DEFAULT_PORT_MIN;
+const volatile __u16 cfg_snat_port_max = DPV2_SNAT_DEFAULT_PORT_MAX;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, DPV2_SNAT_DEFAULT_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct dpv2_ct_key);
+  __type(value, struct dpv2_snat_value);
+} dpv2_snat SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 2);
+  __type(key, struct dpv2_node_addr_key);
+  __type(value, struct dpv2_node_addr_value);
+} dpv2_node_addrs SEC(".maps");
+
+/* The node's address of `family`, or 0: that family is never SNATed. */
+static __always_inline const struct dpv2_node_addr_value *snat_node_addr(__u8 family) {
+  struct dpv2_node_addr_key key = {.family = family};
+  return bpf_map_lookup_elem(&dpv2_node_addrs, &key);
+}
+
+/* A new connection is SNATed when it came from the network to an external
+ * frontend with Cluster policy (NodePort, LoadBalancer, external IP) and
+ * its backend runs on another node; the node address is the caller's. */
+static __always_inline int snat_wanted(__u8 obs, const struct dpv2_lb_value *svc,
+                                       const struct dpv2_backend *be) {
+  return obs == DPV2_OBS_FROM_NETWORK &&
+         (svc->flags & (DPV2_LB_F_NODEPORT | DPV2_LB_F_LOADBALANCER)) != 0 &&
+         !(svc->flags & DPV2_LB_F_LOCAL) && !(be->flags & DPV2_BACKEND_F_LOCAL);
+}
+
+/* Claims a source port for a new connection: `key` is its flow key
+ * (node -> backend, flags 0) whose sport this sets, `client` the reverse
+ * entry's value, `hash` dpv2_tuple_hash of its client -> frontend tuple
+ * (whatever the frontend's backend selection). With first = hash % range,
+ * probe i tries port min + (first + i) % range; a port is free when no
+ * entry has its key (BPF_NOEXIST makes the insert the claim) or the entry
+ * there names this client's address and port (the same connection
+ * reopened), which is rewritten. 0, or -DPV2_DROP_NAT_NO_PORT when every
+ * probe was taken, -DPV2_DROP_CT_FULL when the table is full. Verified
+ * once, not in every path of handle_service. */
+DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
+                                        const struct dpv2_snat_value *client, __u32 hash) {
+  if (!key || !client) {
+    return -DPV2_DROP_INTERNAL;
+  }
+  const __u32 range = (__u32)cfg_snat_port_max - cfg_snat_port_min + 1;
+  const __u32 first = hash % range;
+  for (__u32 i = 0; i < DPV2_SNAT_PROBES; i++) {
+    key->sport = bpf_htons((__u16)(cfg_snat_port_min + (first + i) % range));
+    long rc = bpf_map_update_elem(&dpv2_snat, key, client, BPF_NOEXIST);
+    if (rc == 0) {
+      return 0;
+    }
+    if (rc != -EEXIST) {
+      return -DPV2_DROP_CT_FULL;
+    }
+    const struct dpv2_snat_value *taken = bpf_map_lookup_elem(&dpv2_snat, key);
+    if (taken && addr_eq(&taken->addr, &client->addr) && taken->port == client->port) {
+      return bpf_map_update_elem(&dpv2_snat, key, client, BPF_EXIST) < 0 ? -DPV2_DROP_CT_FULL
+                                                                        : 0;
+    }
+  }
+  return -DPV2_DROP_NAT_NO_PORT;
+}
+
+#endif /* DPV2_BPF_SNAT_H_ */
