@@ -136,6 +136,44 @@ TEST_CASE("a NodePort on the node's address is reached from outside the node") {
 }
 
 TEST_CASE(
+    "a NodePort whose backend is on another node is SNATed to the node's address, so the "
+    "backend's replies come back through the node") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs());
+  const netlab::Netns& outside = node->client();
+  // The client (.2) and the other node's backend (.3) share the outside
+  // namespace like two hosts on one link: what the backend sends to the
+  // client's address goes straight to it. accept_local: a packet from .2
+  // reaching .3 over eth0 is no martian, as it would not be on its own host.
+  RequireOk(outside.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
+  const uint64_t snat_new = Must(node->Counter(DPV2_CNT_SNAT_NEW));
+  for (const char* node_ip : {kNodeIp, kNodeIp6}) {
+    INFO("to " << node_ip << ":" << kRemoteNodePort);
+    // Unless the node rewrites the source, the backend answers the client
+    // from its own address, which no client socket accepts. The echo names
+    // the source the backend saw: the node's address.
+    const std::string seen = absl::StrCat("remote ", node_ip, " ");
+    CHECK(Must(TcpExchange(outside, Ip(node_ip), kRemoteNodePort, "tcp")) == seen + "tcp");
+    CHECK(Must(UdpExchange(outside, Ip(node_ip), kRemoteNodePort, "udp")) == seen + "udp");
+    TcpConnection c = Must(TcpConnection::Connect(outside, Ip(node_ip), kRemoteNodePort));
+    for (int i = 0; i < 3; ++i) {
+      CHECK(Must(c.Exchange(absl::StrCat("m", i))) == absl::StrCat(seen, "m", i));
+    }
+  }
+  // One SNAT per connection: two TCP and one UDP per family.
+  CHECK(Must(node->Counter(DPV2_CNT_SNAT_NEW)) == snat_new + 6);
+  // Not SNATed: a pod's connection to the same backend through the ClusterIP
+  // (the pod's address routes back to the node), and NodePort connections to
+  // backends on this node.
+  const netlab::Pod& pod = node->pod("client");
+  CHECK(Must(TcpExchange(pod.netns(), Ip(kRemoteVip), 80, "pod")) ==
+        absl::StrCat("remote ", pod.ip().ToString(), " pod"));
+  CHECK(Must(UdpExchange(pod.netns(), Ip(kRemoteVip6), 80, "pod6")) ==
+        absl::StrCat("remote ", pod.addresses().back().ToString(), " pod6"));
+  CHECK(absl::StartsWith(Must(TcpExchange(outside, Ip(kNodeIp), kWebNodePort, "np")), "web-"));
+  CHECK(Must(node->Counter(DPV2_CNT_SNAT_NEW)) == snat_new + 6);
+}
+
+TEST_CASE(
     "a NetworkPolicy admits the allowed pod and drops the other, through the Service and "
     "directly") {
   ClusterSpec spec = ThreeWebs();
@@ -534,6 +572,12 @@ TEST_CASE("the manifests name every pod and service the cases rely on") {
   CHECK(absl::StrContains(yaml, kEmptyVip));
   CHECK(absl::StrContains(yaml, kOutsideVip));
   CHECK(absl::StrContains(yaml, absl::StrCat("addresses: [", kOutsideIp, "]")));
+  CHECK(absl::StrContains(yaml, absl::StrCat("address: \"", kNodeIp6, "\"")));
+  CHECK(absl::StrContains(yaml, kRemoteVip6));
+  CHECK(absl::StrContains(yaml, absl::StrCat("nodePort: ", kRemoteNodePort)));
+  for (const char* ip : {kRemoteIp, kRemoteIp6}) {
+    CHECK(absl::StrContains(yaml, absl::StrCat("addresses: [\"", ip, "\"]\n    nodeName: node-b")));
+  }
   CHECK(!absl::StrContains(yaml, "NetworkPolicy"));
 }
 

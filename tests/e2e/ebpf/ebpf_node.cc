@@ -17,6 +17,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -118,11 +119,11 @@ const std::vector<PodPlan>& Pods() {
 }
 
 std::string ClusterManifests(const ClusterSpec& spec) {
-  std::string out =
-      absl::StrCat("apiVersion: v1\nkind: Node\nmetadata: {name: ", kNodeName,
-                   "}\nstatus:\n  addresses: [{type: InternalIP, address: ", kNodeIp, "}]\n",
-                   "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
-                   "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n");
+  std::string out = absl::StrCat("apiVersion: v1\nkind: Node\nmetadata: {name: ", kNodeName,
+                                 "}\nstatus:\n  addresses: [{type: InternalIP, address: ", kNodeIp,
+                                 "}, {type: InternalIP, address: \"", kNodeIp6, "\"}]\n",
+                                 "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+                                 "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n");
   for (const PodPlan& p : Pods()) {
     absl::StrAppend(&out, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ", p.name,
                     ", namespace: ", p.ns, ", labels: {app: ", p.app,
@@ -162,6 +163,28 @@ std::string ClusterManifests(const ClusterSpec& spec) {
                   "outside}\naddressType: IPv4\nports:\n  - {name: http, port: ",
                   kPodPort, ", protocol: TCP}\nendpoints:\n  - addresses: [", kOutsideIp,
                   "]\n    conditions: {ready: true}\n");
+  absl::StrAppend(
+      &out, "---\napiVersion: v1\nkind: Service\nmetadata: {name: remote, namespace: shop}\n",
+      "spec:\n  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]\n"
+      "  clusterIP: ",
+      kRemoteVip, "\n  clusterIPs: [", kRemoteVip, ", \"", kRemoteVip6, "\"]\n  ports:\n");
+  for (const char* proto : {"TCP", "UDP"}) {
+    absl::StrAppend(&out, "  - {name: ", absl::AsciiStrToLower(proto), ", protocol: ", proto,
+                    ", port: 80, targetPort: ", kRemotePort, ", nodePort: ", kRemoteNodePort,
+                    "}\n");
+  }
+  for (const auto& [family, ip] : {std::pair{"IPv4", kRemoteIp}, std::pair{"IPv6", kRemoteIp6}}) {
+    absl::StrAppend(&out,
+                    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+                    "  name: remote-",
+                    absl::AsciiStrToLower(family),
+                    "\n  namespace: shop\n  labels: {kubernetes.io/service-name: remote}\n"
+                    "addressType: ",
+                    family, "\nports:\n  - {name: tcp, port: ", kRemotePort,
+                    ", protocol: TCP}\n  - {name: udp, port: ", kRemotePort,
+                    ", protocol: UDP}\nendpoints:\n  - addresses: [\"", ip,
+                    "\"]\n    nodeName: node-b\n    conditions: {ready: true}\n");
+  }
   out += SliceYaml("web-1", "web", "http", "TCP", spec.web);
   out += SliceYaml("web-v6", "web", "http", "TCP", spec.web, /*v6=*/true);
   out += SliceYaml("echo-udp-1", "echo-udp", "dns", "UDP", spec.web);
@@ -210,15 +233,23 @@ absl::StatusOr<std::unique_ptr<EbpfNode>> EbpfNode::Start(const ClusterSpec& spe
   DPV2_RETURN_IF_ERROR(
       n->node_.IpBatch({absl::StrCat("addr add ", kNodeIp, "/24 dev ", kExternalIf),
                         absl::StrCat("addr add ", kNodeIp6, "/64 dev ", kExternalIf, " nodad")}));
-  DPV2_RETURN_IF_ERROR(
-      n->client_.IpBatch({absl::StrCat("addr add ", kOutsideIp, "/24 dev eth0"),
-                          absl::StrCat("addr add ", kOutsideIp6, "/64 dev eth0 nodad"),
-                          absl::StrCat("route add 10.244.0.0/16 via ", kNodeIp),
-                          absl::StrCat("route add fd00:244::/32 via ", kNodeIp6)}));
+  DPV2_RETURN_IF_ERROR(n->client_.IpBatch(
+      {absl::StrCat("addr add ", kOutsideIp, "/24 dev eth0"),
+       absl::StrCat("addr add ", kOutsideIp6, "/64 dev eth0 nodad"),
+       absl::StrCat("addr add ", kRemoteIp, "/24 dev eth0"),
+       // Deprecated: accepted, never a source (the client is ::2).
+       absl::StrCat("addr add ", kRemoteIp6, "/64 dev eth0 nodad preferred_lft 0"),
+       absl::StrCat("route add 10.244.0.0/16 via ", kNodeIp),
+       absl::StrCat("route add fd00:244::/32 via ", kNodeIp6)}));
   DPV2_ASSIGN_OR_RETURN(
       std::unique_ptr<netlab::EchoServer> outside,
       netlab::EchoServer::Start(n->client_, {.name = "outside", .port = kPodPort}));
   n->servers_.push_back(std::move(outside));
+  DPV2_ASSIGN_OR_RETURN(
+      std::unique_ptr<netlab::EchoServer> remote,
+      netlab::EchoServer::Start(n->client_,
+                                {.name = "remote", .port = kRemotePort, .report_peer = true}));
+  n->servers_.push_back(std::move(remote));
   for (const PodPlan& p : Pods()) {
     DPV2_ASSIGN_OR_RETURN(
         netlab::Pod pod,

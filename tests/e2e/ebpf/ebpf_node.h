@@ -43,7 +43,8 @@ inline constexpr char kEmptyVip[] =
 // Service shop/outside, TCP 80 -> the outside echo server (kOutsideIp:8080):
 // a backend off the node.
 inline constexpr char kOutsideVip[] = "10.96.0.20";
-inline constexpr char kNodeIp[] = "192.168.50.1";  // ext0 of the node: NodePort 30080 -> web
+// ext0 of the node, both the Node object's addresses: NodePort 30080 -> web.
+inline constexpr char kNodeIp[] = "192.168.50.1";
 inline constexpr char kNodeIp6[] = "fd00:50::1";
 // The outside namespace (on ext0's link, routes to the pods via the node)
 // runs an echo server "outside" on kPodPort: a destination off the node.
@@ -52,6 +53,18 @@ inline constexpr char kOutsideIp6[] = "fd00:50::2";
 inline constexpr uint16_t kWebNodePort = 30080;
 inline constexpr uint16_t kUdpNodePort = 30053;  // echo-udp on kNodeIp
 inline constexpr uint16_t kPodPort = 8080;
+// A backend on another node (node-b), reached across ext0's link: the
+// outside namespace's second address, where an echo server "remote" on
+// kRemotePort answers with the address it saw the client come from
+// ("remote <peer> <line>"). Service shop/remote (NodePort, dual-stack) has it
+// as its only endpoint, TCP and UDP: 80 on the ClusterIPs, kRemoteNodePort on
+// the node's addresses.
+inline constexpr char kRemoteIp[] = "192.168.50.3";
+inline constexpr char kRemoteIp6[] = "fd00:50::3";
+inline constexpr char kRemoteVip[] = "10.96.0.30";
+inline constexpr char kRemoteVip6[] = "fd00:96::30";
+inline constexpr uint16_t kRemotePort = 8081;
+inline constexpr uint16_t kRemoteNodePort = 30090;
 
 // One endpoint of the web Services (every pod named here is in both slices).
 struct WebEndpoint {
