@@ -41,17 +41,16 @@ absl::Status ReadEntries(const BpfMap& map, Entries* out) {
 
 absl::StatusOr<ChangeBatch> EbpfBackend::ReadMaps() const {
   ChangeBatch b;
-  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, node_addrs_.Keys());
-  for (const std::string& k : keys) {
+  struct NodeAddressRecord {
     dpv2_node_addr_key key;
-    std::memcpy(&key, k.data(), sizeof(key));
     dpv2_node_addr_value value;
-    DPV2_ASSIGN_OR_RETURN(bool found, node_addrs_.Lookup(&key, &value));
-    if (found) {
-      b.node_addresses_upsert.push_back({.family = key.family, .addr = value.addr});
-    }
+  };
+  std::vector<NodeAddressRecord> node_addresses;
+  DPV2_RETURN_IF_ERROR(ReadEntries(node_addrs_, &node_addresses));
+  for (const NodeAddressRecord& n : node_addresses) {
+    b.node_addresses_upsert.push_back({.family = n.key.family, .addr = n.value.addr});
   }
-  DPV2_ASSIGN_OR_RETURN(keys, backends_.Keys());
+  DPV2_ASSIGN_OR_RETURN(std::vector<std::string> keys, backends_.Keys());
   for (const std::string& k : keys) {
     BackendEntry e{};
     std::memcpy(&e.id, k.data(), sizeof(e.id));
