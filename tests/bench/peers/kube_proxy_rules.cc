@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,17 @@ std::string Sha256Base32(const std::string& text) {
     out.push_back(kAlphabet[(buffer << (5 - bits)) & 31]);
   }
   return out;  // padding never reaches the prefixes kube-proxy keeps
+}
+
+// portProtoHash: the suffix of a Service port's iptables chains.
+std::string PortProtoHash(const BenchService& s) {
+  return Sha256Base32(s.PortName() + "tcp").substr(0, 16);
+}
+
+// servicePortChainNameBase: what a Service port's nftables chains end with.
+std::string ChainNameBase(const BenchService& s) {
+  const std::string name = absl::StrCat(s.namespace_name, "/", s.name, "/tcp/", s.port_name);
+  return Sha256Base32(name).substr(0, 8) + "-" + name;
 }
 
 std::string ClusterIpComment(const BenchService& s) {
@@ -68,18 +80,33 @@ void AppendIptablesNatHeader(std::string& out) {
                   ":KUBE-POSTROUTING - [0:0]\n");
 }
 
+// The chain lines in kube-proxy's order: KUBE-EXT, KUBE-SVC, KUBE-SEP.
 void AppendIptablesServiceChainLines(const BenchService& s, std::string& out) {
+  if (s.node_port != 0) {
+    absl::StrAppend(&out, ":", IptablesExternalChain(s), " - [0:0]\n");
+  }
   absl::StrAppend(&out, ":", IptablesServiceChain(s), " - [0:0]\n");
   for (const BenchEndpoint& ep : s.endpoints) {
     absl::StrAppend(&out, ":", IptablesEndpointChain(s, ep), " - [0:0]\n");
   }
 }
 
+// KUBE-SERVICES and KUBE-NODEPORTS, which every sync rewrites whole. The
+// last KUBE-SERVICES rule is kube-proxy's for the default
+// --nodeport-addresses (every local address) and --iptables-localhost-nodeports
+// (on: no `! -d 127.0.0.0/8`).
 void AppendIptablesServicesChain(const BenchServices& set, std::string& out) {
   for (const BenchService& s : set.services) {
     absl::StrAppend(&out, "-A KUBE-SERVICES -m comment --comment ", ClusterIpComment(s),
                     " -m tcp -p tcp -d ", FormatIpv4(s.cluster_ip), " --dport ", s.port,
                     " -j ", IptablesServiceChain(s), "\n");
+  }
+  for (const BenchService& s : set.services) {
+    if (s.node_port != 0) {
+      absl::StrAppend(&out, "-A KUBE-NODEPORTS -m comment --comment ", s.PortName(),
+                      " -m tcp -p tcp --dport ", s.node_port, " -j ", IptablesExternalChain(s),
+                      "\n");
+    }
   }
   absl::StrAppend(&out,
                   "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: "
@@ -102,6 +129,13 @@ void AppendIptablesServiceRules(const BenchServices& set, const BenchService& s,
   absl::StrAppend(&out, "-A ", svc_chain, " -m comment --comment ", ClusterIpComment(s),
                   " -m tcp -p tcp -d ", FormatIpv4(s.cluster_ip), " --dport ", s.port, " ! -s ",
                   Cidr(set.plan.cluster_cidr, set.plan.cluster_cidr_len), " -j KUBE-MARK-MASQ\n");
+  if (s.node_port != 0) {
+    // Cluster policy: external traffic is masqueraded, as it may cross nodes.
+    const std::string ext_chain = IptablesExternalChain(s);
+    absl::StrAppend(&out, "-A ", ext_chain, " -m comment --comment \"masquerade traffic for ", name,
+                    " external destinations\" -j KUBE-MARK-MASQ\n", "-A ", ext_chain, " -j ",
+                    svc_chain, "\n");
+  }
   const uint32_t n = s.endpoints.size();
   for (uint32_t i = 0; i < n; ++i) {
     const BenchEndpoint& ep = s.endpoints[i];
@@ -234,12 +268,26 @@ void AppendNftablesService(const BenchServices& set, const BenchService& s, std:
   }
   absl::StrAppend(&out, "add chain ", t, " ", svc_chain, "\n", "flush chain ", t, " ", svc_chain,
                   "\n");
+  const std::string ext_chain = s.node_port != 0 ? NftablesExternalChain(s) : "";
+  if (s.node_port != 0) {
+    absl::StrAppend(&out, "add chain ", t, " ", ext_chain, "\n", "flush chain ", t, " ", ext_chain,
+                    "\n");
+  }
   absl::StrAppend(&out, "add element ", t, " service-ips { ", FormatIpv4(s.cluster_ip),
                   " . tcp . ", s.port, " : goto ", svc_chain, " }\n");
+  if (s.node_port != 0) {
+    absl::StrAppend(&out, "add element ", t, " service-nodeports { tcp . ", s.node_port, " : goto ",
+                    ext_chain, " }\n");
+  }
   absl::StrAppend(&out, "add rule ", t, " ", svc_chain, " ip daddr ", FormatIpv4(s.cluster_ip),
                   " tcp dport ", s.port, " ip saddr != ",
                   Cidr(set.plan.cluster_cidr, set.plan.cluster_cidr_len),
                   " jump mark-for-masquerade\n");
+  if (s.node_port != 0) {
+    // Cluster policy: masquerade, then the Service's endpoints.
+    absl::StrAppend(&out, "add rule ", t, " ", ext_chain, " jump mark-for-masquerade\n",
+                    "add rule ", t, " ", ext_chain, " goto ", svc_chain, "\n");
+  }
   absl::StrAppend(&out, "add rule ", t, " ", svc_chain, " numgen random mod ", s.endpoints.size(),
                   " vmap { ");
   for (size_t i = 0; i < s.endpoints.size(); ++i) {
@@ -288,6 +336,9 @@ BenchServices MakeBenchServices(const BenchServicesOptions& options) {
                    .port_name = "http",
                    .cluster_ip = options.plan.service_base + 1 + i,
                    .port = options.plan.service_port};
+    if (i < std::min(options.node_ports, kNodePortRange)) {
+      s.node_port = static_cast<uint16_t>(options.plan.node_port_base + i);
+    }
     for (uint32_t j = 0; j < options.endpoints; ++j) {
       s.endpoints.push_back({.ip = options.plan.endpoint_base + 1 + i * options.endpoints + j,
                              .port = options.plan.target_port});
@@ -297,18 +348,17 @@ BenchServices MakeBenchServices(const BenchServicesOptions& options) {
   return set;
 }
 
-std::string IptablesServiceChain(const BenchService& s) {
-  return "KUBE-SVC-" + Sha256Base32(s.PortName() + "tcp").substr(0, 16);
-}
+std::string IptablesServiceChain(const BenchService& s) { return "KUBE-SVC-" + PortProtoHash(s); }
+
+std::string IptablesExternalChain(const BenchService& s) { return "KUBE-EXT-" + PortProtoHash(s); }
 
 std::string IptablesEndpointChain(const BenchService& s, const BenchEndpoint& ep) {
   return "KUBE-SEP-" + Sha256Base32(s.PortName() + "tcp" + ep.ToString()).substr(0, 16);
 }
 
-std::string NftablesServiceChain(const BenchService& s) {
-  const std::string name = absl::StrCat(s.namespace_name, "/", s.name, "/tcp/", s.port_name);
-  return "service-" + Sha256Base32(name).substr(0, 8) + "-" + name;
-}
+std::string NftablesServiceChain(const BenchService& s) { return "service-" + ChainNameBase(s); }
+
+std::string NftablesExternalChain(const BenchService& s) { return "external-" + ChainNameBase(s); }
 
 std::string NftablesEndpointChain(const BenchService& s, const BenchEndpoint& ep) {
   const std::string name = absl::StrCat(s.namespace_name, "/", s.name, "/tcp/", s.port_name,
@@ -422,11 +472,12 @@ std::string NftablesPartialSync(const BenchServices& set, absl::Span<const size_
 
 RuleCounts CountIptablesRules(const BenchServices& set) {
   // Per Service: the KUBE-SERVICES jump, the masquerade-mark rule and one
-  // jump per endpoint in KUBE-SVC; per endpoint two rules in KUBE-SEP.
+  // jump per endpoint in KUBE-SVC; per endpoint two rules in KUBE-SEP; per
+  // nodePort a KUBE-NODEPORTS rule and KUBE-EXT with two.
   RuleCounts c{.chains = 4, .rules = 1 + 1 + 3};
   for (const BenchService& s : set.services) {
-    c.chains += 1 + s.endpoints.size();
-    c.rules += 2 + 3 * s.endpoints.size();
+    c.chains += 1 + s.endpoints.size() + (s.node_port != 0 ? 1 : 0);
+    c.rules += 2 + 3 * s.endpoints.size() + (s.node_port != 0 ? 3 : 0);
   }
   return c;
 }

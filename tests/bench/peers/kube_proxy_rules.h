@@ -6,8 +6,9 @@
 // Names and rules follow kube-proxy's pkg/proxy/iptables and
 // pkg/proxy/nftables proxiers (chain names hashed with SHA-256 and base32,
 // statistic probabilities 1/(M-j) printed with 10 decimals, numgen vmaps).
-// Only what a ClusterIP Service with ready endpoints produces is generated:
-// no NodePorts, LoadBalancers, affinity or no-endpoint REJECTs.
+// Only what a ClusterIP or NodePort Service (externalTrafficPolicy Cluster)
+// with ready endpoints produces is generated: no LoadBalancers, external
+// IPs, Local policy, affinity or no-endpoint REJECTs.
 //
 //   BenchServices set = MakeBenchServices({.services = 1000, .endpoints = 10});
 //   std::string text = IptablesFullSync(set);   // | iptables-restore --noflush
@@ -41,6 +42,9 @@ struct BenchService {
   std::string port_name;
   Ipv4 cluster_ip = 0;
   uint16_t port = 0;
+  // 0: type ClusterIP. Otherwise type NodePort with this nodePort and
+  // externalTrafficPolicy Cluster (kube-proxy masquerades its traffic).
+  uint16_t node_port = 0;
   std::vector<BenchEndpoint> endpoints;  // ready, in EndpointSlice order
 
   // ServicePortName.String(): "bench/svc-17:http".
@@ -55,12 +59,24 @@ struct AddressPlan {
   int cluster_cidr_len = 10;
   uint16_t service_port = 80;
   uint16_t target_port = 8080;
+  uint16_t node_port_base = 30000;  // kube-apiserver's default range, 30000-32767
+  // The NodePort lab: the node's address on its external link, where a
+  // client outside the node reaches nodePorts, and that client's address.
+  Ipv4 node_ip = 0xC0A83201;             // 192.168.50.1
+  Ipv4 external_client_ip = 0xC0A83202;  // 192.168.50.2
 };
+
+// How many nodePorts kube-apiserver's default --service-node-port-range
+// (30000-32767) holds.
+inline constexpr uint32_t kNodePortRange = 2768;
 
 struct BenchServicesOptions {
   uint32_t services = 0;
   uint32_t endpoints = 1;  // per Service
   uint32_t first = 0;      // index of the first Service (names and addresses)
+  // Services with an index below this (at most kNodePortRange) are of type
+  // NodePort, Service i on nodePort node_port_base + i.
+  uint32_t node_ports = 0;
   AddressPlan plan;
 };
 
@@ -71,15 +87,19 @@ struct BenchServices {
 };
 
 // Service i is bench/svc-<i> port "http" at service_base + 1 + i, with
-// endpoints endpoint_base + 1 + i*M + j, all on target_port.
+// endpoints endpoint_base + 1 + i*M + j, all on target_port; the first
+// `node_ports` of them also on a nodePort.
 BenchServices MakeBenchServices(const BenchServicesOptions& options);
 
-// kube-proxy's chain names (servicePortChainName, servicePortEndpointChainName
-// in the iptables proxier; servicePortChainNameBase and
+// kube-proxy's chain names (KUBE-SVC-, KUBE-EXT- and KUBE-SEP- with
+// portProtoHash and servicePortEndpointChainName in the iptables proxier;
+// service-, external- and endpoint- with servicePortChainNameBase and
 // servicePortEndpointChainNameBase in the nftables one).
 std::string IptablesServiceChain(const BenchService& service);
+std::string IptablesExternalChain(const BenchService& service);
 std::string IptablesEndpointChain(const BenchService& service, const BenchEndpoint& endpoint);
 std::string NftablesServiceChain(const BenchService& service);
+std::string NftablesExternalChain(const BenchService& service);
 std::string NftablesEndpointChain(const BenchService& service, const BenchEndpoint& endpoint);
 
 // "%0.10f" of 1/n, as kube-proxy prints statistic probabilities.
@@ -91,9 +111,9 @@ std::string IptablesBaseJumps();
 // A full sync: the filter and nat tables with every Service.
 std::string IptablesFullSync(const BenchServices& set);
 // A partial sync (kube-proxy 1.26+ MinimizeIPTablesRestore): the filter
-// table and KUBE-SERVICES are rewritten in full, but only the chains of the
-// Services in `changed` (indices into set.services) are written; chains in
-// `deleted_chains` are flushed and removed.
+// table, KUBE-SERVICES and KUBE-NODEPORTS are rewritten in full, but only
+// the chains of the Services in `changed` (indices into set.services) are
+// written; chains in `deleted_chains` are flushed and removed.
 std::string IptablesPartialSync(const BenchServices& set, absl::Span<const size_t> changed,
                                 absl::Span<const std::string> deleted_chains);
 

@@ -28,6 +28,15 @@ BenchService Svc1() {
           .endpoints = {{.ip = 0x0AB40001, .port = 80}}};  // 10.180.0.1:80
 }
 
+// Names `s` as kube-proxy's test Service ns3/svc3 (port p80, nodePort
+// 3003), whose rules kube-proxy's tests spell out.
+void AsKubeProxySvc3(BenchService& s) {
+  s.namespace_name = "ns3";
+  s.name = "svc3";
+  s.port_name = "p80";
+  s.node_port = 3003;
+}
+
 size_t CountLines(const std::string& text, absl::string_view prefix) {
   size_t n = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -45,6 +54,91 @@ TEST_CASE("chain names are kube-proxy's hashes of the service port name and endp
   CHECK(NftablesEndpointChain(s, s.endpoints[0]) == "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80");
   const BenchService api{.namespace_name = "default", .name = "kubernetes", .port_name = "https"};
   CHECK(IptablesServiceChain(api) == "KUBE-SVC-NPX46M4PTMTKRN6Y");
+}
+
+TEST_CASE("NodePort chains are named by kube-proxy's hashes: KUBE-EXT- and external-") {
+  // Values from kube-proxy's own tests (iptables and nftables proxier_test.go).
+  const BenchService svc2{.namespace_name = "ns2", .name = "svc2", .port_name = "p80"};
+  const BenchService svc3{.namespace_name = "ns3", .name = "svc3", .port_name = "p80"};
+  CHECK(IptablesExternalChain(svc2) == "KUBE-EXT-GNZBNJ2PO5MGZ6GT");
+  CHECK(IptablesExternalChain(svc3) == "KUBE-EXT-X27LE4BHSL4DOUIK");
+  CHECK(IptablesServiceChain(svc3) == "KUBE-SVC-X27LE4BHSL4DOUIK");
+  CHECK(NftablesExternalChain(svc3) == "external-4AT6LBPK-ns3/svc3/tcp/p80");
+  CHECK(NftablesServiceChain(svc3) == "service-4AT6LBPK-ns3/svc3/tcp/p80");
+}
+
+TEST_CASE("the first node_ports Services get nodePorts from the default range") {
+  const BenchServices set = MakeBenchServices({.services = 4, .endpoints = 1, .node_ports = 2});
+  CHECK(set.services[0].node_port == 30000);
+  CHECK(set.services[1].node_port == 30001);
+  CHECK(set.services[2].node_port == 0);
+  const BenchServices full =
+      MakeBenchServices({.services = kNodePortRange + 5, .endpoints = 1, .node_ports = 100000});
+  CHECK(full.services[kNodePortRange - 1].node_port == 32767);
+  CHECK(full.services[kNodePortRange].node_port == 0);
+}
+
+TEST_CASE(
+    "an iptables sync captures nodePorts in KUBE-NODEPORTS and masquerades them in "
+    "KUBE-EXT (externalTrafficPolicy Cluster)") {
+  BenchServices set = MakeBenchServices({.services = 3, .endpoints = 2, .node_ports = 2});
+  AsKubeProxySvc3(set.services[1]);
+  const std::string text = IptablesFullSync(set);
+  // kube-proxy's lines for ns3/svc3:p80 with nodePort 3003, as its tests
+  // expect them.
+  CHECK(CountLines(text, ":KUBE-EXT-X27LE4BHSL4DOUIK - [0:0]") == 1);
+  CHECK(CountLines(text,
+                   "-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp "
+                   "--dport 3003 -j KUBE-EXT-X27LE4BHSL4DOUIK") == 1);
+  CHECK(CountLines(text,
+                   "-A KUBE-EXT-X27LE4BHSL4DOUIK -m comment --comment \"masquerade "
+                   "traffic for ns3/svc3:p80 external destinations\" -j KUBE-MARK-MASQ") == 1);
+  CHECK(CountLines(text, "-A KUBE-EXT-X27LE4BHSL4DOUIK -j KUBE-SVC-X27LE4BHSL4DOUIK") == 1);
+  // Service 0 too; Service 2 (ClusterIP) has no EXT chain.
+  CHECK(CountLines(text, "-A KUBE-NODEPORTS") == 2);
+  CHECK(CountLines(text, ":KUBE-EXT-") == 2);
+  CHECK_FALSE(absl::StrContains(text, IptablesExternalChain(set.services[2])));
+  // The nodeports jump is the last KUBE-SERVICES rule, for every local
+  // destination (default --nodeport-addresses).
+  std::string last_services_rule;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, "-A KUBE-SERVICES")) {
+      last_services_rule = std::string(line);
+    }
+  }
+  CHECK(last_services_rule ==
+        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must "
+        "be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS");
+  CHECK(CountIptablesRules(set).rules ==
+        CountIptablesRules(MakeBenchServices({.services = 3, .endpoints = 2})).rules + 2 * 3);
+  // A partial sync rewrites KUBE-NODEPORTS whole (its chain line flushes
+  // it), and the changed Service's EXT chain.
+  const size_t changed[] = {1};
+  const std::string partial = IptablesPartialSync(set, changed, {});
+  CHECK(CountLines(partial, "-A KUBE-NODEPORTS") == 2);
+  CHECK(CountLines(partial, ":KUBE-EXT-") == 1);
+  CHECK(CountLines(partial, "-A KUBE-EXT-X27LE4BHSL4DOUIK") == 2);
+}
+
+TEST_CASE("an nftables sync maps nodePorts through service-nodeports to external- chains") {
+  BenchServices set = MakeBenchServices({.services = 2, .endpoints = 1, .node_ports = 1});
+  AsKubeProxySvc3(set.services[0]);
+  const std::string text = NftablesFullSync(set);
+  CHECK(CountLines(text,
+                   "add element ip kube-proxy service-nodeports { tcp . 3003 : goto "
+                   "external-4AT6LBPK-ns3/svc3/tcp/p80 }") == 1);
+  CHECK(CountLines(text, "add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80") == 1);
+  CHECK(CountLines(text,
+                   "add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump "
+                   "mark-for-masquerade") == 1);
+  CHECK(CountLines(text,
+                   "add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto "
+                   "service-4AT6LBPK-ns3/svc3/tcp/p80") == 1);
+  CHECK(CountLines(text, "add element ip kube-proxy service-nodeports") == 1);
+  CHECK(CountLines(text, "add chain ip kube-proxy external-") == 1);
+  const size_t changed[] = {0};
+  CHECK(CountLines(NftablesPartialSync(set, changed, {}),
+                   "add element ip kube-proxy service-nodeports { tcp . 3003 ") == 1);
 }
 
 TEST_CASE("statistic probabilities are 1/(M-j) with ten decimals and the last jump is unconditional") {
@@ -155,7 +249,7 @@ void RequirePrivileges() {
 
 TEST_CASE("[load] iptables-restore loads the full and partial syncs on nft and legacy", "[load]") {
   RequirePrivileges();
-  BenchServices set = MakeBenchServices({.services = 20, .endpoints = 3});
+  BenchServices set = MakeBenchServices({.services = 20, .endpoints = 3, .node_ports = 5});
   const std::string base = WriteTemp("base", IptablesBaseJumps());
   const std::string full = WriteTemp("full", IptablesFullSync(set));
   // Endpoint 0 of Service 4 moves to a new address.
@@ -174,6 +268,9 @@ TEST_CASE("[load] iptables-restore loads the full and partial syncs on nft and l
     REQUIRE(r.status == 0);
     CHECK(CountLines(r.output, "-A KUBE-SERVICES") == 21);
     CHECK(CountLines(r.output, "-A KUBE-SEP-") == 20 * 3 * 2);
+    CHECK(CountLines(r.output, "-A KUBE-NODEPORTS") == 5);
+    CHECK(CountLines(r.output, "-A KUBE-EXT-") == 5 * 2);
+    CHECK(absl::StrContains(r.output, "--dport 30004 -j KUBE-EXT-"));
     CHECK_FALSE(absl::StrContains(r.output, old_sep));
     CHECK(absl::StrContains(r.output, "--to-destination 10.255.0.1:8080"));
     CHECK(absl::StrContains(r.output, "-A PREROUTING -m comment --comment \"kubernetes service "
@@ -186,7 +283,7 @@ TEST_CASE("[load] iptables-restore loads the full and partial syncs on nft and l
 
 TEST_CASE("[load] nft -f loads the full and partial transactions", "[load]") {
   RequirePrivileges();
-  BenchServices set = MakeBenchServices({.services = 20, .endpoints = 3});
+  BenchServices set = MakeBenchServices({.services = 20, .endpoints = 3, .node_ports = 5});
   const std::string full = WriteTemp("full.nft", NftablesFullSync(set));
   const std::string old_chain = NftablesEndpointChain(set.services[4], set.services[4].endpoints[0]);
   set.services[4].endpoints[0].ip = 0x0AFF0001;
@@ -204,6 +301,8 @@ TEST_CASE("[load] nft -f loads the full and partial transactions", "[load]") {
   CHECK_FALSE(absl::StrContains(r.output, old_chain));
   CHECK(absl::StrContains(r.output, "172.16.0.21 . tcp . 80 : goto service-"));
   CHECK(CountLines(r.output, "\tchain endpoint-") == 21 * 3);
+  CHECK(CountLines(r.output, "\tchain external-") == 5);
+  CHECK(absl::StrContains(r.output, "tcp . 30004 : goto external-"));
   for (const std::string& p : {full, partial}) {
     std::remove(p.c_str());
   }

@@ -9,11 +9,15 @@
 //   peerbench latency --services=1000,10000,30000 --endpoints=10
 //   peerbench memory --systems=dpv2-ebpf --dpv2-entries=100000,1000000
 //   peerbench rate --services=10000 --systems=plain,iptables-legacy,dpv2-ebpf,dpv2-ebpf-stack
+//   peerbench nodeport --services=10000 --systems=plain,iptables-legacy,dpv2-ebpf,dpv2-xdp
 //
 // dpv2-ebpf is dpv2 as deployed (BPF host routing on); dpv2-ebpf-stack is
-// the same with EbpfOptions::host_routing off (the node's stack forwards).
+// the same with EbpfOptions::host_routing off (the node's stack forwards);
+// dpv2-xdp also has its XDP program on the node's external device, and
+// runs in the nodeport measure only (XDP serves no pod traffic).
 // Ratios are peer / dpv2 for costs (above 1: dpv2 is cheaper) and
-// dpv2 / peer for rates (above 1: dpv2 is faster).
+// dpv2 / peer for rates (above 1: dpv2 is faster); the nodeport measure's
+// are dpv2-xdp / peer.
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -65,6 +70,11 @@ bool Wants(const Flags& f, absl::string_view measure) {
   return f.command == "all" || f.command == measure;
 }
 
+// The measures that run in the ClusterIP lab (the client a pod of the node).
+bool WantsClusterIpLab(const Flags& f) {
+  return Wants(f, "latency") || Wants(f, "rate") || Wants(f, "control") || Wants(f, "memory");
+}
+
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -73,9 +83,10 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     args.erase(args.begin());
   }
   if (f.command != "all" && f.command != "latency" && f.command != "rate" &&
-      f.command != "control" && f.command != "memory") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown command \"", f.command, "\": one of latency, rate, control, memory, all"));
+      f.command != "control" && f.command != "memory" && f.command != "nodeport") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown command \"", f.command,
+                     "\": one of latency, rate, control, memory, nodeport, all"));
   }
   for (const std::string& a : args) {
     if (a == "--quick") {
@@ -91,8 +102,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   f.changes = f.quick ? 5 : 20;
   f.rate_seconds = f.quick ? 0.3 : 1.0;
   f.dpv2_entries = f.quick ? std::vector<uint64_t>{} : std::vector<uint64_t>{100000, 1000000};
-  f.systems = {SystemKind::kPlain, SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
-               SystemKind::kNftables, SystemKind::kDpv2};
+  f.systems = {SystemKind::kPlain,    SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
+               SystemKind::kNftables, SystemKind::kDpv2,        SystemKind::kDpv2Xdp};
   for (const std::string& a : args) {
     std::vector<std::string> kv = absl::StrSplit(a, absl::MaxSplits('=', 1));
     const std::string& key = kv[0];
@@ -154,7 +165,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
         if (!k) {
           return absl::InvalidArgumentError(absl::StrCat(
               "--systems: unknown system \"", name,
-              "\" (plain, iptables-nft, iptables-legacy, nftables, dpv2-ebpf, dpv2-ebpf-stack)"));
+              "\" (plain, iptables-nft, iptables-legacy, nftables, dpv2-ebpf, dpv2-ebpf-stack, "
+              "dpv2-xdp)"));
         }
         f.systems.push_back(*k);
       }
@@ -197,12 +209,14 @@ using Results = std::map<std::pair<uint32_t, SystemKind>, Result>;
 
 IpAddr V4(Ipv4 a) { return IpAddr::V4(a); }
 
-// The probe of a system: what a client connects to for Service `i`.
+// The probe of a system: what a client connects to for Service `i`: its
+// ClusterIP, or in the NodePort lab the node's address and its nodePort.
 std::pair<IpAddr, uint16_t> Target(const PeerSystem& system, const BenchServices& set, size_t i,
-                                   std::mt19937& rng) {
+                                   std::mt19937& rng, bool nodeport = false) {
   const BenchService& s = set.services[i];
   if (system.translates()) {
-    return {V4(s.cluster_ip), s.port};
+    return nodeport ? std::pair{V4(set.plan.node_ip), s.node_port}
+                    : std::pair{V4(s.cluster_ip), s.port};
   }
   const BenchEndpoint& ep = s.endpoints[rng() % s.endpoints.size()];
   return {V4(ep.ip), ep.port};
@@ -216,65 +230,102 @@ class Bench {
     std::printf("# peerbench %s%s\nmachine: %s\n", flags_.command.c_str(),
                 flags_.quick ? " --quick" : "", MachineDescription().c_str());
     std::printf("IPVS: not measured: this kernel has no ip_vs module (/proc/net/ip_vs absent)\n");
-    std::printf("endpoints per Service: %u; dpv2 Maglev table size %u; dpv2 endpoints: %s\n",
-                flags_.endpoints, flags_.maglev,
-                flags_.dpv2_local_endpoints
-                    ? "local Pods on the server pod's veth (delivered by the program)"
-                    : "behind the node's uplink (routed by the kernel after NAT)");
+    std::printf("endpoints per Service: %u; dpv2 Maglev table size %u\n", flags_.endpoints,
+                flags_.maglev);
+    if (WantsClusterIpLab(flags_)) {
+      std::printf("ClusterIP lab: the client is a pod of the node; dpv2 endpoints: %s\n",
+                  flags_.dpv2_local_endpoints
+                      ? "local Pods on the server pod's veth (delivered by the program)"
+                      : "behind the node's uplink (routed by the kernel after NAT)");
+    }
+    if (Wants(flags_, "nodeport")) {
+      std::printf(
+          "nodeport lab: a host outside the node on its link ext0 sends to %s:nodePort; "
+          "the first %u Services are NodePorts (externalTrafficPolicy Cluster) whose "
+          "endpoints are local Pods (dpv2: delivered to the pod's veth, not SNATed; "
+          "kube-proxy masquerades them, as Cluster policy does); dpv2-xdp: XDP on ext0\n",
+          FormatIpv4(AddressPlan{}.node_ip).c_str(), kNodePortRange);
+    }
     // Each size's tables print as soon as it is measured, so that a long
     // sweep cut short still leaves its results; all sizes print at the end.
     for (uint32_t n : flags_.services) {
-      RunSize(n, flags_.systems);
+      if (WantsClusterIpLab(flags_)) {
+        RunSize(n, flags_.systems, /*nodeport=*/false);
+      }
+      if (Wants(flags_, "nodeport")) {
+        RunSize(n, flags_.systems, /*nodeport=*/true);
+      }
       PrintTables(n);
     }
-    for (uint64_t entries : flags_.dpv2_entries) {
+    for (uint64_t entries :
+         WantsClusterIpLab(flags_) ? flags_.dpv2_entries : std::vector<uint64_t>{}) {
       const uint32_t n = std::max<uint64_t>(1, entries / flags_.endpoints);
       std::vector<SystemKind> dpv2;
       std::copy_if(flags_.systems.begin(), flags_.systems.end(), std::back_inserter(dpv2),
-                   IsDpv2);
-      RunSize(n, dpv2.empty() ? std::vector<SystemKind>{SystemKind::kDpv2} : dpv2);
+                   [](SystemKind k) { return IsDpv2(k) && k != SystemKind::kDpv2Xdp; });
+      RunSize(n, dpv2.empty() ? std::vector<SystemKind>{SystemKind::kDpv2} : dpv2,
+              /*nodeport=*/false);
       PrintTables(n);
     }
     std::printf("\n# All sizes\n");
     PrintTables(std::nullopt);
     WritePlots();
     int failures = 0;
-    for (const auto& [key, r] : results_) {
-      if (!r.ok) {
-        std::printf("FAILED %s at %u Services: %s\n", SystemName(key.second).c_str(), key.first,
-                    r.error.c_str());
-        ++failures;
+    for (const Results* results : {&results_, &nodeport_}) {
+      for (const auto& [key, r] : *results) {
+        if (!r.ok) {
+          std::printf("FAILED %s at %u Services%s: %s\n", SystemName(key.second).c_str(), key.first,
+                      results == &nodeport_ ? " (nodeport)" : "", r.error.c_str());
+          ++failures;
+        }
       }
     }
     return failures == 0 ? 0 : 1;
   }
 
  private:
-  void RunSize(uint32_t n, const std::vector<SystemKind>& kinds) {
-    std::fprintf(stderr, "[%s] %u Services x %u endpoints: building\n",
+  // The NodePort Service the nodeport measure sends to: the middle one of
+  // KUBE-NODEPORTS.
+  static size_t NodePortService(uint32_t n) { return std::min(n, kNodePortRange) / 2; }
+
+  // Builds `kinds` with n Services and runs the wanted measures of one lab:
+  // the ClusterIP lab (latency, rate, control, memory) or the NodePort lab
+  // (nodeport), where every Service the nodePort range holds is a NodePort.
+  void RunSize(uint32_t n, const std::vector<SystemKind>& kinds, bool nodeport) {
+    std::fprintf(stderr, "[%s] %u Services x %u endpoints, %s lab: building\n",
                  absl::FormatTime("%H:%M:%S", absl::Now(), absl::UTCTimeZone()).c_str(), n,
-                 flags_.endpoints);
+                 flags_.endpoints, nodeport ? "NodePort" : "ClusterIP");
     // Service 0 is the control-plane probe: one endpoint, so that which
     // endpoint serves it is what the change made it.
-    BenchServices set = MakeBenchServices({.services = n, .endpoints = flags_.endpoints});
+    BenchServices set = MakeBenchServices(
+        {.services = n, .endpoints = flags_.endpoints, .node_ports = nodeport ? n : 0});
     set.services[0].endpoints.resize(1);
+    Results& results = nodeport ? nodeport_ : results_;
     std::vector<std::unique_ptr<PeerSystem>> systems;
     for (SystemKind kind : kinds) {
+      if (kind == SystemKind::kDpv2Xdp && !nodeport) {
+        continue;  // XDP serves no pod traffic: the nodeport measure's system
+      }
       if (kind == SystemKind::kIptablesNft && n > flags_.iptables_nft_max) {
         std::printf("iptables-nft left out at %u Services (--iptables-nft-max=%u): its restore "
                     "time grows faster than linearly\n",
                     n, flags_.iptables_nft_max);
         continue;
       }
-      Result& r = results_[{n, kind}];
+      Result& r = results[{n, kind}];
       r.entries = set.EndpointCount();
       r.objects = 2 * set.services.size();
-      absl::Status st = Build(kind, set, r, systems);
+      absl::Status st = Build(kind, set, nodeport ? NodePortService(n) : set.services.size() - 1,
+                              nodeport, r, systems);
       r.ok = st.ok();
       if (!st.ok()) {
         r.error = std::string(st.message());
         std::fprintf(stderr, "  %s: %s\n", SystemName(kind).c_str(), r.error.c_str());
       }
+    }
+    if (nodeport) {
+      MeasureNodePort(n, set, systems);
+      return;
     }
     if (Wants(flags_, "latency") || Wants(flags_, "memory")) {
       MeasureLatency(n, set, systems);
@@ -287,11 +338,14 @@ class Bench {
     }
   }
 
-  absl::Status Build(SystemKind kind, const BenchServices& set, Result& r,
-                     std::vector<std::unique_ptr<PeerSystem>>& systems) {
+  // Makes and programs one system; a first connection to Service `probe`
+  // must be answered.
+  absl::Status Build(SystemKind kind, const BenchServices& set, size_t probe, bool nodeport,
+                     Result& r, std::vector<std::unique_ptr<PeerSystem>>& systems) {
     DPV2_ASSIGN_OR_RETURN(std::unique_ptr<PeerSystem> system,
                           MakePeerSystem(kind, {.maglev_table_size = flags_.maglev,
-                                                 .local_endpoints = flags_.dpv2_local_endpoints}));
+                                                .local_endpoints = flags_.dpv2_local_endpoints,
+                                                .nodeport = nodeport}));
     DPV2_ASSIGN_OR_RETURN(const int64_t before, KernelMemoryBytes());
     const absl::Time start = absl::Now();
     DPV2_RETURN_IF_ERROR(system->Program(set, nullptr));
@@ -310,7 +364,7 @@ class Bench {
     }
     // The first connection proves the system forwards before it is timed.
     std::mt19937 rng(1);
-    auto [addr, port] = Target(*system, set, set.services.size() - 1, rng);
+    auto [addr, port] = Target(*system, set, probe, rng, nodeport);
     absl::Status first;
     for (int attempt = 0; attempt < 3; ++attempt) {
       first = ConnectOnce(system->lab().client.netns(), addr, port).status();
@@ -374,19 +428,43 @@ class Bench {
           continue;
         }
         r.rate.Add(*rate);
-        // A new flow each round and system, so that its first frame makes
-        // the state and the rest are established.
-        absl::StatusOr<double> packets = PacketRate(
-            system->lab().client, system->lab().server, addr, port,
-            static_cast<uint16_t>(40000 + round * 16 + static_cast<int>(system->kind())),
-            absl::Milliseconds(flags_.rate_seconds * 1000));
-        if (!packets.ok()) {
-          std::fprintf(stderr, "  %s: %s\n", system->name().c_str(),
-                       std::string(packets.status().message()).c_str());
-          ++r.lost;
+        AddPacketRate(*system, addr, port, round, r);
+      }
+    }
+  }
+
+  // One round of the packet rate of `system` to addr:port into r.packet_rate.
+  void AddPacketRate(const PeerSystem& system, const IpAddr& addr, uint16_t port, int round,
+                     Result& r) {
+    // A new flow each round and system, so that its first frame makes the
+    // state and the rest are established.
+    absl::StatusOr<double> packets =
+        PacketRate(system.lab().client, system.lab().server, addr, port,
+                   static_cast<uint16_t>(40000 + round * 16 + static_cast<int>(system.kind())),
+                   absl::Milliseconds(flags_.rate_seconds * 1000));
+    if (!packets.ok()) {
+      std::fprintf(stderr, "  %s: %s\n", system.name().c_str(),
+                   std::string(packets.status().message()).c_str());
+      ++r.lost;
+      return;
+    }
+    r.packet_rate.Add(*packets);
+  }
+
+  // The packet rate of one established flow from the client outside the
+  // node to the node's address and a nodePort (plain routing: straight to
+  // an endpoint, the floor), round by round as MeasureRate.
+  void MeasureNodePort(uint32_t n, const BenchServices& set,
+                       std::vector<std::unique_ptr<PeerSystem>>& systems) {
+    std::mt19937 rng(n + 2);
+    for (int round = 0; round < flags_.rounds; ++round) {
+      for (auto& system : systems) {
+        Result& r = nodeport_[{n, system->kind()}];
+        if (!r.ok) {
           continue;
         }
-        r.packet_rate.Add(*packets);
+        auto [addr, port] = Target(*system, set, NodePortService(n), rng, /*nodeport=*/true);
+        AddPacketRate(*system, addr, port, round, r);
       }
     }
   }
@@ -451,13 +529,13 @@ class Bench {
   }
 
   std::vector<uint32_t> Sizes() const {
-    std::vector<uint32_t> sizes;
-    for (const auto& [key, r] : results_) {
-      if (sizes.empty() || sizes.back() != key.first) {
-        sizes.push_back(key.first);
+    std::set<uint32_t> sizes;
+    for (const Results* results : {&results_, &nodeport_}) {
+      for (const auto& [key, r] : *results) {
+        sizes.insert(key.first);
       }
     }
-    return sizes;
+    return {sizes.begin(), sizes.end()};
   }
 
   const Result* Find(uint32_t n, SystemKind kind) const {
@@ -470,9 +548,14 @@ class Bench {
   // completed (a missing figure is 0 and shows as "-").
   std::string RatioCell(uint32_t n, SystemKind kind, double (*value)(const Result&),
                         bool is_rate) const {
-    auto d = results_.find({n, SystemKind::kDpv2});
-    auto p = results_.find({n, kind});
-    if (d == results_.end() || p == results_.end() || kind == SystemKind::kDpv2) {
+    return RatioCellOf(results_, SystemKind::kDpv2, n, kind, value, is_rate);
+  }
+  // The same against `reference` among `results`.
+  static std::string RatioCellOf(const Results& results, SystemKind reference, uint32_t n,
+                                 SystemKind kind, double (*value)(const Result&), bool is_rate) {
+    auto d = results.find({n, reference});
+    auto p = results.find({n, kind});
+    if (d == results.end() || p == results.end() || kind == reference) {
       return "-";
     }
     return is_rate ? Ratio(value(d->second), value(p->second))
@@ -503,13 +586,14 @@ class Bench {
     if (only) {
       sizes = {*only};
     }
-    const auto rows = [&](auto&& add_row) {
+    const auto rows = [&](const Results& results, auto&& add_row) {
       for (uint32_t n : sizes) {
-        for (SystemKind kind : {SystemKind::kPlain, SystemKind::kIptablesNft,
-                                SystemKind::kIptablesLegacy, SystemKind::kNftables,
-                                SystemKind::kDpv2, SystemKind::kDpv2StackRouting}) {
-          auto it = results_.find({n, kind});
-          if (it != results_.end()) {
+        for (SystemKind kind :
+             {SystemKind::kPlain, SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
+              SystemKind::kNftables, SystemKind::kDpv2, SystemKind::kDpv2StackRouting,
+              SystemKind::kDpv2Xdp}) {
+          auto it = results.find({n, kind});
+          if (it != results.end()) {
             add_row(n, kind, it->second);
           }
         }
@@ -520,7 +604,7 @@ class Bench {
       Table t("New-connection latency to a random ClusterIP: connect() until established, us "
               "(ratio = peer / dpv2; plain = endpoint addresses, no Service)",
               {"Services", "system", "p50", "p99", "samples", "lost", "p50 ratio", "p99 ratio"});
-      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind kind, const Result& r) {
         t.AddRow({absl::StrCat(n), SystemName(kind) + status(r),
                   FormatDouble(r.connect_us.Percentile(50), 1),
                   FormatDouble(r.connect_us.Percentile(99), 1), absl::StrCat(r.connect_us.size()),
@@ -536,7 +620,7 @@ class Bench {
       Table t("Established-flow request rate through the node: 4 connections, 1 request in "
               "flight each, median of rounds (ratio = dpv2 / peer)",
               {"Services", "system", "requests/s", "ratio"});
-      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind kind, const Result& r) {
         if (r.rate.empty() && r.ok) {
           return;
         }
@@ -550,7 +634,7 @@ class Bench {
               "frames from AF_PACKET in the client pod, dropped at the server pod's tc "
               "ingress, median of rounds (ratio = dpv2 / peer)",
               {"Services", "system", "frames/s", "ns per frame", "ratio"});
-      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind kind, const Result& r) {
         if (r.packet_rate.empty()) {
           return;
         }
@@ -559,6 +643,26 @@ class Bench {
                   FormatDouble(1e9 / r.packet_rate.Median(), 0),
                   RatioCell(n, kind, [](const Result& x) { return x.packet_rate.Median(); },
                             true)});
+      });
+      std::printf("%s", t.ToString().c_str());
+    }
+    if (Wants(flags_, "nodeport")) {
+      Table t(
+          "NodePort established-flow packet rate through the node on one CPU: one flow's "
+          "TCP ACK frames from AF_PACKET on a host outside the node to the node's address "
+          "and a nodePort (plain: to an endpoint), dropped at the server pod's tc ingress, "
+          "median of rounds (ratio = dpv2-xdp / peer)",
+          {"Services", "system", "frames/s", "ns per frame", "ratio"});
+      rows(nodeport_, [&](uint32_t n, SystemKind kind, const Result& r) {
+        if (r.packet_rate.empty() && r.ok) {
+          return;
+        }
+        t.AddRow({absl::StrCat(n), SystemName(kind) + status(r),
+                  FormatDouble(r.packet_rate.Median(), 0),
+                  r.packet_rate.empty() ? "-" : FormatDouble(1e9 / r.packet_rate.Median(), 0),
+                  RatioCellOf(
+                      nodeport_, SystemKind::kDpv2Xdp, n, kind,
+                      [](const Result& x) { return x.packet_rate.Median(); }, true)});
       });
       std::printf("%s", t.ToString().c_str());
     }
@@ -574,7 +678,7 @@ class Bench {
                          : absl::StrCat(FormatDouble(s.Percentile(50), 2), " / ",
                                         FormatDouble(s.Percentile(99), 2));
       };
-      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind kind, const Result& r) {
         if (kind == SystemKind::kPlain) {
           return;
         }
@@ -602,7 +706,7 @@ class Bench {
               {"Services", "entries", "system", "kernel MiB", "per entry B",
                "slope B/entry", "rule text KiB",
                "BPF maps MiB", "agent RSS MiB", "agent B/object"});
-      rows([&](uint32_t n, SystemKind kind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind kind, const Result& r) {
         if (kind == SystemKind::kPlain) {
           return;
         }
@@ -624,7 +728,7 @@ class Bench {
                  "service-backend entries",
                  {"Services", "entries", "map", "allocation", "max entries", "memlock KiB",
                   "per entry B"});
-      rows([&](uint32_t n, SystemKind, const Result& r) {
+      rows(results_, [&](uint32_t n, SystemKind, const Result& r) {
         for (const BpfMapMemory& m : r.maps) {
           maps.AddRow({absl::StrCat(n), absl::StrCat(r.entries),
                        m.maps > 1 ? absl::StrCat(m.name, " (x", m.maps, ")") : m.name,
@@ -640,11 +744,12 @@ class Bench {
     std::fflush(stdout);
   }
 
-  std::vector<PlotSeries> Series(double (*value)(const Result&)) const {
+  std::vector<PlotSeries> Series(double (*value)(const Result&),
+                                 const Results* results = nullptr) const {
     std::vector<PlotSeries> out;
     for (SystemKind kind : flags_.systems) {
       PlotSeries s{.name = SystemName(kind)};
-      for (const auto& [key, r] : results_) {
+      for (const auto& [key, r] : results == nullptr ? results_ : *results) {
         const double v = r.ok ? value(r) : 0;
         if (key.second == kind && v > 0) {
           s.points.push_back({static_cast<double>(key.first), v});
@@ -679,6 +784,12 @@ class Bench {
                     "frames per second",
                     Series([](const Result& r) { return r.packet_rate.Median(); })));
     }
+    if (Wants(flags_, "nodeport")) {
+      messages.push_back(
+          WritePlot(flags_.plot_dir, "nodeport_rate",
+                    "NodePort established-flow packet rate (one CPU)", "frames per second",
+                    Series([](const Result& r) { return r.packet_rate.Median(); }, &nodeport_)));
+    }
     if (Wants(flags_, "control")) {
       messages.push_back(WritePlot(flags_.plot_dir, "load", "Time to load every Service",
                                    "milliseconds",
@@ -700,6 +811,7 @@ class Bench {
 
   Flags flags_;
   Results results_;
+  Results nodeport_;  // the NodePort lab's systems (nodeport measure)
 };
 
 }  // namespace

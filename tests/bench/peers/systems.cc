@@ -19,16 +19,22 @@ namespace {
 constexpr char kClientIp[] = "10.64.0.2";
 constexpr char kServerIp[] = "10.254.0.2";
 constexpr char kNodeName[] = "bench-node";
+constexpr char kExternalIf[] = "ext0";  // the NodePort lab's external link
 
 absl::StatusOr<std::unique_ptr<NodeLab>> MakeNodeLab(absl::string_view label,
-                                                     const AddressPlan& plan) {
+                                                     const AddressPlan& plan, bool nodeport) {
   DPV2_ASSIGN_OR_RETURN(netlab::Netns node, netlab::Netns::Create(absl::StrCat(label, "-node")));
   DPV2_RETURN_IF_ERROR(node.ConfigureAsRouter());
   DPV2_ASSIGN_OR_RETURN(
       netlab::Pod client,
-      netlab::Pod::Create(node, {.name = absl::StrCat(label, "-client"),
-                                 .host_ifname = "lxc-client",
-                                 .addresses = {kClientIp}}));
+      netlab::Pod::Create(
+          node, {.name = absl::StrCat(label, "-client"),
+                 .host_ifname = nodeport ? kExternalIf : "lxc-client",
+                 .addresses = {nodeport ? FormatIpv4(plan.external_client_ip) : kClientIp}}));
+  if (nodeport) {
+    DPV2_RETURN_IF_ERROR(
+        node.Ip(absl::StrCat("addr add ", FormatIpv4(plan.node_ip), "/32 dev ", kExternalIf)));
+  }
   DPV2_ASSIGN_OR_RETURN(
       netlab::Pod server,
       netlab::Pod::Create(node, {.name = absl::StrCat(label, "-server"),
@@ -126,26 +132,32 @@ class NftablesSystem : public PeerSystem {
 };
 
 // The API objects of one Service: the Service and one EndpointSlice per
-// endpoint port, as the API server would serve them.
-std::vector<nlohmann::json> ServiceObjects(const BenchService& s) {
+// endpoint port, as the API server would serve them. Endpoints are on this
+// node when `local`, else on another.
+std::vector<nlohmann::json> ServiceObjects(const BenchService& s, bool local) {
   std::vector<nlohmann::json> out;
+  nlohmann::json port = {{"name", s.port_name},
+                         {"port", s.port},
+                         {"protocol", "TCP"},
+                         {"targetPort", s.endpoints.empty() ? s.port : s.endpoints[0].port}};
+  nlohmann::json spec = {{"type", "ClusterIP"},
+                         {"clusterIP", FormatIpv4(s.cluster_ip)},
+                         {"clusterIPs", {FormatIpv4(s.cluster_ip)}}};
+  if (s.node_port != 0) {
+    port["nodePort"] = s.node_port;
+    spec["type"] = "NodePort";
+    spec["externalTrafficPolicy"] = "Cluster";
+  }
+  spec["ports"] = {std::move(port)};
   out.push_back({{"apiVersion", "v1"},
                  {"kind", "Service"},
                  {"metadata", {{"name", s.name}, {"namespace", s.namespace_name}}},
-                 {"spec",
-                  {{"type", "ClusterIP"},
-                   {"clusterIP", FormatIpv4(s.cluster_ip)},
-                   {"clusterIPs", {FormatIpv4(s.cluster_ip)}},
-                   {"ports",
-                    {{{"name", s.port_name},
-                      {"port", s.port},
-                      {"protocol", "TCP"},
-                      {"targetPort", s.endpoints.empty() ? s.port : s.endpoints[0].port}}}}}}});
+                 {"spec", std::move(spec)}});
   std::map<uint16_t, nlohmann::json> by_port;
   for (const BenchEndpoint& ep : s.endpoints) {
     by_port[ep.port].push_back({{"addresses", {FormatIpv4(ep.ip)}},
                                 {"conditions", {{"ready", true}}},
-                                {"nodeName", "remote-node"}});
+                                {"nodeName", local ? kNodeName : "remote-node"}});
   }
   for (auto& [port, endpoints] : by_port) {
     out.push_back({{"apiVersion", "discovery.k8s.io/v1"},
@@ -168,6 +180,14 @@ nlohmann::json PodObject(const std::string& name, const std::string& ip) {
           {"metadata", {{"name", name}, {"namespace", "bench"}}},
           {"spec", {{"nodeName", kNodeName}}},
           {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}};
+}
+
+// This node, with its address: where the core expands NodePort frontends.
+nlohmann::json NodeObject(const std::string& ip) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Node"},
+          {"metadata", {{"name", kNodeName}}},
+          {"status", {{"addresses", {{{"type", "InternalIP"}, {"address", ip}}}}}}};
 }
 
 // The eBPF backend with the time its Apply calls take (the datapath's part
@@ -198,6 +218,9 @@ class Dpv2System : public PeerSystem {
     lab_ = std::move(lab);
   }
   SystemKind kind() const override {
+    if (options_.xdp) {
+      return SystemKind::kDpv2Xdp;
+    }
     return options_.host_routing ? SystemKind::kDpv2 : SystemKind::kDpv2StackRouting;
   }
   int64_t agent_bytes() const override { return agent_bytes_; }
@@ -218,7 +241,7 @@ class Dpv2System : public PeerSystem {
     const absl::Time start = absl::Now();
     agent::ObjectChanges changes;
     for (size_t i : change->services) {
-      for (const nlohmann::json& o : ServiceObjects(set.services[i])) {
+      for (const nlohmann::json& o : ServiceObjects(set.services[i], options_.local_endpoints)) {
         agent::k8s::AddObject(o, "watch", &changes.changed);
       }
     }
@@ -254,7 +277,13 @@ class Dpv2System : public PeerSystem {
   // applied) before the clock runs, since kube-proxy's peers have no such
   // step; the load measured is then objects -> ClusterView -> maps.
   absl::Status Load(const BenchServices& set) {
-    const uint32_t services = std::max<uint32_t>(options_.capacity_services, set.services.size());
+    // A NodePort Service is two frontends: its ClusterIP and the nodePort
+    // on the node's one address.
+    uint32_t frontends = 0;
+    for (const BenchService& s : set.services) {
+      frontends += s.node_port != 0 ? 2 : 1;
+    }
+    const uint32_t services = std::max<uint32_t>(options_.capacity_services, frontends);
     const uint64_t endpoints = std::max<uint64_t>(options_.capacity_endpoints, set.EndpointCount());
     const DatapathConfig config{
         .maglev_table_size = options_.maglev_table_size,
@@ -266,7 +295,11 @@ class Dpv2System : public PeerSystem {
     const absl::Time start = absl::Now();
     objects_ = {};
     objects_.namespaces["bench"] = NamespaceInfo{.name = "bench"};
-    agent::k8s::AddObject(PodObject("client", kClientIp), "bench", &objects_);
+    if (options_.nodeport) {
+      agent::k8s::AddObject(NodeObject(FormatIpv4(options_.plan.node_ip)), "bench", &objects_);
+    } else {
+      agent::k8s::AddObject(PodObject("client", kClientIp), "bench", &objects_);
+    }
     if (options_.local_endpoints) {
       // The server pod's own address (its ARP and replies leave from it).
       agent::k8s::AddObject(PodObject("server", kServerIp), "bench", &objects_);
@@ -287,7 +320,11 @@ class Dpv2System : public PeerSystem {
     view_ = std::make_unique<agent::ClusterView>(std::move(view));
     view_->Update(objects_);
     first_map_id_ = HighestBpfMapId();
-    const uint32_t external = options_.local_endpoints ? 0 : server.host().ifindex;
+    // The external device: the client's link in the NodePort lab, else the
+    // link to the server pod when endpoints are taken as remote.
+    const uint32_t external = options_.nodeport          ? client.host().ifindex
+                              : options_.local_endpoints ? 0
+                                                         : server.host().ifindex;
     // Programs attach to interfaces of the node namespace: create and apply
     // the first batch (which names the client pod's veth) from inside it.
     DPV2_RETURN_IF_ERROR(lab_->node.Run([&]() -> absl::Status {
@@ -295,6 +332,7 @@ class Dpv2System : public PeerSystem {
                             MakeEbpfBackend({.config = config,
                                              .attach_to_endpoints = true,
                                              .external_ifindex = external,
+                                             .xdp = options_.xdp,
                                              .host_routing = options_.host_routing}));
       backend_ = std::make_unique<TimedBackend>(std::move(backend));
       return view_->ApplyTo(*backend_);
@@ -304,7 +342,7 @@ class Dpv2System : public PeerSystem {
     DPV2_ASSIGN_OR_RETURN(const int64_t rss_before, ResidentBytes());
     const absl::Time load_start = absl::Now();
     for (const BenchService& s : set.services) {
-      for (const nlohmann::json& o : ServiceObjects(s)) {
+      for (const nlohmann::json& o : ServiceObjects(s, options_.local_endpoints)) {
         agent::k8s::AddObject(o, "list", &objects_);
       }
       if (options_.local_endpoints) {
@@ -361,17 +399,21 @@ std::string SystemName(SystemKind kind) {
       return "dpv2-ebpf";
     case SystemKind::kDpv2StackRouting:
       return "dpv2-ebpf-stack";
+    case SystemKind::kDpv2Xdp:
+      return "dpv2-xdp";
   }
   return "?";
 }
 
 bool IsDpv2(SystemKind kind) {
-  return kind == SystemKind::kDpv2 || kind == SystemKind::kDpv2StackRouting;
+  return kind == SystemKind::kDpv2 || kind == SystemKind::kDpv2StackRouting ||
+         kind == SystemKind::kDpv2Xdp;
 }
 
 std::optional<SystemKind> ParseSystemName(absl::string_view name) {
   for (SystemKind k : {SystemKind::kPlain, SystemKind::kIptablesNft, SystemKind::kIptablesLegacy,
-                       SystemKind::kNftables, SystemKind::kDpv2, SystemKind::kDpv2StackRouting}) {
+                       SystemKind::kNftables, SystemKind::kDpv2, SystemKind::kDpv2StackRouting,
+                       SystemKind::kDpv2Xdp}) {
     if (SystemName(k) == name) {
       return k;
     }
@@ -381,9 +423,13 @@ std::optional<SystemKind> ParseSystemName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
                                                            const PeerSystemOptions& options) {
+  if (kind == SystemKind::kDpv2Xdp && !options.nodeport) {
+    return absl::InvalidArgumentError("dpv2-xdp runs in the NodePort lab only");
+  }
   const std::string label =
       kind == SystemKind::kDpv2StackRouting ? "dpv2-stk" : SystemName(kind).substr(0, 8);
-  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<NodeLab> lab, MakeNodeLab(label, options.plan));
+  DPV2_ASSIGN_OR_RETURN(std::unique_ptr<NodeLab> lab,
+                        MakeNodeLab(label, options.plan, options.nodeport));
   switch (kind) {
     case SystemKind::kPlain:
       return std::make_unique<PlainSystem>(std::move(lab));
@@ -394,9 +440,12 @@ absl::StatusOr<std::unique_ptr<PeerSystem>> MakePeerSystem(SystemKind kind,
     case SystemKind::kNftables:
       return std::make_unique<NftablesSystem>(std::move(lab));
     case SystemKind::kDpv2:
-    case SystemKind::kDpv2StackRouting: {
+    case SystemKind::kDpv2StackRouting:
+    case SystemKind::kDpv2Xdp: {
       PeerSystemOptions o = options;
-      o.host_routing = kind == SystemKind::kDpv2;
+      o.host_routing = kind != SystemKind::kDpv2StackRouting;
+      o.xdp = kind == SystemKind::kDpv2Xdp;
+      o.local_endpoints = o.local_endpoints || o.nodeport;
       return std::make_unique<Dpv2System>(std::move(lab), o);
     }
   }

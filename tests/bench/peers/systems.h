@@ -7,6 +7,9 @@
 // Every endpoint address lives on the one server pod (an AnyIP route for
 // the whole endpoint range), served by two echo servers: "a" on the target
 // port and "b" on target port + 1, so a probe learns which endpoint served.
+// In the NodePort lab (PeerSystemOptions::nodeport) the client is a host
+// outside the node instead, on the node's external link, and reaches the
+// Services at the node's address and their nodePorts.
 //
 //   absl::StatusOr<std::unique_ptr<PeerSystem>> s = MakePeerSystem(SystemKind::kNftables, {});
 //   DPV2_RETURN_IF_ERROR((*s)->Program(set, {}));
@@ -30,13 +33,16 @@ namespace dpv2::bench {
 
 // kDpv2StackRouting: dpv2 with EbpfOptions::host_routing off (the node's
 // stack forwards what the programs pass, as before host routing).
+// kDpv2Xdp: dpv2 with its XDP program on the node's external device too
+// (EbpfOptions::xdp); NodePort lab only, as XDP serves no pod traffic.
 enum class SystemKind : uint8_t {
   kPlain,
   kIptablesNft,
   kIptablesLegacy,
   kNftables,
   kDpv2,
-  kDpv2StackRouting
+  kDpv2StackRouting,
+  kDpv2Xdp
 };
 std::string SystemName(SystemKind kind);  // "iptables-nft", "dpv2-ebpf", ...
 bool IsDpv2(SystemKind kind);
@@ -45,7 +51,10 @@ std::optional<SystemKind> ParseSystemName(absl::string_view name);
 // The namespaces one system runs in.
 struct NodeLab {
   netlab::Netns node;
-  netlab::Pod client;  // 10.64.0.2, inside kube-proxy's cluster CIDR: no masquerade
+  // 10.64.0.2, inside kube-proxy's cluster CIDR: no masquerade. In the
+  // NodePort lab: AddressPlan::external_client_ip, wired like a pod but on
+  // the node's external link ext0, which holds AddressPlan::node_ip.
+  netlab::Pod client;
   netlab::Pod server;  // 10.254.0.2, plus every endpoint address (AnyIP)
   std::unique_ptr<netlab::EchoServer> echo_a;  // target_port, answers "a"
   std::unique_ptr<netlab::EchoServer> echo_b;  // target_port + 1, answers "b"
@@ -72,6 +81,13 @@ struct PeerSystemOptions {
   // dpv2 only: EbpfOptions::host_routing (MakePeerSystem sets it from the
   // kind: kDpv2 on, kDpv2StackRouting off).
   bool host_routing = true;
+  // The NodePort lab (NodeLab::client outside the node). dpv2: ext0 is its
+  // external device, the node's Node object names node_ip, and every
+  // endpoint is a local Pod (local_endpoints), so that a NodePort
+  // connection is delivered to the pod's veth without SNAT.
+  bool nodeport = false;
+  // dpv2 only: EbpfOptions::xdp on ext0 (MakePeerSystem sets it for kDpv2Xdp).
+  bool xdp = false;
 };
 
 class PeerSystem {
