@@ -294,6 +294,123 @@ void AddExternalFrontendCases(std::vector<ConformanceCase>& cases) {
   }
 }
 
+// ICMP errors about SNATed connections (docs/datapath.md, "ICMP errors
+// (RELATED)"): the node's address and SNAT port in the error become the
+// client's again.
+void AddSnatIcmpErrorCases(std::vector<ConformanceCase>& cases) {
+  const DatapathConfig cfg = SmallConfig();
+  {
+    const uint16_t p = SnatPort(L4Proto::kTCP, kClient4, 50000, kLb4, 80);
+    const char* router = "192.168.1.1";
+    auto syn = [](const char* src, const char* dst, uint16_t sport, uint16_t dport) {
+      return Pkt(src, dst).Tcp(sport, dport, kTcpSyn);
+    };
+    cases.push_back({
+        .proves = "ICMP errors about an SNATed IPv4 TCP connection to a LoadBalancer IP reach "
+                  "the client as if the node had never SNATed: fragmentation needed from the "
+                  "backend leaves LB IP -> client quoting client -> LB IP; time exceeded from a "
+                  "router, quoting 8 bytes of TCP, keeps the router's source",
+        .config = cfg,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(syn(kClient4, kLb4, 50000, 80)), syn(kNode4, kRemote1v4, p, 8080)),
+                  Ct(Counters(Events(Pass(FromNet(Pkt(kRemote1v4, kNode4)
+                                                      .IcmpError(kIcmpDestUnreachable,
+                                                                 kIcmpFragNeededCode,
+                                                                 syn(kNode4, kRemote1v4, p, 8080))),
+                                          Pkt(kLb4, kClient4)
+                                              .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
+                                                         syn(kClient4, kLb4, 50000, 80))),
+                                     {}),
+                              {{DPV2_CNT_REV_NAT, 1}, {DPV2_CNT_PASSED, 1}}),
+                     2),
+                  Pass(FromNet(Pkt(router, kNode4)
+                                   .IcmpError(kIcmpTimeExceeded, 0,
+                                              syn(kNode4, kRemote1v4, p, 8080), 28)),
+                       Pkt(router, kClient4)
+                           .IcmpError(kIcmpTimeExceeded, 0, syn(kClient4, kLb4, 50000, 80), 28))},
+    });
+  }
+  {
+    const uint16_t p = SnatPort(L4Proto::kUDP, kClient6, 50000, kNode6, 30053);
+    const char* router = "fd00:1::1";
+    auto datagram = [](const char* src, const char* dst, uint16_t sport, uint16_t dport) {
+      return Pkt(src, dst).Udp(sport, dport).Payload("q");
+    };
+    cases.push_back({
+        .proves = "ICMPv6 errors about an SNATed UDP connection to an IPv6 NodePort reach the "
+                  "client: port unreachable from the backend leaves from the NodePort address, "
+                  "packet too big from a router keeps the router's source, each quoting "
+                  "client -> NodePort",
+        .config = cfg,
+        .services = {NodePort(Svc("dns6", kVip6, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v6}}),
+                              30053)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(datagram(kClient6, kNode6, 50000, 30053)),
+                       datagram(kNode6, kRemote1v6, p, 5353)),
+                  Counters(Events(Pass(FromNet(Pkt(kRemote1v6, kNode6)
+                                                   .IcmpError(kIcmp6DestUnreachable,
+                                                              kIcmp6PortUnreachableCode,
+                                                              datagram(kNode6, kRemote1v6, p,
+                                                                       5353))),
+                                       Pkt(kNode6, kClient6)
+                                           .IcmpError(kIcmp6DestUnreachable,
+                                                      kIcmp6PortUnreachableCode,
+                                                      datagram(kClient6, kNode6, 50000, 30053))),
+                                  {}),
+                           {{DPV2_CNT_REV_NAT, 1}}),
+                  Pass(FromNet(Pkt(router, kNode6)
+                                   .IcmpError(kIcmp6PacketTooBig, 0,
+                                              datagram(kNode6, kRemote1v6, p, 5353))),
+                       Pkt(router, kClient6)
+                           .IcmpError(kIcmp6PacketTooBig, 0,
+                                      datagram(kClient6, kNode6, 50000, 30053)))},
+    });
+  }
+  {
+    // An SNAT flow entry without its reverse SNAT entry, through the
+    // datapath's own rules: with one port, the client's connections from
+    // one port to the NodePort and to the LB IP of one Service share the
+    // flow entry node:45000 -> backend and its reverse SNAT entry; an RST
+    // closes that entry and the LB IP's SERVICE entry, garbage collection
+    // takes both and the reverse SNAT entry, and the NodePort connection's
+    // next packet recreates the flow entry alone.
+    DatapathConfig one = cfg;
+    one.snat_port_min = 45000;
+    one.snat_port_max = 45000;
+    auto tcp = [](const char* src, const char* dst, uint16_t sport, uint16_t dport,
+                  uint8_t flags) { return Pkt(src, dst).Tcp(sport, dport, flags); };
+    cases.push_back({
+        .proves = "an ICMP error about an SNATed connection whose reverse SNAT entry is gone is "
+                  "dropped as nat_failed, carrying the error as received",
+        .config = one,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpSyn)),
+                       tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
+                  Ct(Pass(FromNet(tcp(kClient4, kLb4, 50000, 80, kTcpSyn)),
+                          tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
+                     3),
+                  Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, 45000, kTcpRst | kTcpAck)),
+                       tcp(kLb4, kClient4, 80, 50000, kTcpRst | kTcpAck)),
+                  GcAfter(11, 1),
+                  Ct(Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
+                          tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck)),
+                     2),
+                  Ct(Drops(Events(DropStep(FromNet(Pkt(kRemote1v4, kNode4)
+                                                       .IcmpError(kIcmpDestUnreachable,
+                                                                  kIcmpFragNeededCode,
+                                                                  tcp(kNode4, kRemote1v4, 45000,
+                                                                      8080, kTcpAck))),
+                                           DPV2_DROP_NAT_FAILED),
+                                  {DropEvent(DPV2_DROP_NAT_FAILED,
+                                             T(L4Proto::kICMP, kRemote1v4, 0, kNode4, 0))}),
+                           {{DPV2_DROP_NAT_FAILED, 1}}),
+                     2)},
+    });
+  }
+}
+
 // SNAT of external Cluster-policy traffic to a backend on another node
 // (docs/datapath.md, "SNAT"); the first cases of AddExternalFrontendCases
 // show the translation itself.
@@ -400,6 +517,7 @@ void AddSnatCases(std::vector<ConformanceCase>& cases) {
                            {{DPV2_CNT_CT_REOPENED, 1}, {DPV2_CNT_SNAT_NEW, 1}})},
     });
   }
+  AddSnatIcmpErrorCases(cases);
 }
 
 void AddSelectionCases(std::vector<ConformanceCase>& cases) {

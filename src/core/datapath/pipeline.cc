@@ -552,12 +552,30 @@ FrameResult PacketRun::HandleRelatedIcmp(bool* handled) {
       return {};
     }
   } else if (entry->flags & DPV2_CT_F_REV_NAT) {
+    // An SNATed connection's error goes to the client its reverse SNAT
+    // entry (keyed like the flow entry) names, as its replies do.
+    const dpv2_snat_value* client = nullptr;
+    if (entry->flags & DPV2_CT_F_SNAT) {
+      client = state_.snat.Find(original);
+      if (client == nullptr) {
+        *handled = true;
+        Flow flow = PacketFlow();
+        return Drop(DPV2_DROP_NAT_FAILED, &flow);
+      }
+    }
     // The client sees the frontend: the quote names it, and so does the
     // outer source when the backend itself sent the error.
     const IpAddr frontend = IpAddr::FromAbi(entry->nat_addr, pkt_.family);
     const uint16_t frontend_port = ntohs(entry->nat_port);
     const bool from_backend = pkt_.src == pkt_.inner_dst;
     RewriteInnerDestination(frame_, pkt_, frontend, frontend_port);
+    if (client != nullptr) {
+      // The quote leaves as the client sent it, the error addressed to it.
+      RewriteInnerSource(frame_, pkt_, IpAddr::FromAbi(client->addr, pkt_.family),
+                         ntohs(client->port));
+      RewriteDestinationAbi(frame_, pkt_, client->addr, 0);
+      daddr_ = client->addr;
+    }
     if (from_backend) {
       RewriteSource(frame_, pkt_, frontend, 0);
     }

@@ -421,9 +421,51 @@ static __always_inline int deliver_stamped(DPV2_CTX *ctx, struct dpv2_scratch *s
   return deliver(ctx, s, res);
 }
 
-/* An ICMP error about a tracked flow: reverse NAT of the quote (and of the
- * outer source when the backend sent it); no policy, like replies. Returns 1
- * when handled. */
+/* The reverse NAT of an ICMP error whose quote `e`, found under s->key,
+ * has REV_NAT (docs/datapath.md, "ICMP errors (RELATED)"): the quote's
+ * destination becomes the frontend, and the outer source too when the
+ * backend sent the error; an SNATed connection's also gets the client its
+ * reverse SNAT entry names as the quote's source and the outer destination
+ * (no such entry: NAT_FAILED, nothing rewritten). 0 or a negative drop
+ * reason. Verified once, not in every path of the pipeline. */
+DPV2_VERIFIED_ALONE int related_rev_nat(DPV2_CTX *ctx, struct dpv2_scratch *s,
+                                        const struct dpv2_ct_value *e) {
+  if (!s || !e) {
+    return -DPV2_DROP_INTERNAL;
+  }
+  struct dpv2_pkt *p = &s->pkt;
+  const int snat = (e->flags & DPV2_CT_F_SNAT) != 0;
+  if (snat) {
+    const struct dpv2_snat_value *mapping = bpf_map_lookup_elem(&dpv2_snat, &s->key);
+    if (!mapping) {
+      return -DPV2_DROP_NAT_FAILED;
+    }
+    s->snat_client = *mapping;
+    /* Routed like the connection's replies (host routing). */
+    s->flow.service_id = e->service_id;
+  }
+  struct dpv2_addr frontend;
+  addr_copy(&frontend, &e->nat_addr);
+  const int from_backend = addr_eq(&p->saddr, &p->inner_daddr);
+  int rc = nat_rewrite_inner(ctx, p, NAT_DST, &frontend, e->nat_port);
+  if (rc == 0 && snat) {
+    rc = nat_rewrite_inner(ctx, p, NAT_SRC, &s->snat_client.addr, s->snat_client.port);
+    if (rc == 0) {
+      rc = nat_rewrite(ctx, p, NAT_DST, &s->snat_client.addr, 0);
+    }
+    if (rc == 0) {
+      flow_set_daddr(s, &s->snat_client.addr);
+    }
+  }
+  if (rc == 0 && from_backend) {
+    rc = nat_rewrite(ctx, p, NAT_SRC, &frontend, 0);
+  }
+  return rc;
+}
+
+/* An ICMP error about a tracked flow: reverse NAT when its entry has
+ * REV_NAT (related_rev_nat); no policy, like replies. Returns 1 when
+ * handled. */
 static __always_inline int handle_related_icmp(DPV2_CTX *ctx, struct dpv2_scratch *s,
                                                struct dpv2_result *res, __u64 now) {
   struct dpv2_pkt *p = &s->pkt;
@@ -438,14 +480,7 @@ static __always_inline int handle_related_icmp(DPV2_CTX *ctx, struct dpv2_scratc
       return 0;
     }
   } else if (e->flags & DPV2_CT_F_REV_NAT) {
-    struct dpv2_addr frontend;
-    addr_copy(&frontend, &e->nat_addr);
-    __be16 frontend_port = e->nat_port;
-    int from_backend = addr_eq(&p->saddr, &p->inner_daddr);
-    int rc = nat_rewrite_inner_dst(ctx, p, &frontend, frontend_port);
-    if (rc == 0 && from_backend) {
-      rc = nat_rewrite(ctx, p, NAT_SRC, &frontend, 0);
-    }
+    int rc = related_rev_nat(ctx, s, e);
     if (rc < 0) {
       drop(s, res, -rc, &s->flow);
       return 1;
@@ -1065,7 +1100,8 @@ static __always_inline int datapath_pipeline(DPV2_CTX *ctx, struct dpv2_scratch 
   if (p->is_fragment) {
     return drop(s, res, DPV2_DROP_FRAGMENT, &s->flow);
   }
-  if (p->is_icmp_error && p->has_inner) {
+  /* XDP handed every ICMP error to tc above. */
+  if (!hook_is_xdp() && p->is_icmp_error && p->has_inner) {
     if (handle_related_icmp(ctx, s, res, now)) {
       return 0;
     }

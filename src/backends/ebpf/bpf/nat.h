@@ -230,14 +230,16 @@ DPV2_VERIFIED_ALONE int nat_rewrite(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int whi
   return 0;
 }
 
-/* Rewrites the destination of the packet an ICMP error quotes (the client
- * must see the frontend it talked to), with the quoted checksums and the
+/* Rewrites the source or destination of the packet an ICMP error quotes
+ * (the client must see the frontend it talked to, and for an SNATed
+ * connection its own address as source), with the quoted checksums and the
  * outer ICMP checksum that covers them. */
-DPV2_VERIFIED_ALONE int nat_rewrite_inner_dst(DPV2_CTX *ctx, struct dpv2_pkt *pkt,
-                                              const struct dpv2_addr *addr, __be16 port) {
+DPV2_VERIFIED_ALONE int nat_rewrite_inner(DPV2_CTX *ctx, struct dpv2_pkt *pkt, int which,
+                                          const struct dpv2_addr *addr, __be16 port) {
   if (!pkt || !addr) {
     return -DPV2_DROP_INTERNAL;
   }
+  int src = which == NAT_SRC;
   int v6 = pkt->family == DPV2_FAMILY_V6;
   __u32 end = pkt->l3_off + pkt->ip_len;
   __u32 il3 = pkt->inner_l3_off;
@@ -248,7 +250,7 @@ DPV2_VERIFIED_ALONE int nat_rewrite_inner_dst(DPV2_CTX *ctx, struct dpv2_pkt *pk
   int err = 0;
   __u32 outer_off = pkt->l4_off + 2;
   __u16 outer = load16(ctx, outer_off, &err);
-  __u32 addr_off = il3 + (v6 ? 24 : 16);
+  __u32 addr_off = il3 + (v6 ? (src ? 8 : 24) : (src ? 12 : 16));
   __u32 icsum_off = 0;
   int pseudo = 0, ports = 0, echo = 0;
   __u32 avail = end - il4;
@@ -310,7 +312,7 @@ DPV2_VERIFIED_ALONE int nat_rewrite_inner_dst(DPV2_CTX *ctx, struct dpv2_pkt *pk
     return -DPV2_DROP_NAT_FAILED;
   }
   if (ports || echo) {
-    __u32 off = echo ? il4 + 4 : il4 + 2;
+    __u32 off = echo ? il4 + 4 : (src ? il4 : il4 + 2);
     __u16 old_port = load16(ctx, off, &err);
     if (old_port != port) {
       outer = csum_replace2(outer, old_port, port);
