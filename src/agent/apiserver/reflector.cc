@@ -65,6 +65,52 @@ std::string ObjectKey(const nlohmann::json& object) {
   return ns.empty() ? name : absl::StrCat(ns, "/", name);
 }
 
+nlohmann::json WithTypeMeta(nlohmann::json object,
+                            const ApiResource& resource) {
+  if (object.is_object()) {
+    if (!object.contains("kind")) object["kind"] = resource.kind;
+    if (!object.contains("apiVersion")) {
+      object["apiVersion"] = resource.ApiVersion();
+    }
+  }
+  return object;
+}
+
+size_t Fingerprint(const nlohmann::json& object) {
+  return std::hash<nlohmann::json>{}(object);
+}
+
+absl::StatusOr<ListPage> ParseListPage(absl::string_view body,
+                                       const ApiResource& resource,
+                                       absl::string_view where) {
+  nlohmann::json page = nlohmann::json::parse(body, nullptr, false);
+  if (page.is_discarded() || !page.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": response is not a JSON object"));
+  }
+  ListPage out;
+  auto items = page.find("items");
+  if (items != page.end() && !items->is_null() && !items->is_array()) {
+    return absl::DataLossError(absl::StrCat(where, ": items: not a list"));
+  }
+  if (items != page.end() && items->is_array()) {
+    out.items.reserve(items->size());
+    for (nlohmann::json& item : *items) {
+      ListItem typed{.key = ObjectKey(item),
+                     .object = WithTypeMeta(std::move(item), resource)};
+      if (typed.key.empty()) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": items[]: metadata.name missing"));
+      }
+      typed.fingerprint = Fingerprint(typed.object);
+      out.items.push_back(std::move(typed));
+    }
+  }
+  out.resource_version = MetadataString(page, "resourceVersion");
+  out.continue_token = MetadataString(page, "continue");
+  return out;
+}
+
 Backoff::Backoff(BackoffOptions options, uint64_t seed)
     : options_(options), rng_(seed) {}
 
@@ -139,18 +185,6 @@ void Reflector::RecordError(const absl::Status& status) {
   state_.last_error = std::string(status.message());
 }
 
-nlohmann::json Reflector::WithTypeMeta(nlohmann::json object) const {
-  // List items and some watch events omit kind/apiVersion; the decoder
-  // downstream needs them.
-  if (object.is_object()) {
-    if (!object.contains("kind")) object["kind"] = options_.resource.kind;
-    if (!object.contains("apiVersion")) {
-      object["apiVersion"] = options_.resource.ApiVersion();
-    }
-  }
-  return object;
-}
-
 void Reflector::Deliver(ReflectorUpdate update) {
   if (handler_) handler_(update);
 }
@@ -216,7 +250,7 @@ void Reflector::Run() {
 
 absl::Status Reflector::List() {
   const std::string where = absl::StrCat("LIST ", options_.resource.Path());
-  std::map<std::string, nlohmann::json> fresh;
+  std::map<std::string, ListItem> fresh;
   std::string continue_token;
   std::string list_version;
   HttpTimeouts timeouts{.connect = options_.connect_timeout,
@@ -246,27 +280,14 @@ absl::Status Reflector::List() {
       return absl::UnavailableError(absl::StrCat(
           where, ": HTTP ", *status, ": ", body.substr(0, 512)));
     }
-    nlohmann::json page = nlohmann::json::parse(body, nullptr, false);
-    if (page.is_discarded() || !page.is_object()) {
-      return absl::DataLossError(
-          absl::StrCat(where, ": response is not a JSON object"));
+    absl::StatusOr<ListPage> page =
+        ParseListPage(body, options_.resource, where);
+    if (!page.ok()) return page.status();
+    for (ListItem& item : page->items) {
+      fresh[item.key] = std::move(item);
     }
-    auto items = page.find("items");
-    if (items != page.end() && !items->is_null() && !items->is_array()) {
-      return absl::DataLossError(absl::StrCat(where, ": items: not a list"));
-    }
-    if (items != page.end() && items->is_array()) {
-      for (nlohmann::json& item : *items) {
-        std::string key = ObjectKey(item);
-        if (key.empty()) {
-          return absl::DataLossError(
-              absl::StrCat(where, ": items[]: metadata.name missing"));
-        }
-        fresh[key] = WithTypeMeta(std::move(item));
-      }
-    }
-    list_version = MetadataString(page, "resourceVersion");
-    continue_token = MetadataString(page, "continue");
+    list_version = std::move(page->resource_version);
+    continue_token = std::move(page->continue_token);
     if (continue_token.empty()) break;
   }
   if (list_version.empty()) {
@@ -280,18 +301,21 @@ absl::Status Reflector::List() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [key, hash] : store_) {
       if (!fresh.contains(key)) {
-        update.deltas.push_back({DeltaType::kDeleted, key, WithTypeMeta(MetadataOnly(key))});
+        update.deltas.push_back(
+            {DeltaType::kDeleted, key,
+             WithTypeMeta(MetadataOnly(key), options_.resource)});
       }
     }
     std::map<std::string, size_t> hashes;
-    for (auto& [key, object] : fresh) {
-      const size_t hash = std::hash<nlohmann::json>{}(object);
-      hashes.emplace(key, hash);
+    for (auto& [key, item] : fresh) {
+      hashes.emplace(key, item.fingerprint);
       auto old = store_.find(key);
       if (old == store_.end()) {
-        update.deltas.push_back({DeltaType::kAdded, key, std::move(object)});
-      } else if (old->second != hash) {
-        update.deltas.push_back({DeltaType::kUpdated, key, std::move(object)});
+        update.deltas.push_back(
+            {DeltaType::kAdded, key, std::move(item.object)});
+      } else if (old->second != item.fingerprint) {
+        update.deltas.push_back(
+            {DeltaType::kUpdated, key, std::move(item.object)});
       }
     }
     store_ = std::move(hashes);
@@ -353,7 +377,7 @@ Reflector::Outcome Reflector::HandleWatchLine(absl::string_view line) {
         where, ": ", type, " event: object.metadata.name missing")));
     return Outcome::kFailed;
   }
-  nlohmann::json typed = WithTypeMeta(std::move(object));
+  nlohmann::json typed = WithTypeMeta(std::move(object), options_.resource);
   ReflectorUpdate update{.synced = true};
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -364,7 +388,7 @@ Reflector::Outcome Reflector::HandleWatchLine(absl::string_view line) {
         update.deltas.push_back({DeltaType::kDeleted, key, std::move(typed)});
       }
     } else {
-      auto [it, inserted] = store_.insert_or_assign(key, std::hash<nlohmann::json>{}(typed));
+      auto [it, inserted] = store_.insert_or_assign(key, Fingerprint(typed));
       update.deltas.push_back({inserted ? DeltaType::kAdded
                                         : DeltaType::kUpdated,
                                key, std::move(typed)});

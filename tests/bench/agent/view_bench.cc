@@ -5,20 +5,26 @@
 // each), 5N pods (half the endpoints have a pod object) spread over 100 nodes,
 // N/10 NetworkPolicies (each selects one Service's pods and admits another's)
 // and one namespace: at N = 10,000 that is P7's 10k Services / 100k endpoints
-// / 50k pods / 1k policies. Objects start as API JSON.
+// / 50k pods / 1k policies. Objects start as API JSON text.
 //
-// Full sync (P7), a fresh view each time: decode (k8s::AddObject of every
-// object), ClusterView::Update, diff (ClusterView::PendingChanges: LbState and
-// PolicyState, a dry run that copies the tables), apply (all of ApplyTo: its
-// own diff, which moves the tables into the batch, sim Backend::Apply, which
-// validates and writes DatapathTables, and Acknowledge). The total is decode
-// + Update + apply. The "full, CPU" row gives the same phases in CPU time of
-// the process (all threads), which the load average inflates less.
+// Full sync (P7), a fresh view each time: parse (the objects as LIST
+// responses of 500 items a page through the reflector's
+// apiserver::ParseListPage: JSON parse, kind restored, key, fingerprint),
+// decode (k8s::AddObject of every item, then the items freed, as the agent
+// frees them), ClusterView::Update, diff (ClusterView::PendingChanges:
+// LbState and PolicyState, a dry run that copies the tables), apply (all of
+// ApplyTo: its own diff, which moves the tables into the batch, sim
+// Backend::Apply, which validates and writes DatapathTables, and
+// Acknowledge). The total is parse + decode + Update + apply. The "full,
+// CPU" row gives the same phases in CPU time of the process (all threads),
+// which the load average inflates less.
 // One endpoint change (P6): one EndpointSlice's JSON with one endpoint's
-// ready condition flipped, decoded and handed to the view as a change
-// (ClusterView::Update with ObjectChanges), diffed and applied; in wall
-// time, in CPU time of the thread, and the slowest passes phase by phase (a
-// pass slow in wall time but not in CPU time was preempted, not slow).
+// ready condition flipped, as the line of a MODIFIED watch event, parsed as
+// the reflector does (JSON parse, kind restored, fingerprint), decoded and
+// handed to the view as a change (ClusterView::Update with ObjectChanges),
+// diffed and applied; in wall time, in CPU time of the thread, and the
+// slowest passes phase by phase (a pass slow in wall time but not in CPU
+// time was preempted, not slow).
 // Memory: heap bytes (mallinfo2) held by the decoded objects and by the view
 // (its object store, LbState, PolicyState), per object, after a full sync
 // and before its apply (the view then still holds every table's slots); and
@@ -44,12 +50,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "agent/apiserver/reflector.h"
+#include "agent/apiserver/resources.h"
 #include "agent/cluster_view.h"
 #include "agent/k8s/objects.h"
 #include "dpv2/sim.h"
@@ -166,6 +175,56 @@ std::vector<Json> MakeCluster(int services, const Mix& mix) {
   return out;
 }
 
+// One LIST response page as the API server sends it: items without kind
+// and apiVersion.
+struct ListResponse {
+  dpv2::agent::apiserver::ApiResource resource;
+  std::string body;
+};
+
+constexpr size_t kPageItems = 500;  // the reflector's default page_limit
+
+Json WithoutTypeMeta(Json object) {
+  object.erase("kind");
+  object.erase("apiVersion");
+  return object;
+}
+
+// The cluster as the LIST responses of every watched resource, in the order
+// of the cluster's objects per kind.
+std::vector<ListResponse> ListResponses(const std::vector<Json>& cluster) {
+  std::vector<ListResponse> out;
+  for (const dpv2::agent::apiserver::ApiResource& r :
+       dpv2::agent::apiserver::WatchedResources()) {
+    Json items = Json::array();
+    auto flush = [&](bool last) {
+      Json metadata = {{"resourceVersion", "1"}};
+      if (!last) {
+        metadata["continue"] = absl::StrCat(r.plural, "-", out.size());
+      }
+      out.push_back({r, Json{{"kind", r.kind + "List"},
+                             {"apiVersion", r.ApiVersion()},
+                             {"metadata", std::move(metadata)},
+                             {"items", std::move(items)}}
+                            .dump()});
+      items = Json::array();
+    };
+    for (const Json& o : cluster) {
+      if (o["kind"] != r.kind) {
+        continue;
+      }
+      if (items.size() == kPageItems) {
+        flush(false);
+      }
+      items.push_back(WithoutTypeMeta(o));
+    }
+    if (!items.empty()) {
+      flush(true);
+    }
+  }
+  return out;
+}
+
 using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -186,7 +245,13 @@ double ThreadCpuMs() {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-size_t HeapBytes() { return mallinfo2().uordblks; }
+// Heap in use: arena chunks and mmapped ones (glibc serves large blocks
+// with mmap below a threshold that moves as such blocks are freed, so
+// arena bytes alone depend on what was freed before).
+size_t HeapBytes() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
 
 struct Figures {
   double median = 0;
@@ -201,14 +266,15 @@ Figures Summarize(std::vector<double> v) {
 
 // Times of one pass through the phases, ms.
 struct Phases {
-  std::vector<double> decode, update, diff, apply, total;
+  std::vector<double> parse, decode, update, diff, apply, total;
 
-  void Add(double d, double u, double df, double a) {
+  void Add(double p, double d, double u, double df, double a) {
+    parse.push_back(p);
     decode.push_back(d);
     update.push_back(u);
     diff.push_back(df);
     apply.push_back(a);
-    total.push_back(d + u + a);  // ApplyTo diffs on its own
+    total.push_back(p + d + u + a);  // ApplyTo diffs on its own
   }
   // The `count` passes with the longest total, each phase as wall / CPU ms:
   // what a p99 is made of.
@@ -220,15 +286,16 @@ struct Phases {
     std::sort(order.begin(), order.end(), [this](size_t a, size_t b) { return total[a] > total[b]; });
     for (size_t k = 0; k < order.size() && k < static_cast<size_t>(count); ++k) {
       const size_t i = order[k];
-      std::printf("%8d %-12s #%zu wall/CPU ms: decode %.3f/%.3f Update %.3f/%.3f diff %.3f/%.3f "
-                  "apply %.3f/%.3f total %.3f/%.3f\n",
-                  services, "slowest", i, decode[i], cpu.decode[i], update[i], cpu.update[i],
-                  diff[i], cpu.diff[i], apply[i], cpu.apply[i], total[i], cpu.total[i]);
+      std::printf("%8d %-12s #%zu wall/CPU ms: parse %.3f/%.3f decode %.3f/%.3f "
+                  "Update %.3f/%.3f diff %.3f/%.3f apply %.3f/%.3f total %.3f/%.3f\n",
+                  services, "slowest", i, parse[i], cpu.parse[i], decode[i], cpu.decode[i],
+                  update[i], cpu.update[i], diff[i], cpu.diff[i], apply[i], cpu.apply[i],
+                  total[i], cpu.total[i]);
     }
   }
   void Print(const char* what, int services, const char* fmt) const {
     std::printf("%8d %-12s", services, what);
-    for (const auto* v : {&decode, &update, &diff, &apply, &total}) {
+    for (const auto* v : {&parse, &decode, &update, &diff, &apply, &total}) {
       const Figures f = Summarize(*v);
       std::printf(fmt, f.median, f.p99);
     }
@@ -295,6 +362,7 @@ std::optional<KindBytes> HeapPerKind(int services, const std::vector<Json>& clus
 
 int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool full_only) {
   const std::vector<Json> cluster = MakeCluster(services, mix);
+  const std::vector<ListResponse> pages = ListResponses(cluster);
   const dpv2::DatapathConfig config = BenchConfig(services);
   Phases full;
   Phases full_cpu;  // the same phases in CPU time
@@ -313,12 +381,24 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
       return 1;
     }
     const size_t heap0 = HeapBytes();
+    const double cp = CpuMs();
+    const Clock::time_point tp = Clock::now();
+    std::vector<dpv2::agent::apiserver::ListItem> items;
+    for (const ListResponse& page : pages) {
+      auto parsed = dpv2::agent::apiserver::ParseListPage(page.body, page.resource, "LIST");
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "list page: %s\n", parsed.status().ToString().c_str());
+        return 1;
+      }
+      std::move(parsed->items.begin(), parsed->items.end(), std::back_inserter(items));
+    }
     const double c0 = CpuMs();
     const Clock::time_point t0 = Clock::now();
     objects.emplace();
-    for (const Json& o : cluster) {
-      dpv2::agent::k8s::AddObject(o, "bench", &*objects);
+    for (const dpv2::agent::apiserver::ListItem& item : items) {
+      dpv2::agent::k8s::AddObject(item.object, "bench", &*objects);
     }
+    items = {};  // the agent frees the JSON once decoded
     const Clock::time_point t1 = Clock::now();
     const double c1 = CpuMs();
     const size_t heap1 = HeapBytes();
@@ -345,8 +425,8 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
                    v->problems().empty() ? "" : v->problems()[0].c_str());
       return 1;
     }
-    full.Add(Ms(t1 - t0), Ms(t3 - t2), Ms(t4 - t3), Ms(t5 - t4));
-    full_cpu.Add(c1 - c0, c3 - c2, c4 - c3, c5 - c4);
+    full.Add(Ms(t0 - tp), Ms(t1 - t0), Ms(t3 - t2), Ms(t4 - t3), Ms(t5 - t4));
+    full_cpu.Add(c0 - cp, c1 - c0, c3 - c2, c4 - c3, c5 - c4);
     objects_heap = heap1 - heap0;
     view_heap = heap2 - heap1;
     object_count = objects->object_count();
@@ -365,10 +445,21 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
   std::vector<std::vector<bool>> ready(services, std::vector<bool>(kEndpointsPerService, true));
   Phases change;
   Phases change_cpu;  // the same phases in CPU time of this thread
+  const dpv2::agent::apiserver::ApiResource slices_resource =
+      dpv2::agent::apiserver::EndpointSlicesResource();
+  [[maybe_unused]] volatile size_t fingerprint = 0;  // what the reflector's store keeps
   for (int r = 0; r < change_repeats; ++r) {
     const int svc = static_cast<int>(rng() % services);
     ready[svc][0] = !ready[svc][0];
-    const Json slice = SliceJson(svc, ready[svc]);
+    const std::string line =
+        Json{{"type", "MODIFIED"}, {"object", WithoutTypeMeta(SliceJson(svc, ready[svc]))}}
+            .dump();
+    const double cp = ThreadCpuMs();
+    const Clock::time_point tp = Clock::now();
+    Json event = Json::parse(line);
+    const Json slice = dpv2::agent::apiserver::WithTypeMeta(std::move(event["object"]),
+                                                             slices_resource);
+    fingerprint = dpv2::agent::apiserver::Fingerprint(slice);
     const double c0 = ThreadCpuMs();
     const Clock::time_point t0 = Clock::now();
     ObjectChanges changes;
@@ -389,9 +480,10 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
                    pending.size());
       return 1;
     }
-    change.Add(Ms(t1 - t0), Ms(t2 - t1), Ms(t3 - t2), Ms(t4 - t3));
-    change_cpu.Add(c1 - c0, c2 - c1, c3 - c2, c4 - c3);
+    change.Add(Ms(t0 - tp), Ms(t1 - t0), Ms(t2 - t1), Ms(t3 - t2), Ms(t4 - t3));
+    change_cpu.Add(c0 - cp, c1 - c0, c2 - c1, c3 - c2, c4 - c3);
   }
+
   full.Print("full sync", services, " %9.1f %9.1f |");
   full_cpu.Print("full, CPU", services, " %9.1f %9.1f |");
   change.Print("1 endpoint", services, " %9.3f %9.3f |");
@@ -465,8 +557,8 @@ int main(int argc, char** argv) {
       "times in ms, median and p99 per phase\n",
       kEndpointsPerService, mix.pods_per_service, mix.policies_per_100, maglev_slots_per_backend,
       dpv2::DatapathConfig{}.maglev_table_size);
-  std::printf("%8s %-12s %19s | %19s | %19s | %19s | %19s |\n", "services", "", "decode",
-              "Update", "diff", "apply", "total");
+  std::printf("%8s %-12s %19s | %19s | %19s | %19s | %19s | %19s |\n", "services", "",
+              "parse", "decode", "Update", "diff", "apply", "total");
   const std::vector<int> sizes = size > 0 ? std::vector<int>{size} : std::vector<int>{1000, 3000, 10000};
   for (int services : sizes) {
     if (services > max || (quick && services > 1000)) {

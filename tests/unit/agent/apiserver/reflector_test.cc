@@ -521,6 +521,42 @@ TEST_CASE("malformed list bodies and watch lines are errors, then recovery",
   }
 }
 
+TEST_CASE("a LIST page parses into typed, keyed, fingerprinted items",
+          "[reflector][list-page]") {
+  const std::string body = R"({"kind":"EndpointSliceList","apiVersion":"v1",
+      "metadata":{"resourceVersion":"42","continue":"next"},
+      "items":[{"metadata":{"namespace":"shop","name":"web-1"},"addressType":"IPv4"},
+               {"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1beta9",
+                "metadata":{"name":"cluster-scoped"}}]})";
+  absl::StatusOr<ListPage> page =
+      ParseListPage(body, EndpointSlicesResource(), "LIST x");
+  REQUIRE(page.ok());
+  CHECK(page->resource_version == "42");
+  CHECK(page->continue_token == "next");
+  REQUIRE(page->items.size() == 2);
+  const ListItem& first = page->items[0];
+  CHECK(first.key == "shop/web-1");
+  CHECK(first.object["kind"] == "EndpointSlice");
+  CHECK(first.object["apiVersion"] == "discovery.k8s.io/v1");
+  CHECK(first.object["addressType"] == "IPv4");
+  CHECK(first.fingerprint == Fingerprint(first.object));
+  // Type meta an item carries is kept as sent.
+  CHECK(page->items[1].key == "cluster-scoped");
+  CHECK(page->items[1].object["apiVersion"] == "discovery.k8s.io/v1beta9");
+  CHECK(page->items[1].fingerprint != first.fingerprint);
+
+  const ApiResource services = ServicesResource();
+  CHECK(ParseListPage(R"({"items":null})", services, "LIST x")->items.empty());
+  absl::StatusOr<ListPage> bad = ParseListPage("[1]", services, "LIST x");
+  CHECK(bad.status().message() == "LIST x: response is not a JSON object");
+  bad = ParseListPage(R"({"items":{}})", services, "LIST x");
+  CHECK(bad.status().message() == "LIST x: items: not a list");
+  bad = ParseListPage(R"({"items":[{"metadata":{"namespace":"a"}}]})", services,
+                      "LIST x");
+  CHECK(bad.status().message() == "LIST x: items[]: metadata.name missing");
+  CHECK(bad.status().code() == absl::StatusCode::kDataLoss);
+}
+
 TEST_CASE("an EndpointSlice modified before its Service exists is stored",
           "[reflector]") {
   nlohmann::json slice = Object("EndpointSlice", "shop", "web-abc", "11");
