@@ -174,6 +174,36 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "the other node's port unreachable about an SNATed NodePort datagram reaches the client, "
+    "whose socket is refused") {
+  std::unique_ptr<EbpfNode> node = StartNode(ThreeWebs());
+  const netlab::Netns& outside = node->client();
+  // accept_local: as in the SNAT case above (client and backend share the
+  // namespace).
+  RequireOk(outside.SetSysctl("net.ipv4.conf.all.accept_local", "1"));
+  // The backend's host refuses the datagrams the node SNATed: ICMP / ICMPv6
+  // port unreachable from the backend's address to the node's, quoting
+  // node:port -> backend. Only the node's translation of the error makes
+  // it the client's; untranslated it ends in the node's stack and the
+  // client waits in vain.
+  RequireOk(outside.Exec({"nft", "add table inet dpv2_e2e"}));
+  RequireOk(outside.Exec({"nft",
+                          "add chain inet dpv2_e2e input { type filter hook input priority 0; }"}));
+  RequireOk(outside.Exec({"nft", absl::StrCat("add rule inet dpv2_e2e input ip saddr ", kNodeIp,
+                                              " udp dport ", kRemotePort, " reject")}));
+  RequireOk(outside.Exec({"nft", absl::StrCat("add rule inet dpv2_e2e input ip6 saddr ",
+                                              kNodeIp6, " udp dport ", kRemotePort, " reject")}));
+  const uint64_t snat_new = Must(node->Counter(DPV2_CNT_SNAT_NEW));
+  for (const char* node_ip : {kNodeIp, kNodeIp6}) {
+    INFO("to " << node_ip << ":" << kRemoteNodePort);
+    absl::StatusOr<std::string> udp = UdpExchange(outside, Ip(node_ip), kRemoteNodePort, "udp");
+    INFO(udp.status().ToString());
+    CHECK(IsConnectionRefused(udp.status()));
+  }
+  CHECK(Must(node->Counter(DPV2_CNT_SNAT_NEW)) == snat_new + 2);
+}
+
+TEST_CASE(
     "a NetworkPolicy admits the allowed pod and drops the other, through the Service and "
     "directly") {
   ClusterSpec spec = ThreeWebs();
