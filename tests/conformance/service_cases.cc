@@ -367,48 +367,6 @@ void AddSnatIcmpErrorCases(std::vector<ConformanceCase>& cases) {
                                       datagram(kClient6, kNode6, 50000, 30053)))},
     });
   }
-  {
-    // An SNAT flow entry without its reverse SNAT entry, through the
-    // datapath's own rules: with one port, the client's connections from
-    // one port to the NodePort and to the LB IP of one Service share the
-    // flow entry node:45000 -> backend and its reverse SNAT entry; an RST
-    // closes that entry and the LB IP's SERVICE entry, garbage collection
-    // takes both and the reverse SNAT entry, and the NodePort connection's
-    // next packet recreates the flow entry alone.
-    DatapathConfig one = cfg;
-    one.snat_port_min = 45000;
-    one.snat_port_max = 45000;
-    auto tcp = [](const char* src, const char* dst, uint16_t sport, uint16_t dport,
-                  uint8_t flags) { return Pkt(src, dst).Tcp(sport, dport, flags); };
-    cases.push_back({
-        .proves = "an ICMP error about an SNATed connection whose reverse SNAT entry is gone is "
-                  "dropped as nat_failed, carrying the error as received",
-        .config = one,
-        .services = {LoadBalancer(WebService(), kLb4, 30080)},
-        .endpoints = LocalPods(),
-        .steps = {Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpSyn)),
-                       tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
-                  Ct(Pass(FromNet(tcp(kClient4, kLb4, 50000, 80, kTcpSyn)),
-                          tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
-                     3),
-                  Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, 45000, kTcpRst | kTcpAck)),
-                       tcp(kLb4, kClient4, 80, 50000, kTcpRst | kTcpAck)),
-                  GcAfter(11, 1),
-                  Ct(Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
-                          tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck)),
-                     2),
-                  Ct(Drops(Events(DropStep(FromNet(Pkt(kRemote1v4, kNode4)
-                                                       .IcmpError(kIcmpDestUnreachable,
-                                                                  kIcmpFragNeededCode,
-                                                                  tcp(kNode4, kRemote1v4, 45000,
-                                                                      8080, kTcpAck))),
-                                           DPV2_DROP_NAT_FAILED),
-                                  {DropEvent(DPV2_DROP_NAT_FAILED,
-                                             T(L4Proto::kICMP, kRemote1v4, 0, kNode4, 0))}),
-                           {{DPV2_DROP_NAT_FAILED, 1}}),
-                     2)},
-    });
-  }
 }
 
 // SNAT of external Cluster-policy traffic to a backend on another node
@@ -515,6 +473,127 @@ void AddSnatCases(std::vector<ConformanceCase>& cases) {
                   Counters(Pass(FromNet(Pkt(kClient4, kNode4).Tcp(50000, 30080, kTcpSyn)),
                                 Pkt(kNode4, kRemote1v4).Tcp(45000, 8080, kTcpSyn)),
                            {{DPV2_CNT_CT_REOPENED, 1}, {DPV2_CNT_SNAT_NEW, 1}})},
+    });
+  }
+  {
+    // An established connection whose flow entry and reverse SNAT entry
+    // were collected, through the datapath's own rules: the client's
+    // connections from one port to the NodePort and to the LB IP of one
+    // Service probe the same port first, so they share the flow entry
+    // node:port -> backend and its reverse SNAT entry; an RST closes that
+    // entry and the LB IP's SERVICE entry, and garbage collection takes
+    // both and the reverse SNAT entry. The NodePort connection keeps its
+    // SERVICE entry and forward SNAT entry.
+    auto tcp = [](const char* src, const char* dst, uint16_t sport, uint16_t dport,
+                  uint8_t flags) { return Pkt(src, dst).Tcp(sport, dport, flags); };
+    auto collected = [&](uint16_t cport, uint16_t p) {
+      return std::vector<Step>{
+          Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpSyn)),
+               tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
+          Ct(Pass(FromNet(tcp(kClient4, kLb4, cport, 80, kTcpSyn)),
+                  tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
+             3),
+          Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, p, kTcpRst | kTcpAck)),
+               tcp(kLb4, kClient4, 80, cport, kTcpRst | kTcpAck)),
+          GcAfter(11, 1)};
+    };
+    DatapathConfig one = cfg;
+    one.snat_port_min = 45000;
+    one.snat_port_max = 45000;
+    cases.push_back({
+        .proves = "an SNATed connection whose flow entry and reverse SNAT entry were collected "
+                  "gets both back from its next forward packet: its replies and ICMP errors "
+                  "reach the client again",
+        .config = one,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = Concat(
+            collected(50000, 45000),
+            {Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
+                                     tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck)),
+                                {}),
+                         {{DPV2_CNT_SERVICE_ESTABLISHED, 1},
+                          {DPV2_CNT_CT_CREATED, 1},
+                          {DPV2_CNT_SERVICE_NEW, 0},
+                          {DPV2_CNT_SNAT_NEW, 0}}),
+                2),
+             Counters(Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, 45000, kTcpAck)),
+                           tcp(kNode4, kClient4, 30080, 50000, kTcpAck)),
+                      {{DPV2_CNT_REV_NAT, 1}}),
+             Ct(Pass(FromNet(Pkt(kRemote1v4, kNode4)
+                                 .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
+                                            tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck))),
+                     Pkt(kNode4, kClient4)
+                         .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
+                                    tcp(kClient4, kNode4, 50000, 30080, kTcpAck))),
+                2)}),
+    });
+
+    // The same with two ports, and the collected reverse SNAT entry's port
+    // then claimed by another client's connection.
+    DatapathConfig two = cfg;
+    two.snat_port_min = 45000;
+    two.snat_port_max = 45001;
+    const char* c2 = "203.0.113.8";
+    uint16_t cport = 50000;
+    while (SnatPort(L4Proto::kTCP, kClient4, cport, kNode4, 30080, two) !=
+           SnatPort(L4Proto::kTCP, kClient4, cport, kLb4, 80, two)) {
+      ++cport;
+    }
+    const uint16_t p = SnatPort(L4Proto::kTCP, kClient4, cport, kNode4, 30080, two);
+    const uint16_t q = p == 45000 ? 45001 : 45000;
+    uint16_t c2port = 50000;
+    while (SnatPort(L4Proto::kTCP, c2, c2port, kNode4, 30080, two) != p) {
+      ++c2port;
+    }
+    cases.push_back({
+        .proves = "an SNATed connection whose collected reverse SNAT entry's port another "
+                  "client's connection took is handled as new: another port, and each "
+                  "connection's replies reach its own client",
+        .config = two,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = Concat(
+            collected(cport, p),
+            {Ct(Pass(FromNet(tcp(c2, kNode4, c2port, 30080, kTcpSyn)),
+                     tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
+                3),
+             Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpAck)),
+                                     tcp(kNode4, kRemote1v4, q, 8080, kTcpAck)),
+                                {TraceNew(T(L4Proto::kTCP, kClient4, cport, kRemote1v4, 8080),
+                                          kNode4, 30080)}),
+                         {{DPV2_CNT_SERVICE_NEW, 1},
+                          {DPV2_CNT_SNAT_NEW, 1},
+                          {DPV2_CNT_CT_CREATED, 2},
+                          {DPV2_CNT_SERVICE_ESTABLISHED, 0}}),
+                4),
+             Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, p, kTcpSyn | kTcpAck)),
+                  tcp(kNode4, c2, 30080, c2port, kTcpSyn | kTcpAck)),
+             Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, q, kTcpAck)),
+                  tcp(kNode4, kClient4, 30080, cport, kTcpAck))}),
+    });
+
+    // With the SNAT table full, a UDP flow of another client holding the
+    // entries the collected ones freed.
+    DatapathConfig full = one;
+    full.snat_entries = 3;
+    cases.push_back({
+        .proves = "an SNATed connection whose reverse SNAT entry was collected, finding the SNAT "
+                  "table full, is dropped as conntrack_full and gets no flow entry",
+        .config = full,
+        .services = {LoadBalancer(WebService(), kLb4, 30080),
+                     NodePort(Svc("dns", kVip4, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v4}}),
+                              30053)},
+        .endpoints = LocalPods(),
+        .steps = Concat(
+            collected(50000, 45000),
+            {Ct(Pass(FromNet(Pkt(c2, kNode4).Udp(50000, 30053).Payload("q")),
+                     Pkt(kNode4, kRemote1v4).Udp(45000, 5353).Payload("q")),
+                3),
+             Ct(Drops(DropStep(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
+                               DPV2_DROP_CT_FULL),
+                      {{DPV2_DROP_CT_FULL, 1}}),
+                3)}),
     });
   }
   AddSnatIcmpErrorCases(cases);

@@ -330,6 +330,18 @@ class PacketRun {
   // returns the drop reason (nothing written then).
   dpv2_drop_reason ClaimSnatPort(const dpv2_addr& node_addr, const dpv2_backend& backend,
                                  dpv2_snat_value* source);
+  // The reverse SNAT entry this packet's client gets (created now), and
+  // whether an existing one names that client.
+  dpv2_snat_value SnatClient() const {
+    dpv2_snat_value client{};
+    client.addr = saddr_;
+    client.port = htons(pkt_.sport);
+    client.created_ns = now_;
+    return client;
+  }
+  bool IsSnatClient(const dpv2_snat_value& entry) const {
+    return SameAddr(entry.addr, saddr_) && entry.port == htons(pkt_.sport);
+  }
 
   // Whether the burst's look-ahead answer (hit or miss) still holds.
   bool LookedUp(const dpv2_ct_value*) const {
@@ -663,9 +675,14 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
           : state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
   const dpv2_backend* backend = nullptr;
   bool reopened = false;
-  // An SNATed connection's source (its forward SNAT entry): without it the
-  // connection is handled as new.
+  // An SNATed connection's source (its forward SNAT entry) and whether the
+  // reverse SNAT entry under that port is missing: without the forward
+  // entry, or with the reverse one naming another client (the port went to
+  // another connection), the connection is handled as new.
   dpv2_snat_value snat_source{};
+  bool snat_reverse_missing = false;
+  dpv2_ct_key snat_scratch;
+  uint64_t snat_flow_hash = 0;
   if (service_entry != nullptr) {
     reopened = ReopensEntry(*service_entry, proto_, pkt_.tcp_flags);
     if (!reopened) {
@@ -675,10 +692,15 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     }
     if (backend != nullptr && (service_entry->flags & DPV2_CT_F_SNAT)) {
       const dpv2_snat_value* source = state_.snat.Find(service_key);
-      if (source == nullptr) {
-        backend = nullptr;
-      } else {
+      const dpv2_snat_value* reverse = nullptr;
+      if (source != nullptr) {
         snat_source = *source;
+        reverse = state_.snat.Find(
+            SnatFlowKey(snat_source, *backend, &snat_scratch, &snat_flow_hash));
+        snat_reverse_missing = reverse == nullptr;
+      }
+      if (source == nullptr || (reverse != nullptr && !IsSnatClient(*reverse))) {
+        backend = nullptr;
       }
     }
   }
@@ -689,14 +711,18 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     flow.daddr = backend->addr;
     flow.dport = ntohs(backend->port);
     dpv2_ct_key scratch;
-    uint64_t flow_hash;
+    uint64_t flow_hash = snat_flow_hash;
     const dpv2_ct_key& flow_key =
-        snat ? SnatFlowKey(snat_source, *backend, &scratch, &flow_hash)
-             : FlowKey(*backend, &scratch, &flow_hash);
+        snat ? snat_scratch : FlowKey(*backend, &scratch, &flow_hash);
     dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
     flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
       return Drop(r, &flow);
+    }
+    // The reverse SNAT entry was collected (with the flow entry, whose key
+    // it shares): written again, before the flow entry as at creation.
+    if (snat_reverse_missing && !state_.snat.Upsert(flow_key, SnatClient())) {
+      return Drop(DPV2_DROP_CT_FULL, &flow);
     }
     if (flow_entry == nullptr) {
       // The flow entry expired or was collected on its own: recreate it.
@@ -713,6 +739,9 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
       value.dst_identity = flow.dst_identity;
       flow_entry = state_.conntrack.Create(flow_key, flow_hash, value);
       if (flow_entry == nullptr) {
+        if (snat_reverse_missing) {
+          state_.snat.Erase(flow_key);
+        }
         return Drop(DPV2_DROP_CT_FULL, &flow);
       }
       state_.counters[DPV2_CNT_CT_CREATED] += 1;
@@ -887,20 +916,15 @@ dpv2_drop_reason PacketRun::ClaimSnatPort(const dpv2_addr& node_addr,
   const uint32_t first = state_.snat_port_min;
   const uint32_t range = uint32_t{state_.snat_port_max} - first + 1;
   const uint32_t start = TupleHash(prepared_) % range;
-  const uint16_t client_port = htons(pkt_.sport);
-  dpv2_snat_value reverse{};
-  reverse.addr = saddr_;
-  reverse.port = client_port;
-  reverse.created_ns = now_;
   for (uint32_t i = 0; i < DPV2_SNAT_PROBES; ++i) {
     const uint16_t port = static_cast<uint16_t>(first + (start + i) % range);
     const dpv2_ct_key key =
         MakeCtKey(node_addr, backend.addr, port, ntohs(backend.port), proto_, family_, 0);
     const dpv2_snat_value* taken = state_.snat.Find(key);
-    if (taken != nullptr && !(SameAddr(taken->addr, saddr_) && taken->port == client_port)) {
+    if (taken != nullptr && !IsSnatClient(*taken)) {
       continue;
     }
-    if (!state_.snat.Upsert(key, reverse)) {
+    if (!state_.snat.Upsert(key, SnatClient())) {
       return DPV2_DROP_CT_FULL;
     }
     source->addr = node_addr;

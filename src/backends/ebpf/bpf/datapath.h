@@ -94,6 +94,9 @@ struct dpv2_scratch {
   /* handle_service: the connection is SNATed, its source leaves as `snat`
    * (the node address and port, its forward SNAT entry's value). */
   __u8 snat_on;
+  /* handle_service: an established SNATed connection's reverse SNAT entry
+   * is missing, to be written again (with s->snat_client). */
+  __u8 snat_restore;
   struct dpv2_snat_value snat;
   /* The client of an SNATed connection (its reverse SNAT entry's value). */
   struct dpv2_snat_value snat_client;
@@ -631,6 +634,15 @@ static __always_inline void ct_undo_service(struct dpv2_scratch *s) {
   }
 }
 
+/* s->snat_client: the reverse SNAT entry this packet's client gets. */
+static __always_inline void snat_set_client(struct dpv2_scratch *s, __u64 now) {
+  struct dpv2_snat_value *client = &s->snat_client;
+  __builtin_memset(client, 0, sizeof(*client));
+  addr_copy(&client->addr, &s->pkt.saddr);
+  client->port = s->pkt.sport;
+  client->created_ns = now;
+}
+
 /* A new SNATed connection's SNAT entries, after its SERVICE entry: the
  * reverse one (its flow key, which gets the claimed port, -> the client),
  * then the forward one (its SERVICE key -> s->snat, the node address and
@@ -638,13 +650,9 @@ static __always_inline void ct_undo_service(struct dpv2_scratch *s) {
 static __always_inline int snat_create(struct dpv2_scratch *s, const struct dpv2_backend *be,
                                        __u64 now) {
   struct dpv2_pkt *p = &s->pkt;
-  struct dpv2_snat_value *client = &s->snat_client;
-  __builtin_memset(client, 0, sizeof(*client));
-  addr_copy(&client->addr, &p->saddr);
-  client->port = p->sport;
-  client->created_ns = now;
+  snat_set_client(s, now);
   ct_make_key(&s->key2, &s->snat.addr, &be->addr, 0, be->port, p->proto, p->family, 0);
-  int rc = snat_claim_port(&s->key2, client, s->tuple_hash);
+  int rc = snat_claim_port(&s->key2, &s->snat_client, s->tuple_hash);
   if (rc < 0) {
     return -rc;
   }
@@ -667,6 +675,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_flow *flow = &s->flow;
   flow->service_id = svc->service_id;
   s->snat_on = 0;
+  s->snat_restore = 0;
   /* Before any SERVICE entry of this frontend is made or stamped. */
   frontend_hint_set(&p->daddr, p->dport, p->proto);
   ct_make_key(&s->key, &p->saddr, &p->daddr, p->sport, p->dport, p->proto, p->family,
@@ -688,14 +697,23 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
        * (terminating); choose again only if it was deleted. */
       be = lb_lookup_backend(se->backend_id);
     }
-    /* An SNATed connection's source: without its forward SNAT entry the
-     * connection is handled as new. */
-    if (be && (se->flags & DPV2_CT_F_SNAT)) {
+    /* An SNATed connection's source (its forward SNAT entry) and the
+     * reverse SNAT entry under its port, keyed like its flow entry: without
+     * the former, or with the latter naming another client (the port went
+     * to another connection), the connection is handled as new. Not in
+     * XDP, which handed it to tc above. */
+    if (!hook_is_xdp() && be && (se->flags & DPV2_CT_F_SNAT)) {
       const struct dpv2_snat_value *source = bpf_map_lookup_elem(&dpv2_snat, &s->key);
       if (source) {
         s->snat = *source;
-        s->snat_on = 1;
-      } else {
+        ct_make_key(&s->key2, &s->snat.addr, &be->addr, s->snat.port, be->port, p->proto,
+                    p->family, 0);
+        snat_set_client(s, now);
+        const struct dpv2_snat_value *reverse = bpf_map_lookup_elem(&dpv2_snat, &s->key2);
+        s->snat_restore = !reverse;
+        s->snat_on = !reverse || snat_same_client(reverse, &s->snat_client);
+      }
+      if (!s->snat_on) {
         be = 0;
       }
     }
@@ -705,16 +723,22 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     flow->backend_id = se->backend_id;
     flow_set_daddr(s, &be->addr);
     flow->dport = be->port;
-    if (s->snat_on) {
-      ct_make_key(&s->key2, &s->snat.addr, &be->addr, s->snat.port, be->port, p->proto,
-                  p->family, 0);
-    } else {
+    if (!s->snat_on) {
       ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
     }
     struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
     rc = datapath_policy(s, 0);
     if (rc) {
       return drop(s, res, rc, flow);
+    }
+    /* The reverse SNAT entry was collected (with the flow entry, whose key
+     * it shares): written again, before the flow entry as at creation. A
+     * key another CPU claimed since the look-up is left to its client. */
+    if (s->snat_restore) {
+      long err = bpf_map_update_elem(&dpv2_snat, &s->key2, &s->snat_client, BPF_NOEXIST);
+      if (err) {
+        return drop(s, res, err == -EEXIST ? DPV2_DROP_NAT_NO_PORT : DPV2_DROP_CT_FULL, flow);
+      }
     }
     if (!fe) {
       /* The flow entry expired or was collected on its own: recreate it. */
@@ -731,6 +755,9 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
       v->dst_identity = flow->dst_identity;
       ct_track(v, p->proto, p->tcp_flags, 0, p->len, now);
       if (ct_insert(&s->key2, v) < 0) {
+        if (s->snat_restore) {
+          bpf_map_delete_elem(&dpv2_snat, &s->key2);
+        }
         return drop(s, res, DPV2_DROP_CT_FULL, flow);
       }
       ct_mark_reverse_service(&s->key2);

@@ -53,6 +53,12 @@ static __always_inline int snat_wanted(__u8 obs, const struct dpv2_lb_value *svc
          !(svc->flags & DPV2_LB_F_LOCAL) && !(be->flags & DPV2_BACKEND_F_LOCAL);
 }
 
+/* Whether a reverse SNAT entry's value names the same client. */
+static __always_inline int snat_same_client(const struct dpv2_snat_value *a,
+                                            const struct dpv2_snat_value *b) {
+  return addr_eq(&a->addr, &b->addr) && a->port == b->port;
+}
+
 /* Claims a source port for a new connection: `key` is its flow key
  * (node -> backend, flags 0) whose sport this sets, `client` the reverse
  * entry's value, `hash` dpv2_tuple_hash of its client -> frontend tuple
@@ -80,7 +86,7 @@ DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
       return -DPV2_DROP_CT_FULL;
     }
     const struct dpv2_snat_value *taken = bpf_map_lookup_elem(&dpv2_snat, key);
-    if (taken && addr_eq(&taken->addr, &client->addr) && taken->port == client->port) {
+    if (taken && snat_same_client(taken, client)) {
       return bpf_map_update_elem(&dpv2_snat, key, client, BPF_EXIST) < 0 ? -DPV2_DROP_CT_FULL
                                                                         : 0;
     }
