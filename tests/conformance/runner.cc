@@ -1,5 +1,4 @@
 // The backend-independent runner of the conformance fixtures.
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -10,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "catch_session.h"
 #include "conformance.h"
 #include "dpv2/lb_state.h"
 #include "dpv2/packet.h"
@@ -298,7 +298,7 @@ int RunConformanceMain(int argc, char** argv, std::unique_ptr<ConformanceHarness
         Catch::NameAndTags(c.proves.c_str(), "[conformance][state]"),
         Catch::SourceLineInfo("state_cases.cc", 0)));
   }
-  const int result = Catch::Session().run(argc, argv);
+  const int result = dpv2::testing::RunCatchSession(argc, argv);
   if (absl::Status st = harness->Cleanup(); !st.ok()) {
     std::fprintf(stderr, "conformance %s: cleanup: %s\n", harness->Name().c_str(),
                  st.ToString().c_str());

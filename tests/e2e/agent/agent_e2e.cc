@@ -1,4 +1,3 @@
-#define CATCH_CONFIG_RUNNER
 #include "agent_e2e.h"
 
 #include <arpa/inet.h>
@@ -12,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "catch_session.h"
 #include "dpv2/ebpf.h"
 
 namespace dpv2::e2e {
@@ -122,7 +122,7 @@ int RunAgentE2e(absl::string_view program, int argc, char** argv) {
   }
   probe->reset();
   argv[1] = argv[0];
-  return Catch::Session().run(argc - 1, argv + 1);
+  return dpv2::testing::RunCatchSession(argc - 1, argv + 1);
 }
 
 }  // namespace dpv2::e2e

@@ -8,7 +8,6 @@
 // and the outside client's interfaces judge every segment and datagram by
 // the state it arrived in (checksum_tap.h). Needs root and BPF; unprivileged
 // it exits 77 (skip) unless CI=true.
-#define CATCH_CONFIG_RUNNER
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
@@ -24,6 +23,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "catch_session.h"
 #include "checksum_tap.h"
 #include "dpv2/ebpf.h"
 #include "dpv2/packet.h"
@@ -406,5 +406,5 @@ int main(int argc, char** argv) {
   if (std::optional<int> code = dpv2::e2e::LoaderOrSkip("ebpf_csum_test", argc, argv)) {
     return *code;
   }
-  return Catch::Session().run(argc, argv);
+  return dpv2::testing::RunCatchSession(argc, argv);
 }

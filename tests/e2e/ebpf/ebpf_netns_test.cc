@@ -2,7 +2,6 @@
 // namespaces, through tc programs on the pods' veths and the node's external
 // device, programmed from Kubernetes manifests by the agent's ClusterView.
 // Needs root and BPF; unprivileged it exits 77 (skip) unless CI=true.
-#define CATCH_CONFIG_RUNNER
 #include <time.h>
 // linux/errqueue.h needs struct timespec first.
 #include <linux/errqueue.h>
@@ -22,6 +21,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "catch_session.h"
 #include "core/status_macros.h"
 #include "dpv2/ebpf.h"
 #include "ebpf_node.h"
@@ -618,5 +618,5 @@ int main(int argc, char** argv) {
   if (std::optional<int> code = dpv2::e2e::LoaderOrSkip("ebpf_netns_test", argc, argv)) {
     return *code;
   }
-  return Catch::Session().run(argc, argv);
+  return dpv2::testing::RunCatchSession(argc, argv);
 }

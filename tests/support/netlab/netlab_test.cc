@@ -1,7 +1,6 @@
 // netlab itself: namespaces appear and vanish, links carry real traffic,
 // pods are wired as documented, clients tell refusals from timeouts.
 // Needs root; unprivileged it exits 77 (skip) unless CI=true.
-#define CATCH_CONFIG_RUNNER
 #include "netlab/netlab.h"
 
 #include <linux/magic.h>
@@ -17,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "catch_session.h"
 #include "netlab/require_ok.h"
 
 namespace dpv2::netlab {
@@ -248,5 +248,5 @@ int main(int argc, char** argv) {
   if (std::optional<int> code = dpv2::netlab::ExitCodeIfUnprivileged("netlab_test")) {
     return *code;
   }
-  return Catch::Session().run(argc, argv);
+  return dpv2::testing::RunCatchSession(argc, argv);
 }

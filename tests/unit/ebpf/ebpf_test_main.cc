@@ -1,14 +1,12 @@
 // The main of every eBPF unit test program: the tests need to load BPF
 // programs (root or CAP_BPF + CAP_NET_ADMIN). Without that the program exits
 // 77 (meson's skip) with the reason, unless CI=true, where it fails.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
+#include "catch_session.h"
 #include "dpv2/ebpf.h"
 
 int main(int argc, char** argv) {
@@ -23,5 +21,5 @@ int main(int argc, char** argv) {
     return in_ci ? 1 : 77;
   }
   probe->reset();
-  return Catch::Session().run(argc, argv);
+  return dpv2::testing::RunCatchSession(argc, argv);
 }
