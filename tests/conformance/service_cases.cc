@@ -374,6 +374,9 @@ void AddSnatIcmpErrorCases(std::vector<ConformanceCase>& cases) {
 // show the translation itself.
 void AddSnatCases(std::vector<ConformanceCase>& cases) {
   const DatapathConfig cfg = SmallConfig();
+  auto tcp = [](const char* src, const char* dst, uint16_t sport, uint16_t dport, uint8_t flags) {
+    return Pkt(src, dst).Tcp(sport, dport, flags);
+  };
   cases.push_back({
       .proves = "a pod's connection to a NodePort is DNATed only: traffic from pods is never "
                 "SNATed",
@@ -476,65 +479,17 @@ void AddSnatCases(std::vector<ConformanceCase>& cases) {
     });
   }
   {
-    // An established connection whose flow entry and reverse SNAT entry
-    // were collected, through the datapath's own rules: the client's
-    // connections from one port to the NodePort and to the LB IP of one
-    // Service probe the same port first, so they share the flow entry
-    // node:port -> backend and its reverse SNAT entry; an RST closes that
-    // entry and the LB IP's SERVICE entry, and garbage collection takes
-    // both and the reverse SNAT entry. The NodePort connection keeps its
-    // SERVICE entry and forward SNAT entry.
-    auto tcp = [](const char* src, const char* dst, uint16_t sport, uint16_t dport,
-                  uint8_t flags) { return Pkt(src, dst).Tcp(sport, dport, flags); };
-    auto collected = [&](uint16_t cport, uint16_t p) {
-      return std::vector<Step>{
-          Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpSyn)),
-               tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
-          Ct(Pass(FromNet(tcp(kClient4, kLb4, cport, 80, kTcpSyn)),
-                  tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
-             3),
-          Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, p, kTcpRst | kTcpAck)),
-               tcp(kLb4, kClient4, 80, cport, kTcpRst | kTcpAck)),
-          GcAfter(11, 1)};
-    };
+    // One client address and port connecting to the NodePort and then to
+    // the LB IP of one Service with one remote backend: both connections
+    // start probing at the same port (cport is chosen so), where the
+    // reverse SNAT entry names the same client but the flow entry the
+    // NodePort, so the second one must not take that port.
     DatapathConfig one = cfg;
     one.snat_port_min = 45000;
     one.snat_port_max = 45000;
-    cases.push_back({
-        .proves = "an SNATed connection whose flow entry and reverse SNAT entry were collected "
-                  "gets both back from its next forward packet: its replies and ICMP errors "
-                  "reach the client again",
-        .config = one,
-        .services = {LoadBalancer(WebService(), kLb4, 30080)},
-        .endpoints = LocalPods(),
-        .steps = Concat(
-            collected(50000, 45000),
-            {Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
-                                     tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck)),
-                                {}),
-                         {{DPV2_CNT_SERVICE_ESTABLISHED, 1},
-                          {DPV2_CNT_CT_CREATED, 1},
-                          {DPV2_CNT_SERVICE_NEW, 0},
-                          {DPV2_CNT_SNAT_NEW, 0}}),
-                2),
-             Counters(Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, 45000, kTcpAck)),
-                           tcp(kNode4, kClient4, 30080, 50000, kTcpAck)),
-                      {{DPV2_CNT_REV_NAT, 1}}),
-             Ct(Pass(FromNet(Pkt(kRemote1v4, kNode4)
-                                 .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
-                                            tcp(kNode4, kRemote1v4, 45000, 8080, kTcpAck))),
-                     Pkt(kNode4, kClient4)
-                         .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
-                                    tcp(kClient4, kNode4, 50000, 30080, kTcpAck))),
-                2)}),
-    });
-
-    // The same with two ports, and the collected reverse SNAT entry's port
-    // then claimed by another client's connection.
     DatapathConfig two = cfg;
     two.snat_port_min = 45000;
     two.snat_port_max = 45001;
-    const char* c2 = "203.0.113.8";
     uint16_t cport = 50000;
     while (SnatPort(L4Proto::kTCP, kClient4, cport, kNode4, 30080, two) !=
            SnatPort(L4Proto::kTCP, kClient4, cport, kLb4, 80, two)) {
@@ -542,58 +497,164 @@ void AddSnatCases(std::vector<ConformanceCase>& cases) {
     }
     const uint16_t p = SnatPort(L4Proto::kTCP, kClient4, cport, kNode4, 30080, two);
     const uint16_t q = p == 45000 ? 45001 : 45000;
+    cases.push_back({
+        .proves = "one client address and port connecting to the NodePort and to the LB IP of one "
+                  "Service get two SNAT ports to its one backend, and each reply leaves from its "
+                  "own frontend",
+        .config = two,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpSyn)),
+                       tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
+                  Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kLb4, cport, 80, kTcpSyn)),
+                                          tcp(kNode4, kRemote1v4, q, 8080, kTcpSyn)),
+                                     {TraceNew(T(L4Proto::kTCP, kClient4, cport, kRemote1v4, 8080),
+                                               kLb4, 80)}),
+                              {{DPV2_CNT_SERVICE_NEW, 1},
+                               {DPV2_CNT_SNAT_NEW, 1},
+                               {DPV2_CNT_CT_CREATED, 2}}),
+                     4),
+                  Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, p, kTcpSyn | kTcpAck)),
+                       tcp(kNode4, kClient4, 30080, cport, kTcpSyn | kTcpAck)),
+                  Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, q, kTcpSyn | kTcpAck)),
+                       tcp(kLb4, kClient4, 80, cport, kTcpSyn | kTcpAck))},
+    });
+    cases.push_back({
+        .proves = "with one SNAT port, which a client's NodePort connection holds, the same client "
+                  "address and port's connection to the LB IP of that Service is dropped as "
+                  "nat_no_port, and the NodePort connection's replies still leave from the "
+                  "NodePort",
+        .config = one,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpSyn)),
+                       tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
+                  Ct(Drops(Events(DropStep(FromNet(tcp(kClient4, kLb4, 50000, 80, kTcpSyn)),
+                                           DPV2_DROP_NAT_NO_PORT),
+                                  {DropTranslated(DPV2_DROP_NAT_NO_PORT,
+                                                  T(L4Proto::kTCP, kClient4, 50000, kRemote1v4,
+                                                    8080),
+                                                  kLb4, 80)}),
+                           {{DPV2_DROP_NAT_NO_PORT, 1}}),
+                     2),
+                  Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, 45000, kTcpSyn | kTcpAck)),
+                       tcp(kNode4, kClient4, 30080, 50000, kTcpSyn | kTcpAck))},
+    });
+
+    // An established SNATed connection whose flow key (node:port ->
+    // backend) holds no flow entry and no reverse SNAT entry of its own.
+    // Connections never share a port, so the datapath's own packets do
+    // not lead there; a raw backends_upsert does, which LbState never sends:
+    // it gives the Service's backend (id 1, LbState numbering backends from
+    // 1 in the order of the case's Services) another address, and the
+    // connection, which keeps its backend id, has a new flow key.
+    dpv2_backend readdressed{};
+    readdressed.addr = A(kRemote2v4).ToAbi();
+    readdressed.port = htons(8080);
+    readdressed.proto = DPV2_PROTO_TCP;
+    readdressed.family = DPV2_FAMILY_V4;
+    Step moved{};
+    moved.apply.backends_upsert = {{.id = 1, .value = readdressed}};
+    cases.push_back({
+        .proves = "an SNATed connection whose flow entry and reverse SNAT entry are missing gets "
+                  "both back from its next forward packet: its replies and ICMP errors reach the "
+                  "client again",
+        .config = one,
+        .services = {LoadBalancer(WebService(), kLb4, 30080)},
+        .endpoints = LocalPods(),
+        .steps = {Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpSyn)),
+                       tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
+                  moved,
+                  Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
+                                          tcp(kNode4, kRemote2v4, 45000, 8080, kTcpAck)),
+                                     {}),
+                              {{DPV2_CNT_SERVICE_ESTABLISHED, 1},
+                               {DPV2_CNT_CT_CREATED, 1},
+                               {DPV2_CNT_SERVICE_NEW, 0},
+                               {DPV2_CNT_SNAT_NEW, 0}}),
+                     3),
+                  Counters(Pass(FromNet(tcp(kRemote2v4, kNode4, 8080, 45000, kTcpAck)),
+                                tcp(kNode4, kClient4, 30080, 50000, kTcpAck)),
+                           {{DPV2_CNT_REV_NAT, 1}}),
+                  Ct(Pass(FromNet(Pkt(kRemote2v4, kNode4)
+                                      .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
+                                                 tcp(kNode4, kRemote2v4, 45000, 8080, kTcpAck))),
+                          Pkt(kNode4, kClient4)
+                              .IcmpError(kIcmpDestUnreachable, kIcmpFragNeededCode,
+                                         tcp(kClient4, kNode4, 50000, 30080, kTcpAck))),
+                     3)},
+    });
+
+    // With two ports: the port under the new key taken first by another
+    // connection (`holder`, which leaves from it), the same client address
+    // and port's to the LB IP (which probes the same port first) or another
+    // client's to the NodePort. Then the NodePort connection's next packet
+    // is handled as new, and the replies of both reach their own clients
+    // from their own frontends.
+    auto port_taken = [&](const char* proves, const PacketBuilder& holder,
+                          const PacketBuilder& holder_reply) {
+      return ConformanceCase{
+          .proves = proves,
+          .config = two,
+          .services = {LoadBalancer(WebService(), kLb4, 30080)},
+          .endpoints = LocalPods(),
+          .steps = {
+              Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpSyn)),
+                   tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
+              moved,
+              Ct(Pass(FromNet(holder), tcp(kNode4, kRemote2v4, p, 8080, kTcpSyn)), 4),
+              Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpAck)),
+                                      tcp(kNode4, kRemote2v4, q, 8080, kTcpAck)),
+                                 {TraceNew(T(L4Proto::kTCP, kClient4, cport, kRemote2v4, 8080),
+                                           kNode4, 30080)}),
+                          {{DPV2_CNT_SERVICE_NEW, 1},
+                           {DPV2_CNT_SNAT_NEW, 1},
+                           {DPV2_CNT_CT_CREATED, 2},
+                           {DPV2_CNT_SERVICE_ESTABLISHED, 0}}),
+                 5),
+              Pass(FromNet(tcp(kRemote2v4, kNode4, 8080, p, kTcpSyn | kTcpAck)), holder_reply),
+              Pass(FromNet(tcp(kRemote2v4, kNode4, 8080, q, kTcpAck)),
+                   tcp(kNode4, kClient4, 30080, cport, kTcpAck))}};
+    };
+    cases.push_back(port_taken(
+        "an SNATed NodePort connection whose port under its flow key the same client address "
+        "and port's LB IP connection holds is handled as new: another port, and each "
+        "connection's replies leave from its own frontend",
+        tcp(kClient4, kLb4, cport, 80, kTcpSyn),
+        tcp(kLb4, kClient4, 80, cport, kTcpSyn | kTcpAck)));
+    const char* c2 = "203.0.113.8";
     uint16_t c2port = 50000;
     while (SnatPort(L4Proto::kTCP, c2, c2port, kNode4, 30080, two) != p) {
       ++c2port;
     }
-    cases.push_back({
-        .proves = "an SNATed connection whose collected reverse SNAT entry's port another "
-                  "client's connection took is handled as new: another port, and each "
-                  "connection's replies reach its own client",
-        .config = two,
-        .services = {LoadBalancer(WebService(), kLb4, 30080)},
-        .endpoints = LocalPods(),
-        .steps = Concat(
-            collected(cport, p),
-            {Ct(Pass(FromNet(tcp(c2, kNode4, c2port, 30080, kTcpSyn)),
-                     tcp(kNode4, kRemote1v4, p, 8080, kTcpSyn)),
-                3),
-             Ct(Counters(Events(Pass(FromNet(tcp(kClient4, kNode4, cport, 30080, kTcpAck)),
-                                     tcp(kNode4, kRemote1v4, q, 8080, kTcpAck)),
-                                {TraceNew(T(L4Proto::kTCP, kClient4, cport, kRemote1v4, 8080),
-                                          kNode4, 30080)}),
-                         {{DPV2_CNT_SERVICE_NEW, 1},
-                          {DPV2_CNT_SNAT_NEW, 1},
-                          {DPV2_CNT_CT_CREATED, 2},
-                          {DPV2_CNT_SERVICE_ESTABLISHED, 0}}),
-                4),
-             Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, p, kTcpSyn | kTcpAck)),
-                  tcp(kNode4, c2, 30080, c2port, kTcpSyn | kTcpAck)),
-             Pass(FromNet(tcp(kRemote1v4, kNode4, 8080, q, kTcpAck)),
-                  tcp(kNode4, kClient4, 30080, cport, kTcpAck))}),
-    });
+    cases.push_back(port_taken(
+        "an SNATed connection whose port under its flow key another client's connection holds "
+        "is handled as new: another port, and each connection's replies reach its own client",
+        tcp(c2, kNode4, c2port, 30080, kTcpSyn),
+        tcp(kNode4, c2, 30080, c2port, kTcpSyn | kTcpAck)));
 
-    // With the SNAT table full, a UDP flow of another client holding the
-    // entries the collected ones freed.
+    // With the SNAT table full: the connection's own forward and reverse
+    // entries (under the old key) and a UDP flow of another client's.
     DatapathConfig full = one;
-    full.snat_entries = 3;
+    full.snat_entries = 4;
     cases.push_back({
-        .proves = "an SNATed connection whose reverse SNAT entry was collected, finding the SNAT "
+        .proves = "an SNATed connection whose reverse SNAT entry is missing, finding the SNAT "
                   "table full, is dropped as conntrack_full and gets no flow entry",
         .config = full,
         .services = {LoadBalancer(WebService(), kLb4, 30080),
                      NodePort(Svc("dns", kVip4, L4Proto::kUDP, 53, 5353, {{.ip = kRemote1v4}}),
                               30053)},
         .endpoints = LocalPods(),
-        .steps = Concat(
-            collected(50000, 45000),
-            {Ct(Pass(FromNet(Pkt(c2, kNode4).Udp(50000, 30053).Payload("q")),
-                     Pkt(kNode4, kRemote1v4).Udp(45000, 5353).Payload("q")),
-                3),
-             Ct(Drops(DropStep(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
-                               DPV2_DROP_CT_FULL),
-                      {{DPV2_DROP_CT_FULL, 1}}),
-                3)}),
+        .steps = {Pass(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpSyn)),
+                       tcp(kNode4, kRemote1v4, 45000, 8080, kTcpSyn)),
+                  moved,
+                  Ct(Pass(FromNet(Pkt(c2, kNode4).Udp(50000, 30053).Payload("q")),
+                          Pkt(kNode4, kRemote1v4).Udp(45000, 5353).Payload("q")),
+                     4),
+                  Ct(Drops(DropStep(FromNet(tcp(kClient4, kNode4, 50000, 30080, kTcpAck)),
+                                    DPV2_DROP_CT_FULL),
+                           {{DPV2_DROP_CT_FULL, 1}}),
+                     4)},
     });
   }
   AddSnatIcmpErrorCases(cases);

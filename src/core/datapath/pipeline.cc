@@ -342,6 +342,16 @@ class PacketRun {
   bool IsSnatClient(const dpv2_snat_value& entry) const {
     return SameAddr(entry.addr, saddr_) && entry.port == htons(pkt_.sport);
   }
+  // Whether a live flow entry under an SNAT port's key (nullptr: none) is
+  // this packet's connection's: REV_NAT | SNAT and this frontend. With the
+  // reverse SNAT entry naming this client it is then the same connection;
+  // otherwise another connection of the client holds the port.
+  bool IsOwnSnatFlow(const dpv2_ct_value* flow) const {
+    constexpr uint16_t kSnatFlow = DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT;
+    return flow == nullptr || ((flow->flags & kSnatFlow) == kSnatFlow &&
+                               SameAddr(flow->nat_addr, daddr_) &&
+                               flow->nat_port == htons(pkt_.dport));
+  }
 
   // Whether the burst's look-ahead answer (hit or miss) still holds.
   bool LookedUp(const dpv2_ct_value*) const {
@@ -675,14 +685,16 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
           : state_.conntrack.Find(service_key, prepared_.service_ct_hash, now_);
   const dpv2_backend* backend = nullptr;
   bool reopened = false;
-  // An SNATed connection's source (its forward SNAT entry) and whether the
-  // reverse SNAT entry under that port is missing: without the forward
-  // entry, or with the reverse one naming another client (the port went to
-  // another connection), the connection is handled as new.
+  // An SNATed connection's source (its forward SNAT entry), whether the
+  // reverse SNAT entry under that port is missing, and the flow entry under
+  // it: without the forward entry, or with the reverse one naming another
+  // client or the flow entry another frontend (the port went to another
+  // connection), the connection is handled as new.
   dpv2_snat_value snat_source{};
   bool snat_reverse_missing = false;
   dpv2_ct_key snat_scratch;
   uint64_t snat_flow_hash = 0;
+  dpv2_ct_value* snat_flow = nullptr;
   if (service_entry != nullptr) {
     reopened = ReopensEntry(*service_entry, proto_, pkt_.tcp_flags);
     if (!reopened) {
@@ -698,8 +710,10 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
         reverse = state_.snat.Find(
             SnatFlowKey(snat_source, *backend, &snat_scratch, &snat_flow_hash));
         snat_reverse_missing = reverse == nullptr;
+        snat_flow = state_.conntrack.Find(snat_scratch, snat_flow_hash, now_);
       }
-      if (source == nullptr || (reverse != nullptr && !IsSnatClient(*reverse))) {
+      if (source == nullptr || (reverse != nullptr && !IsSnatClient(*reverse)) ||
+          !IsOwnSnatFlow(snat_flow)) {
         backend = nullptr;
       }
     }
@@ -714,7 +728,8 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     uint64_t flow_hash = snat_flow_hash;
     const dpv2_ct_key& flow_key =
         snat ? snat_scratch : FlowKey(*backend, &scratch, &flow_hash);
-    dpv2_ct_value* flow_entry = state_.conntrack.Find(flow_key, flow_hash, now_);
+    dpv2_ct_value* flow_entry =
+        snat ? snat_flow : state_.conntrack.Find(flow_key, flow_hash, now_);
     flow.identities_pending = true;
     if (dpv2_drop_reason r = CheckPolicy(flow, /*new_connection=*/false); r != DPV2_DROP_NONE) {
       return Drop(r, &flow);
@@ -921,7 +936,8 @@ dpv2_drop_reason PacketRun::ClaimSnatPort(const dpv2_addr& node_addr,
     const dpv2_ct_key key =
         MakeCtKey(node_addr, backend.addr, port, ntohs(backend.port), proto_, family_, 0);
     const dpv2_snat_value* taken = state_.snat.Find(key);
-    if (taken != nullptr && !IsSnatClient(*taken)) {
+    if (taken != nullptr &&
+        !(IsSnatClient(*taken) && IsOwnSnatFlow(state_.conntrack.Find(key, now_)))) {
       continue;
     }
     if (!state_.snat.Upsert(key, SnatClient())) {

@@ -652,7 +652,7 @@ static __always_inline int snat_create(struct dpv2_scratch *s, const struct dpv2
   struct dpv2_pkt *p = &s->pkt;
   snat_set_client(s, now);
   ct_make_key(&s->key2, &s->snat.addr, &be->addr, 0, be->port, p->proto, p->family, 0);
-  int rc = snat_claim_port(&s->key2, &s->snat_client, s->tuple_hash);
+  int rc = snat_claim_port(&s->key2, &s->snat_client, &s->key, s->tuple_hash);
   if (rc < 0) {
     return -rc;
   }
@@ -686,6 +686,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   struct dpv2_ct_value *se = se_any && now < se_any->expires_ns ? se_any : 0;
   s->replaces_service = se_any != 0;
   struct dpv2_backend *be = 0;
+  struct dpv2_ct_value *fe = 0; /* the flow entry of an established connection */
   s->reopened = 0;
   if (se) {
     if (hook_is_xdp() && (se->flags & DPV2_CT_F_SNAT)) {
@@ -697,11 +698,12 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
        * (terminating); choose again only if it was deleted. */
       be = lb_lookup_backend(se->backend_id);
     }
-    /* An SNATed connection's source (its forward SNAT entry) and the
-     * reverse SNAT entry under its port, keyed like its flow entry: without
-     * the former, or with the latter naming another client (the port went
-     * to another connection), the connection is handled as new. Not in
-     * XDP, which handed it to tc above. */
+    /* An SNATed connection's source (its forward SNAT entry), the reverse
+     * SNAT entry under its port, keyed like its flow entry, and that flow
+     * entry: without the first, or with the second naming another client or
+     * the third another frontend (the port went to another connection), the
+     * connection is handled as new. Not in XDP, which handed it to tc
+     * above. */
     if (!hook_is_xdp() && be && (se->flags & DPV2_CT_F_SNAT)) {
       const struct dpv2_snat_value *source = bpf_map_lookup_elem(&dpv2_snat, &s->key);
       if (source) {
@@ -711,7 +713,9 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
         snat_set_client(s, now);
         const struct dpv2_snat_value *reverse = bpf_map_lookup_elem(&dpv2_snat, &s->key2);
         s->snat_restore = !reverse;
-        s->snat_on = !reverse || snat_same_client(reverse, &s->snat_client);
+        fe = ct_lookup(&s->key2, now);
+        s->snat_on = (!reverse || snat_same_client(reverse, &s->snat_client)) &&
+                     snat_own_flow(fe, &s->key);
       }
       if (!s->snat_on) {
         be = 0;
@@ -725,8 +729,8 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     flow->dport = be->port;
     if (!s->snat_on) {
       ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+      fe = ct_lookup(&s->key2, now);
     }
-    struct dpv2_ct_value *fe = ct_lookup(&s->key2, now);
     rc = datapath_policy(s, 0);
     if (rc) {
       return drop(s, res, rc, flow);

@@ -9,7 +9,7 @@
  * garbage collection deletes an entry whose conntrack entry is gone.
  *
  *   const struct dpv2_node_addr_value *node = snat_node_addr(family);
- *   int rc = snat_claim_port(&flow_key, &client, tuple_hash);
+ *   int rc = snat_claim_port(&flow_key, &client, &service_key, tuple_hash);
  */
 #ifndef DPV2_BPF_SNAT_H_
 #define DPV2_BPF_SNAT_H_
@@ -17,6 +17,7 @@
 #include <linux/errno.h>
 
 #include "common.h"
+#include "conntrack.h"
 
 /* DatapathConfig::snat_port_min / _max (inclusive), set by the loader. */
 const volatile __u16 cfg_snat_port_min = DPV2_SNAT_DEFAULT_PORT_MIN;
@@ -59,19 +60,34 @@ static __always_inline int snat_same_client(const struct dpv2_snat_value *a,
   return addr_eq(&a->addr, &b->addr) && a->port == b->port;
 }
 
+/* Whether `flow`, the live flow entry under an SNAT port's key (0: none),
+ * is the connection's whose SERVICE key is `service`: REV_NAT | SNAT and
+ * its frontend (the SERVICE key's destination). With the reverse entry
+ * there naming its client it is then the same connection; otherwise
+ * another connection of that client holds the port. */
+static __always_inline int snat_own_flow(const struct dpv2_ct_value *flow,
+                                         const struct dpv2_ct_key *service) {
+  const __u16 snat_flow = DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT;
+  return !flow || ((flow->flags & snat_flow) == snat_flow &&
+                   addr_eq(&flow->nat_addr, &service->daddr) && flow->nat_port == service->dport);
+}
+
 /* Claims a source port for a new connection: `key` is its flow key
  * (node -> backend, flags 0) whose sport this sets, `client` the reverse
- * entry's value, `hash` dpv2_tuple_hash of its client -> frontend tuple
- * (whatever the frontend's backend selection). With first = hash % range,
- * probe i tries port min + (first + i) % range; a port is free when no
- * entry has its key (BPF_NOEXIST makes the insert the claim) or the entry
- * there names this client's address and port (the same connection
- * reopened), which is rewritten. 0, or -DPV2_DROP_NAT_NO_PORT when every
- * probe was taken, -DPV2_DROP_CT_FULL when the table is full. Verified
- * once, not in every path of handle_service. */
+ * entry's value (created now), `service` its SERVICE key (client ->
+ * frontend), `hash` dpv2_tuple_hash of that tuple (whatever the frontend's
+ * backend selection). With first = hash % range, probe i tries port
+ * min + (first + i) % range; a port is free when no entry has its key
+ * (BPF_NOEXIST makes the insert the claim) or the entry there names this
+ * client's address and port and the flow entry under the key, if live, this
+ * frontend (the same connection reopened), which is rewritten. 0, or
+ * -DPV2_DROP_NAT_NO_PORT when every probe was taken, -DPV2_DROP_CT_FULL
+ * when the table is full. Verified once, not in every path of
+ * handle_service. */
 DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
-                                        const struct dpv2_snat_value *client, __u32 hash) {
-  if (!key || !client) {
+                                        const struct dpv2_snat_value *client,
+                                        const struct dpv2_ct_key *service, __u32 hash) {
+  if (!key || !client || !service) {
     return -DPV2_DROP_INTERNAL;
   }
   const __u32 range = (__u32)cfg_snat_port_max - cfg_snat_port_min + 1;
@@ -86,7 +102,8 @@ DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
       return -DPV2_DROP_CT_FULL;
     }
     const struct dpv2_snat_value *taken = bpf_map_lookup_elem(&dpv2_snat, key);
-    if (taken && snat_same_client(taken, client)) {
+    if (taken && snat_same_client(taken, client) &&
+        snat_own_flow(ct_lookup(key, client->created_ns), service)) {
       return bpf_map_update_elem(&dpv2_snat, key, client, BPF_EXIST) < 0 ? -DPV2_DROP_CT_FULL
                                                                         : 0;
     }
