@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ pkg-config meson ninja-build python3
-  libabsl-dev nlohmann-json3-dev catch2 libyaml-cpp-dev libboost-dev libssl-dev
+  libabsl-dev nlohmann-json3-dev libsimdjson-dev catch2 libyaml-cpp-dev libboost-dev libssl-dev
   libbenchmark-dev
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev
   dpdk-dev

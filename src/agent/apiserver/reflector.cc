@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "simdjson.h"
 
 namespace dpv2::agent::apiserver {
 namespace {
@@ -25,23 +28,101 @@ std::string UrlEscape(absl::string_view text) {
   return out;
 }
 
-std::string MetadataString(const nlohmann::json& object, const char* field) {
-  if (!object.is_object()) return "";
-  auto metadata = object.find("metadata");
-  if (metadata == object.end() || !metadata->is_object()) return "";
-  auto value = metadata->find(field);
-  if (value == metadata->end() || !value->is_string()) return "";
-  return value->get<std::string>();
+using simdjson::dom::element;
+
+// A parsed text and those of its elements that JsonRefs point to (a deque
+// keeps their addresses as it grows).
+struct ParsedText {
+  simdjson::dom::document document;
+  std::deque<element> elements;
+};
+
+// `value`, an element of `text`'s document, as a JsonRef sharing the text.
+JsonRef Share(const std::shared_ptr<ParsedText>& text, element value) {
+  return JsonRef(text, &text->elements.emplace_back(value));
 }
 
-// What a relist can say of an object that went away: its name (and
-// namespace), since the store keeps no copy.
-nlohmann::json MetadataOnly(const std::string& key) {
-  const size_t slash = key.find('/');
-  if (slash == std::string::npos) {
-    return {{"metadata", {{"name", key}}}};
+// The text parsed into a document of its own (a parser per text: it keeps
+// nothing once done), and its root.
+absl::StatusOr<std::pair<std::shared_ptr<ParsedText>, element>> Parse(
+    absl::string_view text) {
+  auto parsed = std::make_shared<ParsedText>();
+  simdjson::dom::parser parser;
+  element root;
+  const simdjson::error_code error =
+      parser.parse_into_document(parsed->document, text.data(), text.size()).get(root);
+  if (error != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(simdjson::error_message(error));
   }
-  return {{"metadata", {{"namespace", key.substr(0, slash)}, {"name", key.substr(slash + 1)}}}};
+  return std::make_pair(std::move(parsed), root);
+}
+
+std::string MetadataString(element object, const char* field) {
+  std::string_view value;
+  if (object["metadata"][field].get(value) != simdjson::SUCCESS) return "";
+  return std::string(value);
+}
+
+// Fingerprint's hash: splitmix64's finalizer mixes, members are summed (in
+// any order) and items chained (in order).
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111eb;
+  return x ^ (x >> 31);
+}
+
+uint64_t Combine(uint64_t seed, uint64_t value) {
+  return Mix(seed ^ (value + 0x9e3779b97f4a7c15 + (seed << 6) + (seed >> 2)));
+}
+
+uint64_t HashString(std::string_view text) {
+  return Combine('"', std::hash<std::string_view>{}(text));
+}
+
+uint64_t HashMember(std::string_view key, uint64_t value) {
+  return Combine(std::hash<std::string_view>{}(key), value);
+}
+
+uint64_t HashValue(element value);
+
+// An object's hash from the sum of its members' (plus `extra`, members it
+// is taken to have).
+uint64_t HashObject(simdjson::dom::object object, uint64_t extra) {
+  uint64_t sum = extra;
+  for (simdjson::dom::key_value_pair field : object) {
+    sum += HashMember(field.key, HashValue(field.value));
+  }
+  return Combine('{', sum);
+}
+
+uint64_t HashValue(element value) {
+  switch (value.type()) {
+    case simdjson::dom::element_type::OBJECT:
+      return HashObject(value.get_object().value_unsafe(), 0);
+    case simdjson::dom::element_type::ARRAY: {
+      uint64_t hash = Mix('[');
+      const simdjson::dom::array items = value.get_array().value_unsafe();
+      for (element item : items) {
+        hash = Combine(hash, HashValue(item));
+      }
+      return hash;
+    }
+    case simdjson::dom::element_type::STRING:
+      return HashString(value.get_string().value_unsafe());
+    case simdjson::dom::element_type::INT64:
+      return Combine('l', static_cast<uint64_t>(value.get_int64().value_unsafe()));
+    case simdjson::dom::element_type::UINT64:
+      return Combine('u', value.get_uint64().value_unsafe());
+    case simdjson::dom::element_type::DOUBLE:
+      return Combine('d', std::hash<double>{}(value.get_double().value_unsafe()));
+    case simdjson::dom::element_type::BOOL:
+      return Combine('t', value.get_bool().value_unsafe() ? 1 : 0);
+    case simdjson::dom::element_type::NULL_VALUE:
+      break;
+  }
+  return Mix('n');
 }
 
 }  // namespace
@@ -58,57 +139,80 @@ absl::string_view DeltaTypeName(DeltaType type) {
   return "?";
 }
 
-std::string ObjectKey(const nlohmann::json& object) {
+absl::StatusOr<JsonRef> ParseJson(absl::string_view text) {
+  DPV2_ASSIGN_OR_RETURN(auto parsed, Parse(text));
+  return Share(parsed.first, parsed.second);
+}
+
+std::string ObjectKey(const simdjson::dom::element& object) {
   std::string name = MetadataString(object, "name");
   if (name.empty()) return "";
   std::string ns = MetadataString(object, "namespace");
   return ns.empty() ? name : absl::StrCat(ns, "/", name);
 }
 
-nlohmann::json WithTypeMeta(nlohmann::json object,
-                            const ApiResource& resource) {
-  if (object.is_object()) {
-    if (!object.contains("kind")) object["kind"] = resource.kind;
-    if (!object.contains("apiVersion")) {
-      object["apiVersion"] = resource.ApiVersion();
-    }
+size_t Fingerprint(const simdjson::dom::element& object, const ApiResource& resource) {
+  simdjson::dom::object members;
+  if (object.get(members) != simdjson::SUCCESS) return HashValue(object);
+  uint64_t restored = 0;
+  if (members["kind"].error() == simdjson::NO_SUCH_FIELD) {
+    restored += HashMember("kind", HashString(resource.kind));
   }
-  return object;
-}
-
-size_t Fingerprint(const nlohmann::json& object) {
-  return std::hash<nlohmann::json>{}(object);
+  if (members["apiVersion"].error() == simdjson::NO_SUCH_FIELD) {
+    restored += HashMember("apiVersion", HashString(resource.ApiVersion()));
+  }
+  return HashObject(members, restored);
 }
 
 absl::StatusOr<ListPage> ParseListPage(absl::string_view body,
                                        const ApiResource& resource,
                                        absl::string_view where) {
-  nlohmann::json page = nlohmann::json::parse(body, nullptr, false);
-  if (page.is_discarded() || !page.is_object()) {
+  absl::StatusOr<std::pair<std::shared_ptr<ParsedText>, element>> parsed = Parse(body);
+  if (!parsed.ok() || !parsed->second.is_object()) {
     return absl::DataLossError(
         absl::StrCat(where, ": response is not a JSON object"));
   }
+  const element page = parsed->second;
   ListPage out;
-  auto items = page.find("items");
-  if (items != page.end() && !items->is_null() && !items->is_array()) {
-    return absl::DataLossError(absl::StrCat(where, ": items: not a list"));
-  }
-  if (items != page.end() && items->is_array()) {
-    out.items.reserve(items->size());
-    for (nlohmann::json& item : *items) {
-      ListItem typed{.key = ObjectKey(item),
-                     .object = WithTypeMeta(std::move(item), resource)};
+  element items;
+  if (page["items"].get(items) == simdjson::SUCCESS && !items.is_null()) {
+    simdjson::dom::array list;
+    if (items.get(list) != simdjson::SUCCESS) {
+      return absl::DataLossError(absl::StrCat(where, ": items: not a list"));
+    }
+    out.items.reserve(list.size());
+    for (element item : list) {
+      ListItem typed{.key = ObjectKey(item)};
       if (typed.key.empty()) {
         return absl::DataLossError(
             absl::StrCat(where, ": items[]: metadata.name missing"));
       }
-      typed.fingerprint = Fingerprint(typed.object);
+      typed.fingerprint = Fingerprint(item, resource);
+      typed.object = Share(parsed->first, item);
       out.items.push_back(std::move(typed));
     }
   }
   out.resource_version = MetadataString(page, "resourceVersion");
   out.continue_token = MetadataString(page, "continue");
   return out;
+}
+
+absl::StatusOr<WatchEvent> ParseWatchEvent(absl::string_view line,
+                                           const ApiResource& resource,
+                                           absl::string_view where) {
+  absl::StatusOr<std::pair<std::shared_ptr<ParsedText>, element>> parsed = Parse(line);
+  std::string_view type;
+  element object;
+  if (!parsed.ok() || parsed->second["type"].get(type) != simdjson::SUCCESS ||
+      parsed->second["object"].get(object) != simdjson::SUCCESS || !object.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": malformed event: ", line.substr(0, 200)));
+  }
+  return WatchEvent{.type = std::string(type),
+                    .object = Share(parsed->first, object),
+                    .key = ObjectKey(object),
+                    .fingerprint = Fingerprint(object, resource),
+                    .resource_version = MetadataString(object, "resourceVersion")};
 }
 
 Backoff::Backoff(BackoffOptions options, uint64_t seed)
@@ -301,9 +405,7 @@ absl::Status Reflector::List() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [key, hash] : store_) {
       if (!fresh.contains(key)) {
-        update.deltas.push_back(
-            {DeltaType::kDeleted, key,
-             WithTypeMeta(MetadataOnly(key), options_.resource)});
+        update.deltas.push_back({DeltaType::kDeleted, key, nullptr});
       }
     }
     std::map<std::string, size_t> hashes;
@@ -334,31 +436,30 @@ Reflector::Outcome Reflector::HandleWatchLine(absl::string_view line) {
     line.remove_suffix(1);
   }
   if (line.empty()) return Outcome::kEnded;  // keep-alive blank line
-  nlohmann::json event = nlohmann::json::parse(line.begin(), line.end(),
-                                               nullptr, false);
   const std::string where = absl::StrCat("WATCH ", options_.resource.Path());
-  if (event.is_discarded() || !event.is_object() ||
-      !event.contains("type") || !event["type"].is_string() ||
-      !event.contains("object") || !event["object"].is_object()) {
-    RecordError(absl::DataLossError(
-        absl::StrCat(where, ": malformed event: ", line.substr(0, 200))));
+  absl::StatusOr<WatchEvent> event = ParseWatchEvent(line, options_.resource, where);
+  if (!event.ok()) {
+    RecordError(event.status());
     return Outcome::kFailed;
   }
-  const std::string type = event["type"].get<std::string>();
-  nlohmann::json& object = event["object"];
   {
     std::lock_guard<std::mutex> lock(mu_);
     state_.last_event_time = absl::Now();
   }
-  if (type == "ERROR") {
-    int code = object.value("code", 0);
+  const element& object = *event->object;
+  if (event->type == "ERROR") {
+    int64_t code = 0;
+    if (object["code"].get(code) != simdjson::SUCCESS) code = 0;
+    std::string_view message;
+    if (object["message"].get(message) != simdjson::SUCCESS) message = {};
     if (code == 410) return Outcome::kGone;
     RecordError(absl::UnavailableError(absl::StrCat(
-        where, ": ERROR event ", code, ": ", object.value("message", ""))));
+        where, ": ERROR event ", code, ": ",
+        absl::string_view(message.data(), message.size()))));
     return Outcome::kFailed;
   }
-  std::string version = MetadataString(object, "resourceVersion");
-  if (type == "BOOKMARK") {
+  const std::string& version = event->resource_version;
+  if (event->type == "BOOKMARK") {
     if (!version.empty()) {
       resource_version_ = version;
       std::lock_guard<std::mutex> lock(mu_);
@@ -366,32 +467,32 @@ Reflector::Outcome Reflector::HandleWatchLine(absl::string_view line) {
     }
     return Outcome::kEnded;
   }
-  if (type != "ADDED" && type != "MODIFIED" && type != "DELETED") {
+  if (event->type != "ADDED" && event->type != "MODIFIED" &&
+      event->type != "DELETED") {
     RecordError(absl::DataLossError(
-        absl::StrCat(where, ": unknown event type \"", type, "\"")));
+        absl::StrCat(where, ": unknown event type \"", event->type, "\"")));
     return Outcome::kFailed;
   }
-  std::string key = ObjectKey(object);
+  const std::string& key = event->key;
   if (key.empty()) {
     RecordError(absl::DataLossError(absl::StrCat(
-        where, ": ", type, " event: object.metadata.name missing")));
+        where, ": ", event->type, " event: object.metadata.name missing")));
     return Outcome::kFailed;
   }
-  nlohmann::json typed = WithTypeMeta(std::move(object), options_.resource);
   ReflectorUpdate update{.synced = true};
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (type == "DELETED") {
+    if (event->type == "DELETED") {
       auto it = store_.find(key);
       if (it != store_.end()) {
         store_.erase(it);
-        update.deltas.push_back({DeltaType::kDeleted, key, std::move(typed)});
+        update.deltas.push_back({DeltaType::kDeleted, key, event->object});
       }
     } else {
-      auto [it, inserted] = store_.insert_or_assign(key, Fingerprint(typed));
+      auto [it, inserted] = store_.insert_or_assign(key, event->fingerprint);
       update.deltas.push_back({inserted ? DeltaType::kAdded
                                         : DeltaType::kUpdated,
-                               key, std::move(typed)});
+                               key, event->object});
     }
     ++state_.events;
     if (!version.empty()) state_.resource_version = version;

@@ -3,7 +3,9 @@
 // resourceVersion with bookmarks, keeps a store of which objects exist
 // (a fingerprint per "namespace/name", not the object: the handler keeps
 // what it needs, decoded, and a JSON copy of every pod of a cluster costs
-// KBs a pod), and reports every change to a handler as deltas. It
+// KBs a pod), and reports every change to a handler as deltas, each object
+// an element of the simdjson document its LIST page or watch event was
+// parsed into (no tree is built; the handler decodes from it). It
 // survives what the API server does in practice: streams that end
 // (timeoutSeconds), disconnects (resume from the last resourceVersion),
 // 410 Gone (relist and diff the full result against the store, so objects
@@ -34,9 +36,23 @@
 #include "agent/apiserver/client_config.h"
 #include "agent/apiserver/http_transport.h"
 #include "agent/apiserver/resources.h"
-#include "nlohmann/json.hpp"
+
+// simdjson.h (1.3 MB) stays out of this widely included header; read the
+// objects with it where they are read.
+namespace simdjson::dom {
+class element;
+}  // namespace simdjson::dom
 
 namespace dpv2::agent::apiserver {
+
+// An element of a parsed JSON text (a LIST page, a watch event) that keeps
+// the whole parsed document alive: objects go from the reflector to their
+// decoder without a copy, and the page's memory goes with its last object.
+using JsonRef = std::shared_ptr<const simdjson::dom::element>;
+
+// A JSON text parsed into a document of its own; the reference is its root.
+// InvalidArgument (simdjson's reason) for text that is not JSON.
+absl::StatusOr<JsonRef> ParseJson(absl::string_view text);
 
 enum class DeltaType { kAdded, kUpdated, kDeleted };
 
@@ -44,10 +60,12 @@ absl::string_view DeltaTypeName(DeltaType type);
 
 struct Delta {
   DeltaType type;
-  std::string key;         // "namespace/name", or "name" if cluster-scoped
-  // The new object. For kDeleted: the DELETED event's object, or after a
-  // relist only metadata.name and metadata.namespace (no copy is kept).
-  nlohmann::json object;
+  std::string key;  // "namespace/name", or "name" if cluster-scoped
+  // The new object as the API server sent it: kind and apiVersion may be
+  // absent (list items and some watch events omit them; they are the
+  // resource's). For kDeleted: the DELETED event's object, or null after a
+  // relist, which knows only the key (the store keeps no copy).
+  JsonRef object;
 };
 
 // What the handler receives. Deltas of one update are applied to the store
@@ -113,25 +131,22 @@ struct WatchState {
 };
 
 // "namespace/name" (or "name") of an object, empty if metadata.name is missing.
-std::string ObjectKey(const nlohmann::json& object);
+std::string ObjectKey(const simdjson::dom::element& object);
 
-// An object as delivered: with kind and apiVersion set to the resource's
-// when absent (list items and some watch events omit them; the decoder
-// downstream needs them).
-nlohmann::json WithTypeMeta(nlohmann::json object,
-                            const ApiResource& resource);
+// The fingerprint the store keeps of an object: a hash of its JSON value
+// (members in any order), kind and apiVersion counted as the resource's
+// when absent, so that an object hashes alike with or without them (a LIST
+// item and the watch event of the same content).
+size_t Fingerprint(const simdjson::dom::element& object, const ApiResource& resource);
 
-// The fingerprint the store keeps of an object as delivered.
-size_t Fingerprint(const nlohmann::json& object);
-
-// One page of a LIST response body, parsed: its items as delivered, in the
-// page's order, each with its key and fingerprint, and the list's
-// resourceVersion and continue token. What a full sync costs before any
-// decoding (view_bench measures it with this function). Errors name
-// `where` ("LIST /api/v1/pods").
+// One page of a LIST response body, parsed: its items as sent (sharing the
+// page's document), in the page's order, each with its key and fingerprint,
+// and the list's resourceVersion and continue token. What a full sync costs
+// before any decoding (view_bench measures it with this function). Errors
+// name `where` ("LIST /api/v1/pods").
 struct ListItem {
   std::string key;
-  nlohmann::json object;
+  JsonRef object;
   size_t fingerprint = 0;
 };
 struct ListPage {
@@ -142,6 +157,22 @@ struct ListPage {
 absl::StatusOr<ListPage> ParseListPage(absl::string_view body,
                                        const ApiResource& resource,
                                        absl::string_view where);
+
+// One line of a watch stream, parsed: the event's type, its object as sent
+// (sharing the line's document) with its key ("" when it has no name, as
+// bookmarks), fingerprint and metadata.resourceVersion. DataLoss naming
+// `where` ("WATCH /api/v1/pods") for a line that is no event: not JSON, no
+// type string, no object.
+struct WatchEvent {
+  std::string type;  // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR, or other
+  JsonRef object;
+  std::string key;
+  size_t fingerprint = 0;
+  std::string resource_version;
+};
+absl::StatusOr<WatchEvent> ParseWatchEvent(absl::string_view line,
+                                           const ApiResource& resource,
+                                           absl::string_view where);
 
 class Reflector {
  public:
@@ -182,8 +213,8 @@ class Reflector {
   mutable std::mutex mu_;  // guards the fields below
   std::condition_variable wake_;
   bool stopping_ = false;
-  // Key -> hash of the object as delivered (type meta restored): a relist
-  // reports an object updated when its hash differs.
+  // Key -> Fingerprint of the object: a relist reports an object updated
+  // when its fingerprint differs.
   std::map<std::string, size_t> store_;
   WatchState state_;
 

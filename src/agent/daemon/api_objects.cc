@@ -44,7 +44,11 @@ void ForEachMap(Fn&& fn) {
 ApiObjects::ApiObjects(std::vector<apiserver::ApiResource> resources)
     : resources_(std::move(resources)),
       synced_(resources_.size(), false),
-      plain_field_(resources_.size(), -1) {}
+      plain_field_(resources_.size(), -1) {
+  for (const apiserver::ApiResource& r : resources_) {
+    api_versions_.push_back(r.ApiVersion());
+  }
+}
 
 void ApiObjects::Remove(const Slot& slot) {
   auto it = contributions_.find(slot);
@@ -74,9 +78,11 @@ void ApiObjects::Remove(const Slot& slot) {
   contributions_.erase(it);
 }
 
-void ApiObjects::Decode(const Slot& slot, const nlohmann::json& object) {
+void ApiObjects::Decode(const Slot& slot, const simdjson::dom::element& object) {
   k8s::ClusterObjects one;
-  k8s::AddObject(object, absl::StrCat("API ", resources_[slot.first].plural), &one);
+  k8s::AddApiObject(object,
+                    {.kind = resources_[slot.first].kind, .api_version = api_versions_[slot.first]},
+                    absl::StrCat("API ", resources_[slot.first].plural), &one);
   ++decoded_;
   Contribution c;
   ForEachMap([&](int index, auto member, auto) {
@@ -121,7 +127,7 @@ void ApiObjects::Apply(size_t resource, const apiserver::ReflectorUpdate& update
     const Slot slot{resource, d.key};
     Remove(slot);
     if (d.type != apiserver::DeltaType::kDeleted) {
-      Decode(slot, d.object);
+      Decode(slot, *d.object);
     }
   }
   if (update.synced) {

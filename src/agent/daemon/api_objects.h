@@ -37,9 +37,10 @@ class ApiObjects {
   // One slot per resource, in this order (errors are listed in it too).
   explicit ApiObjects(std::vector<apiserver::ApiResource> resources);
 
-  // Decodes the objects of `update` (for resources()[resource]) and replaces
-  // what their keys held before; a deleted key takes its object, errors and
-  // warnings away. `update.synced` marks the resource listed. Thread-safe.
+  // Decodes the objects of `update` (for resources()[resource]; one without
+  // kind or apiVersion is of that resource) and replaces what their keys
+  // held before; a deleted key takes its object, errors and warnings away.
+  // `update.synced` marks the resource listed. Thread-safe.
   void Apply(size_t resource, const apiserver::ReflectorUpdate& update);
 
   // Every decoded object, with the decoding errors and warnings of all of
@@ -90,7 +91,7 @@ class ApiObjects {
   using Slot = std::pair<size_t, std::string>;  // resource, reflector key
 
   void Remove(const Slot& slot);
-  void Decode(const Slot& slot, const nlohmann::json& object);
+  void Decode(const Slot& slot, const simdjson::dom::element& object);
   // Unavailable naming the resources not listed yet, else OK.
   absl::Status CheckSynced() const;
   // Errors, warnings and singletons of every stored object, into `out`.
@@ -98,6 +99,7 @@ class ApiObjects {
   void ForgetChanges();
 
   std::vector<apiserver::ApiResource> resources_;
+  std::vector<std::string> api_versions_;  // of resources_, the objects' default apiVersion
   mutable std::mutex mu_;  // guards the fields below
   std::vector<bool> synced_;
   k8s::ClusterObjects objects_;  // the map fields only

@@ -177,24 +177,21 @@ std::optional<IntOrString> DecodeIntOrStringPort(const JsonField& field) {
   if (!field.present()) {
     return std::nullopt;
   }
-  const nlohmann::json& v = *field.raw();
-  if (v.is_number_integer()) {
-    int64_t n = v.is_number_unsigned() && v.get<uint64_t>() > 65535 ? 65536 : v.get<int64_t>();
-    if (n < 1 || n > 65535) {
-      field.Fail(absl::StrCat("must be 1-65535 or a name, got ", DescribeValue(v)));
+  if (std::optional<int64_t> n = field.PeekInt()) {
+    if (*n < 1 || *n > 65535) {
+      field.Fail(absl::StrCat("must be 1-65535 or a name, got ", field.Describe()));
       return std::nullopt;
     }
-    return IntOrString(static_cast<int32_t>(n));
+    return IntOrString(static_cast<int32_t>(*n));
   }
-  if (v.is_string()) {
-    std::string s = v.get<std::string>();
-    if (std::string why = IanaSvcNameError(s); !why.empty()) {
-      field.Fail(absl::StrCat("must be 1-65535 or a name, got ", DescribeValue(v)));
+  if (std::optional<absl::string_view> s = field.PeekString()) {
+    if (std::string why = IanaSvcNameError(*s); !why.empty()) {
+      field.Fail(absl::StrCat("must be 1-65535 or a name, got ", field.Describe()));
       return std::nullopt;
     }
-    return IntOrString(s);
+    return IntOrString(std::string(*s));
   }
-  field.Fail(absl::StrCat("must be 1-65535 or a name, got ", DescribeValue(v)));
+  field.Fail(absl::StrCat("must be 1-65535 or a name, got ", field.Describe()));
   return std::nullopt;
 }
 

@@ -327,7 +327,7 @@ std::vector<AdminNetworkPolicyEgressRule> DecodeAnpEgress(const JsonField& list,
           }
           cidrs.push_back(*text);
         }
-        if (cidrs.empty() && networks.raw()->is_array() && networks.raw()->empty()) {
+        if (cidrs.empty() && networks.is_empty_list()) {
           networks.Fail("Required value: must have at least 1 CIDR");
         }
         peer.networks = std::move(cidrs);

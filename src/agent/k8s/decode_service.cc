@@ -104,8 +104,7 @@ void DecodeClusterIps(const JsonField& spec, bool external_name, ServiceObject* 
 void DecodeServicePorts(const JsonField& spec, bool headless_or_external, ServiceObject* svc) {
   JsonField ports = spec["ports"];
   std::vector<JsonField> items = ports.Items();
-  if (items.empty() && !headless_or_external &&
-      (!ports.present() || ports.raw()->is_array())) {
+  if (items.empty() && !headless_or_external && (!ports.present() || ports.is_list())) {
     ports.FailRequired();
   }
   std::set<std::string> names;
@@ -137,10 +136,8 @@ void DecodeServicePorts(const JsonField& spec, bool headless_or_external, Servic
     }
     // targetPort: 0, "" or absent default to `port` (SetDefaults_Service).
     JsonField target_field = item["targetPort"];
-    const nlohmann::json* raw = target_field.raw();
-    bool defaulted = !target_field.present() ||
-                     (raw->is_number_integer() && raw->get<int64_t>() == 0) ||
-                     (raw->is_string() && raw->get<std::string>().empty());
+    const bool defaulted =
+        !target_field.present() || target_field.PeekInt() == 0 || target_field.PeekString() == "";
     if (defaulted) {
       target.number = port.port;
     } else if (std::optional<IntOrString> t = DecodeIntOrStringPort(target_field)) {
@@ -365,7 +362,7 @@ EndpointSliceObject DecodeEndpointSlice(const JsonField& root, const ObjectMeta&
     EndpointSpec ep;
     JsonField addresses = item["addresses"];
     std::vector<JsonField> addr_items = addresses.Items();
-    if (addr_items.empty() && (!addresses.present() || addresses.raw()->is_array())) {
+    if (addr_items.empty() && (!addresses.present() || addresses.is_list())) {
       addresses.Fail("Required value: must contain at least 1 address");
     }
     if (addr_items.size() > 100) {

@@ -67,19 +67,27 @@ void Store(Map& map, const ObjectId& id, Value value, absl::string_view origin,
   }
 }
 
-}  // namespace
+// kind or apiVersion: the object's, or `fallback` when it names none.
+std::optional<std::string> TypeMetaField(const JsonField& root, absl::string_view key,
+                                         absl::string_view fallback) {
+  const JsonField field = root[key];
+  if (!field.present() && !fallback.empty() && root.is_object()) {
+    return std::string(fallback);
+  }
+  return field.String();
+}
 
-void AddObject(const nlohmann::json& object, absl::string_view origin, ClusterObjects* out,
-               const ScalarTexts* texts) {
-  FieldErrors errors;
-  JsonField root(&object, "", &errors, texts);
-  std::optional<std::string> kind = root["kind"].String();
-  std::optional<std::string> api_version = root["apiVersion"].String();
+// AddObject of either backing; `root` carries the errors.
+void Add(const JsonField& root, const TypeMeta& defaults, absl::string_view origin,
+         ClusterObjects* out) {
+  FieldErrors& errors = *root.errors();
+  std::optional<std::string> kind = TypeMetaField(root, "kind", defaults.kind);
+  std::optional<std::string> api_version = TypeMetaField(root, "apiVersion", defaults.api_version);
   if (!kind || !api_version) {
-    if (!root["kind"].present()) {
+    if (!kind && !root["kind"].present()) {
       root["kind"].FailRequired();
     }
-    if (!root["apiVersion"].present()) {
+    if (!api_version && !root["apiVersion"].present()) {
       root["apiVersion"].FailRequired();
     }
     for (const std::string& e : errors.messages()) {
@@ -199,6 +207,20 @@ void AddObject(const nlohmann::json& object, absl::string_view origin, ClusterOb
       out->network_logging = logging;
     }
   }
+}
+
+}  // namespace
+
+void AddObject(const nlohmann::json& object, absl::string_view origin, ClusterObjects* out,
+               const ScalarTexts* texts) {
+  FieldErrors errors;
+  Add(JsonField(&object, "", &errors, texts), TypeMeta{}, origin, out);
+}
+
+void AddApiObject(const simdjson::dom::element& object, const TypeMeta& defaults,
+                  absl::string_view origin, ClusterObjects* out) {
+  FieldErrors errors;
+  Add(JsonField(object, "", &errors), defaults, origin, out);
 }
 
 void AddManifestText(absl::string_view text, absl::string_view source, ClusterObjects* out) {

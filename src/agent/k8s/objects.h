@@ -26,6 +26,10 @@
 #include "dpv2/service.h"
 #include "nlohmann/json.hpp"
 
+namespace simdjson::dom {
+class element;
+}  // namespace simdjson::dom
+
 namespace dpv2::agent::k8s {
 
 // "Service default/web", "Node node-1" (cluster-scoped objects have no
@@ -131,6 +135,20 @@ struct ClusterObjects {
 // unquoted YAML scalars as written.
 void AddObject(const nlohmann::json& object, absl::string_view origin, ClusterObjects* out,
                const ScalarTexts* texts = nullptr);
+
+// The kind and apiVersion of an API object that names none (LIST items
+// omit them: they are their resource's).
+struct TypeMeta {
+  absl::string_view kind;
+  absl::string_view api_version;
+};
+
+// AddObject for an element of a simdjson document: the API server's
+// objects, which the reflector parses with simdjson. An object without kind
+// or apiVersion has `defaults`'. Same objects, errors and warnings as the
+// tree of the same JSON with the defaults written in.
+void AddApiObject(const simdjson::dom::element& object, const TypeMeta& defaults,
+                  absl::string_view origin, ClusterObjects* out);
 
 // ParseManifestText + AddObject for every object in the text.
 void AddManifestText(absl::string_view text, absl::string_view source, ClusterObjects* out);

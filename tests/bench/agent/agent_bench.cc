@@ -108,9 +108,10 @@ Json SliceObject(int i, uint32_t not_ready_mask, int version) {
       SvcName(i), i, version, endpoints));
 }
 
-Json PodObject(int i, int j) {
+// A pod's JSON text: it comes as a watch event, which the reflector parses.
+std::string PodText(int i, int j) {
   const int e = i * kBackendsPerService + j;
-  return ParseObject(absl::Substitute(
+  return absl::Substitute(
       R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"$0-$1","namespace":"default",
       "uid":"pod-uid-$2","resourceVersion":"$2","labels":{"app":"$0",
       "pod-template-hash":"5d9c8b7f4"},"ownerReferences":[{"apiVersion":"apps/v1",
@@ -121,7 +122,7 @@ Json PodObject(int i, int j) {
       "status":{"phase":"Running","hostIP":"$5","podIP":"$6","podIPs":[{"ip":"$6"}],
       "conditions":[{"type":"Ready","status":"True"}]}})",
       SvcName(i), j, e, i, NodeOf(e), IpAddr::V4(0xC0A80000 + e % kNodeCount + 1).ToString(),
-      PodAddress(e)));
+      PodAddress(e));
 }
 
 Json PolicyObject(int p, int services) {
@@ -141,14 +142,20 @@ std::string WatchLine(absl::string_view type, const Json& object) {
   return Json{{"type", type}, {"object", object}}.dump();
 }
 
-// The reflector's share of an event: parse the line, take the object out.
+// The reflector's share of an event: parse the line (key, fingerprint).
 Delta ParseEvent(const std::string& line) {
-  Json event = Json::parse(line);
-  Json object = std::move(event["object"]);
-  const std::string type = event["type"].get<std::string>();
-  return {type == "ADDED" ? DeltaType::kAdded : DeltaType::kUpdated,
-          apiserver::ObjectKey(object), std::move(object)};
+  absl::StatusOr<apiserver::WatchEvent> event =
+      apiserver::ParseWatchEvent(line, apiserver::EndpointSlicesResource(), "WATCH");
+  if (!event.ok()) {
+    std::fprintf(stderr, "%s\n", event.status().ToString().c_str());
+    std::exit(1);
+  }
+  return {event->type == "ADDED" ? DeltaType::kAdded : DeltaType::kUpdated, std::move(event->key),
+          std::move(event->object)};
 }
+
+// An object as a LIST delivers it: parsed into a document of its own.
+apiserver::JsonRef Delivered(const Json& object) { return *apiserver::ParseJson(object.dump()); }
 
 size_t HeapInUse() {
   const struct mallinfo2 m = mallinfo2();
@@ -260,15 +267,21 @@ int Run(int services, int changes) {
   for (int p = 0; p < services / 10; ++p) {
     lists[res.Index("networkpolicies")].push_back(PolicyObject(p, services));
   }
-  const absl::Time list_start = absl::Now();
+  std::vector<ReflectorUpdate> list_updates(res.list.size());
   for (size_t r = 0; r < res.list.size(); ++r) {
-    ReflectorUpdate list{.relisted = true, .synced = true};
-    for (Json& o : lists[r]) {
-      list.deltas.push_back({DeltaType::kAdded, apiserver::ObjectKey(o), std::move(o)});
+    list_updates[r] = {.relisted = true, .synced = true};
+    for (const Json& o : lists[r]) {
+      apiserver::JsonRef delivered = Delivered(o);
+      const std::string key = apiserver::ObjectKey(*delivered);
+      list_updates[r].deltas.push_back({DeltaType::kAdded, key, std::move(delivered)});
     }
-    objects.Apply(r, list);
   }
   lists.clear();
+  const absl::Time list_start = absl::Now();
+  for (size_t r = 0; r < res.list.size(); ++r) {
+    objects.Apply(r, list_updates[r]);
+  }
+  list_updates.clear();
   const absl::Duration list_decode = absl::Now() - list_start;
   const daemon::ReconcileReport full = (*reconciler)->ReconcileNow();
   check(full, "full sync");
@@ -280,21 +293,24 @@ int Run(int services, int changes) {
   int json_samples = 0;
   // What the pods' Reflector keeps of them: key -> hash (reflector.h).
   std::map<std::string, size_t> reflector_store;
+  const apiserver::ApiResource pods_api = apiserver::PodsResource();
   int pod_count = 0;
   const absl::Time pods_start = absl::Now();
   for (int i = 0; i < services; ++i) {
     for (int j = 0; j < kBackendsPerService; j += 2) {
-      // mallinfo2 walks the heap (~0.1 s at 50k pods): the JSON's size is
+      // mallinfo2 walks the heap (~0.1 s at 50k pods): the JSON's size (as
+      // an nlohmann tree, which a store of whole objects would keep) is
       // sampled, 1 pod in 4096, so the decode time stays the decoder's.
-      const bool sample = pod_count % 4096 == 0;
-      const size_t before = sample ? HeapInUse() : 0;
-      Json pod = PodObject(i, j);
-      if (sample) {
+      const std::string text = PodText(i, j);
+      if (pod_count % 4096 == 0) {
+        const size_t before = HeapInUse();
+        const Json tree = Json::parse(text);
         json_bytes += HeapInUse() - before;
         ++json_samples;
       }
-      const std::string key = apiserver::ObjectKey(pod);
-      reflector_store.emplace(key, std::hash<Json>{}(pod));
+      apiserver::JsonRef pod = *apiserver::ParseJson(text);
+      const std::string key = apiserver::ObjectKey(*pod);
+      reflector_store.emplace(key, apiserver::Fingerprint(*pod, pods_api));
       // Delivered, then dropped: the agent's heap holds no JSON of it.
       objects.Apply(pods_resource,
                     {.deltas = {{DeltaType::kAdded, key, std::move(pod)}}, .synced = true});

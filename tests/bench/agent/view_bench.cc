@@ -9,9 +9,10 @@
 //
 // Full sync (P7), a fresh view each time: parse (the objects as LIST
 // responses of 500 items a page through the reflector's
-// apiserver::ParseListPage: JSON parse, kind restored, key, fingerprint),
-// decode (k8s::AddObject of every item, then the items freed, as the agent
-// frees them), ClusterView::Update, diff (ClusterView::PendingChanges:
+// apiserver::ParseListPage: simdjson's DOM of the page, key, fingerprint),
+// decode (k8s::AddApiObject of every item from the page's document, kind and
+// apiVersion the resource's, then the pages freed, as the agent frees
+// them), ClusterView::Update, diff (ClusterView::PendingChanges:
 // LbState and PolicyState, a dry run that copies the tables), apply (all of
 // ApplyTo: its own diff, which moves the tables into the batch, sim
 // Backend::Apply, which validates and writes DatapathTables, and
@@ -20,7 +21,7 @@
 // which the load average inflates less.
 // One endpoint change (P6): one EndpointSlice's JSON with one endpoint's
 // ready condition flipped, as the line of a MODIFIED watch event, parsed as
-// the reflector does (JSON parse, kind restored, fingerprint), decoded and
+// the reflector does (apiserver::ParseWatchEvent: key, fingerprint), decoded and
 // handed to the view as a change (ClusterView::Update with ObjectChanges),
 // diffed and applied; in wall time, in CPU time of the thread, and the
 // slowest passes phase by phase (a pass slow in wall time but not in CPU
@@ -50,7 +51,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -70,6 +70,7 @@ using dpv2::IpAddr;
 using dpv2::agent::ClusterView;
 using dpv2::agent::ObjectChanges;
 using dpv2::agent::k8s::ClusterObjects;
+using dpv2::agent::k8s::TypeMeta;
 using Json = nlohmann::json;
 
 constexpr int kEndpointsPerService = 10;
@@ -179,6 +180,7 @@ std::vector<Json> MakeCluster(int services, const Mix& mix) {
 // and apiVersion.
 struct ListResponse {
   dpv2::agent::apiserver::ApiResource resource;
+  std::string api_version;  // resource.ApiVersion(), the items' default
   std::string body;
 };
 
@@ -202,11 +204,12 @@ std::vector<ListResponse> ListResponses(const std::vector<Json>& cluster) {
       if (!last) {
         metadata["continue"] = absl::StrCat(r.plural, "-", out.size());
       }
-      out.push_back({r, Json{{"kind", r.kind + "List"},
-                             {"apiVersion", r.ApiVersion()},
-                             {"metadata", std::move(metadata)},
-                             {"items", std::move(items)}}
-                            .dump()});
+      out.push_back({r, r.ApiVersion(),
+                     Json{{"kind", r.kind + "List"},
+                          {"apiVersion", r.ApiVersion()},
+                          {"metadata", std::move(metadata)},
+                          {"items", std::move(items)}}
+                         .dump()});
       items = Json::array();
     };
     for (const Json& o : cluster) {
@@ -383,22 +386,25 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
     const size_t heap0 = HeapBytes();
     const double cp = CpuMs();
     const Clock::time_point tp = Clock::now();
-    std::vector<dpv2::agent::apiserver::ListItem> items;
+    std::vector<dpv2::agent::apiserver::ListPage> parsed_pages;
     for (const ListResponse& page : pages) {
       auto parsed = dpv2::agent::apiserver::ParseListPage(page.body, page.resource, "LIST");
       if (!parsed.ok()) {
         std::fprintf(stderr, "list page: %s\n", parsed.status().ToString().c_str());
         return 1;
       }
-      std::move(parsed->items.begin(), parsed->items.end(), std::back_inserter(items));
+      parsed_pages.push_back(std::move(*parsed));
     }
     const double c0 = CpuMs();
     const Clock::time_point t0 = Clock::now();
     objects.emplace();
-    for (const dpv2::agent::apiserver::ListItem& item : items) {
-      dpv2::agent::k8s::AddObject(item.object, "bench", &*objects);
+    for (size_t i = 0; i < pages.size(); ++i) {
+      const TypeMeta type{.kind = pages[i].resource.kind, .api_version = pages[i].api_version};
+      for (const dpv2::agent::apiserver::ListItem& item : parsed_pages[i].items) {
+        dpv2::agent::k8s::AddApiObject(*item.object, type, "bench", &*objects);
+      }
     }
-    items = {};  // the agent frees the JSON once decoded
+    parsed_pages = {};  // the agent frees the pages once decoded
     const Clock::time_point t1 = Clock::now();
     const double c1 = CpuMs();
     const size_t heap1 = HeapBytes();
@@ -447,6 +453,8 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
   Phases change_cpu;  // the same phases in CPU time of this thread
   const dpv2::agent::apiserver::ApiResource slices_resource =
       dpv2::agent::apiserver::EndpointSlicesResource();
+  const std::string slices_version = slices_resource.ApiVersion();
+  const TypeMeta slices_type{.kind = slices_resource.kind, .api_version = slices_version};
   [[maybe_unused]] volatile size_t fingerprint = 0;  // what the reflector's store keeps
   for (int r = 0; r < change_repeats; ++r) {
     const int svc = static_cast<int>(rng() % services);
@@ -456,14 +464,16 @@ int Run(int services, const Mix& mix, int full_repeats, int change_repeats, bool
             .dump();
     const double cp = ThreadCpuMs();
     const Clock::time_point tp = Clock::now();
-    Json event = Json::parse(line);
-    const Json slice = dpv2::agent::apiserver::WithTypeMeta(std::move(event["object"]),
-                                                             slices_resource);
-    fingerprint = dpv2::agent::apiserver::Fingerprint(slice);
+    auto event = dpv2::agent::apiserver::ParseWatchEvent(line, slices_resource, "WATCH");
+    if (!event.ok()) {
+      std::fprintf(stderr, "watch line: %s\n", event.status().ToString().c_str());
+      return 1;
+    }
+    fingerprint = event->fingerprint;
     const double c0 = ThreadCpuMs();
     const Clock::time_point t0 = Clock::now();
     ObjectChanges changes;
-    dpv2::agent::k8s::AddObject(slice, "watch", &changes.changed);
+    dpv2::agent::k8s::AddApiObject(*event->object, slices_type, "watch", &changes.changed);
     const Clock::time_point t1 = Clock::now();
     const double c1 = ThreadCpuMs();
     view->Update(changes);

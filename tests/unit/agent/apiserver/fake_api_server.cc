@@ -2,15 +2,16 @@
 
 #include <sys/socket.h>
 
-#include <cstdio>
-#include <utility>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cstdio>
+#include <utility>
+
+#include "simdjson.h"
 
 namespace dpv2::agent::apiserver::testing {
 namespace {
@@ -237,6 +238,14 @@ FakeResponse StatusResponse(int code, const std::string& reason) {
                            {"reason", reason},
                            {"code", code}};
   return FakeResponse{.status = code, .body = status.dump()};
+}
+
+JsonRef Delivered(const nlohmann::json& object) {
+  return *ParseJson(object.dump());  // a dump always parses
+}
+
+nlohmann::json Tree(const JsonRef& object) {
+  return nlohmann::json::parse(simdjson::to_string(*object));
 }
 
 }  // namespace dpv2::agent::apiserver::testing

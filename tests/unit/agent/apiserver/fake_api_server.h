@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/apiserver/reflector.h"
 #include "nlohmann/json.hpp"
 
 namespace dpv2::agent::apiserver::testing {
@@ -94,6 +95,11 @@ FakeResponse Stream(std::vector<std::string> events,
                     FakeResponse::End end = FakeResponse::End::kHang);
 // A Status response with an HTTP error code (e.g. 410 Expired).
 FakeResponse StatusResponse(int code, const std::string& reason);
+
+// An object as a reflector delivers it (its own parsed document), and what
+// one delivered holds, as a tree to look at.
+JsonRef Delivered(const nlohmann::json& object);
+nlohmann::json Tree(const JsonRef& object);
 
 }  // namespace dpv2::agent::apiserver::testing
 

@@ -3,6 +3,7 @@
 // malformed input and out-of-order EndpointSlices.
 #include "agent/apiserver/reflector.h"
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -10,15 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "agent/apiserver/http_transport.h"
 #include "fake_api_server.h"
+#include "simdjson.h"
 
 namespace dpv2::agent::apiserver {
 namespace {
 
 using testing::Bookmark;
+using testing::Delivered;
 using testing::ErrorEvent;
 using testing::Event;
 using testing::FakeApiServer;
@@ -26,8 +27,9 @@ using testing::FakeRequest;
 using testing::FakeResponse;
 using testing::ListOf;
 using testing::Object;
-using testing::Stream;
 using testing::StatusResponse;
+using testing::Stream;
+using testing::Tree;
 
 ClientConfig ConfigFor(const FakeApiServer& server) {
   return ClientConfig{.server = {.tls = false,
@@ -89,7 +91,7 @@ struct Recorder {
         if (d.type == DeltaType::kDeleted) {
           store.erase(d.key);
         } else {
-          store[d.key] = d.object;
+          store[d.key] = Tree(d.object);
         }
       }
     }
@@ -143,9 +145,10 @@ TEST_CASE("initial list and watch events reach the store and the handler",
   REQUIRE(store.size() == 2);
   CHECK(store.at("default/a")["spec"]["ports"][0]["port"] == 8080);
   CHECK(store.contains("default/c"));
-  // List items come without type meta; the reflector restores it.
+  // Objects as sent: c from its ADDED event with its kind, a from its
+  // MODIFIED one without apiVersion (the decoder takes the resource's).
   CHECK(store.at("default/c")["kind"] == "Service");
-  CHECK(store.at("default/a")["apiVersion"] == "v1");
+  CHECK(!store.at("default/a").contains("apiVersion"));
 
   auto updates = recorder.Updates();
   REQUIRE(updates.size() == 4);
@@ -153,7 +156,8 @@ TEST_CASE("initial list and watch events reach the store and the handler",
   CHECK(updates[0].synced);
   REQUIRE(updates[0].deltas.size() == 2);
   CHECK(updates[0].deltas[0].type == DeltaType::kAdded);
-  CHECK(updates[0].deltas[0].object["kind"] == "Service");
+  // As sent: list items name no kind (the decoder takes the resource's).
+  CHECK(!Tree(updates[0].deltas[0].object).contains("kind"));
   CHECK(updates[1].deltas[0].type == DeltaType::kAdded);
   CHECK(updates[1].deltas[0].key == "default/c");
   CHECK(updates[2].deltas[0].type == DeltaType::kUpdated);
@@ -358,7 +362,7 @@ TEST_CASE("an ERROR event with code 410 relists", "[reflector]") {
     if (!r.IsWatch()) {
       ++lists;
       return lists == 1 ? ListOf({Svc("a", "1")}, "10")
-                        : ListOf({Svc("z", "40")}, "40");
+                        : ListOf({Svc("e", "11"), Svc("z", "40")}, "40");
     }
     if (r.Query("resourceVersion") == "10") {
       return Stream({Event("ADDED", Svc("e", "11")), ErrorEvent(410, "Expired")});
@@ -372,20 +376,20 @@ TEST_CASE("an ERROR event with code 410 relists", "[reflector]") {
   REQUIRE(WaitUntil([&] { return reflector.State().resource_version == "40"; }));
   reflector.Stop();
   auto store = recorder.Store();
-  CHECK(reflector.Keys() == std::vector<std::string>{"default/z"});
-  REQUIRE(store.size() == 1);
+  CHECK(reflector.Keys() == std::vector<std::string>{"default/e", "default/z"});
+  REQUIRE(store.size() == 2);
   CHECK(store.contains("default/z"));
   CHECK(reflector.State().relists == 1);
   auto updates = recorder.Updates();
   REQUIRE(updates.size() == 3);  // list, ADDED e, relist diff
-  CHECK(updates[2].deltas.size() == 3);  // -a, -e, +z
+  // -a, +z; e is listed as its event sent it, only without its kind: the
+  // same fingerprint, no change.
+  CHECK(updates[2].deltas.size() == 2);
   // The store keeps no copy: a relist's deletion names the object only.
   const Delta& gone = updates[2].deltas[0];
   CHECK(gone.type == DeltaType::kDeleted);
   CHECK(gone.key == "default/a");
-  CHECK(gone.object["metadata"] ==
-        nlohmann::json{{"namespace", "default"}, {"name", "a"}});
-  CHECK(gone.object["kind"] == "Service");
+  CHECK(gone.object == nullptr);
 }
 
 TEST_CASE("an ERROR event other than 410 reconnects without relisting",
@@ -536,18 +540,33 @@ TEST_CASE("a LIST page parses into typed, keyed, fingerprinted items",
   REQUIRE(page->items.size() == 2);
   const ListItem& first = page->items[0];
   CHECK(first.key == "shop/web-1");
-  CHECK(first.object["kind"] == "EndpointSlice");
-  CHECK(first.object["apiVersion"] == "discovery.k8s.io/v1");
-  CHECK(first.object["addressType"] == "IPv4");
-  CHECK(first.fingerprint == Fingerprint(first.object));
-  // Type meta an item carries is kept as sent.
+  // Items as sent, type meta absent or not.
+  CHECK(Tree(first.object) ==
+        nlohmann::json::parse(R"({"metadata":{"namespace":"shop","name":"web-1"},
+                                  "addressType":"IPv4"})"));
+  CHECK(first.fingerprint == Fingerprint(*first.object, EndpointSlicesResource()));
   CHECK(page->items[1].key == "cluster-scoped");
-  CHECK(page->items[1].object["apiVersion"] == "discovery.k8s.io/v1beta9");
+  CHECK(Tree(page->items[1].object)["apiVersion"] == "discovery.k8s.io/v1beta9");
   CHECK(page->items[1].fingerprint != first.fingerprint);
+  // The fingerprint counts absent type meta as the resource's, and members
+  // in any order alike: a watch event of the same object has the same one.
+  CHECK(first.fingerprint ==
+        Fingerprint(*Delivered(nlohmann::json::parse(
+                        R"({"addressType":"IPv4","apiVersion":"discovery.k8s.io/v1",
+                            "metadata":{"name":"web-1","namespace":"shop"},
+                            "kind":"EndpointSlice"})")),
+                    EndpointSlicesResource()));
+  CHECK(first.fingerprint != Fingerprint(*Delivered(nlohmann::json::parse(
+                                             R"({"metadata":{"namespace":"shop","name":"web-1"},
+                            "addressType":"IPv6"})")),
+                                         EndpointSlicesResource()));
+  CHECK(first.fingerprint != Fingerprint(*first.object, ServicesResource()));
 
   const ApiResource services = ServicesResource();
   CHECK(ParseListPage(R"({"items":null})", services, "LIST x")->items.empty());
   absl::StatusOr<ListPage> bad = ParseListPage("[1]", services, "LIST x");
+  CHECK(bad.status().message() == "LIST x: response is not a JSON object");
+  bad = ParseListPage(R"({"items":[)", services, "LIST x");
   CHECK(bad.status().message() == "LIST x: response is not a JSON object");
   bad = ParseListPage(R"({"items":{}})", services, "LIST x");
   CHECK(bad.status().message() == "LIST x: items: not a list");
@@ -578,8 +597,7 @@ TEST_CASE("an EndpointSlice modified before its Service exists is stored",
   REQUIRE(WaitUntil([&] { return slices.Contains("shop/web-abc"); }));
   slices.Stop();
   auto stored = recorder.Store().at("shop/web-abc");
-  CHECK(stored["apiVersion"] == "discovery.k8s.io/v1");
-  CHECK(stored["endpoints"][0]["addresses"][0] == "10.0.0.5");
+  CHECK(stored == slice);
   auto updates = recorder.Updates();
   REQUIRE(updates.size() == 2);
   // MODIFIED of an object never seen is an addition to the store.
@@ -594,8 +612,24 @@ TEST_CASE("resources map to their REST paths", "[resources]") {
         "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies");
   CHECK(NetworkLoggingsResource().ApiVersion() == "networking.gke.io/v1alpha1");
   CHECK(WatchedResources().size() == 9);
-  CHECK(ObjectKey(Object("Node", "", "n1", "1")) == "n1");
-  CHECK(ObjectKey(nlohmann::json::object()).empty());
+  CHECK(ObjectKey(*Delivered(Object("Node", "", "n1", "1"))) == "n1");
+  CHECK(ObjectKey(*Delivered(Object("Pod", "shop", "p", "1"))) == "shop/p");
+  CHECK(ObjectKey(*Delivered(nlohmann::json::object())).empty());
+  CHECK(ObjectKey(*Delivered({{"metadata", {{"name", 5}}}})).empty());
+}
+
+TEST_CASE("ParseJson parses a text into a document its reference keeps", "[reflector]") {
+  JsonRef root;
+  {
+    const std::string text = R"({"a":[1,"x"]})";
+    absl::StatusOr<JsonRef> parsed = ParseJson(text);
+    REQUIRE(parsed.ok());
+    root = *parsed;
+  }  // the text and the parse result are gone
+  CHECK(Tree(root) == nlohmann::json::parse(R"({"a":[1,"x"]})"));
+  absl::StatusOr<JsonRef> bad = ParseJson("{garbage");
+  CHECK(absl::IsInvalidArgument(bad.status()));
+  CHECK(!bad.status().message().empty());
 }
 
 TEST_CASE("the transport reports a refused connection and a TLS mismatch",

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../apiserver/fake_api_server.h"
 #include "agent/k8s/manifest_text.h"
 
 namespace dpv2::agent::daemon {
@@ -10,6 +11,7 @@ namespace {
 using apiserver::Delta;
 using apiserver::DeltaType;
 using apiserver::ReflectorUpdate;
+using apiserver::testing::Delivered;
 
 // Resource slots in the order the test gives them.
 enum : size_t { kServices, kSlices, kLoggings, kBaselines, kResourceCount };
@@ -41,7 +43,8 @@ nlohmann::json Slice(const std::string& name, const std::string& address) {
 }
 
 Delta Added(const nlohmann::json& object) {
-  return {DeltaType::kAdded, apiserver::ObjectKey(object), object};
+  apiserver::JsonRef delivered = Delivered(object);
+  return {DeltaType::kAdded, apiserver::ObjectKey(*delivered), delivered};
 }
 
 // Lists every resource (the first LIST of each).
@@ -98,7 +101,7 @@ TEST_CASE("api objects: each object is decoded once when its event arrives, not 
 
   // One endpoint change: one decode, and the snapshot has the new address.
   nlohmann::json changed = Slice("web-7", "10.0.9.9");
-  objects.Apply(kSlices, {.deltas = {{DeltaType::kUpdated, "shop/web-7", changed}},
+  objects.Apply(kSlices, {.deltas = {{DeltaType::kUpdated, "shop/web-7", Delivered(changed)}},
                           .synced = true});
   CHECK(objects.decoded() == 52);
   absl::StatusOr<k8s::ClusterObjects> now = objects.Snapshot();
@@ -153,11 +156,12 @@ TEST_CASE("api objects: a delete or an update that turns invalid takes the old o
                     {kLoggings, {Added(Object("apiVersion: networking.gke.io/v1alpha1\n"
                                               "kind: NetworkLogging\nmetadata: {name: default}\n"
                                               "spec: {cluster: {allow: {log: true}}}\n"))}}});
-  objects.Apply(kServices, {.deltas = {{DeltaType::kUpdated, "shop/web", bad},
-                                       {DeltaType::kDeleted, "shop/api", Service("api", "x")}},
-                            .synced = true});
+  objects.Apply(kServices,
+                {.deltas = {{DeltaType::kUpdated, "shop/web", Delivered(bad)},
+                            {DeltaType::kDeleted, "shop/api", Delivered(Service("api", "x"))}},
+                 .synced = true});
   objects.Apply(kLoggings,
-                {.deltas = {{DeltaType::kDeleted, "default", nlohmann::json::object()}},
+                {.deltas = {{DeltaType::kDeleted, "default", nullptr}},  // after a relist
                  .synced = true});
   absl::StatusOr<k8s::ClusterObjects> got = objects.Snapshot();
   REQUIRE(got.ok());
@@ -166,22 +170,39 @@ TEST_CASE("api objects: a delete or an update that turns invalid takes the old o
   REQUIRE(got->errors.size() == 1);
   CHECK(got->errors[0].find("Service shop/web: spec.ports[0].port") == 0);
   // Fixed again: the error goes with the bad version.
-  objects.Apply(kServices, {.deltas = {{DeltaType::kUpdated, "shop/web",
-                                        Service("web", "10.96.0.10")}},
-                            .synced = true});
+  objects.Apply(
+      kServices,
+      {.deltas = {{DeltaType::kUpdated, "shop/web", Delivered(Service("web", "10.96.0.10"))}},
+       .synced = true});
   got = objects.Snapshot();
   REQUIRE(got.ok());
   CHECK(Keys(got->services) == std::vector<std::string>{"shop/web"});
   CHECK(got->errors.empty());
 }
 
+TEST_CASE("api objects: an object without kind and apiVersion is of its resource") {
+  ApiObjects objects = MakeObjects();
+  nlohmann::json bare = Service("web", "10.96.0.10");
+  bare.erase("kind");
+  bare.erase("apiVersion");
+  nlohmann::json slice = Slice("web-1", "10.0.1.5");
+  slice.erase("apiVersion");
+  slice["kind"] = "EndpointSlice";  // what an object says counts
+  ListAll(objects, {{kServices, {Added(bare)}}, {kSlices, {Added(slice)}}});
+  absl::StatusOr<k8s::ClusterObjects> got = objects.Snapshot();
+  REQUIRE(got.ok());
+  CHECK(got->errors.empty());
+  CHECK(Keys(got->services) == std::vector<std::string>{"shop/web"});
+  CHECK(Keys(got->endpoint_slices) == std::vector<std::string>{"shop/web-1"});
+}
+
 TEST_CASE("api objects: malformed objects are reported, never fatal, and bad slots are ignored") {
   ApiObjects objects = MakeObjects();
   ListAll(objects, {{kServices,
-                     {{DeltaType::kAdded, "shop/nokind",
-                       nlohmann::json{{"metadata", {{"name", "nokind"}}}}},
-                      {DeltaType::kAdded, "shop/array", nlohmann::json::array({1, 2})},
-                      {DeltaType::kAdded, "shop/null", nlohmann::json()}}}});
+                     {{DeltaType::kAdded, "shop/badkind",
+                       Delivered({{"kind", 5}, {"metadata", {{"name", "badkind"}}}})},
+                      {DeltaType::kAdded, "shop/array", Delivered(nlohmann::json::array({1, 2}))},
+                      {DeltaType::kAdded, "shop/null", Delivered(nlohmann::json())}}}});
   objects.Apply(kResourceCount + 3, {.deltas = {Added(Service("x", "10.96.0.1"))},
                                      .synced = true});  // no such resource
   absl::StatusOr<k8s::ClusterObjects> got = objects.Snapshot();

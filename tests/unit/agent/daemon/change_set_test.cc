@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "../apiserver/fake_api_server.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/substitute.h"
 #include "agent/daemon/api_objects.h"
@@ -19,6 +20,7 @@ namespace {
 using apiserver::Delta;
 using apiserver::DeltaType;
 using apiserver::ReflectorUpdate;
+using apiserver::testing::Delivered;
 using testing::CountingBackend;
 using testing::FakeLinks;
 using Json = nlohmann::json;
@@ -191,26 +193,27 @@ struct Pipeline {
 struct FakeCluster {
   std::map<std::string, Json> store[kKinds];
 
-  std::string Key(const Json& object) const { return apiserver::ObjectKey(object); }
   ReflectorUpdate Put(Kind kind, Json object) {
-    const std::string key = Key(object);
+    apiserver::JsonRef delivered = Delivered(object);
+    const std::string key = apiserver::ObjectKey(*delivered);
     const bool known = store[kind].contains(key);
-    store[kind][key] = object;
-    return {.deltas = {{known ? DeltaType::kUpdated : DeltaType::kAdded, key, std::move(object)}},
-            .synced = true};
+    store[kind][key] = std::move(object);
+    return {
+        .deltas = {{known ? DeltaType::kUpdated : DeltaType::kAdded, key, std::move(delivered)}},
+        .synced = true};
   }
   // `key` by value: callers pass the store's own key, which erase frees.
   ReflectorUpdate Remove(Kind kind, std::string key) {
     Json last = store[kind].at(key);
     store[kind].erase(key);
-    return {.deltas = {{DeltaType::kDeleted, key, std::move(last)}}, .synced = true};
+    return {.deltas = {{DeltaType::kDeleted, key, Delivered(last)}}, .synced = true};
   }
 };
 
-// A version that does not decode (no kind): the reflector stores it, the
-// decoder reports it, and the key's previous object goes away.
+// A version that does not decode (a kind that is no string): the reflector
+// stores it, the decoder reports it, and the key's previous object goes away.
 Json Broken(Json object) {
-  object.erase("kind");
+  object["kind"] = 5;
   return object;
 }
 
@@ -268,9 +271,11 @@ TEST_CASE("change sets: a take names each changed key once, as it is now") {
 
 TEST_CASE("change sets: a relist asks for a snapshot, which starts a new record") {
   ApiObjects objects(apiserver::WatchedResources());
-  objects.Apply(kServices, {.deltas = {{DeltaType::kAdded, "shop/svc-0",
-                                        MakeObject(kServices, 0, 0)}},
-                            .relisted = true, .synced = true});
+  objects.Apply(
+      kServices,
+      {.deltas = {{DeltaType::kAdded, "shop/svc-0", Delivered(MakeObject(kServices, 0, 0))}},
+       .relisted = true,
+       .synced = true});
   absl::StatusOr<std::optional<ObjectChanges>> early = objects.TakeChanges();
   CHECK(absl::IsUnavailable(early.status()));
   for (size_t k = 0; k < kKinds; ++k) {
@@ -282,9 +287,9 @@ TEST_CASE("change sets: a relist asks for a snapshot, which starts a new record"
   REQUIRE(listed.ok());
   CHECK_FALSE(listed->has_value());  // the LIST itself is a relist
   REQUIRE(objects.Snapshot().ok());
-  objects.Apply(kServices, {.deltas = {{DeltaType::kDeleted, "shop/svc-0",
-                                        MakeObject(kServices, 0, 0)}},
-                            .relisted = true, .synced = true});
+  objects.Apply(
+      kServices,
+      {.deltas = {{DeltaType::kDeleted, "shop/svc-0", nullptr}}, .relisted = true, .synced = true});
   CHECK_FALSE(objects.TakeChanges()->has_value());
   absl::StatusOr<k8s::ClusterObjects> after = objects.Snapshot();
   REQUIRE(after.ok());
