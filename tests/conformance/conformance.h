@@ -137,6 +137,8 @@ std::vector<ConformanceCase> ServiceCases();
 std::vector<ConformanceCase> PolicyCases();
 // Kubernetes policy rules compiled by PolicyState (policy_rule_cases.cc).
 std::vector<ConformanceCase> PolicyRuleCases();
+// Source port collisions between a client's connections (collision_cases.cc).
+std::vector<ConformanceCase> CollisionCases();
 // Every fixture of the suite.
 std::vector<ConformanceCase> AllCases();
 

@@ -240,6 +240,9 @@ void RunCase(ConformanceHarness& harness, const ConformanceCase& c) {
 
 std::vector<ConformanceCase> AllCases() {
   std::vector<ConformanceCase> cases = ServiceCases();
+  for (ConformanceCase& c : CollisionCases()) {
+    cases.push_back(std::move(c));
+  }
   for (ConformanceCase& c : PolicyCases()) {
     cases.push_back(std::move(c));
   }

@@ -10,6 +10,11 @@
  * itself: every packet it redirected after a FIB lookup, and of those the
  * ones whose next hop had no neighbour entry yet, handed to the kernel's
  * neighbour resolution (bpf_redirect_neigh). Sim and DPDK never route: 0.
+ *
+ * nat_collisions counts the new service connections whose source port was
+ * remapped because another connection held their flow key
+ * (docs/datapath.md, "Source port collisions"); snat_connections counts
+ * only the connections SNATed to the node's address.
  */
 #ifndef DPV2_ABI_COUNTERS_H_
 #define DPV2_ABI_COUNTERS_H_
@@ -33,7 +38,8 @@
   X(DPV2_CNT_EVENTS_LOST, 15, "events_lost")                   \
   X(DPV2_CNT_HOST_ROUTED, 16, "host_routed")                   \
   X(DPV2_CNT_HOST_ROUTED_NEIGH, 17, "host_routed_neigh_resolve") \
-  X(DPV2_CNT_SNAT_NEW, 18, "snat_connections")
+  X(DPV2_CNT_SNAT_NEW, 18, "snat_connections")                  \
+  X(DPV2_CNT_NAT_COLLISION, 19, "nat_collisions")
 
 enum dpv2_counter {
 #define DPV2_X_ENUM(name, value, label) name = value,

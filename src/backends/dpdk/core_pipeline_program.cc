@@ -18,8 +18,9 @@ namespace {
 class CoreLcoreDatapath : public LcoreDatapath {
  public:
   CoreLcoreDatapath(const DatapathTables* copies, const DatapathConfig& config,
-                    size_t conntrack_reserve, EventSink* events, uint64_t seed)
+                    size_t conntrack_reserve, EventSink* events, uint64_t seed, uint32_t workers)
       : copies_(copies), state_(config, events, seed) {
+    state_.steering_instances = workers;
     // Growing a table rehashes all of it: a pause an lcore should not take
     // while the first connections arrive (DpdkOptions::conntrack_reserve).
     state_.conntrack.Reserve(std::min<size_t>(
@@ -75,9 +76,10 @@ class CorePipelineProgram : public DatapathProgram {
   bool SteeringHash(int copy, const ParseResult& parsed, uint32_t* hash) const override {
     return FlowSteeringHash(copies_[copy], parsed, hash);
   }
-  std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) override {
+  std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed,
+                                           uint32_t workers) override {
     return std::make_unique<CoreLcoreDatapath>(copies_, config_, conntrack_reserve_, events,
-                                               random_seed);
+                                               random_seed, workers);
   }
 
  private:

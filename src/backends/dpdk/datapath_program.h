@@ -9,7 +9,7 @@
 //
 //   DPV2_ASSIGN_OR_RETURN(auto program, MakeCorePipelineProgram(config));
 //   DPV2_RETURN_IF_ERROR(program->Apply(/*copy=*/1, batch));
-//   FrameResult r = program->MakeLcore(&sink)->Process(1, Entry::kFromNetwork, 0, span, now, nullptr);
+//   FrameResult r = program->MakeLcore(&sink, seed, 1)->Process(1, Entry::kFromNetwork, 0, span, now, nullptr);
 #ifndef DPV2_BACKENDS_DPDK_DATAPATH_PROGRAM_H_
 #define DPV2_BACKENDS_DPDK_DATAPATH_PROGRAM_H_
 
@@ -77,7 +77,10 @@ class DatapathProgram {
     return false;
   }
   // `events` receives the lcore's event records; it outlives the lcore.
-  virtual std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed) = 0;
+  // `workers` is how many lcores flow steering spreads connections over
+  // (a source port the lcore remaps must stay steered to it).
+  virtual std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t random_seed,
+                                                   uint32_t workers) = 0;
 };
 
 // The core pipeline (src/core/datapath): what MakeDpdkBackend runs. Each

@@ -785,7 +785,8 @@ absl::Status DpdkBackend::Start() {
         h.reserve(kMaxRxBurst);
       }
     }
-    w->datapath = program_->MakeLcore(w->sink.get(), /*random_seed=*/0x9e3779b97f4a7c15ull + i);
+    w->datapath = program_->MakeLcore(w->sink.get(), /*random_seed=*/0x9e3779b97f4a7c15ull + i,
+                                      static_cast<uint32_t>(lcores.size()));
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/datapath/steering.h"
 #include "core/packet/parse.h"
 #include "core/packet/rewrite.h"
 #include "dpv2/abi/hash.h"
@@ -325,10 +326,11 @@ class PacketRun {
     *hash = ConntrackTable::Hash(*scratch);
     return *scratch;
   }
-  // A new SNATed connection's source port (docs/datapath.md, "SNAT"): writes
-  // its reverse and forward SNAT entries and the source into `source`, or
-  // returns the drop reason (nothing written then).
-  dpv2_drop_reason ClaimSnatPort(const dpv2_addr& node_addr, const dpv2_backend& backend,
+  // A new SNATed connection's source port (docs/datapath.md, "SNAT"; its
+  // source address is the node's, or the client's own for a source port
+  // collision): writes its reverse and forward SNAT entries and the source
+  // into `source`, or returns the drop reason (nothing written then).
+  dpv2_drop_reason ClaimSnatPort(const dpv2_addr& snat_addr, const dpv2_backend& backend,
                                  dpv2_snat_value* source);
   // The reverse SNAT entry this packet's client gets (created now), and
   // whether an existing one names that client.
@@ -351,6 +353,24 @@ class PacketRun {
     return flow == nullptr || ((flow->flags & kSnatFlow) == kSnatFlow &&
                                SameAddr(flow->nat_addr, daddr_) &&
                                flow->nat_port == htons(pkt_.dport));
+  }
+  // Whether a live flow entry under a new connection's flow key (client ->
+  // backend) is another connection's (docs/datapath.md, "Source port
+  // collisions"): a plain flow, a remapped connection's (SNAT), or one
+  // translated from another frontend. REV_NAT without SNAT and this
+  // frontend is the connection's own, reopened.
+  bool HeldByOtherConnection(const dpv2_ct_value& e) const {
+    return (e.flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) != DPV2_CT_F_REV_NAT ||
+           !SameAddr(e.nat_addr, daddr_) || e.nat_port != htons(pkt_.dport);
+  }
+  // With flow steering over several instances (DPDK lcores), whether a reply
+  // to this client's address and `port` is steered to the instance its
+  // original port's packets go to (steering.h keys a connection on its
+  // client end).
+  bool SteeredAlike(uint16_t port) const {
+    const uint32_t n = state_.steering_instances;
+    return n <= 1 || ClientSteeringHash(saddr_, port, proto_, family_) % n ==
+                         ClientSteeringHash(saddr_, pkt_.sport, proto_, family_) % n;
   }
 
   // Whether the burst's look-ahead answer (hit or miss) still holds.
@@ -840,12 +860,25 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
               (svc.flags & DPV2_LB_F_LOCAL) == 0 && (backend->flags & DPV2_BACKEND_F_LOCAL) == 0
           ? tables_.NodeAddress(family_)
           : nullptr;
+  // Or to the client's own address, with another source port, when a live
+  // connection of the client holds this one's flow key (docs/datapath.md,
+  // "Source port collisions").
+  const dpv2_addr* snat_addr = node_addr;
+  if (node_addr == nullptr) {
+    dpv2_ct_key scratch;
+    uint64_t hash;
+    const dpv2_ct_key& key = FlowKey(*backend, &scratch, &hash);
+    const dpv2_ct_value* held = state_.conntrack.Find(key, hash, now_);
+    if (held != nullptr && HeldByOtherConnection(*held)) {
+      snat_addr = &saddr_;
+    }
+  }
   dpv2_ct_value value{};
   value.created_ns = now_;
   value.nat_addr = daddr_;
   value.nat_port = htons(pkt_.dport);
   value.flags = static_cast<uint16_t>(((svc.flags & DPV2_LB_F_NODEPORT) ? DPV2_CT_F_NODEPORT : 0) |
-                                      (node_addr != nullptr ? DPV2_CT_F_SNAT : 0));
+                                      (snat_addr != nullptr ? DPV2_CT_F_SNAT : 0));
   value.backend_id = backend_id;
   value.service_id = svc.service_id;
   value.src_identity = flow.src_identity;
@@ -858,8 +891,8 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   if (new_service == nullptr) {
     return Drop(DPV2_DROP_CT_FULL, &flow);
   }
-  if (node_addr != nullptr) {
-    if (dpv2_drop_reason r = ClaimSnatPort(*node_addr, *backend, &snat_source);
+  if (snat_addr != nullptr) {
+    if (dpv2_drop_reason r = ClaimSnatPort(*snat_addr, *backend, &snat_source);
         r != DPV2_DROP_NONE) {
       if (new_service_key) {
         state_.conntrack.Erase(service_key);
@@ -869,7 +902,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   }
   dpv2_ct_key scratch;
   uint64_t flow_hash;
-  const dpv2_ct_key& flow_key = node_addr != nullptr
+  const dpv2_ct_key& flow_key = snat_addr != nullptr
                                     ? SnatFlowKey(snat_source, *backend, &scratch, &flow_hash)
                                     : FlowKey(*backend, &scratch, &flow_hash);
   value.flags |= DPV2_CT_F_REV_NAT;
@@ -888,7 +921,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
     if (new_service_key) {
       state_.conntrack.Erase(service_key);
     }
-    if (node_addr != nullptr) {
+    if (snat_addr != nullptr) {
       state_.snat.Erase(flow_key);
       state_.snat.Erase(service_key);
     }
@@ -901,7 +934,7 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   // Stamped once both entries exist: a connection the table refused leaves
   // no stamp (a re-chosen one keeps its overwritten SERVICE entry). An
   // SNATed one never is: the fast path knows no source translation.
-  if (node_addr == nullptr) {
+  if (snat_addr == nullptr) {
     StampService(*new_service, *backend);
   }
   UpdateConntrackEntry(*new_flow, proto_, CtDirection::kOriginal, pkt_.tcp_flags, bytes, now_,
@@ -918,32 +951,45 @@ FrameResult PacketRun::HandleService(const dpv2_lb_value& svc) {
   }
   Emit(DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, &flow);
   RewriteDestinationAbi(frame_, pkt_, backend->addr, flow.dport);
-  if (node_addr != nullptr) {
-    state_.counters[DPV2_CNT_SNAT_NEW] += 1;
+  if (snat_addr != nullptr) {
+    state_.counters[node_addr != nullptr ? DPV2_CNT_SNAT_NEW : DPV2_CNT_NAT_COLLISION] += 1;
     RewriteSourceAbi(frame_, pkt_, snat_source.addr, ntohs(snat_source.port));
   }
   return Deliver(flow.daddr);
 }
 
-dpv2_drop_reason PacketRun::ClaimSnatPort(const dpv2_addr& node_addr,
+dpv2_drop_reason PacketRun::ClaimSnatPort(const dpv2_addr& snat_addr,
                                           const dpv2_backend& backend,
                                           dpv2_snat_value* source) {
   const uint32_t first = state_.snat_port_min;
   const uint32_t range = uint32_t{state_.snat_port_max} - first + 1;
   const uint32_t start = TupleHash(prepared_) % range;
-  for (uint32_t i = 0; i < DPV2_SNAT_PROBES; ++i) {
+  // Ports another instance would be steered replies of are skipped without
+  // counting as probes, within DPV2_SNAT_PROBES ports a steering instance.
+  const uint32_t candidates = DPV2_SNAT_PROBES * std::max<uint32_t>(state_.steering_instances, 1);
+  uint32_t probes = 0;
+  for (uint32_t i = 0; i < candidates && probes < DPV2_SNAT_PROBES; ++i) {
     const uint16_t port = static_cast<uint16_t>(first + (start + i) % range);
+    if (!SteeredAlike(port)) {
+      continue;
+    }
+    ++probes;
     const dpv2_ct_key key =
-        MakeCtKey(node_addr, backend.addr, port, ntohs(backend.port), proto_, family_, 0);
+        MakeCtKey(snat_addr, backend.addr, port, ntohs(backend.port), proto_, family_, 0);
+    // Taken by a live flow entry of another connection (even without a
+    // reverse entry: the client may use the port itself), or by a reverse
+    // entry of another client.
+    if (!IsOwnSnatFlow(state_.conntrack.Find(key, now_))) {
+      continue;
+    }
     const dpv2_snat_value* taken = state_.snat.Find(key);
-    if (taken != nullptr &&
-        !(IsSnatClient(*taken) && IsOwnSnatFlow(state_.conntrack.Find(key, now_)))) {
+    if (taken != nullptr && !IsSnatClient(*taken)) {
       continue;
     }
     if (!state_.snat.Upsert(key, SnatClient())) {
       return DPV2_DROP_CT_FULL;
     }
-    source->addr = node_addr;
+    source->addr = snat_addr;
     source->port = htons(port);
     source->created_ns = now_;
     if (!state_.snat.Upsert(prepared_.service_ct_key, *source)) {

@@ -139,6 +139,10 @@ struct DatapathState {
   SnatTable snat;
   uint16_t snat_port_min;
   uint16_t snat_port_max;
+  // How many instances flow steering spreads connections over (DPDK worker
+  // lcores; 1 otherwise): a source port remapped for a collision must be
+  // steered to this instance (docs/datapath.md, "Source port collisions").
+  uint32_t steering_instances = 1;
   std::array<uint64_t, DPV2_CNT_MAX> counters{};
   std::array<uint64_t, DPV2_DROP_MAX> drops{};
   EventSink* events;  // not owned; may be null

@@ -53,6 +53,10 @@ uint32_t Steer(const DatapathTables& tables, const End& src, const End& dst, uin
 
 }  // namespace
 
+uint32_t ClientSteeringHash(const dpv2_addr& addr, uint16_t port, uint8_t proto, uint8_t family) {
+  return HashEnd({addr, port}, proto, family);
+}
+
 bool FlowSteeringHash(const DatapathTables& tables, const ParseResult& parsed, uint32_t* hash) {
   const ParsedPacket& pkt = parsed.pkt;
   if (parsed.drop != DPV2_DROP_NONE || !parsed.is_ip || pkt.is_fragment) {

@@ -34,6 +34,12 @@ namespace dpv2 {
 // fragments): any instance may run them.
 bool FlowSteeringHash(const DatapathTables& tables, const ParseResult& parsed, uint32_t* hash);
 
+// The hash FlowSteeringHash gives a connection keyed on its client end
+// (address, host-order port): the pipeline keeps a remapped source port on
+// the instance of the original one (docs/datapath.md, "Source port
+// collisions").
+uint32_t ClientSteeringHash(const dpv2_addr& addr, uint16_t port, uint8_t proto, uint8_t family);
+
 }  // namespace dpv2
 
 #endif  // DPV2_CORE_DATAPATH_STEERING_H_

@@ -117,7 +117,7 @@ class MarkerProgram : public DatapathProgram {
     copies_[to] = copies_[from];
     return absl::OkStatus();
   }
-  std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t) override {
+  std::unique_ptr<LcoreDatapath> MakeLcore(EventSink* events, uint64_t, uint32_t) override {
     return std::make_unique<MarkerLcore>(copies_, events);
   }
 

@@ -54,6 +54,12 @@ struct dpv2_flow {
   __u32 dst_identity;
 };
 
+/* dpv2_scratch.snat_on: why a new connection is SNATed. */
+enum {
+  DPV2_SNAT_ON_NODE = 1,      /* to the node's address ("SNAT") */
+  DPV2_SNAT_ON_COLLISION = 2, /* to the client's own ("Source port collisions") */
+};
+
 /* Per-CPU working memory: the BPF stack (512 bytes) cannot hold it all. */
 struct dpv2_scratch {
   struct dpv2_pkt pkt;
@@ -91,8 +97,9 @@ struct dpv2_scratch {
   __u8 service_missed;
   __u8 affinity_hit; /* select_backend took the client's affinity entry */
   __u32 tuple_hash;  /* select_backend: dpv2_tuple_hash of the packet's tuple */
-  /* handle_service: the connection is SNATed, its source leaves as `snat`
-   * (the node address and port, its forward SNAT entry's value). */
+  /* handle_service: the connection is SNATed (DPV2_SNAT_ON_*), its source
+   * leaves as `snat` (the node's or the client's address and the port, its
+   * forward SNAT entry's value). */
   __u8 snat_on;
   /* handle_service: an established SNATed connection's reverse SNAT entry
    * is missing, to be written again (with s->snat_client). */
@@ -634,6 +641,17 @@ static __always_inline void ct_undo_service(struct dpv2_scratch *s) {
   }
 }
 
+/* Whether a live flow entry (0: none) under a new service connection's flow
+ * key (client -> backend) is another connection's (docs/datapath.md,
+ * "Source port collisions"): a plain flow, a remapped connection's (SNAT),
+ * or one translated from another frontend. REV_NAT without SNAT and this
+ * frontend is the connection's own, reopened. */
+static __always_inline int ct_held_by_other(const struct dpv2_ct_value *e,
+                                            const struct dpv2_pkt *p) {
+  return e && ((e->flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) != DPV2_CT_F_REV_NAT ||
+               !addr_eq(&e->nat_addr, &p->daddr) || e->nat_port != p->dport);
+}
+
 /* s->snat_client: the reverse SNAT entry this packet's client gets. */
 static __always_inline void snat_set_client(struct dpv2_scratch *s, __u64 now) {
   struct dpv2_snat_value *client = &s->snat_client;
@@ -804,17 +822,26 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
   if (!be) {
     return drop(s, res, DPV2_DROP_BACKEND_MISSING, flow);
   }
-  /* SNAT to the node's address (docs/datapath.md, "SNAT"): decided before
-   * anything is written, so that XDP can hand the frame on untouched. */
+  /* SNAT to the node's address (docs/datapath.md, "SNAT"), or to the
+   * client's own when another connection holds this one's flow key ("Source
+   * port collisions"): decided before anything is written, so that XDP can
+   * hand the frame on untouched. */
   const struct dpv2_node_addr_value *node =
       snat_wanted(s->obs, svc, be) ? snat_node_addr(p->family) : 0;
   if (node) {
-    if (hook_is_xdp()) {
-      return next_hook(res);
-    }
     __builtin_memset(&s->snat, 0, sizeof(s->snat));
     addr_copy(&s->snat.addr, &node->addr);
-    s->snat_on = 1;
+    s->snat_on = DPV2_SNAT_ON_NODE;
+  } else {
+    ct_make_key(&s->key2, &p->saddr, &be->addr, p->sport, be->port, p->proto, p->family, 0);
+    if (ct_held_by_other(ct_lookup(&s->key2, now), p)) {
+      __builtin_memset(&s->snat, 0, sizeof(s->snat));
+      addr_copy(&s->snat.addr, &p->saddr);
+      s->snat_on = DPV2_SNAT_ON_COLLISION;
+    }
+  }
+  if (hook_is_xdp() && s->snat_on) {
+    return next_hook(res);
   }
   if (s->affinity_hit) {
     count(DPV2_CNT_AFFINITY_HIT, 1);
@@ -890,7 +917,7 @@ DPV2_VERIFIED_ALONE int handle_service(DPV2_CTX *ctx, struct dpv2_scratch *s,
     count(DPV2_CNT_CT_REOPENED, 1);
   }
   if (s->snat_on) {
-    count(DPV2_CNT_SNAT_NEW, 1);
+    count(s->snat_on == DPV2_SNAT_ON_NODE ? DPV2_CNT_SNAT_NEW : DPV2_CNT_NAT_COLLISION, 1);
   }
   emit(s, DPV2_EVENT_TRACE, DPV2_EV_F_NEW | DPV2_EV_F_TRANSLATED, DPV2_DROP_NONE, flow, 0);
   s->dnat = 1;

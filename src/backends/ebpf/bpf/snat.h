@@ -10,6 +10,10 @@
  *
  *   const struct dpv2_node_addr_value *node = snat_node_addr(family);
  *   int rc = snat_claim_port(&flow_key, &client, &service_key, tuple_hash);
+ *
+ * A connection whose flow key another live connection of its client holds
+ * (docs/datapath.md, "Source port collisions") is SNATed the same way to
+ * the client's own address.
  */
 #ifndef DPV2_BPF_SNAT_H_
 #define DPV2_BPF_SNAT_H_
@@ -73,17 +77,18 @@ static __always_inline int snat_own_flow(const struct dpv2_ct_value *flow,
 }
 
 /* Claims a source port for a new connection: `key` is its flow key
- * (node -> backend, flags 0) whose sport this sets, `client` the reverse
- * entry's value (created now), `service` its SERVICE key (client ->
+ * (source address -> backend, flags 0) whose sport this sets, `client` the
+ * reverse entry's value (created now), `service` its SERVICE key (client ->
  * frontend), `hash` dpv2_tuple_hash of that tuple (whatever the frontend's
  * backend selection). With first = hash % range, probe i tries port
- * min + (first + i) % range; a port is free when no entry has its key
- * (BPF_NOEXIST makes the insert the claim) or the entry there names this
- * client's address and port and the flow entry under the key, if live, this
- * frontend (the same connection reopened), which is rewritten. 0, or
- * -DPV2_DROP_NAT_NO_PORT when every probe was taken, -DPV2_DROP_CT_FULL
- * when the table is full. Verified once, not in every path of
- * handle_service. */
+ * min + (first + i) % range; a port is free when the live flow entry under
+ * its key, if any, is this connection's (snat_own_flow: another
+ * connection's, even a direct one of the client, holds the port) and no
+ * SNAT entry has the key (BPF_NOEXIST makes the insert the claim) or the
+ * entry there names this client's address and port (the same connection
+ * reopened), which is rewritten. 0, or -DPV2_DROP_NAT_NO_PORT when every
+ * probe was taken, -DPV2_DROP_CT_FULL when the table is full. Verified
+ * once, not in every path of handle_service. */
 DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
                                         const struct dpv2_snat_value *client,
                                         const struct dpv2_ct_key *service, __u32 hash) {
@@ -94,6 +99,9 @@ DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
   const __u32 first = hash % range;
   for (__u32 i = 0; i < DPV2_SNAT_PROBES; i++) {
     key->sport = bpf_htons((__u16)(cfg_snat_port_min + (first + i) % range));
+    if (!snat_own_flow(ct_lookup(key, client->created_ns), service)) {
+      continue;
+    }
     long rc = bpf_map_update_elem(&dpv2_snat, key, client, BPF_NOEXIST);
     if (rc == 0) {
       return 0;
@@ -102,8 +110,7 @@ DPV2_VERIFIED_ALONE int snat_claim_port(struct dpv2_ct_key *key,
       return -DPV2_DROP_CT_FULL;
     }
     const struct dpv2_snat_value *taken = bpf_map_lookup_elem(&dpv2_snat, key);
-    if (taken && snat_same_client(taken, client) &&
-        snat_own_flow(ct_lookup(key, client->created_ns), service)) {
+    if (taken && snat_same_client(taken, client)) {
       return bpf_map_update_elem(&dpv2_snat, key, client, BPF_EXIST) < 0 ? -DPV2_DROP_CT_FULL
                                                                         : 0;
     }
