@@ -344,15 +344,19 @@ class PacketRun {
   bool IsSnatClient(const dpv2_snat_value& entry) const {
     return SameAddr(entry.addr, saddr_) && entry.port == htons(pkt_.sport);
   }
+  // Whether a flow entry is the connection translated from this packet's
+  // frontend with exactly `nat_flags` of REV_NAT | SNAT (REV_NAT: a service
+  // connection; REV_NAT | SNAT: an SNATed or remapped one).
+  bool IsFlowOfThisFrontend(const dpv2_ct_value& e, uint16_t nat_flags) const {
+    return (e.flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) == nat_flags &&
+           SameAddr(e.nat_addr, daddr_) && e.nat_port == htons(pkt_.dport);
+  }
   // Whether a live flow entry under an SNAT port's key (nullptr: none) is
   // this packet's connection's: REV_NAT | SNAT and this frontend. With the
   // reverse SNAT entry naming this client it is then the same connection;
   // otherwise another connection of the client holds the port.
   bool IsOwnSnatFlow(const dpv2_ct_value* flow) const {
-    constexpr uint16_t kSnatFlow = DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT;
-    return flow == nullptr || ((flow->flags & kSnatFlow) == kSnatFlow &&
-                               SameAddr(flow->nat_addr, daddr_) &&
-                               flow->nat_port == htons(pkt_.dport));
+    return flow == nullptr || IsFlowOfThisFrontend(*flow, DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT);
   }
   // Whether a live flow entry under a new connection's flow key (client ->
   // backend) is another connection's (docs/datapath.md, "Source port
@@ -360,8 +364,7 @@ class PacketRun {
   // translated from another frontend. REV_NAT without SNAT and this
   // frontend is the connection's own, reopened.
   bool HeldByOtherConnection(const dpv2_ct_value& e) const {
-    return (e.flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) != DPV2_CT_F_REV_NAT ||
-           !SameAddr(e.nat_addr, daddr_) || e.nat_port != htons(pkt_.dport);
+    return !IsFlowOfThisFrontend(e, DPV2_CT_F_REV_NAT);
   }
   // With flow steering over several instances (DPDK lcores), whether a reply
   // to this client's address and `port` is steered to the instance its

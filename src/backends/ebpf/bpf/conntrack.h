@@ -51,6 +51,15 @@ static __always_inline struct dpv2_ct_value *ct_lookup(const struct dpv2_ct_key 
   return v;
 }
 
+/* Whether a flow entry is the connection translated from the frontend
+ * `addr`:`port` with exactly `nat_flags` of REV_NAT | SNAT (REV_NAT: a
+ * service connection; REV_NAT | SNAT: an SNATed or remapped one). */
+static __always_inline int ct_flow_of(const struct dpv2_ct_value *e, __u16 nat_flags,
+                                      const struct dpv2_addr *addr, __be16 port) {
+  return (e->flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) == nat_flags &&
+         addr_eq(&e->nat_addr, addr) && e->nat_port == port;
+}
+
 /* Folds one packet into an entry (src/core/datapath/conntrack_table.cc
  * UpdateConntrackEntry, step for step): RST closes both directions, FIN its
  * own, a SYN from the originator on a closing entry reopens it; then the

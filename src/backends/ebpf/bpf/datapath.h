@@ -648,8 +648,7 @@ static __always_inline void ct_undo_service(struct dpv2_scratch *s) {
  * frontend is the connection's own, reopened. */
 static __always_inline int ct_held_by_other(const struct dpv2_ct_value *e,
                                             const struct dpv2_pkt *p) {
-  return e && ((e->flags & (DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT)) != DPV2_CT_F_REV_NAT ||
-               !addr_eq(&e->nat_addr, &p->daddr) || e->nat_port != p->dport);
+  return e && !ct_flow_of(e, DPV2_CT_F_REV_NAT, &p->daddr, p->dport);
 }
 
 /* s->snat_client: the reverse SNAT entry this packet's client gets. */

@@ -71,9 +71,8 @@ static __always_inline int snat_same_client(const struct dpv2_snat_value *a,
  * another connection of that client holds the port. */
 static __always_inline int snat_own_flow(const struct dpv2_ct_value *flow,
                                          const struct dpv2_ct_key *service) {
-  const __u16 snat_flow = DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT;
-  return !flow || ((flow->flags & snat_flow) == snat_flow &&
-                   addr_eq(&flow->nat_addr, &service->daddr) && flow->nat_port == service->dport);
+  return !flow ||
+         ct_flow_of(flow, DPV2_CT_F_REV_NAT | DPV2_CT_F_SNAT, &service->daddr, service->dport);
 }
 
 /* Claims a source port for a new connection: `key` is its flow key
