@@ -180,8 +180,20 @@ Tree ToTree(const Element& v) {
   return nullptr;
 }
 
-std::string DescribeOf(const Tree& v) { return DescribeValue(v); }
-std::string DescribeOf(const Element& v) { return DescribeValue(ToTree(v)); }
+// A value for an error message: strings quoted, others as JSON (objects with
+// their keys sorted), cut at 60 characters.
+std::string DescribeOf(const Tree& v) {
+  if (v.is_string()) {
+    return Tree(v.get<std::string>()).dump();
+  }
+  std::string text = v.dump();
+  if (text.size() > 60) {
+    text = text.substr(0, 57) + "...";
+  }
+  return text;
+}
+
+std::string DescribeOf(const Element& v) { return DescribeOf(ToTree(v)); }
 
 // A member of an object, or null.
 const Tree* Member(const Tree& object, absl::string_view key) {
@@ -254,17 +266,6 @@ void FieldErrors::Add(absl::string_view path, absl::string_view message) {
     }
   }
   messages_.push_back(std::move(text));
-}
-
-std::string DescribeValue(const nlohmann::json& value) {
-  if (value.is_string()) {
-    return nlohmann::json(value.get<std::string>()).dump();
-  }
-  std::string text = value.dump();
-  if (text.size() > 60) {
-    text = text.substr(0, 57) + "...";
-  }
-  return text;
 }
 
 JsonField::JsonField(const nlohmann::json* value, std::string path, FieldErrors* errors,

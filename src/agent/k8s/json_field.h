@@ -45,10 +45,6 @@ class FieldErrors {
   std::vector<std::string> messages_;
 };
 
-// Renders a JSON value for an error message: strings quoted, others as JSON
-// (objects with their keys sorted), cut at 60 characters.
-std::string DescribeValue(const nlohmann::json& value);
-
 class JsonField {
  public:
   // value may be null (an absent field); errors (and texts, the YAML source
@@ -94,7 +90,8 @@ class JsonField {
   // not a string here.
   std::optional<int64_t> PeekInt() const;
   std::optional<absl::string_view> PeekString() const;
-  // DescribeValue of the field ("null" when absent).
+  // The value for an error message: strings quoted, others as JSON (objects
+  // with their keys sorted), cut at 60 characters; "null" when absent.
   std::string Describe() const;
 
   // Records `path: message`.
